@@ -1,0 +1,116 @@
+"""The ``modelport`` command: a lazy click group and the one place errors become exit codes.
+
+Subcommands live in their own modules and are imported only when invoked, so ``modelport --help``
+imports click and nothing heavy.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from modelport.errors import EXIT_ERROR, EXIT_USAGE, ModelportError
+
+# name -> ("module:attribute", one-line help shown by --help without importing the module).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "pack": ("modelport.cli.package_commands:pack", "Pack a model into a modelport package."),
+    "inspect": ("modelport.cli.package_commands:inspect", "Show a package's manifest."),
+    "verify": ("modelport.cli.package_commands:verify", "Check every file of a package."),
+    "predict": ("modelport.cli.package_commands:predict", "Predict with a package, in-process."),
+    "serve": ("modelport.cli.serve_command:serve", "Serve a package over HTTP (every protocol)."),
+    "deploy": ("modelport.cli.deploy_commands:deploy", "Deploy a package to a target."),
+    "deployments": (
+        "modelport.cli.deploy_commands:deployments",
+        "List, inspect, update, delete, query deployments.",
+    ),
+    "targets": ("modelport.cli.deploy_commands:targets", "List deploy targets, or describe one."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def __init__(self, *args: Any, lazy: dict[str, tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self._lazy:
+            target, _ = self._lazy[cmd_name]
+            module_name, attr = target.split(":")
+            command = getattr(importlib.import_module(module_name), attr)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Short help comes from the table above, so listing commands imports none of them.
+        rows = [(name, self._lazy[name][1]) for name in sorted(self._lazy)]
+        rows += [
+            (name, cmd.get_short_help_str())
+            for name, cmd in sorted(self.commands.items())
+            if name not in self._lazy
+        ]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option("--debug", is_flag=True, help="Show the full traceback when a command fails.")
+@click.version_option(package_name="modelport", prog_name="modelport")
+def cli(debug: bool) -> None:
+    """Package a trained model once; verify, predict, serve or deploy it anywhere."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and turn every error into an exit code; the single exit-code boundary.
+
+    Exit codes: 0 ok, 1 error, 2 usage, 3 plugin/target problem, 4 invalid package.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("MODELPORT_DEBUG") == "1"
+    try:
+        cli.main(args=args, prog_name="modelport", standalone_mode=False)
+    except click.exceptions.Exit as exc:  # --help, --version
+        return int(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        return EXIT_ERROR
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code
+    except ModelportError as exc:
+        if debug:
+            raise
+        click.echo(f"Error: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        click.echo(
+            f"Error: unexpected {type(exc).__name__}: {exc}\n"
+            "This is a bug in modelport or a plugin; run again with --debug for the traceback.",
+            err=True,
+        )
+        return EXIT_ERROR
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""The one exception tree of modelport.
+
+Every error modelport raises on purpose derives from :class:`ModelportError` and carries the
+process exit code the CLI turns it into (the CLI in ``modelport.cli.main`` is the only place that
+does). Messages are written for the person at the terminal: they name the field, file, input or
+target at fault and never repeat the data a user sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_PLUGIN = 3
+EXIT_INVALID_PACKAGE = 4
+
+
+class ModelportError(Exception):
+    """Base class of every error modelport raises on purpose."""
+
+    exit_code: int = EXIT_ERROR
+
+
+class ModelportWarning(UserWarning):
+    """Warnings modelport emits (for example a package written by a newer minor format)."""
+
+
+# --- usage ----------------------------------------------------------------------------------
+
+
+class UsageError(ModelportError):
+    """The caller asked for something that makes no sense (bad option value, bad config key)."""
+
+    exit_code = EXIT_USAGE
+
+
+class MissingDependencyError(ModelportError):
+    """An optional dependency is not installed; the message says which extra brings it."""
+
+    def __init__(self, what: str, extra: str, module: str) -> None:
+        self.what = what
+        self.extra = extra
+        self.module = module
+        super().__init__(
+            f"{what} needs the Python package {module!r}, which is not installed; "
+            f"install it with: pip install 'modelport[{extra}]'"
+        )
+
+
+# --- the package ----------------------------------------------------------------------------
+
+
+class PackageError(ModelportError):
+    """A model package is invalid: unreadable, malformed, tampered with or unsafe."""
+
+    exit_code = EXIT_INVALID_PACKAGE
+
+
+class ManifestError(PackageError):
+    """The manifest failed validation. ``problems`` lists every problem found, each naming its field."""
+
+    def __init__(self, problems: Iterable[str], source: str = "modelport.json") -> None:
+        self.problems = tuple(problems)
+        self.source = source
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid manifest {source} ({len(self.problems)} problem(s)):\n{lines}")
+
+
+class UnsupportedFormatError(PackageError):
+    """The package was written by a newer major version of the format than this modelport reads."""
+
+
+class IntegrityError(PackageError):
+    """The package's files do not match the digests in its manifest."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(
+            f"package integrity check failed ({len(self.problems)} problem(s)):\n{lines}"
+        )
+
+
+class UnsafeArchiveError(PackageError):
+    """An archive holds an entry that extraction refuses (traversal, absolute path, link, device)."""
+
+
+class CodeExecutionRefused(ModelportError):
+    """Loading this package would run code it carries, and the caller did not opt in."""
+
+    def __init__(self, flavor: str) -> None:
+        super().__init__(
+            f"this package uses the {flavor!r} flavor, so loading it runs Python code the package "
+            "carries; only load packages you trust, and opt in with --allow-code, allow_code=True "
+            "or MODELPORT_ALLOW_CODE=1"
+        )
+
+
+# --- packing --------------------------------------------------------------------------------
+
+
+class PackError(ModelportError):
+    """A model could not be packed (unsupported source, failed conversion, bad example)."""
+
+
+class ConversionMismatchError(PackError):
+    """The converted ONNX model disagrees with the original beyond the tolerance."""
+
+
+# --- prediction -----------------------------------------------------------------------------
+
+
+class InputError(ModelportError):
+    """Inputs do not match the model's signature or a payload is malformed.
+
+    The message names the input and what was expected; it never contains the values sent.
+    """
+
+
+class ModelError(ModelportError):
+    """The model itself failed while predicting (not the caller's fault)."""
+
+
+# --- plugins and deployments ----------------------------------------------------------------
+
+
+class PluginError(ModelportError):
+    """A target plugin is unknown, missing its extra, broken, or claimed twice."""
+
+    exit_code = EXIT_PLUGIN
+
+
+class DeploymentError(ModelportError):
+    """A deployment verb failed on its target."""
+
+
+class DeploymentNotFound(DeploymentError):
+    """No deployment of that name exists on the target."""
+
+
+class DeploymentExists(DeploymentError):
+    """A deployment of that name already exists on the target."""

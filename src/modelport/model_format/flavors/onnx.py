@@ -1,0 +1,68 @@
+"""The ``onnx`` flavor: an ONNX model run by ONNX Runtime. Loading it never runs carried code."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelport.errors import PackError
+from modelport.model_format.signature import ONNX_TYPES, Signature, TensorSpec
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask), not the host's core count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS and Windows have no affinity API
+        return max(1, os.cpu_count() or 1)
+
+
+def make_session(model: Path | bytes, threads: int | None = None) -> Any:
+    """Create an ONNX Runtime CPU session sized to the CPUs this process may use."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    # Two threads fighting over one core cost throughput; size the pool from the affinity mask.
+    options.intra_op_num_threads = threads or usable_cpus()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    source = str(model) if isinstance(model, Path) else model
+    return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def _spec(arg: Any) -> TensorSpec:
+    dtype = ONNX_TYPES.get(arg.type)
+    if dtype is None:
+        raise PackError(
+            f"ONNX value {arg.name!r} has type {arg.type}, which modelport cannot serve "
+            "(only plain tensors; convert sequences and maps to tensors)"
+        )
+    shape = arg.shape if isinstance(arg.shape, list) else []
+    return TensorSpec(
+        arg.name, dtype, tuple(d if isinstance(d, int) and d >= 0 else -1 for d in shape)
+    )
+
+
+def session_signature(session: Any) -> Signature:
+    """Read the signature of a loaded model from its graph (symbolic dimensions become -1)."""
+    return Signature(
+        tuple(_spec(a) for a in session.get_inputs()),
+        tuple(_spec(a) for a in session.get_outputs()),
+    )
+
+
+class OnnxRunner:
+    """Runs an ONNX model with ONNX Runtime."""
+
+    def __init__(self, model_path: Path, threads: int | None = None) -> None:
+        self.session = make_session(model_path, threads)
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model; inputs already match the signature."""
+        values = self.session.run(self.output_names, dict(inputs))
+        return dict(zip(self.output_names, values, strict=True))

@@ -1,0 +1,285 @@
+"""Model signatures and the one code path that enforces them.
+
+Every caller (the Python API, the CLI, every HTTP protocol) turns its payload into a mapping of
+input name to array-like and hands it to :meth:`Signature.enforce`. Values are converted only when
+nothing is lost: an int becomes a float, but 1.5 never becomes 1, ``"abc"`` never becomes a number
+and NaN never becomes an int. Errors name the input and what was expected, never the values sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from modelport.errors import InputError
+
+#: Signature dtype name -> numpy dtype. ``string`` tensors are numpy object arrays of ``str``.
+DTYPES: dict[str, np.dtype[Any]] = {
+    "bool": np.dtype(np.bool_),
+    "int8": np.dtype(np.int8),
+    "int16": np.dtype(np.int16),
+    "int32": np.dtype(np.int32),
+    "int64": np.dtype(np.int64),
+    "uint8": np.dtype(np.uint8),
+    "uint16": np.dtype(np.uint16),
+    "uint32": np.dtype(np.uint32),
+    "uint64": np.dtype(np.uint64),
+    "float16": np.dtype(np.float16),
+    "float32": np.dtype(np.float32),
+    "float64": np.dtype(np.float64),
+    "string": np.dtype(object),
+}
+
+#: ONNX tensor type names, as ONNX Runtime reports them, -> signature dtype names.
+ONNX_TYPES: dict[str, str] = {
+    "tensor(bool)": "bool",
+    "tensor(int8)": "int8",
+    "tensor(int16)": "int16",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(uint8)": "uint8",
+    "tensor(uint16)": "uint16",
+    "tensor(uint32)": "uint32",
+    "tensor(uint64)": "uint64",
+    "tensor(float16)": "float16",
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(string)": "string",
+}
+
+
+def dtype_name(dtype: npt.DTypeLike) -> str:
+    """Return the signature dtype name of a numpy dtype (``<U``/``object`` arrays are ``string``).
+
+    Raises:
+        InputError: the numpy dtype has no signature equivalent.
+    """
+    dt = np.dtype(dtype)
+    if dt.kind in ("U", "S", "O"):
+        return "string"
+    for name, candidate in DTYPES.items():
+        if candidate == dt:
+            return name
+    raise InputError(f"unsupported dtype {dt}; supported: {', '.join(DTYPES)}")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One named input or output: its dtype name and shape (``-1`` marks a variable dimension)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the manifest form of this spec."""
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+    def describe(self) -> str:
+        """Return e.g. ``float32[-1, 4]`` for messages."""
+        return f"{self.dtype}[{', '.join(str(d) for d in self.shape)}]"
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The named inputs and outputs of a model."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """Names of the inputs, in order."""
+        return tuple(s.name for s in self.inputs)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """Names of the outputs, in order."""
+        return tuple(s.name for s in self.outputs)
+
+    def input(self, name: str) -> TensorSpec:
+        """Return the input spec called ``name``.
+
+        Raises:
+            InputError: no input has that name.
+        """
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        raise InputError(f"unknown input {name!r}; the model's inputs are {_names(self.inputs)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the manifest form of the signature (nested JSON, never a string in a string)."""
+        return {
+            "inputs": [s.to_dict() for s in self.inputs],
+            "outputs": [s.to_dict() for s in self.outputs],
+        }
+
+    def enforce(self, inputs: Any) -> dict[str, np.ndarray]:
+        """Check and convert inputs to exactly what the model takes.
+
+        Args:
+            inputs: a mapping of input name to array-like, or (for a model with a single input)
+                one array-like.
+
+        Returns:
+            A dict of input name to a numpy array of the declared dtype.
+
+        Raises:
+            InputError: listing every missing, unknown, mistyped or misshapen input at once.
+        """
+        if not isinstance(inputs, Mapping):
+            if len(self.inputs) != 1:
+                raise InputError(
+                    f"the model has {len(self.inputs)} inputs ({_names(self.inputs)}); "
+                    "pass a mapping of input name to value"
+                )
+            inputs = {self.inputs[0].name: inputs}
+        problems: list[str] = []
+        given = set(inputs)
+        expected = set(self.input_names)
+        missing = [n for n in self.input_names if n not in given]
+        unknown = sorted(str(n) for n in given - expected)
+        if missing:
+            problems.append(f"missing input(s) {', '.join(map(repr, missing))}")
+        if unknown:
+            problems.append(
+                f"unknown input(s) {', '.join(map(repr, unknown))}; "
+                f"the model's inputs are {_names(self.inputs)}"
+            )
+        converted: dict[str, np.ndarray] = {}
+        for spec in self.inputs:
+            if spec.name not in inputs:
+                continue
+            try:
+                converted[spec.name] = convert(inputs[spec.name], spec)
+            except InputError as exc:
+                problems.append(str(exc))
+        if not problems:
+            problems.extend(_batch_problems(self.inputs, converted))
+        if problems:
+            raise InputError("; ".join(problems))
+        return converted
+
+
+def _names(specs: Sequence[TensorSpec]) -> str:
+    return ", ".join(repr(s.name) for s in specs)
+
+
+def _batch_problems(specs: Sequence[TensorSpec], arrays: Mapping[str, np.ndarray]) -> list[str]:
+    # Inputs whose first dimension is variable are rows of one batch: their counts must agree.
+    rows = {
+        s.name: arrays[s.name].shape[0]
+        for s in specs
+        if s.shape and s.shape[0] == -1 and arrays[s.name].ndim > 0
+    }
+    if len(set(rows.values())) > 1:
+        counts = ", ".join(f"{n!r}: {r}" for n, r in rows.items())
+        return [f"inputs have different numbers of rows ({counts})"]
+    return []
+
+
+def _as_array(value: Any, spec: TensorSpec) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError):
+        raise InputError(
+            f"input {spec.name!r}: not a rectangular array (nested lists of unequal length); "
+            f"expected {spec.describe()}"
+        ) from None
+
+
+def convert(value: Any, spec: TensorSpec) -> np.ndarray:
+    """Convert one value to ``spec``'s dtype and check its shape, losslessly.
+
+    Raises:
+        InputError: naming the input and what was expected.
+    """
+    array = _as_array(value, spec)
+    array = _convert_dtype(array, spec)
+    _check_shape(array, spec)
+    return array
+
+
+def _convert_dtype(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    target = DTYPES[spec.dtype]
+    kind = array.dtype.kind
+    want = f"input {spec.name!r} expects {spec.dtype}"
+
+    if spec.dtype == "string":
+        if kind == "U":
+            return array.astype(object)
+        if kind == "O" and all(isinstance(v, str) for v in array.flat):
+            return array
+        raise InputError(f"{want}, got {_kind_name(array)} values")
+
+    if kind == "O":
+        # Mixed or null values (None in JSON) never convert silently.
+        raise InputError(f"{want}, got null or mixed-type values")
+    if kind in ("U", "S"):
+        raise InputError(f"{want}, got strings")
+
+    if spec.dtype == "bool":
+        if kind == "b":
+            return array
+        if kind in "iu" and bool(np.isin(array, (0, 1)).all()):
+            return array.astype(np.bool_)
+        raise InputError(f"{want}, got {_kind_name(array)} values")
+
+    if kind == "b":
+        raise InputError(f"{want}, got booleans")
+
+    if target.kind == "f":
+        if kind in "iuf":
+            if kind == "f" and array.dtype.itemsize > target.itemsize:
+                finite = np.isfinite(array)
+                too_big = np.abs(array[finite]) > np.finfo(target).max
+                if bool(too_big.any()):
+                    raise InputError(f"{want}, got values outside the range of {spec.dtype}")
+            return array.astype(target, copy=False)
+        raise InputError(f"{want}, got {_kind_name(array)} values")
+
+    # Integer targets.
+    info = np.iinfo(target)
+    if kind == "f":
+        if not bool(np.isfinite(array).all()):
+            raise InputError(f"{want}, got NaN or infinite values")
+        if not bool((array == np.floor(array)).all()):
+            raise InputError(f"{want}, got values with a fractional part")
+    elif kind not in "iu":
+        raise InputError(f"{want}, got {_kind_name(array)} values")
+    if array.size and (array.min() < info.min or array.max() > info.max):
+        raise InputError(f"{want}, got values outside the range of {spec.dtype}")
+    return array.astype(target, copy=False)
+
+
+def _kind_name(array: np.ndarray) -> str:
+    return {
+        "b": "boolean",
+        "i": "integer",
+        "u": "integer",
+        "f": "floating-point",
+        "U": "string",
+        "S": "bytes",
+        "O": "mixed",
+    }.get(array.dtype.kind, str(array.dtype))
+
+
+def _check_shape(array: np.ndarray, spec: TensorSpec) -> None:
+    if array.ndim != len(spec.shape):
+        raise InputError(
+            f"input {spec.name!r} expects {len(spec.shape)} dimension(s) "
+            f"({spec.describe()}), got {array.ndim} (shape {list(array.shape)})"
+        )
+    for axis, (want, got) in enumerate(zip(spec.shape, array.shape, strict=True)):
+        if want != -1 and want != got:
+            raise InputError(
+                f"input {spec.name!r} expects size {want} on dimension {axis} "
+                f"({spec.describe()}), got shape {list(array.shape)}"
+            )
