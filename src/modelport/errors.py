@@ -88,13 +88,13 @@ class UnsafeArchiveError(PackageError):
 
 
 class CodeExecutionRefused(ModelportError):
-    """Loading this package would run code it carries, and the caller did not opt in."""
+    """Reading this model would run code (carried Python, or unpickling), and nobody opted in."""
 
-    def __init__(self, flavor: str) -> None:
+    def __init__(self, what: str) -> None:
+        self.what = what
         super().__init__(
-            f"this package uses the {flavor!r} flavor, so loading it runs Python code the package "
-            "carries; only load packages you trust, and opt in with --allow-code, allow_code=True "
-            "or MODELPORT_ALLOW_CODE=1"
+            f"{what} runs Python code when loaded; only do that for models you trust, and opt "
+            "in with --allow-code, allow_code=True or MODELPORT_ALLOW_CODE=1"
         )
 
 

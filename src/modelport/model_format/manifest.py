@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import warnings
 from collections.abc import Mapping
@@ -48,11 +49,12 @@ KNOWN_KEYS = (
     "example",
 )
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
-PYTHON_PATTERN = re.compile(r"^\d+\.\d+(\.\d+)?$")
-VERSION_PATTERN = re.compile(r"^(\d+)\.(\d+)$")
-IDENTIFIER_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# ``\Z``, not ``$``: ``$`` also matches before a trailing newline, so "name\n" would pass.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}\Z")
+PYTHON_PATTERN = re.compile(r"^\d+\.\d+(\.\d+)?\Z")
+VERSION_PATTERN = re.compile(r"^(\d+)\.(\d+)\Z")
+IDENTIFIER_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -154,7 +156,9 @@ def read_raw(data: bytes, source: str = MANIFEST_NAME) -> dict[str, Any]:
         ManifestError: the bytes are not UTF-8 JSON or not a JSON object.
     """
     try:
-        raw = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+        raw = json.loads(
+            data.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float
+        )
     except UnicodeDecodeError:
         raise ManifestError(["not UTF-8 text"], source) from None
     except ValueError as exc:
@@ -166,6 +170,14 @@ def read_raw(data: bytes, source: str = MANIFEST_NAME) -> dict[str, Any]:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    # 1e999 parses to inf, which the canonical JSON of the digest cannot represent.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
 
 
 # --- layer two ------------------------------------------------------------------------------
@@ -297,6 +309,13 @@ def _files(value: Any, problems: list[str]) -> dict[str, str]:
             problems.append(f"files: {path!r} must map to 'sha256:' and 64 lowercase hex digits")
         else:
             files[path] = digest
+    # A path that is both a file and a folder of another file cannot be written to disk.
+    taken = set(files) | {MANIFEST_NAME}
+    for path in sorted(files):
+        parents = {"/".join(path.split("/")[:i]) for i in range(1, path.count("/") + 1)}
+        clash = sorted(parents & taken)
+        if clash:
+            problems.append(f"files: {path!r} lies under {clash[0]!r}, which is a file")
     return files
 
 

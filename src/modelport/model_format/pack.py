@@ -38,7 +38,7 @@ from modelport.model_format.manifest import (
     _freeze_json,
     parse,
 )
-from modelport.model_format.package import Package, load, verify
+from modelport.model_format.package import ALLOW_CODE_ENV, Package, load, verify
 from modelport.model_format.payload import to_jsonable
 from modelport.model_format.signature import Signature, TensorSpec, dtype_name
 
@@ -82,6 +82,7 @@ def pack(
     model_class: str | None = None,
     artifacts: Sequence[str | os.PathLike[str]] = (),
     overwrite: bool = False,
+    allow_code: bool = False,
 ) -> Package:
     """Pack a model into a package and return it loaded.
 
@@ -105,6 +106,8 @@ def pack(
         model_class: for a Python file, the class to use when the file holds several.
         artifacts: for a Python file, files or directories to carry under ``artifacts/``.
         overwrite: replace ``path`` if it exists.
+        allow_code: allow packing sources that run code when read: pickled MLflow models and
+            MLflow ``python_function`` models. Also enabled by ``MODELPORT_ALLOW_CODE=1``.
 
     Returns:
         The new package, loaded (code-carrying packages are loaded with ``allow_code=True``,
@@ -119,7 +122,8 @@ def pack(
     if isinstance(example, (str, os.PathLike)):
         example = read_example_file(Path(example))
 
-    staged = _stage(model, example, tolerance, model_class, artifacts)
+    allow_code = allow_code or os.environ.get(ALLOW_CODE_ENV) == "1"
+    staged = _stage(model, example, tolerance, model_class, artifacts, allow_code)
     files = staged.files
     if staged.example is not None:
         files[EXAMPLE_NAME] = _example_json(staged.example)
@@ -269,6 +273,7 @@ def _stage(
     tolerance: float,
     model_class: str | None,
     artifacts: Sequence[str | os.PathLike[str]],
+    allow_code: bool,
 ) -> Staged:
     from modelport.model_format.flavors.sklearn import is_sklearn_estimator
 
@@ -279,7 +284,8 @@ def _stage(
         if source.is_dir() and (source / "MLmodel").is_file():
             from modelport.model_format.flavors.mlflow import stage_mlflow
 
-            return stage_mlflow(source, example, tolerance)
+            staged: Staged = stage_mlflow(source, example, tolerance, allow_code)
+            return staged
         if (source.is_dir() and (source / MANIFEST_NAME).is_file()) or source.suffix == ARCHIVE_SUFFIX:
             return _stage_package(source)
         if source.suffix == ".onnx" and source.is_file():
@@ -310,8 +316,9 @@ def stage_onnx(
     checked_example: dict[str, np.ndarray] | None = None,
 ) -> Staged:
     """Stage an ONNX model: signature from the graph, refined and checked by the example."""
-    from modelport.model_format.flavors.onnx import make_session, session_signature
+    from modelport.model_format.flavors.onnx import make_session, session_signature, strip_zipmap
 
+    onnx_bytes = strip_zipmap(onnx_bytes)
     try:
         session = make_session(onnx_bytes, threads=1)
     except Exception as exc:

@@ -237,9 +237,13 @@ def _convert_dtype(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
 
     if target.kind == "f":
         if kind in "iuf":
-            if kind == "f" and array.dtype.itemsize > target.itemsize:
-                finite = np.isfinite(array)
-                too_big = np.abs(array[finite]) > np.finfo(target).max
+            if (kind == "f" and array.dtype.itemsize > target.itemsize) or (
+                kind in "iu" and array.size and target.itemsize < 4
+            ):
+                # Too large for the target (e.g. 1e300 -> float32, 70000 -> float16): never inf.
+                finite = np.isfinite(array) if kind == "f" else np.ones(array.shape, bool)
+                values = array[finite].astype(np.float64)
+                too_big = np.abs(values) > float(np.finfo(target).max)
                 if bool(too_big.any()):
                     raise InputError(f"{want}, got values outside the range of {spec.dtype}")
             return array.astype(target, copy=False)
@@ -252,7 +256,16 @@ def _convert_dtype(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
             raise InputError(f"{want}, got NaN or infinite values")
         if not bool((array == np.floor(array)).all()):
             raise InputError(f"{want}, got values with a fractional part")
-    elif kind not in "iu":
+        # Compare in float64 against bounds floats hold exactly (min and max + 1 are powers of
+        # two): comparing with info.max rounds it up (2**63 - 1 -> 2.0**63), letting 2.0**63
+        # through to wrap around in astype.
+        values = array.astype(np.float64)
+        if array.size and (
+            values.min() < float(info.min) or values.max() >= float(int(info.max) + 1)
+        ):
+            raise InputError(f"{want}, got values outside the range of {spec.dtype}")
+        return array.astype(target, copy=False)
+    if kind not in "iu":
         raise InputError(f"{want}, got {_kind_name(array)} values")
     if array.size and (array.min() < info.min or array.max() > info.max):
         raise InputError(f"{want}, got values outside the range of {spec.dtype}")

@@ -55,6 +55,43 @@ def session_signature(session: Any) -> Signature:
     )
 
 
+def strip_zipmap(onnx_bytes: bytes) -> bytes:
+    """Replace ZipMap outputs (lists of dicts per row) with the probability tensor they wrap.
+
+    Dictionaries per row are slow to build and awkward to serve; every protocol modelport speaks
+    carries plain tensors. Models without ZipMap come back unchanged, byte for byte.
+    """
+    if b"ZipMap" not in onnx_bytes:
+        return onnx_bytes
+    try:
+        import onnx
+        from onnx import TensorProto, helper
+    except ImportError:
+        raise PackError(
+            "this ONNX model returns ZipMap dictionaries; rewriting them as tensors needs the "
+            "'onnx' package: pip install 'modelport[sklearn]'"
+        ) from None
+    model = onnx.load_from_string(onnx_bytes)
+    graph = model.graph
+    zipmaps = [n for n in graph.node if n.op_type == "ZipMap"]
+    if not zipmaps:
+        return onnx_bytes
+    for node in zipmaps:
+        source, target = node.input[0], node.output[0]
+        graph.node.remove(node)
+        # The tensor the ZipMap consumed now carries the ZipMap's (graph output) name.
+        for other in graph.node:
+            other.output[:] = [target if o == source else o for o in other.output]
+            other.input[:] = [target if i == source else i for i in other.input]
+        for i, output in enumerate(graph.output):
+            if output.name == target:
+                graph.output.remove(output)
+                graph.output.insert(
+                    i, helper.make_tensor_value_info(target, TensorProto.FLOAT, [None, None])
+                )
+    return bytes(model.SerializeToString())
+
+
 class OnnxRunner:
     """Runs an ONNX model with ONNX Runtime."""
 

@@ -34,7 +34,7 @@ def open_runner(root: Path, manifest: Manifest, *, allow_code: bool) -> ModelRun
         return OnnxRunner(root / str(flavor.settings["model"]))
     if flavor.name == "python":
         if not allow_code:
-            raise CodeExecutionRefused("python")
+            raise CodeExecutionRefused("a 'python' flavor package")
         from modelport.model_format.flavors.python import PythonRunner
 
         return PythonRunner(root, manifest)

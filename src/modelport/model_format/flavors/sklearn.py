@@ -18,6 +18,8 @@ from modelport.model_format.signature import Signature, dtype_name
 
 #: skl2onnx's name for a regressor's output, and the name modelport gives it.
 RENAMED_OUTPUTS = {"variable": "prediction"}
+#: Internal name of the feature matrix when a numeric table's columns are joined in the graph.
+MATRIX_INPUT = "modelport_features"
 
 
 @dataclass(frozen=True)
@@ -118,16 +120,7 @@ def convert(estimator: Any, example: Any, tolerance: float) -> Converted:
             "checks the converted model against the original"
         )
     columns, table = example_columns(example)
-    try:
-        model = skl2onnx.to_onnx(
-            estimator,
-            initial_types=_initial_types(columns, table),
-            options={"zipmap": False},
-        )
-    except Exception as exc:
-        raise PackError(
-            f"skl2onnx could not convert {type(estimator).__name__}: {exc}"
-        ) from None
+    model = _to_onnx(skl2onnx, estimator, columns, table)
     _rename_outputs(model)
     onnx_bytes = model.SerializeToString()
 
@@ -167,6 +160,61 @@ def convert(estimator: Any, example: Any, tolerance: float) -> Converted:
         }
     }
     return Converted(onnx_bytes, fed, diffs, settings)
+
+
+def _to_onnx(
+    skl2onnx: Any, estimator: Any, columns: Mapping[str, np.ndarray], table: bool
+) -> Any:
+    try:
+        return skl2onnx.to_onnx(
+            estimator, initial_types=_initial_types(columns, table), options={"zipmap": False}
+        )
+    except Exception as exc:
+        first_error = exc
+    numeric = all(v.dtype.kind in "iuf" for v in columns.values())
+    if table and numeric:
+        # An estimator fitted on a numeric table takes one matrix; keep one named input per
+        # column anyway (so names are enforced) by joining the columns in front of the model.
+        width = len(columns)
+        matrix = {MATRIX_INPUT: np.zeros((1, width), dtype=np.float32)}
+        try:
+            inner = skl2onnx.to_onnx(
+                estimator, initial_types=_initial_types(matrix, False), options={"zipmap": False}
+            )
+        except Exception as exc:
+            raise PackError(
+                f"skl2onnx could not convert {type(estimator).__name__}: {exc}"
+            ) from None
+        return _join_columns(inner, columns)
+    raise PackError(
+        f"skl2onnx could not convert {type(estimator).__name__}: {first_error}"
+    ) from None
+
+
+def _join_columns(model: Any, columns: Mapping[str, np.ndarray]) -> Any:
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    nodes = []
+    joined = []
+    new_inputs = []
+    for i, (name, values) in enumerate(columns.items()):
+        is_float = values.dtype.kind == "f"
+        elem = TensorProto.FLOAT if is_float else TensorProto.INT64
+        new_inputs.append(helper.make_tensor_value_info(name, elem, [None, 1]))
+        if is_float:
+            joined.append(name)
+        else:
+            cast = f"{MATRIX_INPUT}_cast_{i}"
+            nodes.append(helper.make_node("Cast", [name], [cast], to=TensorProto.FLOAT))
+            joined.append(cast)
+    nodes.append(helper.make_node("Concat", joined, [MATRIX_INPUT], axis=1))
+    old_nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes + old_nodes)
+    del graph.input[:]
+    graph.input.extend(new_inputs)
+    return model
 
 
 def _rename_outputs(model: Any) -> None:

@@ -1,0 +1,270 @@
+"""``modelport pack | inspect | verify | predict``: the package commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from modelport.errors import IntegrityError, PackageError, UsageError
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{option} expects KEY=VALUE, got {pair!r}")
+        result[key] = value
+    return result
+
+
+@click.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Where to write: a path ending in .mport gives an archive, anything else a directory.",
+)
+@click.option("--name", help="Package name (default: derived from the source).")
+@click.option("--version", "version", help="Package version (default: 1).")
+@click.option(
+    "--example",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help='Input example, JSON: {"inputs": ...} or an MLflow scoring format.',
+)
+@click.option(
+    "-r", "--requirement", "requirements", multiple=True, help="Extra pinned requirement (repeat)."
+)
+@click.option("--metadata", multiple=True, metavar="KEY=VALUE", help="Metadata label (repeat).")
+@click.option(
+    "--tolerance",
+    type=float,
+    default=1e-4,
+    show_default=True,
+    help="Largest difference allowed between a converted model and the original.",
+)
+@click.option("--class", "model_class", help="For a .py source: the model class to use.")
+@click.option(
+    "--artifact",
+    "artifacts",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True),
+    help="For a .py source: a file or directory to carry under artifacts/ (repeat).",
+)
+@click.option(
+    "--created-at", help="Time to record (ISO 8601, or 'now'). Default: none, for reproducibility."
+)
+@click.option("--force", is_flag=True, help="Replace the output if it exists.")
+@click.option(
+    "--allow-code",
+    is_flag=True,
+    help="Allow sources that run code when read (pickled or python_function MLflow models).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def pack(
+    source: Path,
+    output: Path,
+    name: str | None,
+    version: str | None,
+    example: Path | None,
+    requirements: tuple[str, ...],
+    metadata: tuple[str, ...],
+    tolerance: float,
+    model_class: str | None,
+    artifacts: tuple[Path, ...],
+    created_at: str | None,
+    force: bool,
+    allow_code: bool,
+    as_json: bool,
+) -> None:
+    """Pack SOURCE (an .onnx file, an MLflow model directory, a .py file with a model class, or a
+    package) into a package at OUTPUT."""
+    from modelport.model_format.pack import pack as pack_model
+
+    package = pack_model(
+        source,
+        output,
+        name=name,
+        version=version,
+        example=example,
+        requirements=requirements,
+        metadata=_key_values(metadata, "--metadata"),
+        tolerance=tolerance,
+        created_at=created_at,
+        model_class=model_class,
+        artifacts=artifacts,
+        overwrite=force,
+        allow_code=allow_code,
+    )
+    try:
+        m = package.manifest
+        summary = {
+            "path": str(output),
+            "name": m.name,
+            "version": m.version,
+            "flavor": m.flavor.name,
+            "digest": package.digest,
+            "size_bytes": _size(output),
+        }
+        if as_json:
+            _emit_json(summary)
+            return
+        click.echo(f"Packed {m.name} {m.version} ({m.flavor.name}) -> {output}")
+        click.echo(f"  digest: {package.digest}")
+        click.echo(f"  size:   {_human(summary['size_bytes'])}")
+        conversion = m.flavor.settings.get("converted_from")
+        if conversion:
+            diffs = ", ".join(f"{k} {v:.2g}" for k, v in conversion["max_abs_diff"].items())
+            click.echo(f"  parity: max abs difference {diffs} (tolerance {conversion['tolerance']:g})")
+    finally:
+        package.close()
+
+
+def _describe(manifest: Any) -> list[str]:
+    lines = [
+        f"name:       {manifest.name}",
+        f"version:    {manifest.version}",
+        f"flavor:     {manifest.flavor.name}",
+        f"format:     {manifest.format_version}",
+        f"digest:     {manifest.digest}",
+        f"python:     {manifest.python or '-'}",
+        f"created_at: {manifest.created_at or '-'}",
+        "inputs:",
+        *(f"  {s.name}: {s.describe()}" for s in manifest.signature.inputs),
+        "outputs:",
+        *(f"  {s.name}: {s.describe()}" for s in manifest.signature.outputs),
+        "requirements:",
+        *(f"  {r}" for r in manifest.requirements),
+        f"files: {len(manifest.files)}",
+        *(f"  {p}" for p in sorted(manifest.files)),
+    ]
+    if manifest.metadata:
+        lines.append("metadata:")
+        lines += [f"  {k}: {v}" for k, v in sorted(manifest.metadata.items())]
+    return lines
+
+
+@click.command()
+@click.argument("package", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest and digest as JSON.")
+def inspect(package: Path, as_json: bool) -> None:
+    """Show the manifest of PACKAGE (a directory or .mport archive) without loading the model.
+
+    Use `modelport verify` to check the files against their digests.
+    """
+    from modelport.model_format.archive import read_archive_manifest
+    from modelport.model_format.manifest import MANIFEST_NAME, parse
+
+    if not package.exists():
+        raise PackageError(f"{package}: no such file or directory")
+    if package.is_dir():
+        manifest_file = package / MANIFEST_NAME
+        if not manifest_file.is_file():
+            raise PackageError(f"{package}: no {MANIFEST_NAME}; is it a modelport package?")
+        manifest = parse(manifest_file.read_bytes(), str(manifest_file))
+    else:
+        manifest = read_archive_manifest(package)
+    if as_json:
+        _emit_json({"digest": manifest.digest, "manifest": manifest.to_dict()})
+    else:
+        click.echo("\n".join(_describe(manifest)))
+
+
+@click.command()
+@click.argument("package", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify(package: Path, as_json: bool) -> None:
+    """Check every file of PACKAGE against its manifest; exit 4 if anything is missing, altered or
+    extra."""
+    from modelport.model_format.package import verify as verify_package
+
+    report = verify_package(package)
+    if as_json:
+        _emit_json(
+            {
+                "path": str(package),
+                "ok": report.ok,
+                "digest": report.manifest.digest,
+                "files": len(report.manifest.files),
+                "problems": list(report.problems),
+            }
+        )
+    elif report.ok:
+        click.echo(
+            f"OK: {package} ({report.manifest.name} {report.manifest.version}), "
+            f"{len(report.manifest.files)} file(s) match their digests"
+        )
+        click.echo(f"  digest: {report.manifest.digest}")
+    if not report.ok:
+        raise IntegrityError(report.problems)
+
+
+@click.command()
+@click.argument("package", type=click.Path(path_type=Path))
+@click.option(
+    "-i",
+    "--input",
+    "input_path",
+    required=True,
+    type=click.Path(path_type=Path, allow_dash=True),
+    help="Input JSON ('-' for stdin): {\"inputs\": ...}, instances, dataframe_split or "
+    "dataframe_records.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "output_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write predictions here instead of stdout.",
+)
+@click.option("--allow-code", is_flag=True, help="Allow packages that run code they carry.")
+def predict(package: Path, input_path: Path, output_path: Path | None, allow_code: bool) -> None:
+    """Predict with PACKAGE in-process and print {"predictions": ...} as JSON."""
+    from modelport.errors import InputError
+    from modelport.model_format.package import load
+    from modelport.model_format.payload import format_predictions, parse_payload
+
+    try:
+        text = sys.stdin.read() if str(input_path) == "-" else input_path.read_text("utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"input file {input_path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read input {input_path}: {exc}") from None
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"input is not valid JSON: {exc}") from None
+    with load(package, allow_code=allow_code) as loaded:
+        outputs = loaded.predict(parse_payload(body, loaded.signature))
+    result = json.dumps(format_predictions(outputs), allow_nan=True)
+    if output_path is None:
+        click.echo(result)
+    else:
+        tmp = output_path.with_name(f".{output_path.name}.tmp")
+        tmp.write_text(result + "\n", "utf-8")
+        tmp.replace(output_path)
