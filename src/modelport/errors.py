@@ -59,7 +59,7 @@ class PackageError(ModelportError):
 
 
 class ManifestError(PackageError):
-    """The manifest failed validation. ``problems`` lists every problem found, each naming its field."""
+    """The manifest failed validation; ``problems`` lists every problem, each naming its field."""
 
     def __init__(self, problems: Iterable[str], source: str = "modelport.json") -> None:
         self.problems = tuple(problems)
@@ -84,7 +84,7 @@ class IntegrityError(PackageError):
 
 
 class UnsafeArchiveError(PackageError):
-    """An archive holds an entry that extraction refuses (traversal, absolute path, link, device)."""
+    """An archive entry that extraction refuses: traversal, absolute path, link or device."""
 
 
 class CodeExecutionRefused(ModelportError):
@@ -142,3 +142,25 @@ class DeploymentNotFound(DeploymentError):
 
 class DeploymentExists(DeploymentError):
     """A deployment of that name already exists on the target."""
+
+
+class ConfigError(UsageError):
+    """A target's configuration is invalid: unknown key, unparsable value or missing required key.
+
+    ``problems`` lists every problem found, each naming the key (and where it came from).
+    """
+
+    def __init__(self, problems: Iterable[str], target: str | None = None) -> None:
+        self.problems = tuple(problems)
+        self.target = target
+        where = f"target {target!r}" if target else "target"
+        if len(self.problems) == 1:
+            message = f"invalid configuration for {where}: {self.problems[0]}"
+        else:
+            lines = "\n".join(f"  - {p}" for p in self.problems)
+            message = f"invalid configuration for {where} ({len(self.problems)} problems):\n{lines}"
+        super().__init__(message)
+
+
+class NotSupportedError(UsageError):
+    """The target does not offer the verb asked for (for example ``logs``)."""

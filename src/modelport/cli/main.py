@@ -40,9 +40,11 @@ class LazyGroup(click.Group):
         self._lazy = lazy
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command name, lazy ones included."""
         return sorted({*super().list_commands(ctx), *self._lazy})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """Import a lazy command on first use."""
         if cmd_name in self._lazy:
             target, _ = self._lazy[cmd_name]
             module_name, attr = target.split(":")
@@ -52,6 +54,7 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List commands with their short help, importing none of them."""
         # Short help comes from the table above, so listing commands imports none of them.
         rows = [(name, self._lazy[name][1]) for name in sorted(self._lazy)]
         rows += [

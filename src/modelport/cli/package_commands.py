@@ -102,8 +102,11 @@ def pack(
     allow_code: bool,
     as_json: bool,
 ) -> None:
-    """Pack SOURCE (an .onnx file, an MLflow model directory, a .py file with a model class, or a
-    package) into a package at OUTPUT."""
+    """Pack SOURCE into a package at OUTPUT.
+
+    SOURCE is an .onnx file, an MLflow model directory, a .py file with a model class (load and
+    predict methods), or a package to rewrite as a directory or archive.
+    """
     from modelport.model_format.pack import pack as pack_model
 
     package = pack_model(
@@ -123,24 +126,27 @@ def pack(
     )
     try:
         m = package.manifest
+        size = _size(output)
         summary = {
             "path": str(output),
             "name": m.name,
             "version": m.version,
             "flavor": m.flavor.name,
             "digest": package.digest,
-            "size_bytes": _size(output),
+            "size_bytes": size,
         }
         if as_json:
             _emit_json(summary)
             return
         click.echo(f"Packed {m.name} {m.version} ({m.flavor.name}) -> {output}")
         click.echo(f"  digest: {package.digest}")
-        click.echo(f"  size:   {_human(summary['size_bytes'])}")
+        click.echo(f"  size:   {_human(size)}")
         conversion = m.flavor.settings.get("converted_from")
         if conversion:
             diffs = ", ".join(f"{k} {v:.2g}" for k, v in conversion["max_abs_diff"].items())
-            click.echo(f"  parity: max abs difference {diffs} (tolerance {conversion['tolerance']:g})")
+            click.echo(
+                f"  parity: max abs difference {diffs} (tolerance {conversion['tolerance']:g})"
+            )
     finally:
         package.close()
 
@@ -199,8 +205,10 @@ def inspect(package: Path, as_json: bool) -> None:
 @click.argument("package", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(package: Path, as_json: bool) -> None:
-    """Check every file of PACKAGE against its manifest; exit 4 if anything is missing, altered or
-    extra."""
+    """Check every file of PACKAGE against its manifest.
+
+    Exits 4 when any file is missing, altered, or not listed in the manifest.
+    """
     from modelport.model_format.package import verify as verify_package
 
     report = verify_package(package)

@@ -353,7 +353,9 @@ def _signature(value: Any, problems: list[str]) -> Signature | None:
     return Signature(inputs, outputs)
 
 
-def _specs(value: Any, where: str, problems: list[str], *, required: bool) -> tuple[TensorSpec, ...]:
+def _specs(
+    value: Any, where: str, problems: list[str], *, required: bool
+) -> tuple[TensorSpec, ...]:
     if not isinstance(value, list) or (required and not value):
         problems.append(f"{where}: required, a {'non-empty ' if required else ''}list")
         return ()

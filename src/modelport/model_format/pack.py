@@ -1,5 +1,6 @@
-"""Packing: turn a model (ONNX, scikit-learn, a Python class file, an MLflow directory, or another
-package) into a verified package directory or ``.mport`` archive.
+"""Packing: turn a model into a verified package directory or ``.mport`` archive.
+
+Sources: ONNX, scikit-learn, a Python class file, an MLflow directory, or another package.
 
 Packing is all-or-nothing: the package is staged in a temporary directory beside the output and
 moved into place only once complete, so a failure leaves nothing behind. Packing is reproducible:
@@ -48,8 +49,7 @@ DEFAULT_TOLERANCE = 1e-4
 
 @dataclass
 class Staged:
-    """A package being assembled: its files (relative path -> bytes or source path) and manifest
-    fields."""
+    """A package being assembled: files (relative path -> bytes or source) and manifest fields."""
 
     flavor: Flavor
     signature: Signature
@@ -286,7 +286,9 @@ def _stage(
 
             staged: Staged = stage_mlflow(source, example, tolerance, allow_code)
             return staged
-        if (source.is_dir() and (source / MANIFEST_NAME).is_file()) or source.suffix == ARCHIVE_SUFFIX:
+        if (
+            source.is_dir() and (source / MANIFEST_NAME).is_file()
+        ) or source.suffix == ARCHIVE_SUFFIX:
             return _stage_package(source)
         if source.suffix == ".onnx" and source.is_file():
             return stage_onnx(source.read_bytes(), example, default_name=source.stem)
@@ -369,8 +371,7 @@ def stage_python(
     model_class: str | None,
     artifacts: Sequence[str | os.PathLike[str]],
 ) -> Staged:
-    """Stage a ``python`` flavor model: the class file, its artifacts, a signature from the
-    example."""
+    """Stage a ``python`` flavor model: class file, artifacts, signature from the example."""
     from modelport.model_format.flavors.python import find_model_class, instantiate
     from modelport.model_format.flavors.runtime import as_outputs
 
@@ -436,7 +437,7 @@ def _python_example(example: Any) -> dict[str, np.ndarray]:
         body = example["__payload__"]
         if not isinstance(body, Mapping) or not isinstance(body.get("inputs"), Mapping):
             raise PackError(
-                "a Python model's example file must be {\"inputs\": {name: value}}: the input "
+                'a Python model\'s example file must be {"inputs": {name: value}}: the input '
                 "names come from it"
             )
         example = body["inputs"]

@@ -65,6 +65,10 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
     return VerifyReport(p, manifest, tuple(problems))
 
 
+def _remove_tree(path: Path, ignore_errors: bool) -> None:
+    shutil.rmtree(path, ignore_errors=ignore_errors)
+
+
 class Package:
     """A loaded, verified model package.
 
@@ -77,7 +81,7 @@ class Package:
         self.root = root
         self.manifest = manifest
         self._runner = runner
-        self._cleanup: weakref.finalize | None = None
+        self._cleanup: weakref.finalize[[Path, bool], Package] | None = None
 
     @property
     def signature(self) -> Signature:
@@ -120,9 +124,7 @@ class Package:
         try:
             return self._runner.predict(arrays)
         except Exception as exc:
-            raise ModelError(
-                f"the model failed while predicting ({type(exc).__name__})"
-            ) from exc
+            raise ModelError(f"the model failed while predicting ({type(exc).__name__})") from exc
 
     def example(self) -> dict[str, np.ndarray] | None:
         """The input example the package carries, enforced to the signature, or None."""
@@ -181,6 +183,5 @@ def load(path: str | os.PathLike[str], *, allow_code: bool = False) -> Package:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    package._cleanup = weakref.finalize(package, shutil.rmtree, tmp, True)
+    package._cleanup = weakref.finalize(package, _remove_tree, tmp, True)
     return package
-

@@ -24,7 +24,7 @@ from modelport.errors import InputError
 from modelport.model_format.signature import Signature
 
 PAYLOAD_KEYS = ("inputs", "instances", "dataframe_split", "dataframe_records")
-#: Keys that may accompany the data and are not inputs (MLflow's ``params``, Vertex's ``parameters``).
+#: Keys that may come with the data and are not inputs (MLflow ``params``, Vertex ``parameters``).
 IGNORED_KEYS = ("params", "parameters")
 
 
@@ -123,7 +123,9 @@ def table_to_inputs(
         values = [r[i] for r in rows]
         spec = next((s for s in signature.inputs if s.name == column), None)
         # Unknown columns pass through so enforcement reports them by name.
-        result[column] = [[v] for v in values] if spec is not None and len(spec.shape) == 2 else values
+        result[column] = (
+            [[v] for v in values] if spec is not None and len(spec.shape) == 2 else values
+        )
     return result
 
 

@@ -291,7 +291,7 @@ def _check_shape(array: np.ndarray, spec: TensorSpec) -> None:
             f"({spec.describe()}), got {array.ndim} (shape {list(array.shape)})"
         )
     for axis, (want, got) in enumerate(zip(spec.shape, array.shape, strict=True)):
-        if want != -1 and want != got:
+        if want not in (-1, got):
             raise InputError(
                 f"input {spec.name!r} expects size {want} on dimension {axis} "
                 f"({spec.describe()}), got shape {list(array.shape)}"

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.errors import PackError, PackageError
+from modelport.errors import PackageError, PackError
 from modelport.model_format.flavors.runtime import as_outputs
 from modelport.model_format.manifest import Manifest
 

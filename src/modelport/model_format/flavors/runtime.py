@@ -1,4 +1,4 @@
-"""The runtime side of flavors: turning a verified package directory into something that predicts."""
+"""The runtime side of flavors: turn a verified package directory into a model that predicts."""
 
 from __future__ import annotations
 
@@ -49,7 +49,9 @@ def as_outputs(result: Any, output_names: tuple[str, ...]) -> dict[str, np.ndarr
         return {str(k): np.asarray(v) for k, v in result.items()}
     if isinstance(result, (tuple, list)) and len(output_names) > 1:
         if len(result) != len(output_names):
-            raise ValueError(f"the model returned {len(result)} outputs, expected {len(output_names)}")
+            raise ValueError(
+                f"the model returned {len(result)} outputs, expected {len(output_names)}"
+            )
         return {n: np.asarray(v) for n, v in zip(output_names, result, strict=True)}
     name = output_names[0] if output_names else "predictions"
     return {name: np.asarray(result)}

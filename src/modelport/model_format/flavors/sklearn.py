@@ -42,8 +42,8 @@ def is_sklearn_estimator(obj: Any) -> bool:
 def _require() -> tuple[Any, Any, Any]:
     try:
         import onnx
-        import sklearn
         import skl2onnx
+        import sklearn
     except ImportError as exc:
         raise MissingDependencyError(
             "packing a scikit-learn model", "sklearn", exc.name or "skl2onnx"
@@ -113,7 +113,7 @@ def convert(estimator: Any, example: Any, tolerance: float) -> Converted:
         PackError: no example, or skl2onnx cannot convert the estimator.
         ConversionMismatchError: an output differs by more than ``tolerance``.
     """
-    sklearn, skl2onnx, onnx = _require()
+    sklearn, skl2onnx, _ = _require()
     if example is None:
         raise PackError(
             "packing a scikit-learn model needs an example input: it sets the input types and "
@@ -162,13 +162,12 @@ def convert(estimator: Any, example: Any, tolerance: float) -> Converted:
     return Converted(onnx_bytes, fed, diffs, settings)
 
 
-def _to_onnx(
-    skl2onnx: Any, estimator: Any, columns: Mapping[str, np.ndarray], table: bool
-) -> Any:
+def _to_onnx(skl2onnx: Any, estimator: Any, columns: Mapping[str, np.ndarray], table: bool) -> Any:
     try:
-        return skl2onnx.to_onnx(
+        model = skl2onnx.to_onnx(
             estimator, initial_types=_initial_types(columns, table), options={"zipmap": False}
         )
+        return _restore_input_names(model, list(columns))
     except Exception as exc:
         first_error = exc
     numeric = all(v.dtype.kind in "iuf" for v in columns.values())
@@ -189,6 +188,22 @@ def _to_onnx(
     raise PackError(
         f"skl2onnx could not convert {type(estimator).__name__}: {first_error}"
     ) from None
+
+
+def _restore_input_names(model: Any, names: list[str]) -> Any:
+    # skl2onnx turns column names into identifiers ("mean radius" -> "mean_radius"); clients
+    # send the real column names, so give the graph inputs those back.
+    graph = model.graph
+    if len(graph.input) != len(names):
+        raise PackError("skl2onnx produced a different number of inputs than the example has")
+    renames = {i.name: n for i, n in zip(graph.input, names, strict=True) if i.name != n}
+    if not renames:
+        return model
+    for value in graph.input:
+        value.name = renames.get(value.name, value.name)
+    for node in graph.node:
+        node.input[:] = [renames.get(n, n) for n in node.input]
+    return model
 
 
 def _join_columns(model: Any, columns: Mapping[str, np.ndarray]) -> Any:
@@ -246,7 +261,9 @@ def _sklearn_input(example: Any, fed: Mapping[str, np.ndarray], table: bool) -> 
 
 
 def _sklearn_outputs(estimator: Any, x: Any) -> dict[str, np.ndarray]:
-    outputs = {"label" if hasattr(estimator, "predict_proba") else "prediction": estimator.predict(x)}
+    outputs = {
+        "label" if hasattr(estimator, "predict_proba") else "prediction": estimator.predict(x)
+    }
     if hasattr(estimator, "predict_proba"):
         outputs["probabilities"] = estimator.predict_proba(x)
     return {k: np.asarray(v) for k, v in outputs.items()}
