@@ -153,13 +153,16 @@ class Package:
         )
 
 
-def load(path: str | os.PathLike[str], *, allow_code: bool = False) -> Package:
+def load(
+    path: str | os.PathLike[str], *, allow_code: bool = False, threads: int | None = None
+) -> Package:
     """Load a package from a directory or a ``.mport`` archive, verifying every file first.
 
     Args:
         path: the package directory or archive.
         allow_code: allow flavors that run code the package carries (``python``). Also enabled
             by the environment variable ``MODELPORT_ALLOW_CODE=1``.
+        threads: ONNX Runtime intra-op threads; default: the CPUs this process may use.
 
     Raises:
         PackageError: unreadable, invalid, tampered with or unsafe.
@@ -174,12 +177,16 @@ def load(path: str | os.PathLike[str], *, allow_code: bool = False) -> Package:
         problems = directory_problems(p, manifest)
         if problems:
             raise IntegrityError(problems)
-        return Package(p, p, manifest, open_runner(p, manifest, allow_code=allow_code))
+        return Package(
+            p, p, manifest, open_runner(p, manifest, allow_code=allow_code, threads=threads)
+        )
 
     tmp = Path(tempfile.mkdtemp(prefix="modelport-"))
     try:
         manifest = extract_archive(p, tmp)
-        package = Package(p, tmp, manifest, open_runner(tmp, manifest, allow_code=allow_code))
+        package = Package(
+            p, tmp, manifest, open_runner(tmp, manifest, allow_code=allow_code, threads=threads)
+        )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -20,8 +20,13 @@ class ModelRunner(Protocol):
         ...
 
 
-def open_runner(root: Path, manifest: Manifest, *, allow_code: bool) -> ModelRunner:
+def open_runner(
+    root: Path, manifest: Manifest, *, allow_code: bool, threads: int | None = None
+) -> ModelRunner:
     """Load the model of a verified package directory.
+
+    ``threads`` sizes ONNX Runtime's intra-op pool (default: the CPUs this process may use); a
+    server with several worker processes gives each a share.
 
     Raises:
         CodeExecutionRefused: the flavor runs carried code and ``allow_code`` is false.
@@ -31,7 +36,7 @@ def open_runner(root: Path, manifest: Manifest, *, allow_code: bool) -> ModelRun
     if flavor.name == "onnx":
         from modelport.model_format.flavors.onnx import OnnxRunner
 
-        return OnnxRunner(root / str(flavor.settings["model"]))
+        return OnnxRunner(root / str(flavor.settings["model"]), threads)
     if flavor.name == "python":
         if not allow_code:
             raise CodeExecutionRefused("a 'python' flavor package")
