@@ -129,7 +129,7 @@ def convert(estimator: Any, example: Any, tolerance: float) -> Converted:
         n: (v.astype(_onnx_dtype(v)).reshape(-1, 1) if table else v.astype(_onnx_dtype(v)))
         for n, v in columns.items()
     }
-    sk_input = _sklearn_input(example, fed, table)
+    sk_input = _sklearn_input(estimator, example, fed, table)
     expected = _sklearn_outputs(estimator, sk_input)
 
     from modelport.model_format.flavors.onnx import make_session
@@ -247,7 +247,7 @@ def _rename_outputs(model: Any) -> None:
                 output.name = new
 
 
-def _sklearn_input(example: Any, fed: Mapping[str, np.ndarray], table: bool) -> Any:
+def _sklearn_input(estimator: Any, example: Any, fed: Mapping[str, np.ndarray], table: bool) -> Any:
     if table:
         frame = example.copy()
         for name, values in fed.items():
@@ -257,6 +257,13 @@ def _sklearn_input(example: Any, fed: Mapping[str, np.ndarray], table: bool) -> 
         raise PackError(
             "a scikit-learn example must be an array (rows x features) or a pandas DataFrame"
         )
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is not None:
+        # Fitted on a table but given an array: name the columns as in training, as callers of
+        # the converted model implicitly do.
+        import pandas as pd
+
+        return pd.DataFrame(fed["input"], columns=list(names))
     return fed["input"]
 
 
