@@ -90,11 +90,11 @@ class UnsafeArchiveError(PackageError):
 class CodeExecutionRefused(ModelportError):
     """Reading this model would run code (carried Python, or unpickling), and nobody opted in."""
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, risk: str = "runs Python code when loaded") -> None:
         self.what = what
         super().__init__(
-            f"{what} runs Python code when loaded; only do that for models you trust, and opt "
-            "in with --allow-code, allow_code=True or MODELPORT_ALLOW_CODE=1"
+            f"{what} {risk}; only do that for models you trust, and opt in with --allow-code, "
+            "allow_code=True or MODELPORT_ALLOW_CODE=1"
         )
 
 

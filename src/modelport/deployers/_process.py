@@ -1,0 +1,113 @@
+"""Managed background processes for the local target (POSIX): spawn, check, stop.
+
+A process is identified by its pid *and* its start time (``/proc/<pid>/stat``), so a state file
+left behind by a dead process never mistakes a newer process that reused the pid for it, and a
+zombie counts as dead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+def spawn_detached(argv: Sequence[str], *, log: Path, env: Mapping[str, str]) -> int:
+    """Start ``argv`` in its own session, with stdout and stderr appended to ``log``.
+
+    ``posix_spawn`` leaves no ``Popen`` object behind to warn at garbage collection, and is safe
+    from a multi-threaded parent. The new process leads its own process group, so it and its
+    children (server workers) can be stopped together.
+
+    Returns:
+        The new process's pid.
+    """
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    try:
+        return os.posix_spawn(argv[0], list(argv), dict(env), file_actions=actions, setsid=True)
+    except NotImplementedError:  # pragma: no cover - a libc without POSIX_SPAWN_SETSID
+        return os.posix_spawn(argv[0], list(argv), dict(env), file_actions=actions, setpgroup=0)
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of ``/proc/<pid>/stat`` from the state on (field 3), or None where unavailable."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces and parentheses.
+    return text[text.rfind(")") + 2 :].split()
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), or None where unknown."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields and len(fields) > 19 else None
+
+
+def _reap(pid: int) -> bool:
+    """Reap ``pid`` if it is our exited child. Returns True when it has exited."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return done == pid
+
+
+def is_running(pid: int, started: int | None = None) -> bool:
+    """True while the process ``pid`` (started at ``started``, when known) is alive.
+
+    A zombie, a reaped child, or a different process that reused the pid count as not running.
+    """
+    if pid <= 0 or _reap(pid):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, but someone else's: the start time below decides
+    fields = _stat_fields(pid)
+    if fields is None:
+        return not Path("/proc/self/stat").exists()  # no /proc at all (macOS): trust kill(0)
+    if fields[0] in ("Z", "X"):
+        return False
+    return started is None or start_time(pid) == started
+
+
+def wait_exit(pid: int, started: int | None, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for the process to exit. Returns True once it has."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if not is_running(pid, started):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+
+
+def stop(pid: int, started: int | None, *, timeout: float) -> None:
+    """Stop a process we spawned, and the process group it leads.
+
+    SIGTERM first (the server drains in-flight requests), SIGKILL to the whole group after
+    ``timeout`` seconds, and a final SIGKILL to any straggler left in the group. Does nothing if
+    the process is already gone (or the pid now belongs to another process).
+    """
+    if not is_running(pid, started):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if not wait_exit(pid, started, timeout):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        wait_exit(pid, started, 5.0)
+    # The leader was ours a moment ago, so its group still is: no worker is left orphaned.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)

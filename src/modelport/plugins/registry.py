@@ -1,0 +1,364 @@
+"""Finding deploy targets: the ``modelport.deployers.v1`` entry-point group.
+
+Each entry point names a :class:`~modelport.deployers.Deployer` subclass::
+
+    [project.entry-points."modelport.deployers.v1"]
+    local = "modelport.deployers.local:LocalDeployer"
+    docker = "modelport.deployers.docker:DockerDeployer [docker]"
+
+Listing targets (:func:`discover`) imports none of them. It reads installed distributions'
+metadata only:
+
+- **missing extra**: an entry point may name extras in brackets (the standard entry-point syntax).
+  The requirements its distribution declares for those extras (``Requires-Dist: docker>=7;
+  extra == "docker"``) must be installed, else the target is reported as ``missing extra`` with
+  the exact ``pip install '<distribution>[<extra>]'`` that fixes it. No side table to keep in
+  sync, and third-party plugins get the same check for free.
+- **broken** (found without importing): a malformed entry point, a module that cannot be found,
+  or two distributions claiming one target name (both are named).
+- **broken** (found when imported, by :func:`load_target` or ``modelport targets --check``): the
+  module raises on import, or the object is not a Deployer class; the distribution and the
+  original error are reported, and other targets are unaffected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.machinery
+import importlib.metadata
+import importlib.util
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from modelport.errors import PluginError
+
+if TYPE_CHECKING:
+    from modelport.deployers.base import Deployer
+
+GROUP = "modelport.deployers.v1"
+
+Status = Literal["ok", "missing extra", "broken"]
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    """One target as listed by ``modelport targets``, found without importing it.
+
+    Attributes:
+        name: the target's name (the entry point's name).
+        value: the entry point's value, ``module:Class [extras]``.
+        distribution: the installed distribution that declares it.
+        version: that distribution's version.
+        status: ``ok``, ``missing extra`` or ``broken``.
+        problem: why it is not ``ok``, for people.
+        extras: the extras the entry point needs.
+        missing: the requirements of those extras that are not installed.
+        install: the command that installs the missing extras, when some are missing.
+    """
+
+    name: str
+    value: str
+    distribution: str
+    version: str
+    status: Status = "ok"
+    problem: str | None = None
+    extras: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    install: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON values."""
+        return {
+            "name": self.name,
+            "value": self.value,
+            "distribution": self.distribution,
+            "version": self.version,
+            "status": self.status,
+            "problem": self.problem,
+            "extras": list(self.extras),
+            "missing": list(self.missing),
+            "install": self.install,
+        }
+
+
+def parse_target(spec: str) -> tuple[str, str | None]:
+    """Split ``name`` or an MLflow-style URI ``name:rest`` into ``(name, rest)``.
+
+    >>> parse_target("sagemaker:/eu-west-1")
+    ('sagemaker', '/eu-west-1')
+    >>> parse_target("local")
+    ('local', None)
+    """
+    name, sep, rest = spec.partition(":")
+    return name.strip(), (rest if sep else None)
+
+
+def _entry_points() -> list[importlib.metadata.EntryPoint]:
+    return list(importlib.metadata.entry_points(group=GROUP))
+
+
+def _dist_of(
+    ep: importlib.metadata.EntryPoint,
+) -> tuple[str, str, importlib.metadata.Distribution | None]:
+    dist = ep.dist
+    if dist is None:  # pragma: no cover - entry points always come from a distribution
+        return "unknown", "unknown", None
+    return str(dist.metadata["Name"] or dist.name), str(dist.version), dist
+
+
+def discover(
+    entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
+) -> list[TargetInfo]:
+    """List every target, sorted by name, without importing any of them.
+
+    Args:
+        entry_points: the entry points to examine (default: every installed one in the group).
+    """
+    eps = list(_entry_points() if entry_points is None else entry_points)
+    infos = [_inspect(ep) for ep in eps]
+    by_name: dict[str, list[TargetInfo]] = {}
+    for info in infos:
+        by_name.setdefault(info.name, []).append(info)
+    result = []
+    for name in sorted(by_name):
+        claims = by_name[name]
+        dists = sorted({c.distribution for c in claims})
+        if len(claims) > 1:
+            who = " and ".join(f"{c.distribution} {c.version} ({c.value})" for c in claims)
+            problem = (
+                f"target name {name!r} is claimed by more than one plugin: {who}; "
+                f"uninstall all but one of: {', '.join(dists)}"
+            )
+            claims = [replace(c, status="broken", problem=problem) for c in claims]
+        result.extend(claims)
+    return result
+
+
+def _inspect(ep: importlib.metadata.EntryPoint) -> TargetInfo:
+    dist_name, version, dist = _dist_of(ep)
+    info = TargetInfo(ep.name, ep.value, dist_name, version)
+    match = ep.pattern.match(ep.value)
+    if match is None or not match.group("attr"):
+        return replace(
+            info,
+            status="broken",
+            problem=f"entry point {ep.name} = {ep.value!r} must name a class as 'module:Class'",
+        )
+    extras = tuple(ep.extras)
+    info = replace(info, extras=extras)
+    if extras and dist is not None:
+        missing = _missing_requirements(dist, extras)
+        if missing:
+            extra_list = ",".join(extras)
+            return replace(
+                info,
+                status="missing extra",
+                missing=tuple(missing),
+                problem=f"needs {', '.join(missing)} (extra {extra_list!r}), not installed",
+                install=f"pip install '{dist_name}[{extra_list}]'",
+            )
+    if not _module_exists(ep.module):
+        return replace(
+            info,
+            status="broken",
+            problem=f"module {ep.module!r} not found (entry point {ep.value!r})",
+        )
+    return info
+
+
+_REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+_EXTRA_MARKER = re.compile(r"""extra\s*==\s*['"]([^'"]+)['"]""")
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _missing_requirements(
+    dist: importlib.metadata.Distribution, extras: Sequence[str]
+) -> list[str]:
+    """Requirements the distribution declares for ``extras`` that are not installed."""
+    wanted = {_normalize(e) for e in extras}
+    missing = []
+    for requirement in dist.requires or []:
+        spec, _, marker = requirement.partition(";")
+        marker_extras = {_normalize(e) for e in _EXTRA_MARKER.findall(marker)}
+        if not marker_extras & wanted or not _marker_applies(requirement, marker_extras & wanted):
+            continue
+        match = _REQ_NAME.match(spec)
+        if match is None:
+            continue
+        name = match.group(1)
+        # An extra that names the distribution itself (modelport[all] -> modelport[a,b]) is
+        # expanded by pip; its own requirements are listed under their own extras.
+        if _normalize(name) == _normalize(dist.metadata["Name"] or ""):
+            continue
+        try:
+            importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(name)
+    return sorted(set(missing))
+
+
+def _marker_applies(requirement: str, extras: set[str]) -> bool:
+    """Evaluate the rest of a requirement's marker (python_version, ...) when we can."""
+    try:
+        from packaging.requirements import Requirement
+    except ImportError:  # pragma: no cover - packaging is nearly always there; assume it applies
+        return True
+    try:
+        marker = Requirement(requirement).marker
+    except Exception:  # an unparsable requirement: let pip complain, not us
+        return True
+    return marker is None or any(marker.evaluate({"extra": e}) for e in extras)
+
+
+def _module_exists(module: str) -> bool:
+    """Whether ``module`` can be found, without importing it or running any package's code.
+
+    ``importlib.util.find_spec("a.b")`` would import ``a``; instead find ``a`` and then look for
+    each submodule in its parent's search path. Anything unusual counts as found (the import,
+    when the target is selected, has the last word).
+    """
+    parts = module.split(".")
+    try:
+        if module in sys.modules:
+            return True
+        spec = importlib.util.find_spec(parts[0])
+        for depth in range(1, len(parts)):
+            if spec is None:
+                return False
+            locations = spec.submodule_search_locations
+            if locations is None:
+                return False
+            name = ".".join(parts[: depth + 1])
+            if name in sys.modules:
+                return True
+            spec = importlib.machinery.PathFinder.find_spec(name, list(locations))
+            if spec is None:
+                # A meta-path finder (an editable install's) may know what PathFinder does not.
+                return _found_by_meta_path(name, list(locations))
+        return spec is not None
+    except (ImportError, ValueError, AttributeError):
+        return True
+
+
+def _found_by_meta_path(name: str, path: list[str]) -> bool:
+    for finder in sys.meta_path:
+        find_spec = getattr(finder, "find_spec", None)
+        if find_spec is None or finder is importlib.machinery.PathFinder:
+            continue
+        try:
+            if find_spec(name, path) is not None:
+                return True
+        except Exception:  # a third-party finder failing is not our verdict to give
+            continue
+    return False
+
+
+def get_info(name: str, infos: Sequence[TargetInfo] | None = None) -> TargetInfo:
+    """The listing entry of one target.
+
+    Raises:
+        PluginError: no such target (with a "did you mean" hint), the target is claimed twice,
+            misses an extra (with the ``pip install`` command), or is broken.
+    """
+    infos = discover() if infos is None else infos
+    claims = [i for i in infos if i.name == name]
+    if not claims:
+        known = sorted({i.name for i in infos})
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise PluginError(
+            f"unknown target {name!r}{hint} (installed targets: {', '.join(known) or 'none'}; "
+            "run 'modelport targets' to list them)"
+        )
+    info = claims[0]
+    if info.status == "missing extra":
+        raise PluginError(
+            f"target {name!r} ({info.distribution} {info.version}) {info.problem}; "
+            f"install it with: {info.install}"
+        )
+    if info.status == "broken":
+        raise PluginError(
+            f"target {name!r} from distribution {info.distribution} {info.version} is broken: "
+            f"{info.problem}"
+        )
+    return info
+
+
+def load_target(name: str) -> type[Deployer[Any]]:
+    """Import a target's class by name; the only place a target's code runs on selection.
+
+    Raises:
+        PluginError: unknown, claimed twice, missing an extra, or broken (the message names
+            the distribution and the original error).
+    """
+    eps = _entry_points()
+    info = get_info(name, discover(eps))
+    ep = next(e for e in eps if e.name == name)
+    return _load(ep, info)
+
+
+class BrokenTargetError(PluginError):
+    """A target failed to import, or what it names is not a usable Deployer class."""
+
+    def __init__(self, info: TargetInfo, problem: str) -> None:
+        self.info = info
+        self.problem = problem
+        super().__init__(
+            f"target {info.name!r} from distribution {info.distribution} {info.version} is "
+            f"broken: {problem}"
+        )
+
+
+def _load(ep: importlib.metadata.EntryPoint, info: TargetInfo) -> type[Deployer[Any]]:
+    from modelport.deployers.base import Deployer, is_config_class
+
+    try:
+        obj = ep.load()
+    except Exception as exc:
+        raise BrokenTargetError(
+            info, f"importing {ep.value!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not (isinstance(obj, type) and issubclass(obj, Deployer)):
+        raise BrokenTargetError(
+            info, f"{ep.value!r} is not a subclass of modelport.deployers.Deployer"
+        )
+    if getattr(obj, "name", None) != info.name:
+        raise BrokenTargetError(
+            info,
+            f"the entry point is named {info.name!r} but {obj.__name__}.name is "
+            f"{getattr(obj, 'name', None)!r}; they must match",
+        )
+    if not is_config_class(obj.config_class):
+        raise BrokenTargetError(info, f"{obj.__name__}.config_class is not a dataclass")
+    if getattr(obj, "__abstractmethods__", None):
+        missing = ", ".join(sorted(obj.__abstractmethods__))
+        raise BrokenTargetError(info, f"{obj.__name__} does not implement {missing}")
+    return obj
+
+
+def check_all(infos: Sequence[TargetInfo] | None = None) -> list[TargetInfo]:
+    """Like :func:`discover`, then import every ``ok`` target to prove it loads (``--check``).
+
+    A target that fails to import is reported ``broken`` with the original error; the others
+    are unaffected.
+    """
+    eps = _entry_points()
+    infos = discover(eps) if infos is None else infos
+    result = []
+    for info in infos:
+        checked = info
+        if info.status == "ok":
+            ep = next((e for e in eps if e.name == info.name and e.value == info.value), None)
+            if ep is not None:
+                try:
+                    _load(ep, info)
+                except BrokenTargetError as exc:
+                    checked = replace(info, status="broken", problem=exc.problem)
+        result.append(checked)
+    return result
