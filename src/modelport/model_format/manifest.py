@@ -132,7 +132,8 @@ def canonical_json(data: Any) -> bytes:
 
 def _thaw(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
+        # Sorted, so that equal manifests give the same bytes whatever order keys arrived in.
+        return {k: _thaw(value[k]) for k in sorted(value)}
     if isinstance(value, (list, tuple)):
         return [_thaw(v) for v in value]
     return value
@@ -165,6 +166,11 @@ def read_raw(data: bytes, source: str = MANIFEST_NAME) -> dict[str, Any]:
         raise ManifestError([f"not valid JSON: {exc}"], source) from None
     if not isinstance(raw, dict):
         raise ManifestError([f"must be a JSON object, got {type(raw).__name__}"], source)
+    try:
+        # A "\ud800" escape decodes to a lone surrogate, which no UTF-8 file (and no digest) holds.
+        canonical_json(raw)
+    except UnicodeEncodeError:
+        raise ManifestError(["holds an escaped lone surrogate (\\ud800-\\udfff)"], source) from None
     return raw
 
 

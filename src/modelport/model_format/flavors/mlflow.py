@@ -216,11 +216,13 @@ def _load_sklearn(source: Path, flavor: dict[str, Any], allow_code: bool) -> Any
             raise MissingDependencyError(
                 "reading an MLflow skops model", "mlflow", "skops"
             ) from None
+        # skops refuses types it cannot load safely: some run code, some (tree node arrays)
+        # can make predict read memory out of bounds. Trusting them is the caller's decision.
         untrusted = skops.io.get_untrusted_types(file=model_file)
-        foreign = [t for t in untrusted if not t.startswith(("sklearn.", "numpy.", "scipy."))]
-        if foreign and not allow_code:
+        if untrusted and not allow_code:
             raise CodeExecutionRefused(
-                f"an MLflow skops model with types outside scikit-learn ({', '.join(foreign)})"
+                f"an MLflow skops model with types skops does not trust ({', '.join(untrusted)})",
+                "can run code or read memory out of bounds when loaded",
             )
         return skops.io.load(model_file, trusted=untrusted)
     if fmt in ("pickle", "cloudpickle"):

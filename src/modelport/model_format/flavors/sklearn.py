@@ -163,9 +163,11 @@ def convert(estimator: Any, example: Any, tolerance: float) -> Converted:
 
 
 def _to_onnx(skl2onnx: Any, estimator: Any, columns: Mapping[str, np.ndarray], table: bool) -> Any:
+    # Classifiers: plain label and probability tensors, not ZipMap dictionaries per row.
+    options = {"zipmap": False} if hasattr(estimator, "predict_proba") else None
     try:
         model = skl2onnx.to_onnx(
-            estimator, initial_types=_initial_types(columns, table), options={"zipmap": False}
+            estimator, initial_types=_initial_types(columns, table), options=options
         )
         return _restore_input_names(model, list(columns))
     except Exception as exc:
@@ -178,7 +180,7 @@ def _to_onnx(skl2onnx: Any, estimator: Any, columns: Mapping[str, np.ndarray], t
         matrix = {MATRIX_INPUT: np.zeros((1, width), dtype=np.float32)}
         try:
             inner = skl2onnx.to_onnx(
-                estimator, initial_types=_initial_types(matrix, False), options={"zipmap": False}
+                estimator, initial_types=_initial_types(matrix, False), options=options
             )
         except Exception as exc:
             raise PackError(
