@@ -1,0 +1,466 @@
+"""The Flask application: every protocol's routes around one :class:`ModelService`.
+
+| routes | protocol |
+|---|---|
+| ``GET /ping``, ``POST /invocations`` | SageMaker (and MLflow's scoring formats, CSV) |
+| ``/v2/...`` | Open Inference Protocol (KServe V2), JSON and binary tensor data |
+| ``$AIP_HEALTH_ROUTE``, ``$AIP_PREDICT_ROUTE`` | Vertex AI |
+| ``GET /``, ``POST /score`` | Azure ML |
+| ``GET /metrics``, ``GET /openapi.json`` | Prometheus, OpenAPI 3 |
+
+Errors are always ``{"error": "<message>"}`` (the V2 error shape) with the right status; the
+message never contains a traceback or anything from the request's data.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from modelport import __version__
+from modelport.errors import InputError, ModelError
+from modelport.model_format.payload import instances_to_inputs, parse_payload
+from modelport.serving import codec
+from modelport.serving.batcher import Overloaded
+from modelport.serving.config import ServeConfig
+from modelport.serving.metrics import UNMATCHED_ROUTE, Layout, WorkerMetrics, render
+from modelport.serving.openapi import document
+from modelport.serving.service import ModelService, NotReady
+
+log = logging.getLogger("modelport.serving")
+
+ROUTE_KEY = "modelport.route"
+JSON = "application/json"
+CSV = "text/csv"
+OCTET = "application/octet-stream"
+PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
+_HTTP_KINDS = {
+    400: "bad_input",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "too_large",
+    415: "unsupported_media_type",
+    503: "overloaded",
+}
+_JSON_TYPES = frozenset({"", JSON, "text/json"})
+
+
+class HttpError(Exception):
+    """An error answer: status, metric type and a message that names no request data."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.message = message
+
+
+def _mimetype(environ: Mapping[str, Any]) -> str:
+    return str(environ.get("CONTENT_TYPE", "")).split(";", 1)[0].strip().lower()
+
+
+def _is_json(mimetype: str) -> bool:
+    return mimetype in _JSON_TYPES or mimetype.endswith("+json")
+
+
+def _check_encoding(environ: Mapping[str, Any]) -> None:
+    encoding = str(environ.get("HTTP_CONTENT_ENCODING", "")).strip().lower()
+    if encoding and encoding != "identity":
+        raise HttpError(415, "unsupported_media_type", "Content-Encoding is not supported")
+
+
+def _json_response(value: Any, status: int = 200) -> Response:
+    return Response(codec.dumps(value), status=status, mimetype=JSON)
+
+
+def configure_logging() -> None:
+    """Send modelport's server log to stderr (gunicorn's own log goes there too)."""
+    logger = logging.getLogger("modelport")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+        )
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def route_templates(config: ServeConfig) -> list[str]:
+    """Every route the application serves, as Flask rule strings (the metrics' route labels)."""
+    routes = [
+        "/ping",
+        "/invocations",
+        "/",
+        "/score",
+        "/v2",
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2/models/<model_name>",
+        "/v2/models/<model_name>/ready",
+        "/v2/models/<model_name>/infer",
+        "/v2/models/<model_name>/versions/<model_version>",
+        "/v2/models/<model_name>/versions/<model_version>/ready",
+        "/v2/models/<model_name>/versions/<model_version>/infer",
+        "/metrics",
+        "/openapi.json",
+    ]
+    for route in (config.health_route, config.predict_route):
+        if route and route not in routes:
+            routes.append(route)
+    return routes
+
+
+def create_app(
+    config: ServeConfig,
+    package_dir: Path,
+    metrics_dir: Path,
+    *,
+    start: bool = True,
+    on_load_failure: Callable[[BaseException], None] | None = None,
+) -> Flask:
+    """Build the application for one process.
+
+    Args:
+        config: the server configuration.
+        package_dir: the package directory (archives are extracted by the server beforehand).
+        metrics_dir: the directory shared by every worker's metrics file.
+        start: start loading the model in a background thread now. With False, call
+            ``app.extensions["modelport"].load()`` (or ``.start()``) yourself.
+        on_load_failure: called (in the loader thread) if loading fails; the default logs it.
+
+    Returns:
+        The Flask application; ``app.extensions["modelport"]`` is its :class:`ModelService`.
+    """
+    configure_logging()
+    layout = Layout(route_templates(config), config.max_batch_size)
+    metrics = WorkerMetrics(metrics_dir, layout)
+    service = ModelService(
+        config,
+        package_dir,
+        metrics,
+        on_ready=lambda seconds: metrics.set_ready(True, seconds),
+    )
+    signature = service.signature
+    model_name, model_version = service.name, service.version
+    max_body = config.max_body_bytes
+    platform = (
+        "onnxruntime_onnx"
+        if service.manifest.flavor.name == "onnx"
+        else f"modelport_{service.manifest.flavor.name}"
+    )
+
+    app = Flask("modelport.serving")
+    app.config["MAX_CONTENT_LENGTH"] = max_body
+    app.extensions["modelport"] = service
+    app.extensions["modelport.metrics"] = metrics
+    openapi_body = codec.dumps(
+        document(
+            name=model_name,
+            version=model_version,
+            signature=signature,
+            health_route=config.health_route,
+            predict_route=config.predict_route,
+        )
+    )
+
+    def read_body() -> bytes:
+        length = request.content_length
+        if length is not None and length > max_body:
+            raise HttpError(413, "too_large", f"the body is larger than {max_body} bytes")
+        _check_encoding(request.environ)
+        return request.get_data(cache=False)
+
+    def json_body(environ: Mapping[str, Any]) -> Any:
+        if not _is_json(_mimetype(environ)):
+            raise HttpError(415, "unsupported_media_type", "Content-Type must be application/json")
+        return codec.loads(read_body())
+
+    # --- SageMaker and MLflow -------------------------------------------------------------------
+
+    def ping() -> Response:
+        if not service.ready.is_set():
+            raise NotReady("the model is not ready yet")
+        return Response(b"", status=200, mimetype="text/plain")
+
+    def invocations() -> Response:
+        environ = request.environ
+        accept = environ.get("HTTP_ACCEPT")
+        as_csv = False
+        if accept and accept not in ("*/*", JSON):
+            best = request.accept_mimetypes.best_match((JSON, CSV))
+            if best is None:
+                raise HttpError(
+                    406, "not_acceptable", "Accept must allow application/json or text/csv"
+                )
+            as_csv = best == CSV
+        mimetype = _mimetype(environ)
+        if mimetype == CSV:
+            outputs = service.predict(lambda: codec.parse_csv(read_body(), signature))
+        elif _is_json(mimetype):
+            outputs = service.predict(lambda: parse_payload(codec.loads(read_body()), signature))
+        else:
+            raise HttpError(
+                415, "unsupported_media_type", "Content-Type must be application/json or text/csv"
+            )
+        if as_csv:
+            return Response(codec.format_csv(outputs), status=200, mimetype=CSV)
+        return Response(codec.dumps(codec.predictions(outputs)), status=200, mimetype=JSON)
+
+    # --- Azure ML -------------------------------------------------------------------------------
+
+    def live() -> Response:
+        return _json_response({"status": "Healthy"})
+
+    def azure_inputs() -> Any:
+        body = json_body(request.environ)
+        if not isinstance(body, Mapping) or "input_data" not in body:
+            return parse_payload(body, signature)
+        unknown = sorted(str(k) for k in body if k not in ("input_data", "params"))
+        if unknown:
+            raise InputError("with 'input_data', the only other key allowed is 'params'")
+        data = body["input_data"]
+        if isinstance(data, Mapping) and "columns" in data and "data" in data:
+            table = {k: v for k, v in data.items() if k != "index"}
+            return parse_payload({"dataframe_split": table}, signature)
+        return parse_payload({"inputs": data}, signature)
+
+    def score() -> Response:
+        outputs = service.predict(azure_inputs)
+        return Response(codec.dumps(codec.predictions(outputs)), status=200, mimetype=JSON)
+
+    # --- Vertex AI ------------------------------------------------------------------------------
+
+    def vertex_inputs() -> Any:
+        body = json_body(request.environ)
+        if not isinstance(body, Mapping) or "instances" not in body:
+            raise InputError("the body must be an object with 'instances' (and 'parameters')")
+        if any(k not in ("instances", "parameters") for k in body):
+            raise InputError("the body may only have the keys 'instances' and 'parameters'")
+        return instances_to_inputs(body["instances"], signature)
+
+    def vertex_predict() -> Response:
+        outputs = service.predict(vertex_inputs)
+        answer = {"predictions": codec.row_predictions(outputs)}
+        return Response(codec.dumps(answer), status=200, mimetype=JSON)
+
+    # --- Open Inference Protocol (KServe V2) ----------------------------------------------------
+
+    def check_model(model_name_: str, model_version_: str | None) -> None:
+        if model_name_ != model_name:
+            raise HttpError(404, "not_found", f"unknown model; this server serves {model_name!r}")
+        if model_version_ is not None and model_version_ != model_version:
+            raise HttpError(
+                404,
+                "not_found",
+                f"unknown version of model {model_name!r}; this server serves {model_version!r}",
+            )
+
+    def v2_server() -> Response:
+        return _json_response(
+            {"name": "modelport", "version": __version__, "extensions": ["binary_tensor_data"]}
+        )
+
+    def v2_live() -> Response:
+        return _json_response({"live": True})
+
+    def v2_ready() -> Response:
+        if not service.ready.is_set():
+            raise NotReady("the model is not ready yet")
+        return _json_response({"ready": True})
+
+    def v2_model(model_name: str, model_version: str | None = None) -> Response:
+        check_model(model_name, model_version)
+        return _json_response(
+            {
+                "name": service.name,
+                "versions": [service.version],
+                "platform": platform,
+                "inputs": codec.tensor_metadata(signature.inputs),
+                "outputs": codec.tensor_metadata(signature.outputs),
+            }
+        )
+
+    def v2_model_ready(model_name: str, model_version: str | None = None) -> Response:
+        check_model(model_name, model_version)
+        if not service.ready.is_set():
+            raise NotReady("the model is not ready yet")
+        return _json_response({"name": service.name, "ready": True})
+
+    def v2_infer(model_name: str, model_version: str | None = None) -> Response:
+        check_model(model_name, model_version)
+        environ = request.environ
+        mimetype = _mimetype(environ)
+        if not (_is_json(mimetype) or mimetype == OCTET):
+            raise HttpError(
+                415,
+                "unsupported_media_type",
+                "Content-Type must be application/json or application/octet-stream",
+            )
+        header = environ.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH")
+        header_length: int | None = None
+        if header is not None:
+            try:
+                header_length = int(header)
+            except ValueError:
+                raise InputError(f"{codec.BINARY_HEADER} must be an integer") from None
+        parsed: list[codec.V2Request] = []
+
+        def inputs() -> dict[str, np.ndarray]:
+            v2 = codec.parse_v2(read_body(), header_length)
+            unknown = [n for n in v2.outputs if n not in signature.output_names]
+            if unknown:
+                raise InputError(
+                    f"unknown output(s) {', '.join(map(repr, unknown))}; the model's outputs "
+                    f"are {', '.join(map(repr, signature.output_names))}"
+                )
+            parsed.append(v2)
+            return v2.inputs
+
+        outputs = service.predict(inputs)
+        body, json_length = codec.format_v2(service.name, service.version, parsed[0], outputs)
+        if json_length is None:
+            return Response(body, status=200, mimetype=JSON)
+        response = Response(body, status=200, mimetype=OCTET)
+        response.headers[codec.BINARY_HEADER] = str(json_length)
+        return response
+
+    # --- metrics and the API description --------------------------------------------------------
+
+    def metrics_route() -> Response:
+        return Response(render(metrics_dir, layout), status=200, content_type=PROMETHEUS)
+
+    def openapi() -> Response:
+        return Response(openapi_body, status=200, mimetype=JSON)
+
+    # --- wiring ---------------------------------------------------------------------------------
+
+    rules: list[tuple[str, str, Callable[..., Response], list[str]]] = [
+        ("/ping", "ping", ping, ["GET"]),
+        ("/invocations", "invocations", invocations, ["POST"]),
+        ("/", "live", live, ["GET"]),
+        ("/score", "score", score, ["POST"]),
+        ("/v2", "v2_server", v2_server, ["GET"]),
+        ("/v2/health/live", "v2_live", v2_live, ["GET"]),
+        ("/v2/health/ready", "v2_ready", v2_ready, ["GET"]),
+        ("/v2/models/<model_name>", "v2_model", v2_model, ["GET"]),
+        ("/v2/models/<model_name>/ready", "v2_model_ready", v2_model_ready, ["GET"]),
+        ("/v2/models/<model_name>/infer", "v2_infer", v2_infer, ["POST"]),
+        ("/v2/models/<model_name>/versions/<model_version>", "v2_model_v", v2_model, ["GET"]),
+        (
+            "/v2/models/<model_name>/versions/<model_version>/ready",
+            "v2_model_ready_v",
+            v2_model_ready,
+            ["GET"],
+        ),
+        (
+            "/v2/models/<model_name>/versions/<model_version>/infer",
+            "v2_infer_v",
+            v2_infer,
+            ["POST"],
+        ),
+        ("/metrics", "metrics", metrics_route, ["GET"]),
+        ("/openapi.json", "openapi", openapi, ["GET"]),
+    ]
+    # Vertex AI's routes come first and replace a built-in route of the same path.
+    vertex: list[tuple[str, str, Callable[..., Response], list[str]]] = []
+    if config.health_route:
+        vertex.append((config.health_route, "vertex_health", ping, ["GET"]))
+    if config.predict_route:
+        vertex.append((config.predict_route, "vertex_predict", vertex_predict, ["POST"]))
+    taken = {rule for rule, *_ in vertex}
+    for rule, endpoint, view, methods in [*vertex, *(r for r in rules if r[0] not in taken)]:
+        app.add_url_rule(rule, endpoint, view, methods=methods)
+
+    @app.before_request
+    def _label() -> None:
+        rule = request.url_rule
+        if rule is not None:
+            request.environ[ROUTE_KEY] = rule.rule
+
+    def error(status: int, kind: str, message: str) -> Response:
+        metrics.count_error(kind)
+        return _json_response({"error": message}, status)
+
+    @app.errorhandler(HttpError)
+    def _http_error(exc: HttpError) -> Response:
+        return error(exc.status, exc.kind, exc.message)
+
+    @app.errorhandler(InputError)
+    def _input_error(exc: InputError) -> Response:
+        return error(400, "bad_input", str(exc))
+
+    @app.errorhandler(NotReady)
+    def _not_ready(exc: NotReady) -> Response:
+        return error(503, "not_ready", str(exc))
+
+    @app.errorhandler(Overloaded)
+    def _overloaded(exc: Overloaded) -> Response:
+        return error(503, "overloaded", str(exc))
+
+    @app.errorhandler(ModelError)
+    def _model_error(exc: ModelError) -> Response:
+        # The cause (and its traceback) goes to the log only: it may quote the request's data.
+        log.error("%s %s: %s", request.method, request.path, exc, exc_info=exc)
+        return error(500, "model_failure", "the model failed while predicting; see the server log")
+
+    @app.errorhandler(HTTPException)
+    def _werkzeug_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        messages = {
+            400: "bad request",
+            404: "no such route",
+            405: f"method {request.method} is not allowed here",
+            413: f"the body is larger than {max_body} bytes",
+        }
+        response = error(
+            status,
+            _HTTP_KINDS.get(status, "internal"),
+            messages.get(status, exc.name.lower()),
+        )
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.error("%s %s: unexpected error", request.method, request.path, exc_info=exc)
+        return error(500, "internal", "internal server error; see the server log")
+
+    flask_wsgi = app.wsgi_app
+
+    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        started = time.perf_counter()
+        statuses: list[str] = []
+
+        def start(status: str, headers: Any, exc_info: Any = None) -> Any:
+            statuses.append(status)
+            return start_response(status, headers, exc_info)
+
+        metrics.add_in_flight(1)
+        try:
+            result = flask_wsgi(environ, start)
+        finally:
+            metrics.add_in_flight(-1)
+        status = int(statuses[-1][:3]) if statuses else 500
+        metrics.observe_request(
+            environ.get(ROUTE_KEY, UNMATCHED_ROUTE), status, time.perf_counter() - started
+        )
+        return result
+
+    app.wsgi_app = wsgi  # type: ignore[method-assign]
+    if start:
+        service.start(on_load_failure or _log_failure)
+    return app
+
+
+def _log_failure(exc: BaseException) -> None:
+    log.error("loading the model failed: %s", exc, exc_info=exc)

@@ -1,0 +1,455 @@
+"""Body formats of the server that the package format does not already cover.
+
+- CSV in (a header row, then rows) and out, for SageMaker's ``text/csv``.
+- Open Inference Protocol (KServe V2) tensors, in JSON and with the binary tensor data extension
+  that Triton's clients use by default.
+- Fast JSON answers: numeric output arrays go to orjson as they are, without ``tolist()``.
+
+Every decoded payload still goes through ``Signature.enforce``; messages name inputs, never data.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from modelport.errors import InputError
+from modelport.model_format.payload import table_to_inputs, to_jsonable
+from modelport.model_format.signature import DTYPES, Signature, TensorSpec, convert
+
+JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+# --- JSON ---------------------------------------------------------------------------------------
+
+
+def loads(body: bytes) -> Any:
+    """Decode a JSON body.
+
+    Raises:
+        InputError: the body is not valid JSON (the message gives the position, not the text).
+    """
+    if not body:
+        raise InputError("the request body is empty; expected JSON")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON body (line {exc.lineno}, column {exc.colno})") from None
+
+
+def dumps(value: Any) -> bytes:
+    """Encode an answer; numpy arrays and scalars are written natively."""
+    return orjson.dumps(value, option=JSON_OPTIONS)
+
+
+def jsonable(array: np.ndarray) -> Any:
+    """An output array in the form orjson writes fastest (the array itself when it can)."""
+    if array.dtype.kind in "biuf" and array.dtype.isnative and array.flags.c_contiguous:
+        return array
+    return to_jsonable(array)
+
+
+def predictions(outputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """MLflow-style answer: one output as a list, several as ``{name: list}`` (columnar)."""
+    if len(outputs) == 1:
+        (array,) = outputs.values()
+        return {"predictions": jsonable(array)}
+    return {"predictions": {name: jsonable(a) for name, a in outputs.items()}}
+
+
+def row_predictions(outputs: Mapping[str, np.ndarray]) -> list[Any]:
+    """Vertex AI style: one prediction per row; with several outputs, each an object by name."""
+    if len(outputs) == 1:
+        (array,) = outputs.values()
+        value = to_jsonable(array)
+        return value if isinstance(value, list) else [value]
+    columns = {name: to_jsonable(a) for name, a in outputs.items()}
+    lengths = {len(v) if isinstance(v, list) else -1 for v in columns.values()}
+    if len(lengths) != 1 or -1 in lengths:
+        # Outputs without one row each cannot be split per row: answer them whole.
+        return [columns]
+    (rows,) = lengths
+    return [{name: values[i] for name, values in columns.items()} for i in range(rows)]
+
+
+# --- CSV ----------------------------------------------------------------------------------------
+
+_TRUE = frozenset({"true", "1", "t", "yes"})
+_FALSE = frozenset({"false", "0", "f", "no"})
+
+
+def _number(cell: str, column: str) -> int | float:
+    text = cell.strip()
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"CSV column {column!r}: expected numbers") from None
+
+
+def _boolean(cell: str, column: str) -> bool:
+    text = cell.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise InputError(f"CSV column {column!r}: expected booleans (true/false or 1/0)")
+
+
+def parse_csv(body: bytes, signature: Signature) -> dict[str, Any]:
+    """Read a CSV body with a header row into ``{input name: values}``.
+
+    Cells are converted by the dtype of the input they feed: a single-input model takes the
+    whole table as its matrix, a multi-input model takes columns by name (as MLflow does).
+
+    Raises:
+        InputError: not UTF-8, malformed, empty, ragged, or a cell of the wrong kind.
+    """
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError("the CSV body must be UTF-8 text") from None
+    try:
+        table = [row for row in csv.reader(io.StringIO(text, newline="")) if row]
+    except csv.Error as exc:
+        raise InputError(f"malformed CSV body ({type(exc).__name__})") from None
+    if len(table) < 2:
+        raise InputError("the CSV body needs a header row and at least one row of values")
+    header = [c.strip() for c in table[0]]
+    rows = table[1:]
+    width = len(header)
+    if any(len(r) != width for r in rows):
+        raise InputError(f"CSV rows must each have {width} value(s), one per header column")
+    single = signature.inputs[0].dtype if len(signature.inputs) == 1 else None
+    kinds: list[str] = []
+    for column in header:
+        spec = next((s for s in signature.inputs if s.name == column), None)
+        dtype = spec.dtype if spec is not None else single or "string"
+        kinds.append(dtype)
+    converted: list[list[Any]] = [[] for _ in rows]
+    for j, (column, dtype) in enumerate(zip(header, kinds, strict=True)):
+        if dtype == "string":
+            for out, row in zip(converted, rows, strict=True):
+                out.append(row[j])
+        elif dtype == "bool":
+            for out, row in zip(converted, rows, strict=True):
+                out.append(_boolean(row[j], column))
+        else:
+            for out, row in zip(converted, rows, strict=True):
+                out.append(_number(row[j], column))
+    return table_to_inputs(header, converted, signature)
+
+
+def _cells(array: np.ndarray) -> list[list[str]]:
+    """Rows of text cells for one output (one row per first-dimension entry)."""
+    if array.ndim == 0:
+        array = array.reshape(1, 1)
+    flat = array.reshape(array.shape[0], -1)
+    if flat.dtype.kind == "b":
+        text = np.where(flat, "true", "false")
+    elif flat.dtype.kind in "OSU":
+        text = np.vectorize(
+            lambda v: v.decode() if isinstance(v, bytes) else str(v), otypes=[object]
+        )(flat)
+    else:
+        # float32 values print in their own shortest form, not float64's.
+        text = flat.astype(str)
+    return [list(map(str, row)) for row in text.tolist()]
+
+
+def format_csv(outputs: Mapping[str, np.ndarray]) -> bytes:
+    """A CSV answer: a header row, then one row per input row.
+
+    A one-dimensional output is one column named after it; a wider output is flattened into
+    columns ``name_0``, ``name_1``, …
+
+    Raises:
+        InputError: the outputs do not have the same number of rows (no table can hold them).
+    """
+    header: list[str] = []
+    columns: list[list[list[str]]] = []
+    for name, array in outputs.items():
+        cells = _cells(np.asarray(array))
+        width = len(cells[0]) if cells else 1
+        if np.asarray(array).ndim <= 1:
+            header.append(name)
+        else:
+            header.extend(f"{name}_{i}" for i in range(width))
+        columns.append(cells)
+    counts = {len(c) for c in columns}
+    if len(counts) > 1:
+        raise InputError("the outputs have different numbers of rows; ask for application/json")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for parts in zip(*columns, strict=True):
+        writer.writerow([cell for part in parts for cell in part])
+    return buffer.getvalue().encode()
+
+
+# --- Open Inference Protocol (KServe V2) --------------------------------------------------------
+
+#: V2 datatype -> signature dtype name. (BF16 has no numpy dtype and no ONNX Runtime CPU use.)
+V2_TO_DTYPE: dict[str, str] = {
+    "BOOL": "bool",
+    "UINT8": "uint8",
+    "UINT16": "uint16",
+    "UINT32": "uint32",
+    "UINT64": "uint64",
+    "INT8": "int8",
+    "INT16": "int16",
+    "INT32": "int32",
+    "INT64": "int64",
+    "FP16": "float16",
+    "FP32": "float32",
+    "FP64": "float64",
+    "BYTES": "string",
+}
+DTYPE_TO_V2: dict[str, str] = {v: k for k, v in V2_TO_DTYPE.items()}
+BINARY_HEADER = "Inference-Header-Content-Length"
+
+
+def v2_datatype(array: np.ndarray) -> str:
+    """The V2 datatype of an output array (text is ``BYTES``)."""
+    if array.dtype.kind in "OSU":
+        return "BYTES"
+    for name, dtype in DTYPES.items():
+        if dtype == array.dtype and name != "string":
+            return DTYPE_TO_V2[name]
+    raise InputError(f"the model produced an output of dtype {array.dtype}, which V2 cannot carry")
+
+
+@dataclass(frozen=True)
+class V2Request:
+    """A decoded V2 inference request.
+
+    Attributes:
+        id: the request id to echo, if the client sent one.
+        inputs: input name -> array (typed as the client declared it).
+        outputs: names of the requested outputs, in order (empty: all of them).
+        binary_outputs: names of outputs to return as binary tensor data.
+        all_binary: every output goes back as binary data (``binary_data_output``).
+    """
+
+    id: str | None
+    inputs: dict[str, np.ndarray]
+    outputs: tuple[str, ...]
+    binary_outputs: frozenset[str]
+    all_binary: bool
+
+
+def _object(value: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise InputError(f"{what} must be a JSON object")
+    return value
+
+
+def _parameters(entry: Mapping[str, Any], what: str) -> Mapping[str, Any]:
+    params = entry.get("parameters", {})
+    if params is None:
+        return {}
+    return _object(params, f"{what}.parameters")
+
+
+def _shape(value: Any, name: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value
+    ):
+        raise InputError(f"input {name!r}: 'shape' must be a list of non-negative integers")
+    return tuple(value)
+
+
+def _from_json(data: Any, name: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    count = math.prod(shape)
+    try:
+        array = np.asarray(data, dtype=object if dtype == "string" else None)
+    except (ValueError, TypeError):
+        raise InputError(f"input {name!r}: 'data' is not a flat or rectangular list") from None
+    if array.size != count:
+        raise InputError(
+            f"input {name!r}: shape {list(shape)} needs {count} value(s), 'data' has {array.size}"
+        )
+    return array.reshape(shape)
+
+
+def _from_binary(raw: bytes, name: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    count = math.prod(shape)
+    if dtype == "string":
+        values: list[str] = []
+        offset = 0
+        while offset < len(raw):
+            if offset + 4 > len(raw):
+                raise InputError(f"input {name!r}: truncated BYTES element")
+            (length,) = struct.unpack_from("<I", raw, offset)
+            offset += 4
+            if offset + length > len(raw):
+                raise InputError(f"input {name!r}: truncated BYTES element")
+            try:
+                values.append(raw[offset : offset + length].decode("utf-8"))
+            except UnicodeDecodeError:
+                raise InputError(f"input {name!r}: BYTES elements must be UTF-8 text") from None
+            offset += length
+        if len(values) != count:
+            raise InputError(
+                f"input {name!r}: shape {list(shape)} needs {count} value(s), "
+                f"the binary data has {len(values)}"
+            )
+        array = np.empty(count, dtype=object)
+        array[:] = values
+        return array.reshape(shape)
+    item = DTYPES[dtype].newbyteorder("<")
+    if len(raw) != count * item.itemsize:
+        raise InputError(
+            f"input {name!r}: shape {list(shape)} of {DTYPE_TO_V2[dtype]} needs "
+            f"{count * item.itemsize} byte(s), the binary data has {len(raw)}"
+        )
+    return np.frombuffer(raw, dtype=item).astype(DTYPES[dtype]).reshape(shape)
+
+
+def parse_v2(body: bytes, header_length: int | None) -> V2Request:
+    """Decode a V2 inference request, in JSON or with binary tensor data.
+
+    Args:
+        body: the whole request body.
+        header_length: the ``Inference-Header-Content-Length`` header: the JSON part's size when
+            binary tensor data follows it.
+
+    Raises:
+        InputError: malformed request, unknown datatype, data that does not fit its shape or
+            datatype (converted losslessly, as everywhere else).
+    """
+    if header_length is not None and not 0 < header_length <= len(body):
+        raise InputError(f"{BINARY_HEADER} must be between 1 and the body's length")
+    head = body if header_length is None else body[:header_length]
+    binary = memoryview(body)[header_length:] if header_length is not None else memoryview(b"")
+    request = _object(loads(head), "the request")
+    request_id = request.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InputError("'id' must be a string")
+    params = _parameters(request, "the request")
+    raw_inputs = request.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise InputError("'inputs' must be a non-empty list of tensors")
+    inputs: dict[str, np.ndarray] = {}
+    offset = 0
+    for index, entry in enumerate(raw_inputs):
+        tensor = _object(entry, f"inputs[{index}]")
+        name = tensor.get("name")
+        if not isinstance(name, str):
+            raise InputError(f"inputs[{index}]: 'name' must be a string")
+        if name in inputs:
+            raise InputError(f"input {name!r} appears more than once")
+        datatype = tensor.get("datatype")
+        dtype = V2_TO_DTYPE.get(datatype) if isinstance(datatype, str) else None
+        if dtype is None:
+            raise InputError(f"input {name!r}: 'datatype' must be one of {', '.join(V2_TO_DTYPE)}")
+        shape = _shape(tensor.get("shape"), name)
+        size = _parameters(tensor, f"input {name!r}").get("binary_data_size")
+        if size is not None:
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise InputError(f"input {name!r}: binary_data_size must be a non-negative integer")
+            if offset + size > len(binary):
+                raise InputError(f"input {name!r}: binary_data_size runs past the body's end")
+            array = _from_binary(bytes(binary[offset : offset + size]), name, dtype, shape)
+            offset += size
+        elif "data" in tensor:
+            array = _from_json(tensor["data"], name, dtype, shape)
+        else:
+            raise InputError(f"input {name!r}: no 'data' and no binary_data_size")
+        inputs[name] = convert(array, TensorSpec(name, dtype, shape))
+    if offset != len(binary):
+        raise InputError("the binary tensor data is longer than the inputs' binary_data_size")
+
+    requested: list[str] = []
+    binary_outputs: set[str] = set()
+    raw_outputs = request.get("outputs")
+    if raw_outputs is not None:
+        if not isinstance(raw_outputs, list):
+            raise InputError("'outputs' must be a list")
+        for index, entry in enumerate(raw_outputs):
+            out = _object(entry, f"outputs[{index}]")
+            name = out.get("name")
+            if not isinstance(name, str):
+                raise InputError(f"outputs[{index}]: 'name' must be a string")
+            out_params = _parameters(out, f"output {name!r}")
+            if out_params.get("classification"):
+                raise InputError("the classification extension is not supported")
+            if out_params.get("binary_data") is True:
+                binary_outputs.add(name)
+            if name not in requested:
+                requested.append(name)
+    return V2Request(
+        id=request_id,
+        inputs=inputs,
+        outputs=tuple(requested),
+        binary_outputs=frozenset(binary_outputs),
+        all_binary=params.get("binary_data_output") is True,
+    )
+
+
+def _binary_bytes(array: np.ndarray) -> bytes:
+    if array.dtype.kind in "OSU":
+        parts = []
+        for value in array.ravel().tolist():
+            data = value if isinstance(value, bytes) else str(value).encode()
+            parts.append(struct.pack("<I", len(data)))
+            parts.append(data)
+        return b"".join(parts)
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+
+
+def format_v2(
+    model_name: str,
+    model_version: str,
+    request: V2Request,
+    outputs: Mapping[str, np.ndarray],
+) -> tuple[bytes, int | None]:
+    """Encode a V2 inference answer.
+
+    Returns:
+        The body and, when binary tensor data follows the JSON, the JSON part's length (for the
+        ``Inference-Header-Content-Length`` header).
+    """
+    names: Iterable[str] = request.outputs or outputs.keys()
+    entries: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for name in names:
+        array = outputs[name]
+        entry: dict[str, Any] = {
+            "name": name,
+            "datatype": v2_datatype(array),
+            "shape": list(array.shape),
+        }
+        if request.all_binary or name in request.binary_outputs:
+            blob = _binary_bytes(array)
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            flat = array.reshape(-1)
+            entry["data"] = jsonable(np.ascontiguousarray(flat)) if flat.size else []
+        entries.append(entry)
+    answer: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
+    if request.id is not None:
+        answer["id"] = request.id
+    answer["outputs"] = entries
+    head = dumps(answer)
+    if not blobs:
+        return head, None
+    return head + b"".join(blobs), len(head)
+
+
+def tensor_metadata(specs: Sequence[TensorSpec]) -> list[dict[str, Any]]:
+    """V2 model metadata entries for a signature's inputs or outputs."""
+    return [
+        {"name": s.name, "datatype": DTYPE_TO_V2[s.dtype], "shape": list(s.shape)} for s in specs
+    ]

@@ -1,0 +1,208 @@
+"""Running the server: gunicorn in production, Flask's own server with ``--dev``.
+
+The master process verifies the package once (an archive is extracted once, into a private
+directory) and refuses a code-carrying package without the opt-in before any worker starts, so a
+bad package is a clear error and exit code, not a crash loop. Each worker then loads the model
+itself (ONNX Runtime sessions are not fork-safe, so nothing model-related is created before the
+fork), warms it up, and only then reports ready. Requests go straight from gunicorn's threads to
+the model: no hop between processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from modelport.errors import CodeExecutionRefused, IntegrityError, ModelportError
+from modelport.model_format.archive import extract_archive
+from modelport.model_format.package import ALLOW_CODE_ENV, verify
+from modelport.serving.config import ServeConfig
+from modelport.serving.metrics import zero_gauges
+
+log = logging.getLogger("modelport.serving")
+
+#: gunicorn's exit status for "worker failed to boot": the master stops the whole server.
+WORKER_BOOT_ERROR = 3
+
+
+class ServeError(ModelportError):
+    """The server stopped because of an error (the log above says which)."""
+
+
+@contextmanager
+def prepared_package(config: ServeConfig) -> Iterator[Path]:
+    """Verify the package and yield the directory workers load it from.
+
+    Raises:
+        PackageError: missing, invalid or tampered with.
+        CodeExecutionRefused: it carries code and ``allow_code`` is off.
+    """
+    path = config.package
+    workdir: Path | None = None
+    try:
+        if path.is_dir():
+            report = verify(path)
+            if not report.ok:
+                raise IntegrityError(report.problems)
+            manifest = report.manifest
+            package_dir = path
+        else:
+            # verify() raises PackageError for a missing path; extraction checks every digest.
+            verify_path_exists(path)
+            workdir = Path(tempfile.mkdtemp(prefix="modelport-serve-"))
+            package_dir = workdir / "package"
+            package_dir.mkdir()
+            manifest = extract_archive(path, package_dir)
+        allowed = config.allow_code or os.environ.get(ALLOW_CODE_ENV) == "1"
+        if manifest.flavor.name != "onnx" and not allowed:
+            raise CodeExecutionRefused(f"the {manifest.flavor.name!r} flavor package {path}")
+        yield package_dir
+    finally:
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def verify_path_exists(path: Path) -> None:
+    """Raise the package format's own error for a path that does not exist."""
+    if not path.exists():
+        verify(path)  # raises PackageError naming the path
+
+
+@contextmanager
+def metrics_directory() -> Iterator[Path]:
+    """The directory every worker's metrics file lives in, removed when the server stops."""
+    directory = Path(tempfile.mkdtemp(prefix="modelport-metrics-"))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _announce(config: ServeConfig, url: str, name: str, version: str) -> None:
+    mode = "development server" if config.dev else f"{config.workers} worker(s)"
+    batching = f"batching up to {config.max_batch_size} rows" if config.batching else "batching off"
+    print(
+        f"modelport: serving {name} {version} at {url} ({mode}, {config.threads} thread(s) "
+        f"each, {batching})",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _exit_worker(exc: BaseException) -> None:
+    log.error("loading the model failed, stopping the server: %s", exc, exc_info=exc)
+    logging.shutdown()
+    # Called in the loader thread; gunicorn's master halts on this status instead of respawning.
+    os._exit(WORKER_BOOT_ERROR)
+
+
+def run(config: ServeConfig) -> None:
+    """Serve until stopped (SIGTERM drains in-flight requests first).
+
+    Raises:
+        PackageError: the package is invalid.
+        CodeExecutionRefused: the package carries code and ``allow_code`` is off.
+        ServeError: the server stopped with an error.
+    """
+    with prepared_package(config) as package_dir, metrics_directory() as metrics_dir:
+        if config.dev:
+            _run_dev(config, package_dir, metrics_dir)
+        else:
+            _run_gunicorn(config, package_dir, metrics_dir)
+
+
+def _run_gunicorn(config: ServeConfig, package_dir: Path, metrics_dir: Path) -> None:
+    # Imported before the fork, so each worker starts with them already loaded.
+    import onnxruntime  # noqa: F401
+    from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+
+    from modelport.serving.app import create_app
+    from modelport.serving.service import read_manifest
+
+    manifest = read_manifest(package_dir)
+
+    def when_ready(server: Any) -> None:
+        for listener in server.LISTENERS:
+            _announce(config, str(listener), manifest.name, manifest.version)
+
+    def child_exit(server: Any, worker: Any) -> None:
+        zero_gauges(metrics_dir, worker.pid)
+
+    tmp_dir = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    settings: dict[str, Any] = {
+        "bind": [
+            f"[{config.host}]:{config.port}"
+            if ":" in config.host
+            else f"{config.host}:{config.port}"
+        ],
+        "workers": config.workers,
+        "worker_class": "gthread",
+        "threads": config.threads,
+        # gthread's main loop beats even while requests run, so this only catches hung workers.
+        "timeout": max(30, int(config.timeout_s) + 10),
+        "graceful_timeout": max(1, math.ceil(config.graceful_timeout_s)),
+        # Longer than load balancers' idle timeouts (60 s for AWS), so they close first.
+        "keepalive": 75,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "info",
+        "proc_name": f"modelport {manifest.name}",
+        "worker_tmp_dir": tmp_dir,
+        "preload_app": False,
+        "control_socket_disable": True,
+        "when_ready": when_ready,
+        "child_exit": child_exit,
+    }
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in settings.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Callable[..., Any]:
+            # Runs in each worker after the fork: the model is loaded once per worker.
+            return create_app(config, package_dir, metrics_dir, on_load_failure=_exit_worker)
+
+    try:
+        Server().run()
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise ServeError(
+                f"the server stopped with exit status {exc.code}; see the log above"
+            ) from None
+
+
+def _run_dev(config: ServeConfig, package_dir: Path, metrics_dir: Path) -> None:
+    from werkzeug.serving import make_server
+
+    from modelport.serving.app import create_app
+
+    app = create_app(config, package_dir, metrics_dir, start=False)
+    service = app.extensions["modelport"]
+    service.load()
+    server = make_server(config.host, config.port, app, threaded=True)
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    _announce(config, f"http://{host}:{server.server_port}", service.name, service.version)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.server_close()
+        app.extensions["modelport.metrics"].close()
