@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.errors import IntegrityError, PackError
+from modelport.errors import InputError, IntegrityError, PackError
 from modelport.model_format.archive import (
     ARCHIVE_SUFFIX,
     extract_archive,
@@ -232,9 +232,20 @@ def read_example_file(path: Path) -> dict[str, Any]:
 
 
 def _resolve_example(example: Any, signature: Signature) -> dict[str, np.ndarray] | None:
-    """Turn any accepted example form into enforced arrays for ``signature``."""
+    """Turn any accepted example form into enforced arrays for ``signature``.
+
+    Raises:
+        PackError: the example does not fit the model (the message names the input).
+    """
     if example is None:
         return None
+    try:
+        return _example_arrays(example, signature)
+    except InputError as exc:
+        raise PackError(f"the example does not fit the model: {exc}") from None
+
+
+def _example_arrays(example: Any, signature: Signature) -> dict[str, np.ndarray]:
     if isinstance(example, Mapping) and "__payload__" in example:
         from modelport.model_format.payload import parse_payload
 
@@ -242,14 +253,29 @@ def _resolve_example(example: Any, signature: Signature) -> dict[str, np.ndarray
     from modelport.model_format.flavors.sklearn import example_columns
 
     if not isinstance(example, Mapping) and type(example).__name__ != "DataFrame":
-        return signature.enforce(example)
+        return _enforce_refined(signature, example)
     columns, table = example_columns(example)
     if table:
         from modelport.model_format.payload import table_to_inputs
 
         rows = list(zip(*(c.tolist() for c in columns.values()), strict=True))
-        return signature.enforce(table_to_inputs(list(columns), rows, signature))
-    return signature.enforce(columns)
+        return _enforce_refined(signature, table_to_inputs(list(columns), rows, signature))
+    return _enforce_refined(signature, columns)
+
+
+def _enforce_refined(signature: Signature, inputs: Any) -> dict[str, np.ndarray]:
+    """Enforce ``inputs`` after taking the rank of inputs the graph leaves unknown from them."""
+    if isinstance(inputs, Mapping):
+        named = dict(inputs)
+    else:
+        named = {signature.inputs[0].name: inputs} if len(signature.inputs) == 1 else {}
+    arrays: dict[str, np.ndarray] = {}
+    for name, value in named.items():
+        try:
+            arrays[str(name)] = np.asarray(value)
+        except (ValueError, TypeError):
+            continue  # ragged: enforcement names the input
+    return _refine(signature, arrays).enforce(inputs)
 
 
 def _refine(signature: Signature, example: Mapping[str, np.ndarray]) -> Signature:
