@@ -24,7 +24,6 @@ after v1 is an ordinary method with a default, so a v1 plugin never breaks.
 from __future__ import annotations
 
 import abc
-import builtins
 import dataclasses
 import enum
 import re
@@ -206,7 +205,7 @@ class Deployer(abc.ABC, Generic[ConfigT]):
                 "hyphens, starting and ending with a letter or digit"
             )
 
-    def plan(self, name: str, package: Package) -> builtins.list[PlannedAction]:
+    def plan(self, name: str, package: Package) -> Sequence[PlannedAction]:
         """Say what :meth:`create` would make, touching nothing (``deploy --dry-run``).
 
         Targets should override this to list their real resources, images and requests.

@@ -157,6 +157,8 @@ def type_name(tp: Any) -> str:
     """A readable name for a type annotation."""
     if tp is type(None):
         return "None"
+    if tp is Ellipsis:
+        return "..."
     if _is_union(tp):
         return " | ".join(type_name(a) for a in typing.get_args(tp))
     origin = typing.get_origin(tp)

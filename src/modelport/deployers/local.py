@@ -26,7 +26,6 @@ reported as ``failed``, never as running) and probes ``/ping`` through the proxy
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import fcntl
 import json
@@ -115,6 +114,9 @@ class LocalConfig:
     )
 
     def __post_init__(self) -> None:
+        home: Any = self.home  # the Python API may pass a str
+        if home is not None and not isinstance(home, Path):
+            object.__setattr__(self, "home", Path(home).expanduser())
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be between 0 and 65535, got {self.port}")
         if self.workers is not None and self.workers < 1:
@@ -447,7 +449,7 @@ class LocalDeployer(Deployer[LocalConfig]):
 
     # --- the verbs ------------------------------------------------------------------------
 
-    def plan(self, name: str, package: Package) -> builtins.list[PlannedAction]:
+    def plan(self, name: str, package: Package) -> Sequence[PlannedAction]:
         """What ``create`` would start and write; touches nothing."""
         directory = self._dir(name)
         port = self.config.port or "a free port"

@@ -1,0 +1,497 @@
+"""``modelport deploy | deployments ... | targets``: deploying packages through target plugins.
+
+Targets are found through the ``modelport.deployers.v1`` entry-point group
+(:mod:`modelport.plugins.registry`) and imported only when selected. Errors are
+:class:`~modelport.errors.ModelportError` subclasses; ``modelport.cli.main`` turns them into exit
+codes (2 for bad options and config, 3 for target and plugin problems).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from modelport.errors import InputError, ModelportError, PluginError, UsageError
+
+if TYPE_CHECKING:
+    from modelport.deployers.base import Deployer, Deployment
+    from modelport.model_format.package import Package
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# --- shared options -------------------------------------------------------------------------
+
+
+def _target_options(func: F) -> F:
+    """``-t/--target``, ``-C key=value`` and ``--config-file``, shared by every verb."""
+    options = [
+        click.option(
+            "-t",
+            "--target",
+            "target",
+            required=True,
+            metavar="TARGET[:URI]",
+            help="Deploy target (see 'modelport targets'); MLflow-style URIs such as "
+            "sagemaker:/eu-west-1 pass the part after ':' to the target.",
+        ),
+        click.option(
+            "-C",
+            "--config",
+            "config_pairs",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Target option (repeat); see 'modelport targets help TARGET'.",
+        ),
+        click.option(
+            "--config-file",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Target options from a flat TOML or JSON table; -C and env vars win.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(func)
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _progress(as_json: bool) -> Callable[[str], None] | None:
+    """Progress lines on stderr, on a terminal only (never mixed into --json output)."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(message: str) -> None:
+        click.secho(f"  ... {message}", err=True, dim=True)
+
+    return show
+
+
+def _make_deployer(
+    target: str,
+    config_pairs: tuple[str, ...],
+    config_file: Path | None,
+    progress: Callable[[str], None] | None = None,
+) -> Deployer[Any]:
+    from modelport.deployers.config import (
+        Sources,
+        build_config,
+        parse_assignments,
+        read_config_file,
+    )
+    from modelport.plugins.registry import load_target, parse_target
+
+    name, uri = parse_target(target)
+    if not name:
+        raise UsageError(f"--target {target!r}: no target name before ':'")
+    cls = load_target(name)
+    cli_values = parse_assignments(config_pairs)
+    file_values = read_config_file(config_file) if config_file is not None else {}
+    with _plugin_errors(name):
+        uri_values = cls.options_from_uri(uri) if uri is not None else {}
+    config = build_config(
+        cls.config_class,
+        cls.name,
+        Sources(
+            file=file_values,
+            file_name=str(config_file) if config_file is not None else None,
+            env=dict(os.environ),
+            uri=uri_values,
+            cli=cli_values,
+        ),
+    )
+    with _plugin_errors(name):
+        return cls(config, target_uri=uri, progress=progress)
+
+
+@contextlib.contextmanager
+def _plugin_errors(target: str) -> Iterator[None]:
+    """A target failing with anything but a modelport error is a target problem (exit 3)."""
+    try:
+        yield
+    except ModelportError:
+        raise
+    except Exception as exc:
+        raise PluginError(
+            f"target {target!r} failed unexpectedly: {type(exc).__name__}: {exc} "
+            "(run with --debug for the traceback)"
+        ) from exc
+
+
+@contextlib.contextmanager
+def _loaded(path: Path, allow_code: bool) -> Iterator[Package]:
+    from modelport.model_format.package import load
+
+    package = load(path, allow_code=allow_code)
+    try:
+        yield package
+    finally:
+        package.close()
+
+
+def _show(deployment: Deployment) -> None:
+    d = deployment
+    colour = {"ready": "green", "failed": "red"}.get(d.status.value, "yellow")
+    click.echo(f"Deployment {d.name} on {d.target}: " + click.style(d.status.value, fg=colour))
+    click.echo(f"  endpoint: {d.endpoint or '-'}")
+    click.echo(f"  package:  {d.package_digest}")
+    click.echo(f"  created:  {d.created_at.isoformat()}")
+    click.echo(f"  updated:  {d.updated_at.isoformat()}")
+    for key, value in d.details.items():
+        if value is not None:
+            click.echo(f"  {key}: {value}")
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+_ALLOW_CODE = click.option(
+    "--allow-code",
+    is_flag=True,
+    help="Allow a package that runs the code it carries (python flavor); only if you trust it.",
+)
+
+
+# --- deploy ---------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("package_path", metavar="PKG", type=click.Path(path_type=Path))
+@_target_options
+@click.option("-n", "--name", required=True, help="Name of the new deployment.")
+@click.option("--dry-run", is_flag=True, help="Print what would be created; touch nothing.")
+@click.option("--no-wait", is_flag=True, help="Return once started, without waiting for ready.")
+@_ALLOW_CODE
+@_json_option
+def deploy(
+    package_path: Path,
+    target: str,
+    config_pairs: tuple[str, ...],
+    config_file: Path | None,
+    name: str,
+    dry_run: bool,
+    no_wait: bool,
+    allow_code: bool,
+    as_json: bool,
+) -> None:
+    """Deploy the package PKG to a target as a new deployment NAME.
+
+    Blocks until the deployment is ready (progress is shown on a terminal) unless --no-wait.
+    Options come from --config-file, MODELPORT_<TARGET>_<KEY> env vars, the target URI and
+    -C key=value, the later winning.
+    """
+    deployer = _make_deployer(target, config_pairs, config_file, _progress(as_json))
+    with _plugin_errors(deployer.name):
+        deployer.check_name(name)
+    with _loaded(package_path, allow_code) as package:
+        if dry_run:
+            with _plugin_errors(deployer.name):
+                actions = deployer.plan(name, package)
+            if as_json:
+                _emit_json(
+                    {
+                        "dry_run": True,
+                        "target": deployer.name,
+                        "name": name,
+                        "package_digest": package.digest,
+                        "actions": [a.to_dict() for a in actions],
+                    }
+                )
+                return
+            click.echo(
+                f"Dry run: deploying {package.name} {package.version} ({package.digest}) "
+                f"to {deployer.name} as {name!r} would:"
+            )
+            for i, action in enumerate(actions, 1):
+                click.echo(f"  {i}. [{action.kind}] {action.description}")
+                for key, value in action.details.items():
+                    shown = " ".join(value) if isinstance(value, list) else value
+                    click.echo(f"       {key}: {shown}")
+            click.echo("Nothing was created.")
+            return
+        with _plugin_errors(deployer.name):
+            deployment = deployer.create(name, package, wait=not no_wait)
+    if as_json:
+        _emit_json(deployment.to_dict())
+    else:
+        _show(deployment)
+
+
+# --- deployments ----------------------------------------------------------------------------
+
+
+@click.group()
+def deployments() -> None:
+    """List, inspect, update, delete and query deployments on a target."""
+
+
+@deployments.command("list")
+@_target_options
+@_json_option
+def list_deployments(
+    target: str, config_pairs: tuple[str, ...], config_file: Path | None, as_json: bool
+) -> None:
+    """List the deployments on a target."""
+    deployer = _make_deployer(target, config_pairs, config_file)
+    with _plugin_errors(deployer.name):
+        found = list(deployer.list())
+    if as_json:
+        _emit_json([d.to_dict() for d in found])
+        return
+    if not found:
+        click.echo(f"No deployments on target {deployer.name}.")
+        return
+    _table(
+        [
+            [
+                d.name,
+                d.status.value,
+                d.endpoint or "-",
+                d.package_digest[:19],
+                d.updated_at.isoformat(),
+            ]
+            for d in found
+        ],
+        ["NAME", "STATUS", "ENDPOINT", "PACKAGE", "UPDATED"],
+    )
+
+
+@deployments.command("get")
+@_target_options
+@click.option("-n", "--name", required=True, help="The deployment.")
+@_json_option
+def get_deployment(
+    target: str, config_pairs: tuple[str, ...], config_file: Path | None, name: str, as_json: bool
+) -> None:
+    """Show one deployment and its health."""
+    deployer = _make_deployer(target, config_pairs, config_file)
+    with _plugin_errors(deployer.name):
+        deployment = deployer.get(name)
+    if as_json:
+        _emit_json(deployment.to_dict())
+    else:
+        _show(deployment)
+
+
+@deployments.command("update")
+@click.argument("package_path", metavar="PKG", type=click.Path(path_type=Path))
+@_target_options
+@click.option("-n", "--name", required=True, help="The deployment to switch to PKG.")
+@_ALLOW_CODE
+@_json_option
+def update_deployment(
+    package_path: Path,
+    target: str,
+    config_pairs: tuple[str, ...],
+    config_file: Path | None,
+    name: str,
+    allow_code: bool,
+    as_json: bool,
+) -> None:
+    """Switch deployment NAME to the package PKG (blue/green where the target allows).
+
+    An unchanged package digest changes nothing.
+    """
+    deployer = _make_deployer(target, config_pairs, config_file, _progress(as_json))
+    with _loaded(package_path, allow_code) as package, _plugin_errors(deployer.name):
+        deployment = deployer.update(name, package)
+    if as_json:
+        _emit_json(deployment.to_dict())
+    else:
+        _show(deployment)
+
+
+@deployments.command("delete")
+@_target_options
+@click.option("-n", "--name", required=True, help="The deployment.")
+@_json_option
+def delete_deployment(
+    target: str, config_pairs: tuple[str, ...], config_file: Path | None, name: str, as_json: bool
+) -> None:
+    """Delete a deployment and everything the target made for it (no error if absent)."""
+    deployer = _make_deployer(target, config_pairs, config_file, _progress(as_json))
+    with _plugin_errors(deployer.name):
+        deployer.delete(name)
+    if as_json:
+        _emit_json({"deleted": name, "target": deployer.name})
+    else:
+        click.echo(f"Deleted deployment {name} on {deployer.name} (if it existed).")
+
+
+@deployments.command("logs")
+@_target_options
+@click.option("-n", "--name", required=True, help="The deployment.")
+@click.option("--tail", type=click.IntRange(min=0), default=100, show_default=True)
+@click.option("--all", "all_lines", is_flag=True, help="Print the whole log.")
+def deployment_logs(
+    target: str,
+    config_pairs: tuple[str, ...],
+    config_file: Path | None,
+    name: str,
+    tail: int,
+    all_lines: bool,
+) -> None:
+    """Print a deployment's most recent log lines."""
+    deployer = _make_deployer(target, config_pairs, config_file)
+    with _plugin_errors(deployer.name):
+        for line in deployer.logs(name, tail=None if all_lines else tail):
+            click.echo(line)
+
+
+@deployments.command("predict")
+@_target_options
+@click.option("-n", "--name", required=True, help="The deployment.")
+@click.option(
+    "-i",
+    "--input",
+    "input_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    help='JSON body ({"inputs": ...}, {"instances": [...]}, dataframe_split, ...); - for stdin.',
+)
+@click.option(
+    "-o",
+    "--output",
+    "output_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the predictions here instead of printing them.",
+)
+def predict_deployment(
+    target: str,
+    config_pairs: tuple[str, ...],
+    config_file: Path | None,
+    name: str,
+    input_path: Path,
+    output_path: Path | None,
+) -> None:
+    """Send INPUT to a deployment and print {"predictions": ...} (as 'modelport predict' does)."""
+    try:
+        text = sys.stdin.read() if str(input_path) == "-" else input_path.read_text("utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"input file {input_path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read input {input_path}: {exc}") from None
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"input is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InputError('the input must be a JSON object such as {"inputs": ...}')
+    deployer = _make_deployer(target, config_pairs, config_file)
+    with _plugin_errors(deployer.name):
+        answer = deployer.predict(name, body)
+    result = json.dumps(answer, allow_nan=True)
+    if output_path is None:
+        click.echo(result)
+    else:
+        tmp = output_path.with_name(f".{output_path.name}.tmp")
+        tmp.write_text(result + "\n", "utf-8")
+        tmp.replace(output_path)
+
+
+# --- targets --------------------------------------------------------------------------------
+
+
+@click.group(invoke_without_command=True)
+@click.option("--check", is_flag=True, help="Also import each target to prove it loads.")
+@_json_option
+@click.pass_context
+def targets(ctx: click.Context, check: bool, as_json: bool) -> None:
+    """List deploy targets with their distribution, version and status.
+
+    Listing imports no target: the status (ok, missing extra, broken) comes from installed
+    metadata; --check also imports each target and exits with 3 if one is broken.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from modelport.plugins.registry import check_all, discover
+
+    infos = check_all() if check else discover()
+    if as_json:
+        _emit_json([i.to_dict() for i in infos])
+    elif not infos:
+        click.echo("No deploy targets installed.")
+    else:
+        _table(
+            [[i.name, i.status, i.distribution, i.version] for i in infos],
+            ["TARGET", "STATUS", "DISTRIBUTION", "VERSION"],
+        )
+        for info in infos:
+            if info.status != "ok":
+                fix = f"; install it with: {info.install}" if info.install else ""
+                click.echo(f"  {info.name} ({info.distribution}): {info.problem}{fix}")
+    if check and any(i.status == "broken" for i in infos):
+        broken = ", ".join(sorted({i.name for i in infos if i.status == "broken"}))
+        raise PluginError(f"broken targets: {broken}")
+
+
+@targets.command("help")
+@click.argument("target")
+@_json_option
+def target_help(target: str, as_json: bool) -> None:
+    """Describe TARGET: what it does, and every option with its type, default and meaning."""
+    import inspect
+    import textwrap
+
+    from modelport.deployers.base import describe_config
+    from modelport.deployers.config import fields_of
+    from modelport.plugins.registry import get_info, load_target, parse_target
+
+    name, _ = parse_target(target)
+    info = get_info(name)
+    cls = load_target(name)
+    doc = inspect.cleandoc(cls.__doc__ or "").replace("``", "").strip() or "(no description)"
+    fields = fields_of(cls.config_class, cls.name)
+    env_prefix = fields[0].env_var[: -len(fields[0].name)] if fields else None
+    if as_json:
+        _emit_json(
+            {
+                **info.to_dict(),
+                "doc": doc,
+                "options": describe_config(cls),
+                "logs": cls.supports_logs(),
+                "sources": ["--config-file", "environment", "target URI", "-C"],
+            }
+        )
+        return
+    click.echo(f"Target {cls.name}  ({info.distribution} {info.version}, {info.value})")
+    click.echo()
+    click.echo(doc)
+    click.echo()
+    if not fields:
+        click.echo("Options: none.")
+    else:
+        click.echo("Options (-C key=value):")
+        for f in fields:
+            click.echo(f"  {f.name}  [{f.type_name}]  default: {f.default_text}")
+            if f.help:
+                click.echo(
+                    textwrap.fill(f.help, 96, initial_indent=" " * 6, subsequent_indent=" " * 6)
+                )
+            click.echo(f"      env: {f.env_var}")
+    click.echo()
+    click.echo("Where options come from (later wins):")
+    click.echo("  1. --config-file FILE.toml|FILE.json  (a flat table: key = value)")
+    prefix = env_prefix or f"MODELPORT_{cls.name.upper()}_"
+    click.echo(f"  2. environment variables {prefix}<KEY>")
+    click.echo(f"  3. a target URI: -t {cls.name}:<uri>, when the target takes one")
+    click.echo("  4. -C key=value on the command line")
+    verbs = "create, update, delete, get, list, predict" + (", logs" if cls.supports_logs() else "")
+    click.echo()
+    click.echo(f"Verbs: {verbs}.")
