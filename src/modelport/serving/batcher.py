@@ -1,15 +1,18 @@
 """The dynamic batcher: concurrent requests of one worker share one model call.
 
-Request threads hand their enforced input arrays to :meth:`Batcher.predict` and block; one batcher
-thread takes what is queued, merges compatible requests along the first (batch) dimension, runs
-the model once and hands each request its own rows back.
+Leader/follower, with no batcher thread of its own: a request that finds the model idle becomes
+the *leader* and runs the model itself, on its own thread. Requests that arrive meanwhile queue up
+and wait. When the leader's call returns, it hands each merged request its rows and, if requests
+are still queued, makes the first of them the next leader. A lone client therefore never waits
+for another thread, and under load each request thread is woken exactly once (with its result or
+with the lead), which matters: thread hand-offs, not the model, dominate small requests.
 
 - Requests are merged only when every input has the same dtype and the same non-batch dimensions,
   so nothing is ever padded and each row meets exactly the computation it would meet alone.
 - A merged call holds at most ``max_batch_size`` rows; a larger request runs alone.
-- The batcher waits for more requests (at most ``max_wait_s``) only while other requests are
-  known to be on their way (their bodies are being parsed): a lone client never pays the wait.
-- The model is only called from the batcher thread, so a model that is not thread-safe is safe.
+- A leader waits for more requests (at most ``max_wait_s``) only while other requests are known
+  to be on their way (their bodies are being read and parsed): a lone client never pays the wait.
+- One model call at a time per worker, so a model that is not thread-safe is safe.
 - When a merged call fails, each of its requests is run alone, so only the request that breaks
   the model gets the error.
 
@@ -36,6 +39,9 @@ log = logging.getLogger("modelport.serving")
 Arrays = Mapping[str, np.ndarray]
 Predict = Callable[[Arrays], dict[str, np.ndarray]]
 
+# Item states.
+_QUEUED, _RUNNING, _DONE, _LEAD = range(4)
+
 
 class BatchObserver(Protocol):
     """Where the batcher reports what it does (the server's metrics)."""
@@ -52,18 +58,18 @@ class Overloaded(ModelportError):
 
 
 class _Item:
-    __slots__ = ("cancelled", "done", "error", "inputs", "key", "result", "rows")
+    __slots__ = ("error", "inputs", "key", "result", "rows", "state", "wake")
 
     def __init__(self, inputs: Arrays, key: object, rows: int) -> None:
         self.inputs = inputs
         self.key = key
         self.rows = rows
+        self.state = _QUEUED
         self.result: dict[str, np.ndarray] | None = None
-        self.error: BaseException | None = None
-        self.cancelled = False
-        # A plain lock is the cheapest one-shot signal: the batcher releases it when done.
-        self.done = threading.Lock()
-        self.done.acquire()
+        self.error: Exception | None = None
+        # A plain lock is the cheapest one-shot signal: whoever finishes the item releases it.
+        self.wake = threading.Lock()
+        self.wake.acquire()
 
 
 def batchable(signature: Signature) -> bool:
@@ -76,12 +82,12 @@ class Batcher:
     """Merges concurrent predictions into one model call per batch.
 
     Args:
-        predict: runs the model on enforced arrays (called from the batcher thread only).
+        predict: runs the model on enforced arrays (never called by two threads at once).
         signature: the model's signature; merging is off unless :func:`batchable` says yes.
         max_batch_size: the most rows one merged call may hold.
         max_wait_s: how long a batch may wait for requests that are on their way.
         observer: receives batch sizes and queue depth.
-        enabled: False runs each request in its own model call (still on the batcher thread).
+        enabled: False runs each request in its own model call (still one call at a time).
     """
 
     def __init__(
@@ -99,12 +105,10 @@ class Batcher:
         self._max_rows = max(1, max_batch_size)
         self._max_wait = max(0.0, max_wait_s)
         self._observer = observer
-        self._items: deque[_Item] = deque()
+        self._queue: deque[_Item] = deque()
         self._cond = threading.Condition(threading.Lock())
+        self._busy = False  # a leader is running
         self._coming = 0  # requests announced by expect() and not yet submitted
-        self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="modelport-batcher", daemon=True)
-        self._thread.start()
 
     @property
     def merging(self) -> bool:
@@ -129,12 +133,12 @@ class Batcher:
 
         Args:
             inputs: arrays that passed signature enforcement.
-            timeout_s: the longest to wait for the result.
+            timeout_s: the longest to wait for other requests' model calls before giving up.
             announced: the caller called :meth:`expect` for this request.
 
         Raises:
-            Overloaded: no result within ``timeout_s``.
-            ModelError: the model failed (every request of the failed batch gets it).
+            Overloaded: the model stayed busy with other requests for ``timeout_s``.
+            ModelError: the model failed on this request.
         """
         key: object = None
         rows = 0
@@ -142,111 +146,138 @@ class Batcher:
             first = next(iter(inputs.values()))
             rows = int(first.shape[0]) if first.ndim else 0
             if 0 < rows <= self._max_rows:
-                key = tuple((n, a.dtype.str, a.shape[1:]) for n, a in inputs.items())
+                key = tuple([(n, a.dtype.str, a.shape[1:]) for n, a in inputs.items()])
             else:
                 rows = 0
         item = _Item(inputs, key, rows)
         with self._cond:
             if announced:
                 self._coming -= 1
-            self._items.append(item)
-            depth = len(self._items)
-            self._cond.notify()
-        self._observer.set_queue_depth(depth)
-        if not item.done.acquire(timeout=timeout_s):
-            item.cancelled = True
-            raise Overloaded(f"no prediction within {timeout_s:g} s; the server is overloaded")
+            self._queue.append(item)
+            lead = not self._busy
+            if lead:
+                self._busy = True
+            else:
+                depth = len(self._queue)
+                # A leader waiting for this request to arrive should look at the queue again.
+                self._cond.notify()
+        if not lead:
+            self._observer.set_queue_depth(depth)
+            if not item.wake.acquire(timeout=timeout_s):
+                with self._cond:
+                    if item.state == _QUEUED:
+                        self._queue.remove(item)
+                        raise Overloaded(
+                            f"no prediction within {timeout_s:g} s; the server is overloaded"
+                        )
+                # Taken by a leader or handed the lead just now: the wait is nearly over.
+                item.wake.acquire()
+            if item.state != _LEAD:
+                return self._outcome(item)
+        self._lead(item)
+        return self._outcome(item)
+
+    @staticmethod
+    def _outcome(item: _Item) -> dict[str, np.ndarray]:
         if item.error is not None:
             raise item.error
         assert item.result is not None
         return item.result
 
-    def stop(self) -> None:
-        """Stop the batcher thread once the queue is empty (used by tests and the dev server)."""
-        with self._cond:
-            self._stopped = True
-            self._cond.notify()
-        self._thread.join(timeout=5)
+    # --- the leader ---------------------------------------------------------------------------
 
-    # --- the batcher thread -------------------------------------------------------------------
+    def _lead(self, own: _Item) -> None:
+        """Run batches (FIFO) until ``own`` is done, then pass the lead on."""
+        try:
+            while own.state != _DONE:
+                self._execute(self._next_batch(), own)
+        finally:
+            with self._cond:
+                if self._queue:
+                    successor = self._queue[0]
+                    successor.state = _LEAD
+                    successor.wake.release()
+                else:
+                    self._busy = False
+                depth = len(self._queue)
+            self._observer.set_queue_depth(depth)
 
-    def _run(self) -> None:
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
-            self._observer.set_queue_depth(len(self._items))
-            self._execute(batch)
-
-    def _next_batch(self) -> list[_Item] | None:
+    def _next_batch(self) -> list[_Item]:
         cond = self._cond
         with cond:
-            while not self._items:
-                if self._stopped:
-                    return None
-                cond.wait()
-            first = self._items.popleft()
+            first = self._queue.popleft()
+            first.state = _RUNNING
             batch = [first]
             if first.key is None:
                 return batch
             rows = first.rows
-            deadline = time.monotonic() + self._max_wait
+            deadline = 0.0
             while True:
-                if self._items:
+                if self._queue:
                     kept: deque[_Item] = deque()
-                    for item in self._items:
+                    for item in self._queue:
                         if item.key == first.key and rows + item.rows <= self._max_rows:
+                            item.state = _RUNNING
                             batch.append(item)
                             rows += item.rows
                         else:
                             kept.append(item)
-                    self._items = kept
+                    self._queue = kept
                 if rows >= self._max_rows or self._coming <= 0:
                     return batch
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                now = time.monotonic()
+                if not deadline:
+                    deadline = now + self._max_wait
+                if now >= deadline:
                     return batch
-                cond.wait(remaining)
+                cond.wait(deadline - now)
 
-    def _execute(self, batch: list[_Item]) -> None:
-        live = [item for item in batch if not item.cancelled]
-        if not live:
-            return
-        if len(live) == 1:
-            self._run_alone(live[0])
-            return
-        names = list(live[0].inputs)
-        merged = {n: np.concatenate([item.inputs[n] for item in live]) for n in names}
-        total = sum(item.rows for item in live)
+    def _execute(self, batch: list[_Item], own: _Item) -> None:
+        try:
+            if len(batch) == 1:
+                self._run_alone(batch[0])
+            else:
+                self._run_merged(batch)
+        finally:
+            # Whatever happened, every waiting request is answered (an error at worst).
+            for item in batch:
+                if item.result is None and item.error is None:
+                    item.error = RuntimeError("the batch could not be run")
+                item.state = _DONE
+                if item is not own:
+                    item.wake.release()
+
+    def _run_merged(self, batch: list[_Item]) -> None:
+        names = list(batch[0].inputs)
+        merged = {n: np.concatenate([item.inputs[n] for item in batch]) for n in names}
+        total = sum(item.rows for item in batch)
         try:
             outputs = self._predict(merged)
         except Exception:
             # Run each request alone, so only the one that breaks the model gets the error.
-            for item in live:
+            for item in batch:
                 self._run_alone(item)
             return
         if any(a.ndim == 0 or a.shape[0] != total for a in outputs.values()):
             # The model does not return one row per input row after all: never merge again.
             log.warning("the model's outputs are not batch-major; request merging is now off")
             self._merge = False
-            for item in live:
+            for item in batch:
                 self._run_alone(item)
             return
-        self._observer.observe_batch(len(live), total)
+        self._observer.observe_batch(len(batch), total)
         start = 0
-        for item in live:
+        for item in batch:
             end = start + item.rows
             item.result = {n: a[start:end] for n, a in outputs.items()}
             start = end
-            item.done.release()
 
     def _run_alone(self, item: _Item) -> None:
         try:
             item.result = self._predict(item.inputs)
         except Exception as exc:
             item.error = exc
-        else:
-            first = next(iter(item.inputs.values()), None)
-            rows = int(first.shape[0]) if first is not None and first.ndim else 1
-            self._observer.observe_batch(1, rows)
-        item.done.release()
+            return
+        first = next(iter(item.inputs.values()), None)
+        rows = int(first.shape[0]) if first is not None and first.ndim else 1
+        self._observer.observe_batch(1, rows)
