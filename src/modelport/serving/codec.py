@@ -279,7 +279,30 @@ def _from_json(data: Any, name: str, dtype: str, shape: tuple[int, ...]) -> np.n
         raise InputError(
             f"input {name!r}: shape {list(shape)} needs {count} value(s), 'data' has {array.size}"
         )
+    np_dtype = DTYPES[dtype]
+    if array.dtype.kind == "f" and np_dtype.kind in "iu":
+        # numpy reads [0, 2**64 - 1] as float64 (losing the big value); the declared datatype
+        # says what the integers are, so read them as that when they all are integers.
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in _leaves(data)):
+            try:
+                array = np.array(_flatten(data), dtype=np_dtype)
+            except OverflowError:
+                raise InputError(
+                    f"input {name!r} expects {dtype}, got values outside the range of {dtype}"
+                ) from None
     return array.reshape(shape)
+
+
+def _leaves(data: Any) -> Iterable[Any]:
+    if isinstance(data, list):
+        for item in data:
+            yield from _leaves(item)
+    else:
+        yield data
+
+
+def _flatten(data: Any) -> list[Any]:
+    return list(_leaves(data))
 
 
 def _from_binary(raw: bytes, name: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
