@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from serving_support import DTYPES, Server, post_json, request
 
 import modelport
-from tests.serving.conftest import DTYPES, Server, post_json, request
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,174 @@
+"""Helpers for the server's tests: plain HTTP over loopback, and real ``modelport serve`` processes.
+
+Every server binds 127.0.0.1 on an ephemeral port (``--port 0``) and announces its URL on stderr.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+DTYPES = tuple(
+    "bool int8 int16 int32 int64 uint8 uint16 uint32 uint64 float16 float32 float64 string".split()  # noqa: SIM905
+)
+START_TIMEOUT_S = 60.0
+
+# A python-flavor model whose behaviour the tests steer through the input values.
+TRICKY_MODEL = """
+import time
+
+import numpy as np
+
+
+class Model:
+    def load(self, path):
+        self.calls = 0
+
+    def predict(self, inputs):
+        x = inputs["x"]
+        if (x < 0).any():
+            raise ValueError("negative values are not allowed (secret-detail-42)")
+        if (x >= 1000).any():
+            time.sleep(float(x.max()) / 1000.0)
+        return {"y": x * 2}
+"""
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def request(
+    url: str,
+    method: str = "GET",
+    body: bytes | str | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> Response:
+    """One HTTP request over a fresh loopback connection."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        data = body.encode() if isinstance(body, str) else body
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        conn.request(method, path or "/", body=data, headers=dict(headers or {}))
+        resp = conn.getresponse()
+        payload = resp.read()
+        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, payload)
+    finally:
+        conn.close()
+
+
+def post_json(url: str, value: Any, headers: Mapping[str, str] | None = None) -> Response:
+    return request(
+        url,
+        "POST",
+        json.dumps(value),
+        {"Content-Type": "application/json", **(headers or {})},
+    )
+
+
+@dataclass
+class Server:
+    """A running ``modelport serve`` process."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+    _log: Any = field(repr=False, default=None)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def worker_pids(self) -> list[int]:
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        try:
+            return [int(p) for p in children.read_text().split()]
+        except FileNotFoundError:
+            return []
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return int(self.proc.returncode)
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = START_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited early with {proc.returncode}")
+        try:
+            if request(url + "/ping", timeout=5).status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("server did not become ready")
+
+
+def start_server(
+    package: Path,
+    args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    log_dir: Path | None = None,
+    ready: bool = True,
+) -> Server:
+    """Start ``modelport serve PACKAGE --port 0`` and wait for its URL (and readiness)."""
+    log_dir = log_dir or package.parent
+    log_path = log_dir / f"serve-{time.monotonic_ns()}.log"
+    log = log_path.open("wb")
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("MODELPORT_HOST", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelport.cli.main", "serve", str(package), "--port", "0", *args],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=full_env,
+    )
+    server = Server(proc, "", log_path, log)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        match = re.search(r"at (http://127\.0\.0\.1:\d+)", server.log())
+        if match:
+            server.url = match.group(1)
+            break
+        if proc.poll() is not None:
+            server.stop()
+            raise AssertionError(f"server exited with {proc.returncode}:\n{server.log()}")
+        time.sleep(0.02)
+    else:
+        server.stop()
+        raise AssertionError(f"server did not announce its URL:\n{server.log()}")
+    if ready:
+        try:
+            wait_ready(server.url, proc)
+        except AssertionError:
+            server.stop()
+            raise
+    return server

@@ -1,0 +1,242 @@
+"""The dynamic batcher: merged results equal unbatched ones, and its bounds hold.
+
+Parity is bitwise for a model whose computation does not depend on the batch (the python model's
+elementwise ``x * 2``): that proves the batcher's merging and slicing exact. ONNX Runtime's
+vectorised kernels (GEMM, softmax, even ReduceSum) are not bitwise batch-size invariant: the same
+row sent alone and inside a 2-row request differ in float32's last bits with no server involved.
+For those, labels must be identical and floats equal to float32 rounding.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from serving_support import Server, post_json, request, start_server
+
+import modelport
+from modelport.errors import ModelError
+from modelport.serving.batcher import Batcher, Overloaded, batchable
+
+
+class Recorder:
+    """Records what the batcher reports (the real server sends it to its metrics)."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[int, int]] = []
+        self.depths: list[int] = []
+        self._lock = threading.Lock()
+
+    def observe_batch(self, requests: int, rows: int) -> None:
+        with self._lock:
+            self.batches.append((requests, rows))
+
+    def set_queue_depth(self, depth: int) -> None:
+        self.depths.append(depth)
+
+
+@pytest.fixture(scope="module")
+def iris(packages: dict[str, Path]) -> Iterator[modelport.Package]:
+    with modelport.load(packages["iris"]) as package:
+        yield package
+
+
+def run_together(
+    batcher: Batcher, requests: list[dict[str, np.ndarray]], timeout: float = 30.0
+) -> list[Any]:
+    """Submit every request at once from its own thread; return results or exceptions."""
+    barrier = threading.Barrier(len(requests))
+
+    def one(inputs: dict[str, np.ndarray]) -> Any:
+        batcher.expect()  # as the server does before reading a body
+        barrier.wait()
+        try:
+            return batcher.predict(inputs, timeout, announced=True)
+        except Exception as exc:
+            return exc
+
+    with ThreadPoolExecutor(len(requests)) as pool:
+        return list(pool.map(one, requests))
+
+
+def make_batcher(package: modelport.Package, recorder: Recorder, **kwargs: Any) -> Batcher:
+    settings: dict[str, Any] = {"max_batch_size": 64, "max_wait_s": 0.5, "enabled": True}
+    settings.update(kwargs)
+    return Batcher(package.predict_arrays, package.signature, observer=recorder, **settings)
+
+
+def assert_same(result: dict[str, np.ndarray], alone: dict[str, np.ndarray]) -> None:
+    assert set(result) == set(alone)
+    for name, want in alone.items():
+        assert result[name].dtype == want.dtype
+        assert result[name].shape == want.shape
+        if want.dtype.kind == "f":
+            np.testing.assert_allclose(result[name], want, rtol=1e-6, atol=1e-7)
+        else:
+            np.testing.assert_array_equal(result[name], want)
+
+
+def test_merged_results_equal_unbatched(iris: modelport.Package, iris_x: np.ndarray) -> None:
+    recorder = Recorder()
+    batcher = make_batcher(iris, recorder)
+    requests = [{"input": iris_x[i : i + 1 + i % 4]} for i in range(24)]
+    results = run_together(batcher, requests)
+    for inputs, result in zip(requests, results, strict=True):
+        assert_same(result, iris.predict_arrays(inputs))
+    assert sum(r for r, _ in recorder.batches) == 24
+    assert max(r for r, _ in recorder.batches) > 1, "nothing was merged"
+
+
+def test_merged_results_are_bitwise_identical_for_row_independent_kernels(
+    packages: dict[str, Path],
+) -> None:
+    with modelport.load(packages["tricky"], allow_code=True) as tricky:
+        recorder = Recorder()
+        batcher = make_batcher(tricky, recorder)
+        rng = np.random.default_rng(2)
+        requests = [{"x": rng.uniform(0, 100, size=(1 + i % 3, 3))} for i in range(24)]
+        results = run_together(batcher, requests)
+        for inputs, result in zip(requests, results, strict=True):
+            alone = tricky.predict_arrays(inputs)["y"]
+            assert result["y"].dtype == alone.dtype
+            np.testing.assert_array_equal(result["y"], alone)
+        assert max(r for r, _ in recorder.batches) > 1, "nothing was merged"
+
+
+def test_batches_respect_the_max_size_and_big_requests_run_alone(
+    iris: modelport.Package, iris_x: np.ndarray
+) -> None:
+    recorder = Recorder()
+    batcher = make_batcher(iris, recorder, max_batch_size=8)
+    requests = [{"input": iris_x[i * 3 : i * 3 + 3]} for i in range(10)]
+    requests.append({"input": iris_x[:20]})
+    results = run_together(batcher, requests)
+    assert all(rows <= 8 for requests_, rows in recorder.batches if requests_ > 1)
+    assert (1, 20) in recorder.batches
+    assert_same(results[-1], iris.predict_arrays(requests[-1]))
+
+
+def test_requests_of_different_shapes_are_never_mixed(packages: dict[str, Path]) -> None:
+    with modelport.load(packages["sums"]) as sums:
+        recorder = Recorder()
+        batcher = make_batcher(sums, recorder)
+        rng = np.random.default_rng(1)
+        requests = [
+            {"x": rng.normal(size=(2, 3 if i % 2 else 5)).astype(np.float32)} for i in range(16)
+        ]
+        results = run_together(batcher, requests)
+        for inputs, result in zip(requests, results, strict=True):
+            assert not isinstance(result, Exception), result
+            # Mixing widths would fail to concatenate or sum the wrong values.
+            np.testing.assert_allclose(result["s"], inputs["x"].sum(axis=1), rtol=1e-5, atol=1e-6)
+        # Each merged call held only one width: 8 requests of 2 rows each at most.
+        assert all(rows <= 16 for _, rows in recorder.batches)
+        assert max(r for r, _ in recorder.batches) > 1
+
+
+def test_batching_off_runs_each_request_alone(iris: modelport.Package, iris_x: np.ndarray) -> None:
+    recorder = Recorder()
+    batcher = make_batcher(iris, recorder, enabled=False)
+    assert not batcher.merging
+    results = run_together(batcher, [{"input": iris_x[i : i + 2]} for i in range(8)])
+    assert len(results) == 8
+    assert recorder.batches == [(1, 2)] * 8
+
+
+def test_a_failing_request_does_not_fail_the_batch(packages: dict[str, Path]) -> None:
+    with modelport.load(packages["tricky"], allow_code=True) as tricky:
+        recorder = Recorder()
+        batcher = make_batcher(tricky, recorder)
+        requests = [{"x": np.full((1, 3), float(i + 1))} for i in range(8)]
+        requests[3] = {"x": np.full((1, 3), -1.0)}
+        results = run_together(batcher, requests)
+        assert isinstance(results[3], ModelError)
+        for i, result in enumerate(results):
+            if i != 3:
+                np.testing.assert_array_equal(result["y"], requests[i]["x"] * 2)
+
+
+def test_waiting_longer_than_the_timeout_is_overloaded(packages: dict[str, Path]) -> None:
+    with modelport.load(packages["tricky"], allow_code=True) as tricky:
+        batcher = make_batcher(tricky, Recorder(), max_wait_s=0.0)
+        slow = threading.Thread(target=batcher.predict, args=({"x": np.full((1, 3), 1500.0)}, 30.0))
+        slow.start()
+        try:
+            # The slow request leads; this one queues behind it and gives up.
+            deadline = threading.Event()
+            deadline.wait(0.2)
+            with pytest.raises(Overloaded):
+                batcher.predict({"x": np.ones((1, 3))}, 0.3)
+        finally:
+            slow.join(10)
+        # The batcher is not stuck: the next request runs at once.
+        np.testing.assert_array_equal(batcher.predict({"x": np.ones((1, 3))}, 5.0)["y"], 2.0)
+
+
+def test_batchable_needs_a_variable_first_dimension_everywhere(
+    iris: modelport.Package, packages: dict[str, Path]
+) -> None:
+    assert batchable(iris.signature)
+    from modelport.model_format.signature import Signature, TensorSpec
+
+    fixed = Signature((TensorSpec("x", "float32", (1, 4)),), (TensorSpec("y", "int64", (-1,)),))
+    assert not batchable(fixed)
+
+
+# --- over HTTP ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def single_worker(
+    packages: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    server = start_server(
+        packages["iris"],
+        ["--workers", "1", "--threads", "16", "--max-batch-wait-ms", "5"],
+        log_dir=tmp_path_factory.mktemp("batch-log"),
+    )
+    yield server
+    assert server.stop() == 0
+
+
+def _metric(server: Server, name: str) -> float:
+    text = request(server.url + "/metrics").body.decode()
+    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    assert match, name
+    return float(match.group(1))
+
+
+def test_http_batching_parity_under_concurrency(
+    single_worker: Server, iris: modelport.Package, iris_x: np.ndarray
+) -> None:
+    calls_before = _metric(single_worker, "modelport_batch_requests_count")
+    requests_before = _metric(single_worker, "modelport_batch_requests_sum")
+    payloads = [iris_x[i % 250 : i % 250 + 1 + i % 3] for i in range(160)]
+
+    def call(rows: np.ndarray) -> Callable[[], Any]:
+        resp = post_json(single_worker.url + "/invocations", {"inputs": rows.tolist()})
+        assert resp.status == 200, resp.body
+        return json.loads(resp.body)["predictions"]
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(call, payloads))
+    for rows, answer in zip(payloads, answers, strict=True):
+        alone = iris.predict(rows)
+        assert answer["label"] == alone["label"].tolist()
+        np.testing.assert_allclose(
+            np.asarray(answer["probabilities"], np.float32),
+            alone["probabilities"],
+            rtol=1e-6,
+            atol=1e-7,
+        )
+    calls = _metric(single_worker, "modelport_batch_requests_count") - calls_before
+    merged = _metric(single_worker, "modelport_batch_requests_sum") - requests_before
+    assert merged == 160
+    assert calls < 160, "concurrent requests were never merged"
