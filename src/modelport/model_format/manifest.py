@@ -111,7 +111,9 @@ class Manifest:
 
     def to_json(self) -> bytes:
         """Return the bytes written to ``modelport.json`` (stable: same manifest, same bytes)."""
-        return (json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n").encode()
+        return (
+            json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        ).encode()
 
     @property
     def digest(self) -> str:

@@ -117,6 +117,8 @@ def pack(
         PackError: the model cannot be packed; nothing is written.
     """
     out = Path(path)
+    if not 0 <= tolerance < float("inf"):
+        raise PackError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
     if out.exists() and not overwrite:
         raise PackError(f"{out} already exists; pass overwrite=True (--force) to replace it")
     if isinstance(example, (str, os.PathLike)):
@@ -134,6 +136,8 @@ def pack(
             f"package name {manifest_name!r} is invalid: use letters, digits, '.', '_' and '-', "
             "starting with a letter or digit"
         )
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in (metadata or {}).items()):
+        raise PackError("metadata must map strings to strings")
     all_requirements = list(dict.fromkeys([*staged.requirements, *(requirements or [])]))
     bad_requirements = [r for r in all_requirements if not r.strip() or "\n" in r]
     if bad_requirements:
