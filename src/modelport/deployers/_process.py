@@ -94,20 +94,28 @@ def wait_exit(pid: int, started: int | None, timeout: float) -> bool:
 
 
 def stop(pid: int, started: int | None, *, timeout: float) -> None:
-    """Stop a process we spawned, and the process group it leads.
+    """Stop a process we spawned, and the process group it leads (see :func:`stop_all`)."""
+    stop_all([(pid, started)], timeout=timeout)
 
-    SIGTERM first (the server drains in-flight requests), SIGKILL to the whole group after
-    ``timeout`` seconds, and a final SIGKILL to any straggler left in the group. Does nothing if
-    the process is already gone (or the pid now belongs to another process).
+
+def stop_all(processes: Sequence[tuple[int, int | None]], *, timeout: float) -> None:
+    """Stop processes we spawned, together, and the process groups they lead.
+
+    SIGTERM to each first (a server drains its in-flight requests), all at once so their drains
+    overlap; SIGKILL to a whole group after ``timeout`` seconds; then a final SIGKILL to any
+    straggler left in each group. A process already gone, or whose pid now belongs to another
+    process (start time differs), is left alone.
     """
-    if not is_running(pid, started):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    if not wait_exit(pid, started, timeout):
+    running = [(pid, started) for pid, started in processes if is_running(pid, started)]
+    for pid, _ in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for pid, started in running:
+        if not wait_exit(pid, started, max(0.0, deadline - time.monotonic())):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+            wait_exit(pid, started, 5.0)
+        # The leader was ours a moment ago, so its group still is: no worker is left orphaned.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
-        wait_exit(pid, started, 5.0)
-    # The leader was ours a moment ago, so its group still is: no worker is left orphaned.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)

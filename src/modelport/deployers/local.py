@@ -328,9 +328,16 @@ class LocalDeployer(Deployer[LocalConfig]):
         proxy["port"] = int(info["port"])
         return proxy
 
-    def _stop(self, record: Mapping[str, Any] | None) -> None:
-        if isinstance(record, Mapping) and isinstance(record.get("pid"), int):
-            _process.stop(record["pid"], record.get("start_time"), timeout=self.config.stop_timeout)
+    def _stop(self, *records: Mapping[str, Any] | None) -> None:
+        """Stop the processes these state records describe (absent or malformed ones skipped)."""
+        _process.stop_all(
+            [
+                (r["pid"], r.get("start_time"))
+                for r in records
+                if isinstance(r, Mapping) and isinstance(r.get("pid"), int)
+            ],
+            timeout=self.config.stop_timeout,
+        )
 
     def _wait_ready(self, directory: Path, server: Mapping[str, Any], what: str) -> None:
         """Wait until the server answers /ping with 200; raise (with its log) if it dies."""
@@ -519,8 +526,7 @@ class LocalDeployer(Deployer[LocalConfig]):
                     state["status"] = DeploymentStatus.READY.value
                     self._write_state(name, state)
             except BaseException:
-                self._stop(state.get("proxy"))
-                self._stop(state.get("server"))
+                self._stop(state.get("proxy"), state.get("server"))
                 shutil.rmtree(directory, ignore_errors=True)
                 raise
         return self._record(state, probe=wait)
@@ -590,9 +596,7 @@ class LocalDeployer(Deployer[LocalConfig]):
                 state = self._read_state(name)
             except DeploymentError:
                 state = {}  # corrupt or half-written: remove what is there
-            self._stop(state.get("proxy"))
-            self._stop(state.get("pending"))
-            self._stop(state.get("server"))
+            self._stop(state.get("proxy"), state.get("pending"), state.get("server"))
             shutil.rmtree(directory)
 
     def get(self, name: str) -> Deployment:

@@ -287,14 +287,18 @@ class ProxyHandler(BaseHTTPRequestHandler):
 
 
 def _watch(server: ProxyServer, upstream: Path, stop: threading.Event) -> None:
-    """Stop the proxy once its upstream file has been gone for a few seconds."""
+    """Stop the proxy once its upstream file has been gone for a second.
+
+    The deployer replaces the file atomically (it never goes missing while the deployment
+    exists), so its absence means the deployment was removed behind our back.
+    """
     missing_since: float | None = None
-    while not stop.wait(1.0):
+    while not stop.wait(0.25):
         if upstream.exists():
             missing_since = None
         elif missing_since is None:
             missing_since = time.monotonic()
-        elif time.monotonic() - missing_since > 3.0:
+        elif time.monotonic() - missing_since > 1.0:
             sys.stderr.write("proxy: upstream file removed; exiting\n")
             stop.set()
             server.shutdown()
@@ -333,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json_atomic(args.ready, {"pid": os.getpid(), "port": server.server_address[1]})
     sys.stderr.write(f"proxy: listening on {args.host}:{server.server_address[1]}\n")
     sys.stderr.flush()
-    server.serve_forever(poll_interval=0.2)
+    server.serve_forever(poll_interval=0.05)
     server.server_close()
     # Let requests in flight finish (bounded); idle keep-alive threads are daemons.
     deadline = time.monotonic() + 10.0

@@ -180,30 +180,44 @@ def _normalize(name: str) -> str:
 def _missing_requirements(
     dist: importlib.metadata.Distribution, extras: Sequence[str]
 ) -> list[str]:
-    """Requirements the distribution declares for ``extras`` that are not installed."""
-    wanted = {_normalize(e) for e in extras}
-    missing = []
-    for requirement in dist.requires or []:
-        spec, _, marker = requirement.partition(";")
-        marker_extras = {_normalize(e) for e in _EXTRA_MARKER.findall(marker)}
-        if not marker_extras & wanted or not _marker_applies(requirement, marker_extras & wanted):
+    """Requirements the distribution declares for ``extras`` that are not installed.
+
+    An extra may include other extras of the same distribution (``docker = ["docker>=7",
+    "modelport[serve]"]``); those are followed too.
+    """
+    own_name = _normalize(dist.metadata["Name"] or "")
+    pending = [_normalize(e) for e in extras]
+    seen: set[str] = set()
+    missing: set[str] = set()
+    requirements = list(dist.requires or [])
+    while pending:
+        extra = pending.pop()
+        if extra in seen:
             continue
-        match = _REQ_NAME.match(spec)
-        if match is None:
-            continue
-        name = match.group(1)
-        # An extra that names the distribution itself (modelport[all] -> modelport[a,b]) is
-        # expanded by pip; its own requirements are listed under their own extras.
-        if _normalize(name) == _normalize(dist.metadata["Name"] or ""):
-            continue
-        try:
-            importlib.metadata.distribution(name)
-        except importlib.metadata.PackageNotFoundError:
-            missing.append(name)
-    return sorted(set(missing))
+        seen.add(extra)
+        for requirement in requirements:
+            spec, _, marker = requirement.partition(";")
+            marker_extras = {_normalize(e) for e in _EXTRA_MARKER.findall(marker)}
+            if extra not in marker_extras or not _marker_applies(requirement, extra):
+                continue
+            match = _REQ_NAME.match(spec)
+            if match is None:
+                continue
+            name = match.group(1)
+            if _normalize(name) == own_name:
+                inner = re.search(r"\[([^\]]*)\]", spec)
+                pending.extend(
+                    _normalize(e) for e in (inner.group(1) if inner else "").split(",") if e.strip()
+                )
+                continue
+            try:
+                importlib.metadata.distribution(name)
+            except importlib.metadata.PackageNotFoundError:
+                missing.add(name)
+    return sorted(missing)
 
 
-def _marker_applies(requirement: str, extras: set[str]) -> bool:
+def _marker_applies(requirement: str, extra: str) -> bool:
     """Evaluate the rest of a requirement's marker (python_version, ...) when we can."""
     try:
         from packaging.requirements import Requirement
@@ -213,7 +227,7 @@ def _marker_applies(requirement: str, extras: set[str]) -> bool:
         marker = Requirement(requirement).marker
     except Exception:  # an unparsable requirement: let pip complain, not us
         return True
-    return marker is None or any(marker.evaluate({"extra": e}) for e in extras)
+    return marker is None or bool(marker.evaluate({"extra": extra}))
 
 
 def _module_exists(module: str) -> bool:

@@ -1,0 +1,435 @@
+"""The local target: the contract suite, then what only a local deployment has (processes, ports,
+state files, logs) and blue/green updates under load. Real processes, real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from deploy_helpers import processes_mentioning, reap_children, wait_no_processes
+
+import modelport
+from modelport.deployers import DeploymentStatus
+from modelport.deployers.local import LocalConfig, LocalDeployer
+from modelport.errors import DeploymentError, DeploymentNotFound, UsageError
+from modelport.plugins.testing import DeployerContract
+
+PAYLOAD = {"inputs": {"X": [[1.0, 2.0]]}}
+V1_ANSWER = str([[1.0, 2.0]])
+V2_ANSWER = str([[2.0, 4.0]])
+
+
+class TestLocalContract(DeployerContract):
+    """Every rule of the Deployer API, checked against the local target."""
+
+    ready_timeout = 60.0
+
+    @pytest.fixture
+    def deployer(self, home: Path) -> LocalDeployer:
+        return LocalDeployer(LocalConfig(home=home, workers=1, startup_timeout=60, stop_timeout=10))
+
+    @pytest.fixture
+    def failing_deployer(self, home: Path) -> LocalDeployer:
+        # Same state; its servers exit at once (modelport serve refuses the option), so create
+        # and update fail after the copy, the proxy and the server were made.
+        return LocalDeployer(
+            LocalConfig(home=home, workers=1, serve_args=("--no-such-option",), startup_timeout=30)
+        )
+
+    def assert_gone(self, deployer: LocalDeployer, name: str) -> None:  # type: ignore[override]
+        super().assert_gone(deployer, name)
+        directory = deployer.root / name
+        assert not directory.exists()
+        assert wait_no_processes(str(directory), timeout=5.0) == []
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _state(deployer: LocalDeployer, name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((deployer.root / name / "state.json").read_text())
+    return data
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _post(conn: http.client.HTTPConnection, body: bytes) -> tuple[int, bytes]:
+    conn.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+@pytest.fixture
+def v1(package_paths: dict[str, Path]) -> Iterator[modelport.Package]:
+    with modelport.load(package_paths["v1"]) as package:
+        yield package
+
+
+@pytest.fixture
+def v2(package_paths: dict[str, Path]) -> Iterator[modelport.Package]:
+    with modelport.load(package_paths["v2"]) as package:
+        yield package
+
+
+# --- blue/green under load ------------------------------------------------------------------
+
+
+class Load:
+    """Client threads posting to the endpoint non-stop; every answer is checked and counted.
+
+    Half of the threads keep one connection alive across requests (the hard case for a switch:
+    the connection outlives the server that first answered on it), half open one per request.
+    """
+
+    def __init__(self, endpoint: str, threads: int = 4) -> None:
+        self.port = int(endpoint.rsplit(":", 1)[1])
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.sent = 0
+        self.failures: list[str] = []
+        self.answers: Counter[str] = Counter()
+        self.last: dict[int, str] = {}
+        self.threads = [
+            threading.Thread(target=self._run, args=(i, i % 2 == 0), daemon=True)
+            for i in range(threads)
+        ]
+
+    def _run(self, index: int, keep_alive: bool) -> None:
+        body = json.dumps(PAYLOAD).encode()
+        conn = None
+        while not self.stop.is_set():
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                status, data = _post(conn, body)
+                if status == 200:
+                    outcome = str(json.loads(data)["predictions"])
+                else:
+                    outcome = f"HTTP {status}: {data[:200]!r}"
+            except (OSError, http.client.HTTPException) as exc:
+                status, outcome = 0, f"{type(exc).__name__}: {exc}"
+                conn = None
+            if not keep_alive and conn is not None:
+                conn.close()
+                conn = None
+            with self.lock:
+                self.sent += 1
+                if status == 200:
+                    self.answers[outcome] += 1
+                    self.last[index] = outcome
+                else:
+                    self.failures.append(outcome)
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=60)
+        assert not any(t.is_alive() for t in self.threads)
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        start = self.sent
+        while self.sent - start < count:
+            assert time.monotonic() < deadline, f"only {self.sent - start} requests in {timeout} s"
+            time.sleep(0.01)
+
+
+def test_update_under_load_fails_no_request(
+    local: LocalDeployer, v1: modelport.Package, v2: modelport.Package
+) -> None:
+    created = local.create("blue-green", v1)
+    assert created.endpoint is not None
+    pids = []
+    with Load(created.endpoint) as load:
+        load.wait_for(150)
+        # Three switches back and forth, each while requests keep arriving.
+        for package in (v2, v1, v2):
+            before = local.get("blue-green").details
+            started = time.monotonic()
+            updated = local.update("blue-green", package)
+            print(f"update took {time.monotonic() - started:.2f} s, {load.sent} sent so far")
+            assert updated.package_digest == package.digest
+            assert updated.endpoint == created.endpoint  # clients never change address
+            pids.append((before["server_pid"], _state(local, "blue-green")))
+            load.wait_for(150)
+    print(f"\nupdate under load: {load.sent} requests, {len(load.failures)} failed, 3 updates")
+    assert load.failures == [], load.failures[:5]
+    assert load.sent >= 600
+    # Both versions answered through the same address; after the last switch only v2 does.
+    assert set(load.answers) == {V1_ANSWER, V2_ANSWER}
+    assert set(load.last.values()) == {V2_ANSWER}
+    # Every old server is gone.
+    reap_children()
+    assert [pid for pid, _ in pids if pid in processes_mentioning(str(local.root))] == []
+    state = _state(local, "blue-green")
+    assert state["generation"] == 4
+    names = sorted(p.name for p in (local.root / "blue-green").iterdir())
+    assert names == [
+        "package-4.mport",
+        "proxy.log",
+        "proxy.ready.json",
+        "server-4.log",
+        "state.json",
+        "upstream.json",
+    ]
+
+
+def test_failed_update_under_load_keeps_serving(
+    local: LocalDeployer, home: Path, v1: modelport.Package, v2: modelport.Package
+) -> None:
+    created = local.create("rollback", v1)
+    assert created.endpoint is not None
+    broken = LocalDeployer(LocalConfig(home=home, workers=1, serve_args=("--no-such-option",)))
+    with Load(created.endpoint, threads=4) as load:
+        load.wait_for(100)
+        with pytest.raises(DeploymentError, match="exited while starting"):
+            broken.update("rollback", v2)
+        load.wait_for(100)
+    assert load.failures == []
+    assert set(load.answers) == {V1_ANSWER}
+    after = local.get("rollback")
+    assert after.package_digest == v1.digest
+    assert after.status is DeploymentStatus.READY
+    assert after.details["server_pid"] == created.details["server_pid"]
+    # The failed attempt left nothing: no copy, no log, no pending record.
+    names = {p.name for p in (local.root / "rollback").iterdir()}
+    assert "package-2.mport" not in names and "server-2.log" not in names
+    assert "pending" not in _state(local, "rollback")
+
+
+# --- health and stale state -----------------------------------------------------------------
+
+
+def test_dead_server_is_reported_failed_not_running(
+    local: LocalDeployer, v1: modelport.Package
+) -> None:
+    created = local.create("crash", v1)
+    os.killpg(created.details["server_pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while local.get("crash").status is not DeploymentStatus.FAILED:
+        assert time.monotonic() < deadline, "a dead server is still reported as running"
+        time.sleep(0.05)
+    got = local.get("crash")
+    assert "server process" in got.details["problem"]
+    assert [d.status for d in local.list()] == [DeploymentStatus.FAILED]
+    local.delete("crash")  # also stops the proxy that was still running
+    assert wait_no_processes(str(local.root / "crash")) == []
+
+
+def test_dead_proxy_is_reported_failed(local: LocalDeployer, v1: modelport.Package) -> None:
+    created = local.create("noproxy", v1)
+    os.kill(created.details["proxy_pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while (got := local.get("noproxy")).status is not DeploymentStatus.FAILED:
+        assert time.monotonic() < deadline, "a dead proxy is still reported as running"
+        time.sleep(0.05)
+    assert "proxy" in got.details["problem"]
+
+
+def test_stale_pid_of_another_process_is_not_trusted_or_killed(
+    local: LocalDeployer, v1: modelport.Package
+) -> None:
+    # A state file outliving its processes (a reboot) while the pid was reused by another
+    # process, here this very test process: it must count as dead, and delete must not kill it.
+    local.create("stale", v1)
+    state = _state(local, "stale")
+    real_server, real_proxy = state["server"]["pid"], state["proxy"]["pid"]
+    os.killpg(real_server, signal.SIGKILL)
+    os.killpg(real_proxy, signal.SIGKILL)
+    assert wait_no_processes(str(local.root / "stale")) == []
+    state["server"]["pid"] = state["proxy"]["pid"] = os.getpid()
+    (local.root / "stale" / "state.json").write_text(json.dumps(state))
+    got = local.get("stale")
+    assert got.status is DeploymentStatus.FAILED
+    local.delete("stale")  # would SIGTERM this process if it trusted the pid
+    assert not (local.root / "stale").exists()
+
+
+def test_get_reports_starting_until_ready(local: LocalDeployer, v1: modelport.Package) -> None:
+    created = local.create("slow", v1, wait=False)
+    assert created.status is DeploymentStatus.STARTING
+    seen = set()
+    deadline = time.monotonic() + 60
+    while (status := local.get("slow").status) is not DeploymentStatus.READY:
+        seen.add(status)
+        assert status is not DeploymentStatus.FAILED
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert seen <= {DeploymentStatus.STARTING}
+
+
+def test_proxy_answers_503_while_no_server_listens(
+    local: LocalDeployer, v1: modelport.Package
+) -> None:
+    created = local.create("gap", v1)
+    assert created.endpoint is not None
+    os.killpg(created.details["server_pid"], signal.SIGKILL)
+    reap_children()
+    port = int(created.endpoint.rsplit(":", 1)[1])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    started = time.monotonic()
+    conn.request("GET", "/ping")
+    response = conn.getresponse()
+    assert response.status == 503
+    assert "not accepting" in json.loads(response.read())["error"]
+    assert time.monotonic() - started < 5
+    conn.close()
+
+
+def test_proxy_exits_once_its_deployment_directory_is_gone(
+    local: LocalDeployer, v1: modelport.Package
+) -> None:
+    created = local.create("orphan", v1)
+    (local.root / "orphan" / "upstream.json").unlink()
+    proxy = created.details["proxy_pid"]
+    deadline = time.monotonic() + 15
+    while Path(f"/proc/{proxy}").exists() and proxy in processes_mentioning("local_proxy"):
+        reap_children()
+        assert time.monotonic() < deadline, "the proxy outlived its upstream file"
+        time.sleep(0.1)
+    assert local.get("orphan").status is DeploymentStatus.FAILED
+
+
+def test_corrupt_state_is_an_error_and_delete_removes_it(
+    local: LocalDeployer, v1: modelport.Package
+) -> None:
+    local.create("corrupt", v1)
+    state = _state(local, "corrupt")
+    (local.root / "corrupt" / "state.json").write_text("{not json")
+    with pytest.raises(DeploymentError, match="unreadable"):
+        local.get("corrupt")
+    # delete cannot read the pids; it removes the directory, and the proxy notices and exits.
+    local.delete("corrupt")
+    assert not (local.root / "corrupt").exists()
+    os.killpg(state["server"]["pid"], signal.SIGKILL)  # the server has no such watchdog
+    assert wait_no_processes(str(local.root / "corrupt"), timeout=15) == []
+
+
+# --- ports, names, packages, logs -----------------------------------------------------------
+
+
+def test_given_port_is_the_endpoint_and_a_taken_port_fails_cleanly(
+    local: LocalDeployer, home: Path, v1: modelport.Package
+) -> None:
+    port = _free_port()
+    fixed = LocalDeployer(LocalConfig(home=home, port=port, workers=1))
+    created = fixed.create("fixed", v1)
+    assert created.endpoint == f"http://127.0.0.1:{port}"
+    assert fixed.predict("fixed", PAYLOAD) == {"predictions": [[1.0, 2.0]]}
+    with pytest.raises(DeploymentError, match=f"cannot listen on 127.0.0.1:{port}"):
+        fixed.create("clash", v1)
+    assert not (local.root / "clash").exists()
+    assert wait_no_processes(str(local.root / "clash")) == []
+
+
+def test_invalid_names_are_refused(local: LocalDeployer, v1: modelport.Package) -> None:
+    for bad in ("", "UPPER", "has space", "../escape", "-dash", "a" * 64):
+        with pytest.raises(UsageError, match="invalid deployment name"):
+            local.create(bad, v1)
+    assert not local.root.exists() or list(local.root.iterdir()) in ([], [local.root / ".lock"])
+
+
+def test_package_changed_on_disk_after_loading_is_refused(
+    local: LocalDeployer, tmp_path: Path, package_paths: dict[str, Path]
+) -> None:
+    directory = tmp_path / "pkgdir"
+    modelport.pack(package_paths["v1"], directory).close()
+    package = modelport.load(directory)
+    model = directory / "model.onnx"
+    model.write_bytes(model.read_bytes() + b"\0")
+    with pytest.raises(DeploymentError, match="changed on disk"):
+        local.create("tampered", package)
+    assert not (local.root / "tampered").exists()
+    package.close()
+
+
+def test_deployment_survives_its_source_package_being_removed(
+    local: LocalDeployer, tmp_path: Path, package_paths: dict[str, Path]
+) -> None:
+    source = tmp_path / "moved.mport"
+    shutil.copyfile(package_paths["v1"], source)
+    with modelport.load(source) as package:
+        local.create("copied", package)
+    source.unlink()
+    assert local.predict("copied", PAYLOAD) == {"predictions": [[1.0, 2.0]]}
+
+
+def test_logs_tail_the_current_server(
+    local: LocalDeployer, v1: modelport.Package, v2: modelport.Package
+) -> None:
+    local.create("logged", v1)
+    lines = list(local.logs("logged", tail=50))
+    assert any("contract-model 1" in line for line in lines)
+    assert len(list(local.logs("logged", tail=2))) == 2
+    assert list(local.logs("logged", tail=0)) == []
+    local.update("logged", v2)
+    lines = list(local.logs("logged", tail=None))
+    assert any("contract-model 2" in line for line in lines)
+    assert not any("contract-model 1" in line for line in lines)
+    with pytest.raises(DeploymentNotFound):
+        list(local.logs("absent"))
+
+
+def test_python_flavor_package_is_served_when_the_caller_opted_in(
+    local: LocalDeployer, tmp_path: Path, python_model: Any
+) -> None:
+    path = tmp_path / "py.mport"
+    modelport.pack(
+        python_model.source,
+        path,
+        example=python_model.example,
+        artifacts=[python_model.artifact],
+        allow_code=True,
+    ).close()
+    with modelport.load(path, allow_code=True) as package:
+        local.create("pyflavor", package)
+    answer = local.predict("pyflavor", {"inputs": {"x": [[1.0, 2.0]]}})
+    assert answer == {"predictions": [[3.0, 6.0]]}
+
+
+def test_uri_names_the_home(tmp_path: Path) -> None:
+    assert LocalDeployer.options_from_uri(str(tmp_path)) == {"home": str(tmp_path)}
+    assert LocalDeployer.options_from_uri("") == {}
+
+
+def test_config_checks_values() -> None:
+    with pytest.raises(ValueError, match="port"):
+        LocalConfig(port=70000)
+    with pytest.raises(ValueError, match="workers"):
+        LocalConfig(workers=0)
+    with pytest.raises(ValueError, match="positive"):
+        LocalConfig(startup_timeout=0)
+    assert LocalConfig(home="~/x").home == Path("~/x").expanduser()  # type: ignore[arg-type]
+
+
+def test_plan_lists_the_processes_and_touches_nothing(
+    local: LocalDeployer, v1: modelport.Package
+) -> None:
+    actions = local.plan("planned", v1)
+    assert [a.kind for a in actions] == ["directory", "process", "process"]
+    assert "modelport.deployers.local_proxy" in actions[1].details["command"]
+    assert "serve" in actions[2].details["command"]
+    assert not local.home.exists()
