@@ -223,8 +223,14 @@ def _convert_dtype(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
         raise InputError(f"{want}, got {_kind_name(array)} values")
 
     if kind == "O":
-        # Mixed or null values (None in JSON) never convert silently.
-        raise InputError(f"{want}, got null or mixed-type values")
+        # Mixed or null values (None in JSON) never convert silently. Object arrays are the rare
+        # error path, so looking at their elements costs nothing on the common path.
+        values = list(array.flat)
+        if any(v is None for v in values):
+            raise InputError(f"{want}, got null values")
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            raise InputError(f"{want}, got integers too large for any integer type")
+        raise InputError(f"{want}, got mixed-type values")
     if kind in ("U", "S"):
         raise InputError(f"{want}, got strings")
 
