@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "List, inspect, update, delete, query deployments.",
     ),
     "targets": ("modelport.cli.deploy_commands:targets", "List deploy targets, or describe one."),
+    "dockerfile": (
+        "modelport.cli.dockerfile_command:dockerfile",
+        "Write a Docker build context for a package.",
+    ),
 }
 
 

@@ -1,0 +1,123 @@
+"""The entrypoint of every modelport serving image (``entrypoint.py`` in the build context).
+
+The image runs ``ENTRYPOINT ["/opt/venv/bin/python", "/opt/modelport/entrypoint.py"]`` with
+``CMD ["serve"]``, so all of these start the server on the package baked into the image:
+
+- ``docker run IMAGE`` (Vertex AI, Azure ML: the image's own entrypoint and command);
+- ``docker run IMAGE serve`` (SageMaker: ``serve`` replaces the command);
+- ``docker run IMAGE serve --workers 2`` or ``docker run IMAGE --workers 2`` (options go to
+  ``modelport serve``).
+
+Before serving, the package is verified: every file against the manifest, and the manifest against
+the digest the image was built for (``MODELPORT_PACKAGE_DIGEST``). A package altered after the
+build (a derived image, a volume mounted over it) makes the container exit with status 4 and one
+line saying why, instead of serving a model nobody built.
+
+Two more commands, for the image's own use:
+
+- ``verify``: the same checks, then exit (the Dockerfile runs it at build time);
+- ``healthcheck``: exit 0 when the server on this container's port answers ``/ping`` with 200
+  (the Dockerfile's ``HEALTHCHECK``; plain urllib, so the image needs no curl).
+
+This file imports only the standard library and modelport, and modelport's heavy modules only
+when they are needed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+PACKAGE_ENV = "MODELPORT_PACKAGE"
+DIGEST_ENV = "MODELPORT_PACKAGE_DIGEST"
+DEFAULT_PACKAGE = "/opt/modelport/package"
+#: The route the image's HEALTHCHECK probes: 200 only once the model is loaded and warmed up.
+READY_ROUTE = "/ping"
+EXIT_REFUSED = 4
+
+
+def package_problems(path: str, expected_digest: str | None) -> list[str]:
+    """Everything wrong with the package at ``path``: altered, missing or extra files, wrong digest.
+
+    Args:
+        path: the package directory (or archive).
+        expected_digest: the digest the image was built for; None skips that check.
+
+    Returns:
+        One line per problem; empty when the package is intact.
+    """
+    from modelport.errors import PackageError
+    from modelport.model_format.package import verify
+
+    try:
+        report = verify(path)
+    except PackageError as exc:
+        return [str(exc)]
+    problems = list(report.problems)
+    if expected_digest and report.manifest.digest != expected_digest:
+        problems.append(
+            f"manifest digest {report.manifest.digest} is not the {expected_digest} "
+            "this image was built for"
+        )
+    return problems
+
+
+def healthcheck(env: Mapping[str, str], timeout_s: float = 2.0) -> int:
+    """Probe the ready route of the server in this container; 0 when it answers 200, else 1."""
+    import urllib.error
+    import urllib.request
+
+    from modelport.serving.config import resolve_port
+
+    try:
+        port = resolve_port(None, env)
+        url = f"http://127.0.0.1:{port}{READY_ROUTE}"
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return 0 if response.status == 200 else 1
+    except (OSError, ValueError, urllib.error.URLError) as exc:
+        print(f"modelport healthcheck: not ready: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bad port variable raises modelport's UsageError
+        print(f"modelport healthcheck: {exc}", file=sys.stderr)
+        return 1
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Run the image's command; returns the process exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    env = os.environ if env is None else env
+    if args[:1] == ["healthcheck"]:
+        return healthcheck(env)
+
+    package = env.get(PACKAGE_ENV) or DEFAULT_PACKAGE
+    verify_only = args[:1] == ["verify"]
+    problems = package_problems(package, env.get(DIGEST_ENV) or None)
+    if problems:
+        # One line first: what a log viewer shows, and what a person needs to know.
+        print(
+            f"modelport: refusing to start: the package at {package} failed verification "
+            f"({len(problems)} problem(s)): {problems[0]}",
+            file=sys.stderr,
+            flush=True,
+        )
+        for problem in problems[1:]:
+            print(f"  - {problem}", file=sys.stderr)
+        return EXIT_REFUSED
+    if verify_only:
+        print(f"modelport: package at {package} verified", file=sys.stderr)
+        return 0
+
+    # SageMaker runs `docker run IMAGE serve`: the leading `serve` is the command, not a path.
+    if args[:1] == ["serve"]:
+        args = args[1:]
+    from modelport.cli.main import main as cli_main
+
+    # The package comes from MODELPORT_PACKAGE (serve's PKG argument reads it); in-process rather
+    # than exec, so Python and modelport start once. The server handles SIGTERM as PID 1.
+    os.environ.setdefault(PACKAGE_ENV, package)
+    return cli_main(["serve", *args])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
