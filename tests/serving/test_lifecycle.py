@@ -1,0 +1,196 @@
+"""Starting, stopping and surviving: real ``modelport serve`` processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from serving_support import Response, post_json, request, start_server
+
+from modelport.errors import UsageError
+from modelport.serving.config import resolve_host, resolve_port, vertex_route
+
+
+def modelport_cli(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "modelport.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_sigterm_drains_in_flight_requests_then_exits_promptly(
+    packages: dict[str, Path], tmp_path: Path
+) -> None:
+    server = start_server(packages["tricky"], ["--allow-code", "--workers", "1"], log_dir=tmp_path)
+    answers: list[Response] = []
+    answered_at: list[float] = []
+
+    def slow() -> None:
+        # The model sleeps 2 s on this input.
+        answers.append(post_json(server.url + "/invocations", {"inputs": [[2000.0, 1, 1]]}))
+        answered_at.append(time.monotonic())
+
+    try:
+        thread = threading.Thread(target=slow)
+        thread.start()
+        time.sleep(0.7)  # the request is now inside the model
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        # Stopped accepting: a new request is not served.
+        try:
+            late: Response | None = request(server.url + "/ping", timeout=10)
+        except OSError:  # refused, or reset when the worker exits
+            late = None
+        assert late is None, f"served after SIGTERM: {late}"
+        thread.join(30)
+        assert answers and answers[0].status == 200, answers
+        assert answers[0].json() == {"predictions": [[4000.0, 2.0, 2.0]]}
+        server.proc.wait(30)
+        exited_at = time.monotonic()
+        assert exited_at - answered_at[0] < 5.0
+        assert server.proc.returncode == 0, server.log()
+        assert "Traceback" not in server.log()
+    finally:
+        server.stop()
+
+
+def test_a_dead_worker_is_replaced_and_the_server_keeps_answering(
+    packages: dict[str, Path], tmp_path: Path
+) -> None:
+    server = start_server(packages["iris"], ["--workers", "2"], log_dir=tmp_path)
+    try:
+        before = server.worker_pids()
+        assert len(before) == 2
+        os.kill(before[0], signal.SIGKILL)
+        for _ in range(20):
+            resp = post_json(server.url + "/invocations", {"inputs": [[0.1, 0.2, 0.3, 0.4]]})
+            assert resp.status == 200, resp.body
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            after = server.worker_pids()
+            ready = request(server.url + "/metrics").body.decode()
+            if (
+                len(after) == 2
+                and before[0] not in after
+                and "modelport_workers_ready 2\n" in ready
+            ):
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"worker not replaced: {server.worker_pids()}\n{server.log()}")
+        # The dead worker's gauges were cleared: two workers ready, not three.
+        assert "modelport_workers_ready 2\n" in request(server.url + "/metrics").body.decode()
+    finally:
+        assert server.stop() == 0
+
+
+def test_dev_server_with_package_and_port_from_the_environment(
+    packages: dict[str, Path], tmp_path: Path
+) -> None:
+    log = (tmp_path / "dev.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelport.cli.main", "serve", "--dev"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "MODELPORT_PACKAGE": str(packages["iris"]), "AIP_HTTP_PORT": "0"},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        url = ""
+        while time.monotonic() < deadline and not url:
+            text = (tmp_path / "dev.log").read_text()
+            for word in text.split():
+                if word.startswith("http://127.0.0.1:"):
+                    url = word
+            assert proc.poll() is None, text
+            time.sleep(0.05)
+        assert url
+        assert request(url + "/ping").status == 200
+        resp = post_json(url + "/invocations", {"inputs": [[0.1, 0.2, 0.3, 0.4]]})
+        assert resp.status == 200
+        assert "development server" in (tmp_path / "dev.log").read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "code", "needle"),
+    [
+        (["serve", "missing.mport"], {}, 4, "no such file"),
+        (["serve", "TRICKY"], {}, 1, "--allow-code"),
+        (["serve", "IRIS"], {"SAGEMAKER_BIND_TO_PORT": "eighty"}, 2, "SAGEMAKER_BIND_TO_PORT"),
+        (["serve", "IRIS", "--workers", "0"], {}, 2, "--workers"),
+        (["serve", "IRIS"], {"AIP_PREDICT_ROUTE": "predict"}, 2, "AIP_PREDICT_ROUTE"),
+    ],
+)
+def test_startup_errors_have_clear_messages_and_exit_codes(
+    packages: dict[str, Path], args: list[str], env: dict[str, str], code: int, needle: str
+) -> None:
+    names = {"TRICKY": str(packages["tricky"]), "IRIS": str(packages["iris"])}
+    result = modelport_cli(*[names.get(a, a) for a in args], env=env)
+    assert result.returncode == code, result.stderr
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_tampered_package_is_refused(packages: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "dtypes"
+    shutil.copytree(packages["dtypes"], copy)
+    (copy / "model.onnx").write_bytes(b"not a model")
+    result = modelport_cli("serve", str(copy), "--port", "0")
+    assert result.returncode == 4
+    assert "model.onnx" in result.stderr
+
+
+def test_help_does_not_import_the_web_stack() -> None:
+    code = (
+        "import sys\n"
+        "from modelport.cli.main import main\n"
+        "assert main(['serve', '--help']) == 0\n"
+        "heavy = {'flask', 'gunicorn', 'orjson', 'onnxruntime'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--max-batch-wait-ms" in result.stdout
+
+
+def test_port_precedence() -> None:
+    env = {"SAGEMAKER_BIND_TO_PORT": "9001", "AIP_HTTP_PORT": "9002"}
+    assert resolve_port(9000, env) == 9000
+    assert resolve_port(None, env) == 9001
+    assert resolve_port(None, {"AIP_HTTP_PORT": "9002"}) == 9002
+    assert resolve_port(None, {}) == 8080
+    with pytest.raises(UsageError):
+        resolve_port(None, {"AIP_HTTP_PORT": "70000"})
+
+
+def test_host_and_vertex_routes() -> None:
+    assert resolve_host(None, {}) == "127.0.0.1"
+    assert resolve_host(None, {"MODELPORT_HOST": "0.0.0.0"}) == "0.0.0.0"
+    assert resolve_host("::1", {"MODELPORT_HOST": "0.0.0.0"}) == "::1"
+    env: dict[str, Any] = {"AIP_PREDICT_ROUTE": "/v1/endpoints/1/deployedModels/2:predict"}
+    assert vertex_route("AIP_PREDICT_ROUTE", env) == env["AIP_PREDICT_ROUTE"]
+    assert vertex_route("AIP_HEALTH_ROUTE", env) is None
