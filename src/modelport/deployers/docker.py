@@ -34,6 +34,7 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
 import tempfile
 import time
 import urllib.error
@@ -199,6 +200,17 @@ def _probe(url: str) -> int | None:
         return None
 
 
+def _check_unix_socket(path: str) -> None:
+    """Connect to a unix socket once, closing it (docker-py leaks the socket of a failed connect).
+
+    Raises:
+        OSError: nothing listens there.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(PROBE_TIMEOUT_S)
+        sock.connect(path)
+
+
 def _parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
@@ -258,13 +270,18 @@ class DockerDeployer(Deployer[DockerConfig]):
             except ImportError:
                 raise MissingDependencyError("the docker target", "docker", "docker") from None
             base_url = self.config.docker_host or os.environ.get("DOCKER_HOST") or None
+            client = None
             try:
+                if base_url and base_url.startswith("unix://"):
+                    _check_unix_socket(base_url.removeprefix("unix://"))
                 if base_url:
                     client = docker.DockerClient(base_url=base_url, timeout=API_TIMEOUT_S)
                 else:
                     client = docker.from_env(timeout=API_TIMEOUT_S)
                 client.ping()
             except Exception as exc:
+                if client is not None:
+                    client.close()
                 where = base_url or "the default Docker socket"
                 raise DeploymentError(
                     f"cannot reach the Docker Engine API at {where}: {exc}. Start Docker (or "

@@ -511,11 +511,13 @@ def write_context(
         remove = [d for d in ("pip", "setuptools") if d not in keep]
         from modelport import __version__
 
+        # Nothing package-specific but the requirements themselves: packages that need the same
+        # runtime share the build stage's layers.
         (directory / "requirements.txt").write_text(
-            f"# Runtime of the modelport serving image for {manifest.name} {manifest.version}\n"
-            f"# ({manifest.digest}): the package's own requirements, then modelport "
-            f"{__version__}'s server\n# and what it needs, pinned to the versions installed "
-            "where this context was written.\n" + "".join(f"{r}\n" for r in requirements),
+            f"# The runtime of a modelport {__version__} serving image: the package's own pinned\n"
+            "# requirements, then modelport's server and everything it needs, pinned to the\n"
+            "# versions installed where this build context was written.\n"
+            + "".join(f"{r}\n" for r in requirements),
             encoding="utf-8",
         )
         cert_name = None

@@ -1,0 +1,208 @@
+"""Shared helpers of the docker tests: the engine, the base image, one image built per session.
+
+The slow tests need a Docker Engine API (podman's service works: ``.ci/setup-containers.sh``
+starts one and builds the base image). Without them the tests are skipped, except where
+``MODELPORT_REQUIRE_CONTAINERS=1`` (set by that script): there a missing piece is a failure,
+so CI can never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+#: Where the image tests' base image comes from: a Debian with python3 + python3-venv.
+BASE_IMAGE_ENV = "MODELPORT_TEST_BASE_IMAGE"
+REGISTRY_ENV = "MODELPORT_TEST_REGISTRY"
+REQUIRE_ENV = "MODELPORT_REQUIRE_CONTAINERS"
+#: Label on every container and image the tests make, so teardown finds them all.
+TEST_LABEL = "dev.modelport.test"
+
+
+def unavailable(reason: str) -> None:
+    """Skip (developer machine) or fail (CI, where the setup script promised containers)."""
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_ENV}=1: containers must be available)", pytrace=False)
+    pytest.skip(f"{reason}; run `source .ci/setup-containers.sh` to enable the image tests")
+
+
+def engine() -> Any:
+    """A docker-py client for $DOCKER_HOST, or skip/fail."""
+    docker = pytest.importorskip("docker", reason="docker-py is not installed")
+    base_url = os.environ.get("DOCKER_HOST")
+    if not base_url:
+        unavailable("DOCKER_HOST is not set")
+    try:
+        client = docker.DockerClient(base_url=base_url, timeout=900)
+        client.ping()
+    except Exception as exc:
+        unavailable(f"no Docker Engine API at {base_url}: {exc}")
+    return client
+
+
+def base_image(client: Any) -> str:
+    """The local base image named by $MODELPORT_TEST_BASE_IMAGE, or skip/fail."""
+    import docker.errors
+
+    name = os.environ.get(BASE_IMAGE_ENV)
+    if not name:
+        unavailable(f"{BASE_IMAGE_ENV} is not set")
+    try:
+        client.images.get(name)
+    except docker.errors.ImageNotFound:
+        unavailable(f"the base image {name} is not there")
+    return name
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def http(
+    method: str, url: str, body: Any = None, timeout: float = 10.0, headers: Any = None
+) -> tuple[int, bytes]:
+    """One HTTP exchange (JSON body when given); (status, body). Raises OSError if no answer."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    for key, value in (headers or {}).items():
+        request.add_header(key, value)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as exc:
+        with contextlib.closing(exc):
+            return int(exc.code), bytes(exc.read())
+
+
+def wait_http_ok(url: str, container: Any, timeout: float = 60.0) -> float:
+    """Wait until ``GET url`` answers 200; returns the seconds it took. Fails if the container
+    exits first (with its log) or on timeout."""
+    start = time.monotonic()
+    while True:
+        with contextlib.suppress(OSError):
+            if http("GET", url, timeout=2.0)[0] == 200:
+                return time.monotonic() - start
+        container.reload()
+        if container.status in ("exited", "dead"):
+            logs = container.logs().decode("utf-8", "replace")
+            pytest.fail(f"container exited before {url} answered:\n{logs}")
+        if time.monotonic() - start > timeout:
+            logs = container.logs().decode("utf-8", "replace")
+            pytest.fail(f"{url} did not answer 200 within {timeout} s:\n{logs}")
+        time.sleep(0.05)
+
+
+def published_port(container: Any, port: int) -> int:
+    """The host port a container's ``port/tcp`` is published on."""
+    container.reload()
+    bindings = container.attrs["NetworkSettings"]["Ports"][f"{port}/tcp"]
+    return int(bindings[0]["HostPort"])
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """The serving image of the test package, built once per session from its build context."""
+
+    id: str
+    tag: str
+    digest: str
+    package_name: str
+    context: Path
+    base_image: str
+    build_seconds: float
+
+
+_BUILT: dict[str, BuiltImage] = {}
+
+
+def built_image(client: Any, tmp_root: Path, base: str) -> BuiltImage:
+    """Build (once per session) the image of the ``Y = X * 3`` test package with `docker build`.
+
+    This is the Dockerfile exactly as ``modelport dockerfile`` writes it, built whole through the
+    Engine API: what a user gets from ``docker build``. Every test that runs it shares it.
+    """
+    key = str(tmp_root)
+    if key in _BUILT:
+        return _BUILT[key]
+    from modelport.deployers.dockerfile import write_context
+    from modelport.plugins.testing import make_test_package
+
+    package = make_test_package(tmp_root / "image-test.mport", scale=3.0, name="image-test")
+    context = write_context(
+        package,
+        tmp_root / "context",
+        base_image=base,
+        pip_cert=os.environ.get("PIP_CERT") or None,
+    )
+    tag = f"localhost/modelport-test/image-test:{os.getpid()}"
+    start = time.monotonic()
+    log: list[str] = []
+    image_id = None
+    for chunk in client.api.build(
+        path=str(context.directory),
+        tag=tag,
+        rm=True,
+        forcerm=True,
+        decode=True,
+        labels={TEST_LABEL: "1"},
+    ):
+        log.append(str(chunk.get("stream", "")))
+        if "error" in chunk:
+            pytest.fail(f"building the test image failed: {chunk['error']}\n{''.join(log[-30:])}")
+        if isinstance(chunk.get("aux"), dict):
+            image_id = chunk["aux"].get("ID") or image_id
+    image_id = image_id or client.images.get(tag).id
+    _BUILT[key] = BuiltImage(
+        id=str(image_id),
+        tag=tag,
+        digest=context.package_digest,
+        package_name=context.package_name,
+        context=context.directory,
+        base_image=base,
+        build_seconds=time.monotonic() - start,
+    )
+    return _BUILT[key]
+
+
+def remove_test_leftovers(client: Any) -> None:
+    """Remove every container and image carrying the test label."""
+    import docker.errors
+
+    for container in client.containers.list(all=True, filters={"label": TEST_LABEL}):
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+    for image in client.images.list(filters={"label": TEST_LABEL}):
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            client.images.remove(image.id, force=True)
+
+
+@contextlib.contextmanager
+def running(client: Any, image: str, **kwargs: Any) -> Iterator[Any]:
+    """Run a container of ``image`` (detached, test-labelled) and remove it afterwards."""
+    import docker.errors
+
+    labels = {TEST_LABEL: "1", **kwargs.pop("labels", {})}
+    container = client.containers.run(image, detach=True, labels=labels, **kwargs)
+    try:
+        yield container
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
