@@ -115,9 +115,7 @@ def test_a_tampered_package_gets_no_context(tmp_path: Path, package_dir: Path) -
     assert not out.exists()  # nothing half-written
 
 
-def test_a_failed_write_leaves_an_existing_directory_empty(
-    tmp_path: Path, archive: Path
-) -> None:
+def test_a_failed_write_leaves_an_existing_directory_empty(tmp_path: Path, archive: Path) -> None:
     out = tmp_path / "ctx"
     out.mkdir()
     with pytest.raises(UsageError, match="cannot read the CA bundle"):
@@ -311,8 +309,10 @@ def test_wheel_installs_and_runs(tmp_path: Path) -> None:
     wheel = build_modelport_wheel(tmp_path / "w")
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index"]
-        + ["--disable-pip-version-check", "--target", str(target), str(wheel)],
+        [
+            *(sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index"),
+            *("--disable-pip-version-check", "--target", str(target), str(wheel)),
+        ],
         check=True,
         capture_output=True,
     )
@@ -395,7 +395,9 @@ def test_cli_help_does_not_import_docker() -> None:
         "assert 'docker' not in sys.modules, 'docker imported'; "
         "assert 'dockerfile' in sys.modules['modelport.cli.main'].COMMANDS"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert "dockerfile" in result.stdout and "Write a Docker build context" in result.stdout
 
@@ -451,9 +453,7 @@ def test_plan_describes_the_image_and_container(archive: Path) -> None:
     assert deployer._docker is None  # planning never touched the engine
 
 
-def test_missing_docker_py_names_the_extra(
-    monkeypatch: pytest.MonkeyPatch, archive: Path
-) -> None:
+def test_missing_docker_py_names_the_extra(monkeypatch: pytest.MonkeyPatch, archive: Path) -> None:
     from modelport.deployers.docker import DockerDeployer
 
     monkeypatch.setitem(sys.modules, "docker", None)  # what an absent package looks like
