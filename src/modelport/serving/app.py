@@ -28,6 +28,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from modelport import __version__
 from modelport.errors import InputError, ModelError
 from modelport.model_format.payload import instances_to_inputs, parse_payload
+from modelport.model_format.signature import Signature
 from modelport.serving import codec
 from modelport.serving.batcher import Overloaded
 from modelport.serving.config import ServeConfig
@@ -76,6 +77,15 @@ def _check_encoding(environ: Mapping[str, Any]) -> None:
     encoding = str(environ.get("HTTP_CONTENT_ENCODING", "")).strip().lower()
     if encoding and encoding != "identity":
         raise HttpError(415, "unsupported_media_type", "Content-Encoding is not supported")
+
+
+def _check_parameters(body: Any) -> Any:
+    """``params`` (MLflow) and ``parameters`` (Vertex AI) are accepted and unused, but typed."""
+    if isinstance(body, Mapping):
+        for key in ("params", "parameters"):
+            if key in body and not isinstance(body[key], Mapping):
+                raise InputError(f"{key!r} must be a JSON object")
+    return body
 
 
 def _json_response(value: Any, status: int = 200) -> Response:
@@ -179,10 +189,15 @@ def create_app(
         _check_encoding(request.environ)
         return request.get_data(cache=False)
 
-    def json_body(environ: Mapping[str, Any]) -> Any:
+    def json_inputs(to_inputs: Callable[[Any, Signature], Any]) -> Any:
+        """Read a JSON body and turn it into inputs with ``to_inputs(body, signature)``."""
+        raw = read_body()
+        inputs = to_inputs(_check_parameters(codec.loads(raw)), signature)
+        return codec.refuse_lossy_json(inputs, signature, codec.mentions_booleans(raw))
+
+    def check_json(environ: Mapping[str, Any]) -> None:
         if not _is_json(_mimetype(environ)):
             raise HttpError(415, "unsupported_media_type", "Content-Type must be application/json")
-        return codec.loads(read_body())
 
     # --- SageMaker and MLflow -------------------------------------------------------------------
 
@@ -206,7 +221,7 @@ def create_app(
         if mimetype == CSV:
             outputs = service.predict(lambda: codec.parse_csv(read_body(), signature))
         elif _is_json(mimetype):
-            outputs = service.predict(lambda: parse_payload(codec.loads(read_body()), signature))
+            outputs = service.predict(lambda: json_inputs(parse_payload))
         else:
             raise HttpError(
                 415, "unsupported_media_type", "Content-Type must be application/json or text/csv"
@@ -220,8 +235,7 @@ def create_app(
     def live() -> Response:
         return _json_response({"status": "Healthy"})
 
-    def azure_inputs() -> Any:
-        body = json_body(request.environ)
+    def azure_inputs(body: Any, signature: Signature) -> Any:
         if not isinstance(body, Mapping) or "input_data" not in body:
             return parse_payload(body, signature)
         unknown = sorted(str(k) for k in body if k not in ("input_data", "params"))
@@ -234,13 +248,13 @@ def create_app(
         return parse_payload({"inputs": data}, signature)
 
     def score() -> Response:
-        outputs = service.predict(azure_inputs)
+        check_json(request.environ)
+        outputs = service.predict(lambda: json_inputs(azure_inputs))
         return Response(codec.dumps(codec.predictions(outputs)), status=200, mimetype=JSON)
 
     # --- Vertex AI ------------------------------------------------------------------------------
 
-    def vertex_inputs() -> Any:
-        body = json_body(request.environ)
+    def vertex_inputs(body: Any, signature: Signature) -> Any:
         if not isinstance(body, Mapping) or "instances" not in body:
             raise InputError("the body must be an object with 'instances' (and 'parameters')")
         if any(k not in ("instances", "parameters") for k in body):
@@ -248,7 +262,8 @@ def create_app(
         return instances_to_inputs(body["instances"], signature)
 
     def vertex_predict() -> Response:
-        outputs = service.predict(vertex_inputs)
+        check_json(request.environ)
+        outputs = service.predict(lambda: json_inputs(vertex_inputs))
         answer = {"predictions": codec.row_predictions(outputs)}
         return Response(codec.dumps(answer), status=200, mimetype=JSON)
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
+import re
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,8 +32,19 @@ JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 # --- JSON ---------------------------------------------------------------------------------------
 
 
+_LONG_NUMBER = re.compile(rb"\d{19}")
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def loads(body: bytes) -> Any:
     """Decode a JSON body.
+
+    orjson reads an integer beyond 64 bits as a float, silently; a body with a 19-digit run (rare)
+    is read by the standard library instead, which keeps every integer exact, so the signature's
+    range checks see the real value.
 
     Raises:
         InputError: the body is not valid JSON (the message gives the position, not the text).
@@ -39,9 +52,54 @@ def loads(body: bytes) -> Any:
     if not body:
         raise InputError("the request body is empty; expected JSON")
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        if _LONG_NUMBER.search(body) is None:
+            return orjson.loads(body)
+        return json.loads(body, parse_constant=_no_constants)
+    except json.JSONDecodeError as exc:  # orjson's error derives from it
         raise InputError(f"malformed JSON body (line {exc.lineno}, column {exc.colno})") from None
+    except (ValueError, RecursionError):
+        raise InputError("malformed JSON body") from None
+
+
+def mentions_booleans(body: bytes) -> bool:
+    """Whether a JSON body may hold ``true``/``false`` (a fast byte search, no parsing)."""
+    return b"true" in body or b"false" in body
+
+
+def _has_boolean(value: Any) -> bool:
+    if type(value) is bool:
+        return True
+    if type(value) is list:
+        return any(_has_boolean(v) for v in value)
+    return False
+
+
+def _all_text(value: Any) -> bool:
+    if type(value) is list:
+        return all(_all_text(v) for v in value)
+    return isinstance(value, str)
+
+
+def refuse_lossy_json(inputs: Any, signature: Signature, booleans: bool) -> Any:
+    """Refuse JSON values that numpy would convert silently.
+
+    numpy turns ``[false, 0.5]`` into ``[0.0, 0.5]`` and ``[1, "a"]`` into ``["1", "a"]``
+    without a word; neither is a lossless conversion, which the signature's rules demand. The
+    boolean walk runs only when the body mentions a boolean at all (``booleans``, from
+    :func:`mentions_booleans`), so numeric requests pay nothing.
+    """
+    if not isinstance(inputs, Mapping):
+        return inputs
+    for spec in signature.inputs:
+        value = inputs.get(spec.name)
+        if not isinstance(value, list):
+            continue
+        if spec.dtype == "string":
+            if not _all_text(value):
+                raise InputError(f"input {spec.name!r} expects string, got other values")
+        elif spec.dtype != "bool" and booleans and _has_boolean(value):
+            raise InputError(f"input {spec.name!r} expects {spec.dtype}, got booleans")
+    return inputs
 
 
 def dumps(value: Any) -> bytes:
@@ -269,8 +327,14 @@ def _shape(value: Any, name: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _from_json(data: Any, name: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+def _from_json(
+    data: Any, name: str, dtype: str, shape: tuple[int, ...], booleans: bool
+) -> np.ndarray:
     count = math.prod(shape)
+    if dtype == "string" and not _all_text(data):
+        raise InputError(f"input {name!r} is declared BYTES, got other values")
+    if booleans and dtype not in ("bool", "string") and _has_boolean(data):
+        raise InputError(f"input {name!r} is declared {DTYPE_TO_V2[dtype]}, got booleans")
     try:
         array = np.asarray(data, dtype=object if dtype == "string" else None)
     except (ValueError, TypeError):
@@ -280,16 +344,19 @@ def _from_json(data: Any, name: str, dtype: str, shape: tuple[int, ...]) -> np.n
             f"input {name!r}: shape {list(shape)} needs {count} value(s), 'data' has {array.size}"
         )
     np_dtype = DTYPES[dtype]
-    if array.dtype.kind == "f" and np_dtype.kind in "iu":
-        # numpy reads [0, 2**64 - 1] as float64 (losing the big value); the declared datatype
-        # says what the integers are, so read them as that when they all are integers.
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in _leaves(data)):
-            try:
-                array = np.array(_flatten(data), dtype=np_dtype)
-            except OverflowError:
-                raise InputError(
-                    f"input {name!r} expects {dtype}, got values outside the range of {dtype}"
-                ) from None
+    # numpy reads [0, 2**64 - 1] as float64 (losing the big value); the declared datatype says
+    # what the integers are, so read them as that when they all are integers.
+    if (
+        array.dtype.kind == "f"
+        and np_dtype.kind in "iu"
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in _leaves(data))
+    ):
+        try:
+            array = np.array(_flatten(data), dtype=np_dtype)
+        except OverflowError:
+            raise InputError(
+                f"input {name!r} expects {dtype}, got values outside the range of {dtype}"
+            ) from None
     return array.reshape(shape)
 
 
@@ -356,6 +423,7 @@ def parse_v2(body: bytes, header_length: int | None) -> V2Request:
     head = body if header_length is None else body[:header_length]
     binary = memoryview(body)[header_length:] if header_length is not None else memoryview(b"")
     request = _object(loads(head), "the request")
+    booleans = mentions_booleans(head)
     request_id = request.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InputError("'id' must be a string")
@@ -386,7 +454,7 @@ def parse_v2(body: bytes, header_length: int | None) -> V2Request:
             array = _from_binary(bytes(binary[offset : offset + size]), name, dtype, shape)
             offset += size
         elif "data" in tensor:
-            array = _from_json(tensor["data"], name, dtype, shape)
+            array = _from_json(tensor["data"], name, dtype, shape, booleans)
         else:
             raise InputError(f"input {name!r}: no 'data' and no binary_data_size")
         inputs[name] = convert(array, TensorSpec(name, dtype, shape))

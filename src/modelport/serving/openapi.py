@@ -29,8 +29,11 @@ def value_schema(dtype: str, *, output: bool = False) -> dict[str, Any]:
     """
     if dtype == "string":
         return {"type": "string"}
-    if dtype == "bool":
+    if dtype == "bool" and output:
         return {"type": "boolean"}
+    if dtype == "bool":
+        # Signature enforcement also takes 0 and 1 for booleans (a lossless conversion).
+        return {"anyOf": [{"type": "boolean"}, {"type": "integer", "minimum": 0, "maximum": 1}]}
     np_dtype = DTYPES[dtype]
     if np_dtype.kind in "iu":
         info = np.iinfo(np_dtype)
@@ -213,8 +216,14 @@ def _get(
     return {"get": operation}
 
 
-def _path_param(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+def _path_param(name: str, value: str) -> dict[str, Any]:
+    # Any other value is a 404, which every operation documents.
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "enum": [value]},
+    }
 
 
 def _v2_tensor(specs: Sequence[TensorSpec], *, with_data: bool) -> dict[str, Any]:
@@ -377,8 +386,8 @@ def document(
         "required": ["name", "ready"],
         "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}},
     }
-    name_param = _path_param("model_name")
-    version_param = _path_param("model_version")
+    name_param = _path_param("model_name", name)
+    version_param = _path_param("model_version", version)
     paths: dict[str, Any] = {
         "/ping": _get(
             "SageMaker health check: 200 with an empty body once ready.", empty_ok, ["503"]
