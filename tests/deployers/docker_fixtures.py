@@ -145,6 +145,7 @@ def built_image(client: Any, tmp_root: Path, base: str) -> BuiltImage:
     from modelport.deployers.dockerfile import write_context
     from modelport.plugins.testing import make_test_package
 
+    tmp_root.mkdir(parents=True, exist_ok=True)
     package = make_test_package(tmp_root / "image-test.mport", scale=3.0, name="image-test")
     context = write_context(
         package,
