@@ -372,3 +372,9 @@ def test_discover_reads_metadata_only(site: Path) -> None:
 )
 def test_parse_target(spec: str, expected: tuple[str, str | None]) -> None:
     assert parse_target(spec) == expected
+
+
+def test_a_verb_the_target_lacks_exits_2(site: Path) -> None:
+    result = modelport(site, "deployments", "logs", "-t", "fakecloud:/eu", "-n", "x")
+    assert result.returncode == 2
+    assert "target 'fakecloud' does not provide logs" in result.stderr
