@@ -34,6 +34,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import socket
 import tempfile
 import time
@@ -85,6 +86,7 @@ READY_ROUTE = "/ping"
 PROBE_TIMEOUT_S = 2.0
 #: docker-py's per-read timeout: a build step may print nothing for minutes (pip installing).
 API_TIMEOUT_S = 900
+_PUSHED_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
 
 
 @dataclass(frozen=True)
@@ -446,6 +448,10 @@ class DockerDeployer(Deployer[DockerConfig]):
                 aux = chunk.get("aux")
                 if isinstance(aux, dict) and aux.get("Digest"):
                     pushed = str(aux["Digest"])
+                # podman reports the digest only in its status line, as `docker push` prints it.
+                found = _PUSHED_DIGEST.search(str(chunk.get("status") or ""))
+                if found and pushed is None:
+                    pushed = found.group(1)
         except self._errors() as exc:
             raise DeploymentError(f"pushing {ref} failed: {exc}") from None
         return pushed

@@ -1,0 +1,259 @@
+"""The ``docker`` target for real: images built and containers run through podman's Docker API.
+
+The target passes the plugin contract suite (``DeployerContract``), and the rest checks what is
+particular to it: a fixed host port across updates, pushing to a registry on 127.0.0.1:5000, the
+state living in Docker alone, and the CLI end to end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from docker_fixtures import REGISTRY_ENV, base_image, engine, free_port, http, unavailable
+
+from modelport.cli.main import main
+from modelport.deployers.base import Deployer, DeploymentStatus
+from modelport.deployers.docker import (
+    LABEL_DEPLOYMENT,
+    LABEL_TARGET,
+    DockerConfig,
+    DockerDeployer,
+    container_name,
+)
+from modelport.errors import DeploymentError, DeploymentNotFound
+from modelport.model_format.package import Package, load
+from modelport.plugins.testing import DeployerContract, make_test_package
+
+pytestmark = pytest.mark.slow
+
+#: A digest no package has: a container told to expect it refuses to start (exit 4).
+WRONG_DIGEST = "sha256:" + "0" * 64
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    """docker-py on $DOCKER_HOST (skips, or fails under MODELPORT_REQUIRE_CONTAINERS=1)."""
+    docker_client = engine()
+    yield docker_client
+    docker_client.close()
+
+
+@pytest.fixture(scope="module")
+def config(client: Any) -> DockerConfig:
+    """The target's config for these tests: the local base image, short timeouts."""
+    return DockerConfig(base_image=base_image(client), startup_timeout=60.0, stop_timeout=5)
+
+
+def leftovers(client: Any, name: str) -> list[str]:
+    """Containers and images of deployment ``name`` still on the engine."""
+    label = [f"{LABEL_TARGET}=docker", f"{LABEL_DEPLOYMENT}={name}"]
+    containers = [c.name for c in client.containers.list(all=True, filters={"label": label})]
+    images = [str(i.id) for i in client.images.list(filters={"label": label})]
+    return containers + images
+
+
+class TestDockerContract(DeployerContract):
+    """Every rule of the Deployer API, against real containers."""
+
+    ready_timeout = 60.0
+
+    @pytest.fixture
+    def deployer(self, config: DockerConfig) -> DockerDeployer:
+        return DockerDeployer(config)
+
+    @pytest.fixture
+    def failing_deployer(self, config: DockerConfig) -> DockerDeployer:
+        # Builds and starts for real, then the container refuses the package: it was told to
+        # expect another digest. create/update must clean up after that.
+        env = {"MODELPORT_PACKAGE_DIGEST": WRONG_DIGEST}
+        return DockerDeployer(dataclasses.replace(config, env=env, startup_timeout=30.0))
+
+    def assert_gone(self, deployer: Deployer[Any], name: str) -> None:
+        super().assert_gone(deployer, name)
+        assert isinstance(deployer, DockerDeployer)
+        assert leftovers(deployer.client, name) == []
+
+
+# --- what is particular to docker ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("docker-target")
+    return {
+        "v1": make_test_package(root / "v1.mport", scale=1.0, name="docker-target", version="1"),
+        "v2": make_test_package(root / "v2.mport", scale=2.0, name="docker-target", version="2"),
+    }
+
+
+@pytest.fixture
+def v1(packages: dict[str, Path]) -> Iterator[Package]:
+    with load(packages["v1"]) as package:
+        yield package
+
+
+@pytest.fixture
+def v2(packages: dict[str, Path]) -> Iterator[Package]:
+    with load(packages["v2"]) as package:
+        yield package
+
+
+@pytest.fixture
+def name(client: Any, config: DockerConfig) -> Iterator[str]:
+    """A fresh deployment name; whatever it left is deleted (and must be gone) afterwards."""
+    deployment = f"dt-{uuid.uuid4().hex[:8]}"
+    yield deployment
+    DockerDeployer(config).delete(deployment)
+    assert leftovers(client, deployment) == []
+
+
+BODY = {"inputs": {"X": [[1.0, 2.0]]}}
+
+
+def test_update_with_a_fixed_port_keeps_the_endpoint(
+    config: DockerConfig, name: str, v1: Package, v2: Package
+) -> None:
+    port = free_port()
+    deployer = DockerDeployer(dataclasses.replace(config, port=port))
+    created = deployer.create(name, v1)
+    assert created.endpoint == f"http://127.0.0.1:{port}"
+    assert deployer.predict(name, BODY) == {"predictions": [[1.0, 2.0]]}
+    updated = deployer.update(name, v2)
+    assert updated.endpoint == created.endpoint
+    assert updated.details["container"] == container_name(name)
+    assert deployer.predict(name, BODY) == {"predictions": [[2.0, 4.0]]}
+
+
+def test_failed_update_on_a_fixed_port_restarts_the_old_container(
+    client: Any, config: DockerConfig, name: str, v1: Package, v2: Package
+) -> None:
+    port = free_port()
+    fixed = dataclasses.replace(config, port=port)
+    DockerDeployer(fixed).create(name, v1)
+    failing = DockerDeployer(
+        dataclasses.replace(fixed, env={"MODELPORT_PACKAGE_DIGEST": WRONG_DIGEST})
+    )
+    with pytest.raises(DeploymentError, match="refusing to start"):
+        failing.update(name, v2)
+    deployer = DockerDeployer(fixed)
+    got = deployer.get(name)
+    assert got.status is DeploymentStatus.READY
+    assert got.package_digest == v1.digest
+    assert got.endpoint == f"http://127.0.0.1:{port}"
+    assert deployer.predict(name, BODY) == {"predictions": [[1.0, 2.0]]}
+    # Only the old container and its image are left.
+    assert [c.name for c in client.containers.list(all=True, filters={"name": name})] == [
+        container_name(name)
+    ]
+
+
+def test_a_dead_container_is_reported_as_failed(
+    client: Any, config: DockerConfig, name: str, v1: Package
+) -> None:
+    deployer = DockerDeployer(config)
+    deployer.create(name, v1)
+    client.containers.get(container_name(name)).kill()
+    got = deployer.get(name)
+    assert got.status is DeploymentStatus.FAILED
+    assert got.details["state"] == "exited"
+    assert got.details["exit_code"] != 0
+    with pytest.raises(DeploymentError, match="not running"):
+        deployer.predict(name, BODY)
+
+
+def test_state_lives_in_docker_alone(
+    config: DockerConfig, name: str, v1: Package, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another deployer (another process, another machine on the same engine) sees it all."""
+    created = DockerDeployer(config).create(name, v1)
+    monkeypatch.setenv("HOME", "/nonexistent")
+    other = DockerDeployer()  # defaults: $DOCKER_HOST, no state anywhere else
+    got = other.get(name)
+    assert got.package_digest == v1.digest
+    assert got.created_at == created.created_at
+    assert got.endpoint == created.endpoint
+    assert name in [d.name for d in other.list()]
+    lines = list(other.logs(name, tail=50))
+    assert any("modelport: serving docker-target 1" in line for line in lines)
+    other.delete(name)
+    with pytest.raises(DeploymentNotFound):
+        DockerDeployer(config).get(name)
+
+
+def test_push_to_a_local_registry(
+    client: Any, config: DockerConfig, name: str, v1: Package
+) -> None:
+    registry = os.environ.get(REGISTRY_ENV)
+    if not registry:
+        unavailable(f"{REGISTRY_ENV} is not set (a registry on 127.0.0.1)")
+    assert registry.startswith("127.0.0.1:")  # loopback only
+    tag = uuid.uuid4().hex[:12]
+    ref = f"{registry}/modelport-test/docker-target:{tag}"
+    deployer = DockerDeployer(dataclasses.replace(config, push=True, image=ref))
+    deployment = deployer.create(name, v1)
+    pushed = deployment.details["pushed"]
+    assert pushed.startswith(f"{ref}@sha256:")
+    # The registry has it, under that tag and digest.
+    status, body = http("GET", f"http://{registry}/v2/modelport-test/docker-target/tags/list")
+    assert status == 200 and tag in json.loads(body)["tags"]
+    request = urllib.request.Request(
+        f"http://{registry}/v2/modelport-test/docker-target/manifests/{tag}", method="HEAD"
+    )
+    request.add_header(
+        "Accept",
+        "application/vnd.docker.distribution.manifest.v2+json, "
+        "application/vnd.oci.image.manifest.v1+json",
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=10) as response:
+        assert response.headers["Docker-Content-Digest"] == pushed.split("@", 1)[1]
+    # It runs what it pushed.
+    assert deployer.predict(name, BODY) == {"predictions": [[1.0, 2.0]]}
+
+
+def test_a_failed_push_leaves_nothing(
+    client: Any, config: DockerConfig, name: str, v1: Package
+) -> None:
+    # Nothing listens on this loopback port: the push fails after the image was built.
+    ref = f"127.0.0.1:{free_port()}/modelport-test/nowhere:1"
+    deployer = DockerDeployer(dataclasses.replace(config, push=True, image=ref))
+    with pytest.raises(DeploymentError, match="pushing"):
+        deployer.create(name, v1)
+    assert leftovers(client, name) == []
+    with pytest.raises(DeploymentNotFound):
+        deployer.get(name)
+
+
+def test_cli_deploy_get_logs_delete(
+    config: DockerConfig,
+    name: str,
+    packages: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    base = f"base_image={config.base_image}"
+    assert main(["deploy", str(packages["v1"]), "-t", "docker", "--name", name, "-C", base]) == 0
+    capsys.readouterr()
+    assert main(["deployments", "get", "-t", "docker", "--name", name, "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["status"] == "ready" and record["target"] == "docker"
+    assert record["details"]["container"] == container_name(name)
+    request = tmp_path / "in.json"
+    request.write_text(json.dumps(BODY))
+    assert main(["deployments", "predict", "-t", "docker", "--name", name, "-i", str(request)]) == 0
+    assert json.loads(capsys.readouterr().out) == {"predictions": [[1.0, 2.0]]}
+    assert main(["deployments", "logs", "-t", "docker", "--name", name]) == 0
+    assert "modelport: serving" in capsys.readouterr().out
+    assert main(["deployments", "delete", "-t", "docker", "--name", name]) == 0
+    with contextlib.suppress(SystemExit):
+        code = main(["deployments", "get", "-t", "docker", "--name", name])
+    assert code != 0
