@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -20,7 +21,7 @@ import pytest
 from deploy_helpers import processes_mentioning, reap_children, wait_no_processes
 
 import modelport
-from modelport.deployers import DeploymentStatus
+from modelport.deployers import DeploymentStatus, _process
 from modelport.deployers.local import LocalConfig, LocalDeployer
 from modelport.errors import DeploymentError, DeploymentNotFound, UsageError
 from modelport.plugins.testing import DeployerContract
@@ -433,3 +434,32 @@ def test_plan_lists_the_processes_and_touches_nothing(
     assert "modelport.deployers.local_proxy" in actions[1].details["command"]
     assert "serve" in actions[2].details["command"]
     assert not local.home.exists()
+
+
+def test_update_cleans_up_after_an_update_that_was_killed_midway(
+    local: LocalDeployer, v1: modelport.Package, v2: modelport.Package
+) -> None:
+    local.create("resume", v1)
+    directory = local.root / "resume"
+    # What an update killed with SIGKILL leaves: a pending server, its log, a package copy.
+    pid = _process.spawn_detached(
+        [sys.executable, "-c", "import time; time.sleep(120)", str(directory)],
+        log=directory / "server-2.log",
+        env=dict(os.environ),
+    )
+    (directory / "package-2.mport").write_bytes(b"partial copy")
+    state = _state(local, "resume")
+    state["pending"] = {
+        "pid": pid,
+        "start_time": _process.start_time(pid),
+        "port": _free_port(),
+        "log": "server-2.log",
+        "generation": 2,
+    }
+    (directory / "state.json").write_text(json.dumps(state))
+    assert local.get("resume").status is DeploymentStatus.UPDATING
+    updated = local.update("resume", v2)
+    assert updated.package_digest == v2.digest
+    assert not _process.is_running(pid)
+    assert local.predict("resume", PAYLOAD) == {"predictions": [[2.0, 4.0]]}
+    assert "pending" not in _state(local, "resume")

@@ -69,7 +69,7 @@ def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-def _progress(as_json: bool) -> Callable[[str], None] | None:
+def _progress() -> Callable[[str], None] | None:
     """Progress lines on stderr, on a terminal only (never mixed into --json output)."""
     if not sys.stderr.isatty():
         return None
@@ -196,7 +196,7 @@ def deploy(
     Options come from --config-file, MODELPORT_<TARGET>_<KEY> env vars, the target URI and
     -C key=value, the later winning.
     """
-    deployer = _make_deployer(target, config_pairs, config_file, _progress(as_json))
+    deployer = _make_deployer(target, config_pairs, config_file, _progress())
     with _plugin_errors(deployer.name):
         deployer.check_name(name)
     with _loaded(package_path, allow_code) as package:
@@ -308,7 +308,7 @@ def update_deployment(
 
     An unchanged package digest changes nothing.
     """
-    deployer = _make_deployer(target, config_pairs, config_file, _progress(as_json))
+    deployer = _make_deployer(target, config_pairs, config_file, _progress())
     with _loaded(package_path, allow_code) as package, _plugin_errors(deployer.name):
         deployment = deployer.update(name, package)
     if as_json:
@@ -325,7 +325,7 @@ def delete_deployment(
     target: str, config_pairs: tuple[str, ...], config_file: Path | None, name: str, as_json: bool
 ) -> None:
     """Delete a deployment and everything the target made for it (no error if absent)."""
-    deployer = _make_deployer(target, config_pairs, config_file, _progress(as_json))
+    deployer = _make_deployer(target, config_pairs, config_file, _progress())
     with _plugin_errors(deployer.name):
         deployer.delete(name)
     if as_json:

@@ -539,6 +539,14 @@ class LocalDeployer(Deployer[LocalConfig]):
                 self.progress("the package digest is unchanged: nothing to do")
                 return self._record(state)
             directory = self._dir(name)
+            leftover = state.pop("pending", None)
+            if isinstance(leftover, Mapping):
+                # An earlier update was killed midway: remove what it had started.
+                self._stop(leftover)
+                self._remove_path(directory / f"server-{leftover.get('generation')}.log")
+                for suffix in ("", ".mport"):
+                    self._remove_path(directory / f"package-{leftover.get('generation')}{suffix}")
+                self._write_state(name, state)
             old = state.get("server")
             old_package = state.get("package", {}).get("path")
             generation = int(state.get("generation", 1)) + 1
