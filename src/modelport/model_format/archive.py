@@ -14,6 +14,7 @@ import io
 import os
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -102,6 +103,13 @@ def _members(tar: tarfile.TarFile, path: Path) -> dict[str, tarfile.TarInfo]:
     try:
         entries = tar.getmembers()
     except (tarfile.TarError, OSError, EOFError) as exc:
+        raise PackageError(f"{path}: damaged archive ({exc})") from None
+    # tarfile stops at the end-of-archive blocks, before the gzip trailer: read on to the end so
+    # gzip checks its CRC and length, and a corrupted or truncated archive fails here.
+    try:
+        while tar.fileobj is not None and tar.fileobj.read(CHUNK):
+            pass
+    except (OSError, EOFError, zlib.error) as exc:
         raise PackageError(f"{path}: damaged archive ({exc})") from None
     for member in entries:
         _check_member(member)

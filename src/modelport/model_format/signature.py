@@ -225,10 +225,10 @@ def _convert_dtype(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
     if kind == "O":
         # Mixed or null values (None in JSON) never convert silently. Object arrays are the rare
         # error path, so looking at their elements costs nothing on the common path.
-        values = list(array.flat)
-        if any(v is None for v in values):
+        items = list(array.flat)
+        if any(v is None for v in items):
             raise InputError(f"{want}, got null values")
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in items):
             raise InputError(f"{want}, got integers too large for any integer type")
         raise InputError(f"{want}, got mixed-type values")
     if kind in ("U", "S"):
