@@ -26,7 +26,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from modelport import __version__
-from modelport.errors import InputError, ModelError
+from modelport.errors import InputError, ModelError, ModelportError
 from modelport.model_format.payload import instances_to_inputs, parse_payload
 from modelport.model_format.signature import Signature
 from modelport.serving import codec
@@ -63,6 +63,36 @@ class HttpError(Exception):
         self.status = status
         self.kind = kind
         self.message = message
+
+
+_STATUS_LINES = {
+    400: "400 BAD REQUEST",
+    413: "413 REQUEST ENTITY TOO LARGE",
+    415: "415 UNSUPPORTED MEDIA TYPE",
+    500: "500 INTERNAL SERVER ERROR",
+    503: "503 SERVICE UNAVAILABLE",
+}
+
+
+def answer_for(exc: Exception, method: str, path: str) -> tuple[int, str, str]:
+    """The status, metric type and message of an error answer.
+
+    Model failures and unexpected errors are logged with their cause here; the answer itself
+    says only that something failed, since a cause may quote the request's data.
+    """
+    if isinstance(exc, HttpError):
+        return exc.status, exc.kind, exc.message
+    if isinstance(exc, InputError):
+        return 400, "bad_input", str(exc)
+    if isinstance(exc, NotReady):
+        return 503, "not_ready", str(exc)
+    if isinstance(exc, Overloaded):
+        return 503, "overloaded", str(exc)
+    if isinstance(exc, ModelError):
+        log.error("%s %s: %s", method, path, exc, exc_info=exc)
+        return 500, "model_failure", "the model failed while predicting; see the server log"
+    log.error("%s %s: unexpected error", method, path, exc_info=exc)
+    return 500, "internal", "internal server error; see the server log"
 
 
 def _mimetype(environ: Mapping[str, Any]) -> str:
@@ -405,27 +435,10 @@ def create_app(
         metrics.count_error(kind)
         return _json_response({"error": message}, status)
 
+    @app.errorhandler(ModelportError)
     @app.errorhandler(HttpError)
-    def _http_error(exc: HttpError) -> Response:
-        return error(exc.status, exc.kind, exc.message)
-
-    @app.errorhandler(InputError)
-    def _input_error(exc: InputError) -> Response:
-        return error(400, "bad_input", str(exc))
-
-    @app.errorhandler(NotReady)
-    def _not_ready(exc: NotReady) -> Response:
-        return error(503, "not_ready", str(exc))
-
-    @app.errorhandler(Overloaded)
-    def _overloaded(exc: Overloaded) -> Response:
-        return error(503, "overloaded", str(exc))
-
-    @app.errorhandler(ModelError)
-    def _model_error(exc: ModelError) -> Response:
-        # The cause (and its traceback) goes to the log only: it may quote the request's data.
-        log.error("%s %s: %s", request.method, request.path, exc, exc_info=exc)
-        return error(500, "model_failure", "the model failed while predicting; see the server log")
+    def _known_error(exc: Exception) -> Response:
+        return error(*answer_for(exc, request.method, request.path))
 
     @app.errorhandler(HTTPException)
     def _werkzeug_error(exc: HTTPException) -> Response:
@@ -447,8 +460,47 @@ def create_app(
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        log.error("%s %s: unexpected error", request.method, request.path, exc_info=exc)
-        return error(500, "internal", "internal server error; see the server log")
+        return error(*answer_for(exc, request.method, request.path))
+
+    def fast_invocations(
+        environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> list[bytes] | None:
+        """``POST /invocations`` with a JSON body and a JSON answer, without Flask's machinery.
+
+        The hottest route of every SageMaker and MLflow client; Flask's request context, routing
+        and response object cost as much CPU as the prediction itself. Anything unusual (CSV,
+        content negotiation, an encoding, no Content-Length, a body over the limit) returns None
+        and goes through Flask, which answers it exactly as before.
+        """
+        accept = environ.get("HTTP_ACCEPT")
+        if accept is not None and accept not in ("*/*", JSON):
+            return None
+        if "HTTP_CONTENT_ENCODING" in environ or not _is_json(_mimetype(environ)):
+            return None
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or -1)
+        except ValueError:
+            return None
+        if not 0 <= length <= max_body:
+            return None
+        environ[ROUTE_KEY] = "/invocations"
+        stream = environ["wsgi.input"]
+
+        def inputs() -> Any:
+            raw = stream.read(length)
+            found = parse_payload(_check_parameters(codec.loads(raw)), signature)
+            return codec.refuse_lossy_json(found, signature, codec.mentions_booleans(raw))
+
+        try:
+            body = codec.dumps(codec.predictions(service.predict(inputs)))
+            status = "200 OK"
+        except Exception as exc:
+            code, kind, message = answer_for(exc, "POST", "/invocations")
+            metrics.count_error(kind)
+            body = codec.dumps({"error": message})
+            status = _STATUS_LINES[code]
+        start_response(status, [("Content-Type", JSON), ("Content-Length", str(len(body)))])
+        return [body]
 
     flask_wsgi = app.wsgi_app
 
@@ -462,7 +514,11 @@ def create_app(
 
         metrics.add_in_flight(1)
         try:
-            result = flask_wsgi(environ, start)
+            result: Iterable[bytes] | None = None
+            if environ["PATH_INFO"] == "/invocations" and environ["REQUEST_METHOD"] == "POST":
+                result = fast_invocations(environ, start)
+            if result is None:
+                result = flask_wsgi(environ, start)
         finally:
             metrics.add_in_flight(-1)
         status = int(statuses[-1][:3]) if statuses else 500

@@ -32,7 +32,8 @@ JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 # --- JSON ---------------------------------------------------------------------------------------
 
 
-_LONG_NUMBER = re.compile(rb"\d{19}")
+# An integer literal of 19 or more digits (a fraction's digits, after ".", do not count).
+_LONG_INTEGER = re.compile(rb"(?<![\d.])\d{19,}(?![\d.eE])")
 
 
 def _no_constants(name: str) -> Any:
@@ -42,9 +43,9 @@ def _no_constants(name: str) -> Any:
 def loads(body: bytes) -> Any:
     """Decode a JSON body.
 
-    orjson reads an integer beyond 64 bits as a float, silently; a body with a 19-digit run (rare)
-    is read by the standard library instead, which keeps every integer exact, so the signature's
-    range checks see the real value.
+    orjson reads an integer beyond 64 bits as a float, silently; a body with a 19-digit integer
+    (rare) is read by the standard library instead, which keeps every integer exact, so the
+    signature's range checks see the real value.
 
     Raises:
         InputError: the body is not valid JSON (the message gives the position, not the text).
@@ -52,7 +53,7 @@ def loads(body: bytes) -> Any:
     if not body:
         raise InputError("the request body is empty; expected JSON")
     try:
-        if _LONG_NUMBER.search(body) is None:
+        if _LONG_INTEGER.search(body) is None:
             return orjson.loads(body)
         return json.loads(body, parse_constant=_no_constants)
     except json.JSONDecodeError as exc:  # orjson's error derives from it
