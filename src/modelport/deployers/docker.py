@@ -527,13 +527,24 @@ class DockerDeployer(Deployer[DockerConfig]):
         host = bound[0] or self.config.host_ip
         return f"http://{_client_host(host)}:{bound[1]}"
 
+    @staticmethod
+    def _read_logs(container: Any, tail: int | None) -> builtins.list[str]:
+        """The container's last ``tail`` log lines (all for None)."""
+        raw = container.logs(tail="all" if tail is None else tail)
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        if tail is not None and not text.strip():
+            # podman 4.3 sometimes answers a tail of a short log with one empty line while the
+            # whole log is there: read it all and cut here.
+            raw = container.logs()
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        lines = text.splitlines()
+        return lines[-tail:] if tail else ([] if tail == 0 else lines)
+
     def _log_tail(self, container: Any, lines: int = 20) -> builtins.list[str]:
         try:
-            raw = container.logs(tail=lines)
+            return [line for line in self._read_logs(container, lines) if line.strip()]
         except self._errors():
             return []
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-        return [line for line in text.splitlines() if line.strip()]
 
     def _wait_ready(self, container: Any, what: str) -> None:
         """Wait until the container's server answers ``/ping`` with 200.
@@ -811,6 +822,4 @@ class DockerDeployer(Deployer[DockerConfig]):
         container = self._current(name)
         if tail == 0:
             return iter(())
-        raw = container.logs(tail="all" if tail is None else tail)
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-        return iter(text.splitlines())
+        return iter(self._read_logs(container, tail))
