@@ -63,6 +63,7 @@ def test_sigterm_drains_in_flight_requests_then_exits_promptly(
         assert exited_at - answered_at[0] < 5.0
         assert server.proc.returncode == 0, server.log()
         assert "Traceback" not in server.log()
+        assert "was sent" not in server.log()  # no worker died of a signal
     finally:
         server.stop()
 

@@ -14,7 +14,6 @@ import csv
 import io
 import json
 import math
-import re
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,8 +31,11 @@ JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 # --- JSON ---------------------------------------------------------------------------------------
 
 
-# An integer literal of 19 or more digits (a fraction's digits, after ".", do not count).
-_LONG_INTEGER = re.compile(rb"(?<![\d.])\d{19,}(?![\d.eE])")
+# orjson reads an integer literal beyond 64 bits as the nearest float. Every such float is out of
+# range for every integer dtype (so enforcement refuses it) except one: literals just below -2**63
+# round to exactly -2**63. Those all start with these digits; a body holding them (rare) is read
+# by the standard library, which keeps integers exact.
+_INT64_EDGE = b"922337203685477"
 
 
 def _no_constants(name: str) -> Any:
@@ -43,9 +45,8 @@ def _no_constants(name: str) -> Any:
 def loads(body: bytes) -> Any:
     """Decode a JSON body.
 
-    orjson reads an integer beyond 64 bits as a float, silently; a body with a 19-digit integer
-    (rare) is read by the standard library instead, which keeps every integer exact, so the
-    signature's range checks see the real value.
+    A body that may hold an integer literal just below int64's range is read by the standard
+    library, so the signature's range checks see the exact value (see ``_INT64_EDGE``).
 
     Raises:
         InputError: the body is not valid JSON (the message gives the position, not the text).
@@ -53,7 +54,7 @@ def loads(body: bytes) -> Any:
     if not body:
         raise InputError("the request body is empty; expected JSON")
     try:
-        if _LONG_INTEGER.search(body) is None:
+        if _INT64_EDGE not in body:
             return orjson.loads(body)
         return json.loads(body, parse_constant=_no_constants)
     except json.JSONDecodeError as exc:  # orjson's error derives from it

@@ -106,6 +106,21 @@ def _exit_worker(exc: BaseException) -> None:
     os._exit(WORKER_BOOT_ERROR)
 
 
+def _worker_exit(server: Any, worker: Any) -> None:
+    """Gunicorn hook, in the worker, after it stopped serving: exit without finalization.
+
+    ONNX Runtime's static destructors can crash (SIGSEGV) once Python has torn itself down, which
+    turned clean stops into "worker was sent SIGSEGV". By now requests are drained and nothing
+    is left to clean up in a worker, so it exits at once, with the status it was exiting with.
+    """
+    exc = sys.exc_info()[1]
+    code = exc.code if isinstance(exc, SystemExit) else (1 if exc is not None else 0)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 1)
+
+
 def run(config: ServeConfig) -> None:
     """Serve until stopped (SIGTERM drains in-flight requests first).
 
@@ -162,6 +177,7 @@ def _run_gunicorn(config: ServeConfig, package_dir: Path, metrics_dir: Path) -> 
         "control_socket_disable": True,
         "when_ready": when_ready,
         "child_exit": child_exit,
+        "worker_exit": _worker_exit,
     }
 
     class Server(BaseApplication):  # type: ignore[misc]
