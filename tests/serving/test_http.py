@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -399,6 +400,10 @@ def test_azure_liveness_and_score(
 
 
 def test_metrics_add_up_every_worker(iris_server: Server) -> None:
+    deadline = time.monotonic() + 30
+    while "modelport_workers_ready 2\n" not in request(iris_server.url + "/metrics").body.decode():
+        assert time.monotonic() < deadline, "the second worker never became ready"
+        time.sleep(0.05)
     before = _counter(request(iris_server.url + "/metrics").body.decode(), "/v2/health/live")
     for _ in range(10):
         request(iris_server.url + "/v2/health/live")

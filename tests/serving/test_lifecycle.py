@@ -8,11 +8,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from serving_support import Response, post_json, request, start_server
+from serving_support import Response, Server, post_json, request, start_server
 
 from modelport.errors import UsageError
 from modelport.serving.config import resolve_host, resolve_port, vertex_route
@@ -29,6 +30,18 @@ def modelport_cli(
         env={**os.environ, **(env or {})},
         check=False,
     )
+
+
+def metrics(server: Server) -> str:
+    return request(server.url + "/metrics").body.decode()
+
+
+def wait_for(condition: Callable[[], bool], server: Server, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out; workers {server.worker_pids()}\n{server.log()}")
+        time.sleep(0.05)
 
 
 def test_sigterm_drains_in_flight_requests_then_exits_promptly(
@@ -73,6 +86,7 @@ def test_a_dead_worker_is_replaced_and_the_server_keeps_answering(
 ) -> None:
     server = start_server(packages["iris"], ["--workers", "2"], log_dir=tmp_path)
     try:
+        wait_for(lambda: "modelport_workers_ready 2\n" in metrics(server), server)
         before = server.worker_pids()
         assert len(before) == 2
         os.kill(before[0], signal.SIGKILL)
