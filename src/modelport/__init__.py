@@ -11,8 +11,8 @@ __version__ = "0.1.0"
 __all__ = ["Package", "__version__", "load", "pack", "verify"]
 
 if TYPE_CHECKING:
-    from modelport.model_format.package import Package, load, verify
     from modelport.model_format.pack import pack
+    from modelport.model_format.package import Package, load, verify
 
 _LAZY = {
     "Package": "modelport.model_format.package",
