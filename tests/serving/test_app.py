@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Iterator
@@ -119,6 +120,32 @@ def test_unsupported_content_type_and_encoding_are_415(client: FlaskClient, path
 def test_body_over_limit_is_413(client: FlaskClient) -> None:
     resp = post(client, "/invocations", {"inputs": [ROW] * 200})
     assert "larger than 2048" in error_of(resp, 413)
+
+
+@pytest.mark.parametrize("path", ["/invocations", "/score", "/v2/models/iris/infer"])
+def test_body_without_length_over_limit_is_413(iris_app: Flask, path: str) -> None:
+    # A chunked body has no Content-Length (the WSGI server de-chunks it): the limit holds while
+    # reading. The environ is built by hand because Flask's test client always sets a length.
+    body = json.dumps({"inputs": [ROW] * 200}).encode()
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": path,
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "CONTENT_TYPE": "application/json",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.input_terminated": True,
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": io.StringIO(),
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+    statuses: list[str] = []
+    answer = b"".join(iris_app(environ, lambda status, headers, *_: statuses.append(status)))
+    assert statuses[0].startswith("413"), answer
+    assert "larger than 2048" in json.loads(answer)["error"]
 
 
 @pytest.mark.parametrize(

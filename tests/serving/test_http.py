@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 from pathlib import Path
@@ -143,6 +144,28 @@ def test_body_over_the_limit_is_413_before_it_is_read(iris_server: Server) -> No
     )
     assert resp.status == 413
     assert "larger than" in resp.json()["error"]
+
+
+def test_chunked_body_is_read_whole(iris_server: Server, iris_x: np.ndarray) -> None:
+    port = int(iris_server.url.rsplit(":", 1)[1])
+    rows = iris_x[:50].tolist()
+    text = json.dumps({"inputs": rows}).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        chunks = iter([text[i : i + 100] for i in range(0, len(text), 100)])
+        conn.request(
+            "POST",
+            "/invocations",
+            body=chunks,
+            headers={"Content-Type": "application/json"},
+            encode_chunked=True,
+        )
+        resp = conn.getresponse()
+        answer = json.loads(resp.read())
+    finally:
+        conn.close()
+    assert resp.status == 200, answer
+    assert len(answer["predictions"]["label"]) == 50
 
 
 def test_unknown_route_and_method(iris_server: Server) -> None:

@@ -212,12 +212,32 @@ def create_app(
         )
     )
 
+    def too_large() -> HttpError:
+        return HttpError(413, "too_large", f"the body is larger than {max_body} bytes")
+
     def read_body() -> bytes:
+        environ = request.environ
+        _check_encoding(environ)
         length = request.content_length
-        if length is not None and length > max_body:
-            raise HttpError(413, "too_large", f"the body is larger than {max_body} bytes")
-        _check_encoding(request.environ)
-        return request.get_data(cache=False)
+        if length is not None:
+            # Refused before a byte of it is read.
+            if length > max_body:
+                raise too_large()
+            return request.get_data(cache=False)
+        # A chunked body has no length. Werkzeug's limit would cut it short silently (a cut CSV
+        # is still valid CSV), so read up to one byte past the limit and refuse what is larger.
+        stream = environ["wsgi.input"]
+        parts: list[bytes] = []
+        size = 0
+        while size <= max_body:
+            part = stream.read(min(65536, max_body + 1 - size))
+            if not part:
+                break
+            parts.append(part)
+            size += len(part)
+        if size > max_body:
+            raise too_large()
+        return b"".join(parts)
 
     def json_inputs(to_inputs: Callable[[Any, Signature], Any]) -> Any:
         """Read a JSON body and turn it into inputs with ``to_inputs(body, signature)``."""
