@@ -125,7 +125,7 @@ if ! podman image exists "$BASE_IMAGE"; then
     # What an official slim image leaves out too: package caches and lists.
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
         "$rootfs"/var/cache/debconf/*-old "$rootfs"/var/log/*
-    tar --numeric-owner -C "$rootfs" -c . | podman import \
+    tar --numeric-owner -C "$rootfs" -c . | podman import --quiet \
         --change 'CMD ["/usr/bin/python3"]' --change 'ENV LANG=C.UTF-8' - "$BASE_IMAGE" >/dev/null
     rm -rf "$rootfs"
 fi

@@ -257,3 +257,25 @@ def test_cli_deploy_get_logs_delete(
     with contextlib.suppress(SystemExit):
         code = main(["deployments", "get", "-t", "docker", "--name", name])
     assert code != 0
+
+
+def test_a_python_flavor_package_runs_with_its_code(
+    config: DockerConfig, name: str, python_model: Any, tmp_path: Path
+) -> None:
+    """The image of a code-carrying package opts in (MODELPORT_ALLOW_CODE=1) and serves it."""
+    from modelport.model_format.pack import pack
+
+    path = tmp_path / "scaler.mport"
+    pack(
+        python_model.source,
+        path,
+        artifacts=[python_model.artifact],
+        example=python_model.example,
+        allow_code=True,
+    ).close()
+    deployer = DockerDeployer(config)
+    with load(path, allow_code=True) as package:
+        deployment = deployer.create(name, package)
+    assert deployment.status is DeploymentStatus.READY
+    answer = deployer.predict(name, {"inputs": {"x": [[1.0, 2.0]]}})
+    assert answer == {"predictions": [[3.0, 6.0]]}
