@@ -30,7 +30,7 @@ def _package_path(package: str | None) -> Path:
 
 
 @click.command(context_settings={"max_content_width": 100})
-@click.argument("package", required=False, envvar="MODELPORT_PACKAGE")
+@click.argument("package", metavar="[PKG]", required=False, envvar="MODELPORT_PACKAGE")
 @click.option(
     "--host",
     default=None,
