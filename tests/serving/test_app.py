@@ -250,3 +250,15 @@ def test_v2_binary_output_layout(client: FlaskClient) -> None:
     labels = np.frombuffer(resp.data[length:], dtype="<i8")
     plain = post(client, "/v2/models/iris/infer", {"inputs": body["inputs"]})
     assert labels.tolist() == json.loads(plain.data)["outputs"][0]["data"]
+
+
+def test_vertex_predict_route_may_take_over_invocations(
+    packages: dict[str, Path], tmp_path: Path
+) -> None:
+    with make_app(packages["iris"], tmp_path, predict_route="/invocations") as app:
+        resp = post(app.test_client(), "/invocations", {"instances": [ROW, ROW]})
+        assert resp.status_code == 200
+        predictions = json.loads(resp.data)["predictions"]
+        # Vertex AI's shape: one object per row, not MLflow's columnar answer.
+        assert isinstance(predictions, list)
+        assert set(predictions[0]) == {"label", "probabilities"}

@@ -523,6 +523,8 @@ def create_app(
         return [body]
 
     flask_wsgi = app.wsgi_app
+    # Vertex AI's predict route may be /invocations; then Flask routes it to the Vertex view.
+    fast_path = "/invocations" if config.predict_route != "/invocations" else None
 
     def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -535,7 +537,7 @@ def create_app(
         metrics.add_in_flight(1)
         try:
             result: Iterable[bytes] | None = None
-            if environ["PATH_INFO"] == "/invocations" and environ["REQUEST_METHOD"] == "POST":
+            if environ["PATH_INFO"] == fast_path and environ["REQUEST_METHOD"] == "POST":
                 result = fast_invocations(environ, start)
             if result is None:
                 result = flask_wsgi(environ, start)
