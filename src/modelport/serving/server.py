@@ -112,6 +112,8 @@ def _worker_exit(server: Any, worker: Any) -> None:
     ONNX Runtime's static destructors can crash (SIGSEGV) once Python has torn itself down, which
     turned clean stops into "worker was sent SIGSEGV". By now requests are drained and nothing
     is left to clean up in a worker, so it exits at once, with the status it was exiting with.
+    Exiting here also keeps the master's own cleanup, which a forked worker inherits on its stack
+    (removing the extracted package and the metrics directory), from running in a worker.
     """
     exc = sys.exc_info()[1]
     code = exc.code if isinstance(exc, SystemExit) else (1 if exc is not None else 0)
