@@ -209,3 +209,25 @@ def test_host_and_vertex_routes() -> None:
     env: dict[str, Any] = {"AIP_PREDICT_ROUTE": "/v1/endpoints/1/deployedModels/2:predict"}
     assert vertex_route("AIP_PREDICT_ROUTE", env) == env["AIP_PREDICT_ROUTE"]
     assert vertex_route("AIP_HEALTH_ROUTE", env) is None
+
+
+def test_reload_replaces_workers_and_keeps_the_package(
+    packages: dict[str, Path], tmp_path: Path
+) -> None:
+    # SIGHUP makes gunicorn start new workers and stop the old ones gracefully. Old workers
+    # exiting must not take the master's extracted package or metrics directory with them.
+    server = start_server(packages["iris"], ["--workers", "1"], log_dir=tmp_path)
+    try:
+        wait_for(lambda: len(server.worker_pids()) == 1, server)
+        (old,) = server.worker_pids()
+        server.proc.send_signal(signal.SIGHUP)
+        wait_for(
+            lambda: server.worker_pids() not in ([], [old]) and old not in server.worker_pids(),
+            server,
+        )
+        wait_for(lambda: "modelport_workers_ready 1\n" in metrics(server), server)
+        resp = post_json(server.url + "/invocations", {"inputs": [[0.1, 0.2, 0.3, 0.4]]})
+        assert resp.status == 200, resp.body
+        assert "was sent" not in server.log()
+    finally:
+        assert server.stop() == 0
