@@ -4,6 +4,7 @@ Usage:
     python benchmarks/serve_bench.py [--rounds 3] [--duration 5]
         [--servers modelport,mlflow,mlserver] [--mlflow-venv /tmp/bench-venvs/mlflow]
         [--mlserver-venv /tmp/bench-venvs/mlserver]
+        [--models lr,rf] [--rows 1,100] [--concurrency 1,8,32]
         [--server-cpu 0] [--client-cpu 1] [--json results.json] [--dry-run]
 
 Every server serves the same ONNX models (a LogisticRegression and a 100-tree RandomForest on 20
@@ -214,16 +215,16 @@ def build_models(workdir: Path) -> dict[str, Path]:
         path = workdir / f"{name}.onnx"
         path.write_bytes(onnx_model.SerializeToString())
         paths[name] = path
-    np.save(workdir / "x.npy", x[:100])
+    np.save(workdir / "x.npy", x)
     return paths
 
 
-def write_bodies(workdir: Path) -> dict[tuple[str, int], Path]:
+def write_bodies(workdir: Path, row_counts: list[int]) -> dict[tuple[str, int], Path]:
     import numpy as np
 
     x = np.load(workdir / "x.npy")
     bodies = {}
-    for rows in ROWS:
+    for rows in sorted({1, *row_counts}):
         data = x[:rows]
         inputs = json.dumps({"inputs": data.tolist()})
         v2 = json.dumps(
@@ -460,7 +461,7 @@ def run(args: argparse.Namespace, results: Results) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"work directory: {workdir}", file=sys.stderr)
     build_models(workdir)
-    bodies = write_bodies(workdir)
+    bodies = write_bodies(workdir, args.rows)
     script = workdir / "post.lua"
     script.write_text(WRK_SCRIPT)
     servers = list(args.servers)
@@ -470,8 +471,8 @@ def run(args: argparse.Namespace, results: Results) -> None:
         if name in servers and not exe.exists():
             results.notes.append(f"{name}: skipped, {exe} not found")
             servers.remove(name)
-    for model in MODELS:
-        for rows in ROWS:
+    for model in args.models:
+        for rows in args.rows:
             results.samples.append(
                 in_process(workdir, model, rows, args.server_cpu, min(args.duration, 3))
             )
@@ -479,7 +480,7 @@ def run(args: argparse.Namespace, results: Results) -> None:
 
     for round_ in range(args.rounds):
         order = servers[round_ % len(servers) :] + servers[: round_ % len(servers)]
-        for model in MODELS:
+        for model in args.models:
             for server in order:
                 port = free_port()
                 if server == "modelport":
@@ -495,8 +496,8 @@ def run(args: argparse.Namespace, results: Results) -> None:
                     run_wrk(
                         spec.predict, bodies[(spec.body_kind, 1)], 8, 1, args.client_cpu, script
                     )
-                    for rows in ROWS:
-                        for concurrency in CONCURRENCY:
+                    for rows in args.rows:
+                        for concurrency in args.concurrency:
                             pids = tree(proc.pid)
                             cpu_before = cpu_seconds(pids)
                             out = run_wrk(
@@ -531,7 +532,8 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def report(results: Results, servers: list[str]) -> str:
+def report(results: Results, args: argparse.Namespace) -> str:
+    servers = list(args.servers)
     lines = []
     groups: dict[tuple[str, int, int, str], list[Sample]] = defaultdict(list)
     for s in results.samples:
@@ -541,13 +543,14 @@ def report(results: Results, servers: list[str]) -> str:
         "| req/s ÷ modelport | p99 ÷ modelport |"
     )
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
-    for model in MODELS:
-        for rows in ROWS:
-            for conc in CONCURRENCY:
+    for model in args.models:
+        for rows in args.rows:
+            for conc in args.concurrency:
                 base = groups.get((model, rows, conc, "modelport"), [])
                 base_rps = median([s.requests_per_s for s in base])
                 base_p99 = median([s.p99_ms for s in base])
-                names = [*servers, "in-process ORT"] if conc == 1 else servers
+                first = conc == args.concurrency[0]
+                names = [*servers, "in-process ORT"] if first else servers
                 for server in names:
                     key_conc = 1 if server == "in-process ORT" else conc
                     samples = groups.get((model, rows, key_conc, server), [])
@@ -570,7 +573,7 @@ def report(results: Results, servers: list[str]) -> str:
     starts: dict[tuple[str, str], list[Start]] = defaultdict(list)
     for st in results.starts:
         starts[(st.model, st.server)].append(st)
-    for model in MODELS:
+    for model in args.models:
         for server in servers:
             group = starts.get((model, server), [])
             if group:
@@ -583,6 +586,14 @@ def report(results: Results, servers: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _names(text: str) -> list[str]:
+    return [x for x in text.split(",") if x]
+
+
+def _numbers(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0] if __doc__ else None,
@@ -593,8 +604,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument(
         "--servers",
-        type=lambda s: [x for x in s.split(",") if x],
+        type=_names,
         default=["modelport", "mlflow", "mlserver"],
+    )
+    parser.add_argument(
+        "--models", type=_names, default=list(MODELS), help="subset of lr,rf (default both)"
+    )
+    parser.add_argument(
+        "--rows", type=_numbers, default=list(ROWS), help="rows per request (default 1,100)"
+    )
+    parser.add_argument(
+        "--concurrency", type=_numbers, default=list(CONCURRENCY), help="default 1,8,32"
     )
     parser.add_argument("--mlflow-venv", default="/tmp/bench-venvs/mlflow")
     parser.add_argument("--mlserver-venv", default="/tmp/bench-venvs/mlserver")
@@ -609,16 +629,20 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.servers) - {"modelport", "mlflow", "mlserver"}
     if unknown:
         parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
+    if set(args.models) - set(MODELS):
+        parser.error(f"--models: choose from {', '.join(MODELS)}")
     if args.dry_run:
         for tool in ("wrk", "taskset"):
             print(f"{tool}: {shutil.which(tool) or 'MISSING'}")
         for name in ("mlflow", "mlserver"):
             exe = Path(getattr(args, f"{name}_venv")) / "bin" / name
             print(f"{name}: {exe if exe.exists() else 'MISSING (' + str(exe) + ')'}")
-        runs = len(args.servers) * len(MODELS) * len(ROWS) * len(CONCURRENCY) * args.rounds
+        runs = (
+            len(args.servers) * len(args.models) * len(args.rows) * len(args.concurrency)
+        ) * args.rounds
         print(
-            f"plan: {args.rounds} round(s) x {len(args.servers)} server(s) x {len(MODELS)} "
-            f"models x rows {ROWS} x concurrency {CONCURRENCY}: {runs} wrk runs of "
+            f"plan: {args.rounds} round(s) x {len(args.servers)} server(s) x {len(args.models)} "
+            f"model(s) x rows {args.rows} x concurrency {args.concurrency}: {runs} wrk runs of "
             f"{args.duration:g} s, servers on CPU {args.server_cpu}, wrk on CPU {args.client_cpu}"
         )
         return 0
@@ -627,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results = Results()
     run(args, results)
-    print(report(results, args.servers))
+    print(report(results, args))
     if args.json:
         Path(args.json).write_text(
             json.dumps(
