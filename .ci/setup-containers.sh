@@ -25,7 +25,7 @@ _mp_state_dir="${MODELPORT_CONTAINERS_DIR:-/var/tmp/modelport-containers}"
 # Sourced: run the real work in a child bash (its `set -e` and traps stay out of the caller's shell),
 # then export what it wrote.
 if [[ "${BASH_SOURCE[0]}" != "$0" ]]; then
-    if bash "${BASH_SOURCE[0]}" "$@"; then
+    if bash "${BASH_SOURCE[0]}"; then
         # shellcheck disable=SC1091
         source "$_mp_state_dir/env.sh"
         unset _mp_state_dir

@@ -39,7 +39,10 @@ def unavailable(reason: str) -> None:
 
 def engine() -> Any:
     """A docker-py client for $DOCKER_HOST, or skip/fail."""
-    docker = pytest.importorskip("docker", reason="docker-py is not installed")
+    try:
+        import docker
+    except ImportError:
+        unavailable("docker-py is not installed (pip install 'modelport[docker]')")
     base_url = os.environ.get("DOCKER_HOST")
     if not base_url:
         unavailable("DOCKER_HOST is not set")
