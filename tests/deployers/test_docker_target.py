@@ -279,3 +279,20 @@ def test_a_python_flavor_package_runs_with_its_code(
     assert deployment.status is DeploymentStatus.READY
     answer = deployer.predict(name, {"inputs": {"x": [[1.0, 2.0]]}})
     assert answer == {"predictions": [[3.0, 6.0]]}
+
+
+def test_a_port_in_use_fails_the_create_and_leaves_nothing(
+    client: Any, config: DockerConfig, name: str, v1: Package
+) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        deployer = DockerDeployer(dataclasses.replace(config, port=port))
+        with pytest.raises(DeploymentError, match="starting the container"):
+            deployer.create(name, v1)
+    assert leftovers(client, name) == []
+    with pytest.raises(DeploymentNotFound):
+        deployer.get(name)

@@ -509,6 +509,9 @@ class DockerDeployer(Deployer[DockerConfig]):
                 stop_signal="SIGTERM",
             )
         except self._errors() as exc:
+            # run() is create + start: a container that failed to start still exists.
+            with contextlib.suppress(*self._errors()):
+                self._remove_container(self._container(name, next_=next_))
             raise DeploymentError(f"starting the container for {name!r} failed: {exc}") from None
 
     @staticmethod
