@@ -119,12 +119,38 @@ class Signature:
             "outputs": [s.to_dict() for s in self.outputs],
         }
 
-    def enforce(self, inputs: Any) -> dict[str, np.ndarray]:
+    def check_json_values(self, inputs: Any, *, may_hold_booleans: bool = True) -> None:
+        """Refuse plain-Python values that numpy would convert silently.
+
+        numpy turns ``[false, 0.5]`` into ``[0.0, 0.5]`` and ``[1, "a"]`` into ``["1", "a"]``
+        without a word; neither is lossless. This walks nested lists, so a caller that knows no
+        boolean can be present (the server searches the raw body for ``true``/``false``) passes
+        ``may_hold_booleans=False`` and numeric requests pay nothing.
+
+        Raises:
+            InputError: naming the input, never the values.
+        """
+        if not isinstance(inputs, Mapping):
+            if len(self.inputs) != 1:
+                return  # enforce() reports the missing mapping
+            inputs = {self.inputs[0].name: inputs}
+        for spec in self.inputs:
+            value = inputs.get(spec.name)
+            if type(value) is not list:
+                continue
+            if spec.dtype == "string":
+                if not all_text(value):
+                    raise InputError(f"input {spec.name!r} expects string, got other values")
+            elif spec.dtype != "bool" and may_hold_booleans and has_boolean(value):
+                raise InputError(f"input {spec.name!r} expects {spec.dtype}, got booleans")
+
+    def enforce(self, inputs: Any, *, values_checked: bool = False) -> dict[str, np.ndarray]:
         """Check and convert inputs to exactly what the model takes.
 
         Args:
             inputs: a mapping of input name to array-like, or (for a model with a single input)
                 one array-like.
+            values_checked: the caller already ran :meth:`check_json_values` on ``inputs``.
 
         Returns:
             A dict of input name to a numpy array of the declared dtype.
@@ -132,6 +158,8 @@ class Signature:
         Raises:
             InputError: listing every missing, unknown, mistyped or misshapen input at once.
         """
+        if not values_checked:
+            self.check_json_values(inputs)
         if not isinstance(inputs, Mapping):
             if len(self.inputs) != 1:
                 raise InputError(
@@ -164,6 +192,22 @@ class Signature:
         if problems:
             raise InputError("; ".join(problems))
         return converted
+
+
+def has_boolean(value: Any) -> bool:
+    """Whether a nested list (decoded JSON) holds a boolean anywhere."""
+    if type(value) is bool:
+        return True
+    if type(value) is list:
+        return any(has_boolean(v) for v in value)
+    return False
+
+
+def all_text(value: Any) -> bool:
+    """Whether a nested list (decoded JSON) holds only strings."""
+    if type(value) is list:
+        return all(all_text(v) for v in value)
+    return isinstance(value, str)
 
 
 def _names(specs: Sequence[TensorSpec]) -> str:

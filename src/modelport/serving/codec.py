@@ -24,7 +24,14 @@ import orjson
 
 from modelport.errors import InputError
 from modelport.model_format.payload import table_to_inputs, to_jsonable
-from modelport.model_format.signature import DTYPES, Signature, TensorSpec, convert
+from modelport.model_format.signature import (
+    DTYPES,
+    Signature,
+    TensorSpec,
+    all_text,
+    convert,
+    has_boolean,
+)
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -68,39 +75,13 @@ def mentions_booleans(body: bytes) -> bool:
     return b"true" in body or b"false" in body
 
 
-def _has_boolean(value: Any) -> bool:
-    if type(value) is bool:
-        return True
-    if type(value) is list:
-        return any(_has_boolean(v) for v in value)
-    return False
-
-
-def _all_text(value: Any) -> bool:
-    if type(value) is list:
-        return all(_all_text(v) for v in value)
-    return isinstance(value, str)
-
-
 def refuse_lossy_json(inputs: Any, signature: Signature, booleans: bool) -> Any:
-    """Refuse JSON values that numpy would convert silently.
+    """Run the signature's check for values numpy converts silently, with the body's hint.
 
-    numpy turns ``[false, 0.5]`` into ``[0.0, 0.5]`` and ``[1, "a"]`` into ``["1", "a"]``
-    without a word; neither is a lossless conversion, which the signature's rules demand. The
-    boolean walk runs only when the body mentions a boolean at all (``booleans``, from
-    :func:`mentions_booleans`), so numeric requests pay nothing.
+    ``booleans`` comes from :func:`mentions_booleans`: without ``true``/``false`` in the body, the
+    walk for booleans is skipped, so numeric requests pay nothing.
     """
-    if not isinstance(inputs, Mapping):
-        return inputs
-    for spec in signature.inputs:
-        value = inputs.get(spec.name)
-        if not isinstance(value, list):
-            continue
-        if spec.dtype == "string":
-            if not _all_text(value):
-                raise InputError(f"input {spec.name!r} expects string, got other values")
-        elif spec.dtype != "bool" and booleans and _has_boolean(value):
-            raise InputError(f"input {spec.name!r} expects {spec.dtype}, got booleans")
+    signature.check_json_values(inputs, may_hold_booleans=booleans)
     return inputs
 
 
@@ -333,9 +314,9 @@ def _from_json(
     data: Any, name: str, dtype: str, shape: tuple[int, ...], booleans: bool
 ) -> np.ndarray:
     count = math.prod(shape)
-    if dtype == "string" and not _all_text(data):
+    if dtype == "string" and not all_text(data):
         raise InputError(f"input {name!r} is declared BYTES, got other values")
-    if booleans and dtype not in ("bool", "string") and _has_boolean(data):
+    if booleans and dtype not in ("bool", "string") and has_boolean(data):
         raise InputError(f"input {name!r} is declared {DTYPE_TO_V2[dtype]}, got booleans")
     try:
         array = np.asarray(data, dtype=object if dtype == "string" else None)

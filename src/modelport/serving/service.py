@@ -175,7 +175,7 @@ class ModelService:
         # Announce the request before reading its body, so a forming batch may wait for it.
         batcher.expect()
         try:
-            arrays = self.signature.enforce(parse())
+            arrays = self.signature.enforce(parse(), values_checked=True)
             for name, array in arrays.items():
                 if array.size == 0:
                     raise InputError(f"input {name!r} is empty; send at least one row")
