@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from modelport.cli._io import read_json_input, write_output
 from modelport.errors import InputError, ModelportError, PluginError, UsageError
 
 if TYPE_CHECKING:
@@ -381,28 +382,13 @@ def predict_deployment(
     output_path: Path | None,
 ) -> None:
     """Send INPUT to a deployment and print {"predictions": ...} (as 'modelport predict' does)."""
-    try:
-        text = sys.stdin.read() if str(input_path) == "-" else input_path.read_text("utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"input file {input_path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read input {input_path}: {exc}") from None
-    try:
-        body = json.loads(text)
-    except ValueError as exc:
-        raise InputError(f"input is not valid JSON: {exc}") from None
+    body = read_json_input(input_path)
     if not isinstance(body, dict):
         raise InputError('the input must be a JSON object such as {"inputs": ...}')
     deployer = _make_deployer(target, config_pairs, config_file)
     with _plugin_errors(deployer.name):
         answer = deployer.predict(name, body)
-    result = json.dumps(answer, allow_nan=True)
-    if output_path is None:
-        click.echo(result)
-    else:
-        tmp = output_path.with_name(f".{output_path.name}.tmp")
-        tmp.write_text(result + "\n", "utf-8")
-        tmp.replace(output_path)
+    write_output(json.dumps(answer, allow_nan=True), output_path)
 
 
 # --- targets --------------------------------------------------------------------------------

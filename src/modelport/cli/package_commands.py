@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -253,26 +252,11 @@ def verify(package: Path, as_json: bool) -> None:
 @click.option("--allow-code", is_flag=True, help="Allow packages that run code they carry.")
 def predict(package: Path, input_path: Path, output_path: Path | None, allow_code: bool) -> None:
     """Predict with PACKAGE in-process and print {"predictions": ...} as JSON."""
-    from modelport.errors import InputError
+    from modelport.cli._io import read_json_input, write_output
     from modelport.model_format.package import load
     from modelport.model_format.payload import format_predictions, parse_payload
 
-    try:
-        text = sys.stdin.read() if str(input_path) == "-" else input_path.read_text("utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"input file {input_path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read input {input_path}: {exc}") from None
-    try:
-        body = json.loads(text)
-    except ValueError as exc:
-        raise InputError(f"input is not valid JSON: {exc}") from None
+    body = read_json_input(input_path)
     with load(package, allow_code=allow_code) as loaded:
         outputs = loaded.predict(parse_payload(body, loaded.signature))
-    result = json.dumps(format_predictions(outputs), allow_nan=True)
-    if output_path is None:
-        click.echo(result)
-    else:
-        tmp = output_path.with_name(f".{output_path.name}.tmp")
-        tmp.write_text(result + "\n", "utf-8")
-        tmp.replace(output_path)
+    write_output(json.dumps(format_predictions(outputs), allow_nan=True), output_path)

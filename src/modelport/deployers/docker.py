@@ -38,14 +38,13 @@ import re
 import socket
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelport.deployers._http import PROBE_TIMEOUT_S, client_host, http, probe_status
 from modelport.deployers.base import (
     Deployer,
     Deployment,
@@ -83,7 +82,6 @@ LABEL_RUNTIME = "dev.modelport.runtime"
 TARGET = "docker"
 RUNTIME_REPOSITORY = "localhost/modelport-runtime"
 READY_ROUTE = "/ping"
-PROBE_TIMEOUT_S = 2.0
 #: docker-py's per-read timeout: a build step may print nothing for minutes (pip installing).
 API_TIMEOUT_S = 900
 _PUSHED_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
@@ -167,39 +165,6 @@ class DockerConfig:
 
 
 # --- small helpers ------------------------------------------------------------------------------
-
-
-def _client_host(host: str) -> str:
-    """The address a client on this machine uses to reach a port published on ``host``."""
-    if host in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
-
-
-def _http(
-    method: str, url: str, body: bytes | None = None, timeout: float = PROBE_TIMEOUT_S
-) -> tuple[int, bytes]:
-    """One HTTP exchange. Returns (status, body); raises OSError when nothing answered."""
-    request = urllib.request.Request(url, data=body, method=method)
-    if body is not None:
-        request.add_header("Content-Type", "application/json")
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via $http_proxy
-    try:
-        with opener.open(request, timeout=timeout) as response:
-            return int(response.status), bytes(response.read())
-    except urllib.error.HTTPError as exc:
-        with contextlib.closing(exc):
-            return int(exc.code), bytes(exc.read())
-
-
-def _probe(url: str) -> int | None:
-    """Status of ``GET url`` (None when nothing answered)."""
-    try:
-        return _http("GET", url)[0]
-    except OSError:
-        return None
 
 
 def _check_unix_socket(path: str) -> None:
@@ -528,7 +493,7 @@ class DockerDeployer(Deployer[DockerConfig]):
         if bound is None:
             return None
         host = bound[0] or self.config.host_ip
-        return f"http://{_client_host(host)}:{bound[1]}"
+        return f"http://{client_host(host)}:{bound[1]}"
 
     @staticmethod
     def _read_logs(container: Any, tail: int | None) -> builtins.list[str]:
@@ -571,7 +536,7 @@ class DockerDeployer(Deployer[DockerConfig]):
                     f"{why}\n" + "\n".join(f"  {line}" for line in lines[-15:])
                 )
             endpoint = self._endpoint(container)
-            if endpoint and _probe(f"{endpoint}{READY_ROUTE}") == 200:
+            if endpoint and probe_status(f"{endpoint}{READY_ROUTE}") == 200:
                 return
             if time.monotonic() > deadline:
                 lines = self._log_tail(container)
@@ -601,7 +566,7 @@ class DockerDeployer(Deployer[DockerConfig]):
         endpoint = self._endpoint(container)
         ready = False
         if container.status == "running" and endpoint:
-            ready = _probe(f"{endpoint}{READY_ROUTE}") == 200
+            ready = probe_status(f"{endpoint}{READY_ROUTE}") == 200
         if container.status in ("exited", "dead"):
             status = DeploymentStatus.FAILED
         elif ready:
@@ -799,7 +764,7 @@ class DockerDeployer(Deployer[DockerConfig]):
             )
         body = json.dumps(payload).encode()
         try:
-            status, data = _http("POST", f"{endpoint}/invocations", body, timeout=300.0)
+            status, data = http("POST", f"{endpoint}/invocations", body, timeout=300.0)
         except OSError as exc:
             raise DeploymentError(
                 f"docker deployment {name!r} does not answer at {endpoint} ({exc})"

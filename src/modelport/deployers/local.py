@@ -34,8 +34,6 @@ import shutil
 import socket
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelport.deployers import _process
+from modelport.deployers._http import client_host, http, probe_status
 from modelport.deployers.base import (
     Deployer,
     Deployment,
@@ -66,7 +65,6 @@ HOME_ENV = "MODELPORT_HOME"
 STATE_VERSION = 1
 #: How long the old server keeps getting requests already routed to it before it is stopped.
 SWITCH_GRACE_S = 0.3
-PROBE_TIMEOUT_S = 2.0
 
 
 def default_home() -> Path:
@@ -130,39 +128,6 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def _client_host(host: str) -> str:
-    """The address a client on this machine uses to reach a server bound to ``host``."""
-    if host in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
-
-
-def _http(
-    method: str, url: str, body: bytes | None = None, timeout: float = PROBE_TIMEOUT_S
-) -> tuple[int, bytes]:
-    """One HTTP exchange. Returns (status, body); raises OSError when nothing answered."""
-    request = urllib.request.Request(url, data=body, method=method)
-    if body is not None:
-        request.add_header("Content-Type", "application/json")
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via $http_proxy
-    try:
-        with opener.open(request, timeout=timeout) as response:
-            return int(response.status), bytes(response.read())
-    except urllib.error.HTTPError as exc:
-        with contextlib.closing(exc):
-            return int(exc.code), bytes(exc.read())
-
-
-def _probe(url: str) -> int | None:
-    """Status of ``GET url`` (None when nothing answered)."""
-    try:
-        return _http("GET", url)[0]
-    except OSError:
-        return None
 
 
 def _tail_lines(path: Path, count: int | None) -> list[str]:
@@ -346,7 +311,7 @@ class LocalDeployer(Deployer[LocalConfig]):
         next_note = time.monotonic() + 5.0
         delay = 0.02
         while True:
-            if _probe(url) == 200:
+            if probe_status(url) == 200:
                 return
             if not _process.is_running(server["pid"], server.get("start_time")):
                 log = "\n".join(_tail_lines(directory / server["log"], 25))
@@ -398,7 +363,7 @@ class LocalDeployer(Deployer[LocalConfig]):
     def _endpoint(self, state: Mapping[str, Any]) -> str | None:
         proxy = state.get("proxy") or {}
         port = proxy.get("port")
-        return f"http://{_client_host(state['host'])}:{port}" if port else None
+        return f"http://{client_host(state['host'])}:{port}" if port else None
 
     def _record(self, state: Mapping[str, Any], *, probe: bool = True) -> Deployment:
         server = state.get("server") or {}
@@ -417,7 +382,7 @@ class LocalDeployer(Deployer[LocalConfig]):
         elif not probe or endpoint is None:
             status = DeploymentStatus(state.get("status", "unknown"))
         else:
-            code = _probe(f"{endpoint}/ping")
+            code = probe_status(f"{endpoint}/ping")
             if code == 200:
                 status = (
                     DeploymentStatus.UPDATING if state.get("pending") else DeploymentStatus.READY
@@ -632,7 +597,7 @@ class LocalDeployer(Deployer[LocalConfig]):
             raise DeploymentError(f"local deployment {name!r} has no endpoint yet")
         body = json.dumps(payload).encode()
         try:
-            status, data = _http("POST", f"{endpoint}/invocations", body, timeout=300.0)
+            status, data = http("POST", f"{endpoint}/invocations", body, timeout=300.0)
         except OSError as exc:
             raise DeploymentError(
                 f"local deployment {name!r} does not answer at {endpoint} ({exc}); "
