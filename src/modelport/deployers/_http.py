@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
+from typing import Any
+
+from modelport.errors import DeploymentError, InputError, ModelError
 
 PROBE_TIMEOUT_S = 2.0
 
@@ -40,3 +45,40 @@ def probe_status(url: str) -> int | None:
         return http("GET", url)[0]
     except OSError:
         return None
+
+
+def predict_over_http(
+    where: str, endpoint: str, payload: Mapping[str, Any], unreachable_hint: str = ""
+) -> dict[str, Any]:
+    """POST ``payload`` to ``{endpoint}/invocations`` and map the answer onto modelport's errors.
+
+    Args:
+        where: names the deployment in messages, e.g. ``"local deployment 'demo'"``.
+        endpoint: the server's base URL.
+        payload: a JSON body in any format the server accepts.
+        unreachable_hint: appended when nothing answers (where to look next).
+
+    Raises:
+        InputError: the server refused the input (4xx), with its message.
+        ModelError: the model failed (500).
+        DeploymentError: nothing answered, or any other status.
+    """
+    body = json.dumps(payload).encode()
+    try:
+        status, data = http("POST", f"{endpoint}/invocations", body, timeout=300.0)
+    except OSError as exc:
+        raise DeploymentError(
+            f"{where} does not answer at {endpoint} ({exc}){unreachable_hint}"
+        ) from None
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        answer = None
+    message = answer.get("error") if isinstance(answer, dict) else None
+    if status == 200 and isinstance(answer, dict):
+        return answer
+    if status in (400, 413, 415, 422):
+        raise InputError(str(message or f"the server refused the input (HTTP {status})"))
+    if status == 500:
+        raise ModelError(str(message or "the model failed (HTTP 500)"))
+    raise DeploymentError(f"{where} answered HTTP {status}: {message or 'no details'}")

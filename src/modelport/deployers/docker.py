@@ -32,7 +32,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import hashlib
-import json
 import os
 import re
 import socket
@@ -44,7 +43,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelport.deployers._http import PROBE_TIMEOUT_S, client_host, http, probe_status
+from modelport.deployers._http import (
+    PROBE_TIMEOUT_S,
+    client_host,
+    predict_over_http,
+    probe_status,
+)
 from modelport.deployers.base import (
     Deployer,
     Deployment,
@@ -64,9 +68,7 @@ from modelport.errors import (
     DeploymentError,
     DeploymentExists,
     DeploymentNotFound,
-    InputError,
     MissingDependencyError,
-    ModelError,
     UsageError,
 )
 
@@ -762,27 +764,7 @@ class DockerDeployer(Deployer[DockerConfig]):
             raise DeploymentError(
                 f"docker deployment {name!r} is not running (state {container.status})"
             )
-        body = json.dumps(payload).encode()
-        try:
-            status, data = http("POST", f"{endpoint}/invocations", body, timeout=300.0)
-        except OSError as exc:
-            raise DeploymentError(
-                f"docker deployment {name!r} does not answer at {endpoint} ({exc})"
-            ) from None
-        try:
-            answer = json.loads(data)
-        except ValueError:
-            answer = None
-        message = answer.get("error") if isinstance(answer, dict) else None
-        if status == 200 and isinstance(answer, dict):
-            return answer
-        if status in (400, 413, 415, 422):
-            raise InputError(str(message or f"the server refused the input (HTTP {status})"))
-        if status == 500:
-            raise ModelError(str(message or "the model failed (HTTP 500)"))
-        raise DeploymentError(
-            f"docker deployment {name!r} answered HTTP {status}: {message or 'no details'}"
-        )
+        return predict_over_http(f"docker deployment {name!r}", endpoint, payload)
 
     def logs(self, name: str, *, tail: int | None = 100) -> Iterator[str]:
         """The container's last ``tail`` log lines (stdout and stderr)."""

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelport.deployers import _process
-from modelport.deployers._http import client_host, http, probe_status
+from modelport.deployers._http import client_host, predict_over_http, probe_status
 from modelport.deployers.base import (
     Deployer,
     Deployment,
@@ -54,8 +54,6 @@ from modelport.errors import (
     DeploymentError,
     DeploymentExists,
     DeploymentNotFound,
-    InputError,
-    ModelError,
 )
 
 if TYPE_CHECKING:
@@ -595,27 +593,11 @@ class LocalDeployer(Deployer[LocalConfig]):
         endpoint = self._endpoint(state)
         if endpoint is None:
             raise DeploymentError(f"local deployment {name!r} has no endpoint yet")
-        body = json.dumps(payload).encode()
-        try:
-            status, data = http("POST", f"{endpoint}/invocations", body, timeout=300.0)
-        except OSError as exc:
-            raise DeploymentError(
-                f"local deployment {name!r} does not answer at {endpoint} ({exc}); "
-                f"see 'modelport deployments get -t local --name {name}'"
-            ) from None
-        try:
-            answer = json.loads(data)
-        except ValueError:
-            answer = None
-        message = answer.get("error") if isinstance(answer, dict) else None
-        if status == 200 and isinstance(answer, dict):
-            return answer
-        if status in (400, 413, 415, 422):
-            raise InputError(str(message or f"the server refused the input (HTTP {status})"))
-        if status == 500:
-            raise ModelError(str(message or "the model failed (HTTP 500)"))
-        raise DeploymentError(
-            f"local deployment {name!r} answered HTTP {status}: {message or 'no details'}"
+        return predict_over_http(
+            f"local deployment {name!r}",
+            endpoint,
+            payload,
+            f"; see 'modelport deployments get -t local --name {name}'",
         )
 
     def logs(self, name: str, *, tail: int | None = 100) -> Iterator[str]:
