@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import modelport
@@ -194,10 +194,14 @@ FILE_NAMES = st.from_regex(r"[a-z0-9_]{1,8}(\.[a-z]{1,3})?", fullmatch=True)
 def file_trees(draw: st.DrawFn) -> dict[str, bytes]:
     dirs = draw(st.lists(st.from_regex(r"d[a-z0-9]{0,5}", fullmatch=True), max_size=2))
     names = draw(st.lists(FILE_NAMES, min_size=1, max_size=5, unique=True))
-    return {
+    tree = {
         "/".join([*dirs[: draw(st.integers(0, len(dirs)))], name]): draw(st.binary(max_size=300))
         for name in names
     }
+    # A path cannot be both a file and a directory (the manifest rejects such trees).
+    prefixes = {"/".join(p.split("/")[:i]) for p in tree for i in range(1, p.count("/") + 1)}
+    assume(not prefixes & set(tree))
+    return tree
 
 
 def manifest_for(files: dict[str, bytes]) -> Manifest:

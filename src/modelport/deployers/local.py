@@ -128,6 +128,18 @@ def _free_port() -> int:
         return port
 
 
+def _package_record(package: Package, package_path: Path) -> dict[str, Any]:
+    """What the state file says of the package a server runs."""
+    return {
+        "digest": package.digest,
+        "name": package.name,
+        "version": package.version,
+        "flavor": package.manifest.flavor.name,
+        "source": str(package.path),
+        "path": package_path.name,
+    }
+
+
 def _tail_lines(path: Path, count: int | None) -> list[str]:
     """The last ``count`` lines of a file (all for None), read from the end in blocks."""
     try:
@@ -468,14 +480,7 @@ class LocalDeployer(Deployer[LocalConfig]):
                 self._write_state(name, state)
                 self.progress(f"copying package {package.name} {package.version}")
                 package_path = self._copy_package(package, directory, 1)
-                state["package"] = {
-                    "digest": package.digest,
-                    "name": package.name,
-                    "version": package.version,
-                    "flavor": package.manifest.flavor.name,
-                    "source": str(package.path),
-                    "path": package_path.name,
-                }
+                state["package"] = _package_record(package, package_path)
                 server = self._start_server(directory, package, package_path, 1)
                 state["server"] = server
                 self._write_state(name, state)
@@ -537,14 +542,7 @@ class LocalDeployer(Deployer[LocalConfig]):
             state["generation"] = generation
             state["updated_at"] = utcnow().isoformat()
             state["status"] = DeploymentStatus.READY.value
-            state["package"] = {
-                "digest": package.digest,
-                "name": package.name,
-                "version": package.version,
-                "flavor": package.manifest.flavor.name,
-                "source": str(package.path),
-                "path": package_path.name,
-            }
+            state["package"] = _package_record(package, package_path)
             self._write_state(name, state)
             self.progress("switched; stopping the old server")
             time.sleep(SWITCH_GRACE_S)

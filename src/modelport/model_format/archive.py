@@ -15,7 +15,7 @@ import os
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from modelport.errors import IntegrityError, PackageError, UnsafeArchiveError
@@ -156,10 +156,8 @@ def archive_problems(path: Path) -> tuple[Manifest, list[str]]:
     return manifest, compare_digests(manifest.files, actual)
 
 
-def compare_digests(expected: dict[str, str] | object, actual: dict[str, str]) -> list[str]:
+def compare_digests(want: Mapping[str, str], actual: Mapping[str, str]) -> list[str]:
     """List every file that is missing, altered or not listed, in path order."""
-    assert hasattr(expected, "items")
-    want: dict[str, str] = dict(expected.items())
     problems: list[str] = []
     for rel in sorted(set(want) | set(actual)):
         if rel not in actual:
@@ -211,7 +209,7 @@ def directory_problems(root: Path, manifest: Manifest) -> list[str]:
     problems: list[str] = []
     for rel in _walk(root, problems):
         actual[rel] = file_digest(root / rel)
-    return problems + compare_digests(dict(manifest.files), actual)
+    return problems + compare_digests(manifest.files, actual)
 
 
 def _walk(root: Path, problems: list[str]) -> Iterable[str]:

@@ -15,7 +15,7 @@ model column by column, by name, as MLflow does.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -145,9 +145,15 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def format_predictions(outputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """MLflow-style response: one output as a list, several as ``{name: list}`` (columnar)."""
+def format_predictions(
+    outputs: Mapping[str, np.ndarray], encode: Callable[[np.ndarray], Any] = to_jsonable
+) -> dict[str, Any]:
+    """MLflow-style response: one output as a list, several as ``{name: list}`` (columnar).
+
+    ``encode`` turns one output array into something the JSON encoder takes; the server passes
+    one that hands numeric arrays to orjson as they are.
+    """
     if len(outputs) == 1:
         (array,) = outputs.values()
-        return {"predictions": to_jsonable(array)}
-    return {"predictions": {name: to_jsonable(a) for name, a in outputs.items()}}
+        return {"predictions": encode(array)}
+    return {"predictions": {name: encode(a) for name, a in outputs.items()}}

@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 
 from modelport.errors import InputError
-from modelport.model_format.payload import table_to_inputs, to_jsonable
+from modelport.model_format.payload import format_predictions, table_to_inputs, to_jsonable
 from modelport.model_format.signature import (
     DTYPES,
     Signature,
@@ -98,11 +98,8 @@ def jsonable(array: np.ndarray) -> Any:
 
 
 def predictions(outputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """MLflow-style answer: one output as a list, several as ``{name: list}`` (columnar)."""
-    if len(outputs) == 1:
-        (array,) = outputs.values()
-        return {"predictions": jsonable(array)}
-    return {"predictions": {name: jsonable(a) for name, a in outputs.items()}}
+    """MLflow-style answer (see :func:`format_predictions`), numeric arrays left to orjson."""
+    return format_predictions(outputs, jsonable)
 
 
 def row_predictions(outputs: Mapping[str, np.ndarray]) -> list[Any]:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import ConversionMismatchError, MissingDependencyError, PackError
-from modelport.model_format.signature import Signature, dtype_name
+from modelport.model_format.signature import dtype_name
 
 #: skl2onnx's name for a regressor's output, and the name modelport gives it.
 RENAMED_OUTPUTS = {"variable": "prediction"}
@@ -288,10 +288,3 @@ def _max_abs_diff(want: np.ndarray, got: np.ndarray) -> float:
     if want.size == 0:
         return 0.0
     return float(np.max(np.abs(want.astype(np.float64) - got.astype(np.float64))))
-
-
-def signature_of(onnx_bytes: bytes) -> Signature:
-    """Signature of converted ONNX bytes."""
-    from modelport.model_format.flavors.onnx import make_session, session_signature
-
-    return session_signature(make_session(onnx_bytes, threads=1))
