@@ -145,6 +145,7 @@ def _run_gunicorn(config: ServeConfig, package_dir: Path, metrics_dir: Path) -> 
 
     from modelport.serving.app import create_app
     from modelport.serving.service import read_manifest
+    from modelport.serving.worker import ModelportWorker
 
     manifest = read_manifest(package_dir)
 
@@ -163,9 +164,9 @@ def _run_gunicorn(config: ServeConfig, package_dir: Path, metrics_dir: Path) -> 
             else f"{config.host}:{config.port}"
         ],
         "workers": config.workers,
-        "worker_class": "gthread",
+        "worker_class": ModelportWorker.with_body_limit(config.max_body_bytes),
         "threads": config.threads,
-        # gthread's main loop beats even while requests run, so this only catches hung workers.
+        # The worker's main loop beats even while requests run, so this only catches hung workers.
         "timeout": max(30, int(config.timeout_s) + 10),
         "graceful_timeout": max(1, math.ceil(config.graceful_timeout_s)),
         # Longer than load balancers' idle timeouts (60 s for AWS), so they close first.

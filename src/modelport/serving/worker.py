@@ -1,0 +1,723 @@
+"""The gunicorn worker ``modelport serve`` runs: one thread reads requests, a pool answers them.
+
+gunicorn's threaded worker (gthread) spent ~170 µs of CPU per request of its own: a pure-Python
+parser, a future and two thread hand-offs per request, and every kept-alive connection taken
+out of and put back into its poller between requests. For a 1-row request that was more than
+the model and all of modelport's request handling together. This worker keeps gunicorn's
+master (binding, supervision and replacement of workers, SIGTERM draining, SIGHUP reloads,
+heartbeats) and replaces only the request loop:
+
+- The main thread accepts, reads and parses with httptools (llhttp, Node.js's parser). A
+  kept-alive connection stays registered with the selector for its whole life.
+- A complete request goes through one queue to a pool of ``threads`` threads. The thread that
+  answers it writes the response itself, then goes on with the next request already read from
+  the same connection (pipelining) without going back through the main thread.
+- Requests on different connections run concurrently, so the dynamic batcher merges them.
+- Only the main thread closes a socket it watches; a pool thread that is done with a connection
+  shuts its sending side, and the main thread closes it when the client has closed too (or after
+  a short linger), so a client always reads the whole answer, even one refusing a body it has
+  not finished sending.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import json
+import os
+import queue
+import select
+import selectors
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from email.utils import formatdate
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import httptools
+from gunicorn.workers.base import Worker  # type: ignore[import-untyped]
+
+#: How long a connection whose answer said "close" is kept for the client to close it first.
+LINGER_S = 2.0
+#: How long a stopping worker keeps idle kept-alive connections, for requests already on the way.
+STOP_LINGER_S = 1.0
+#: Complete requests read ahead on one connection (pipelining) before reading from it pauses.
+MAX_PIPELINED = 32
+#: The longest a pool thread waits for a client to take a response.
+SEND_TIMEOUT_S = 30.0
+_RECV_SIZE = 65536
+
+_NO_BODY_STATUSES = frozenset({204, 304})
+_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"upgrade"})
+_REASONS = {
+    400: "Bad Request",
+    413: "Request Entity Too Large",
+    414: "URI Too Long",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+}
+
+
+class _Refused(Exception):
+    """A request the worker answers itself (malformed or over a limit), then closes."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _Request:
+    """One parsed request. Mutable while httptools fills it in, then only read."""
+
+    __slots__ = (
+        "body",
+        "close_after",
+        "content_length",
+        "expect_continue",
+        "headers",
+        "keep_alive",
+        "method",
+        "refused",
+        "size",
+        "target",
+        "version",
+    )
+
+    def __init__(self) -> None:
+        self.method = "GET"
+        self.target = b""
+        self.version = "1.1"
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.size = 0
+        self.keep_alive = True
+        #: the connection closes after this answer (its body was not read, or input is unusable)
+        self.close_after = False
+        #: answered by the worker itself, without the application
+        self.refused: _Refused | None = None
+        self.expect_continue = False
+        self.content_length: int | None = None
+
+
+class _Connection:
+    """One client connection; also the httptools parser's callback object."""
+
+    __slots__ = (
+        "busy",
+        "client",
+        "closing_deadline",
+        "current",
+        "discarding",
+        "eof",
+        "fields",
+        "last_active",
+        "lock",
+        "parser",
+        "paused",
+        "ready",
+        "registered",
+        "server",
+        "sock",
+        "worker",
+    )
+
+    def __init__(
+        self, worker: ModelportWorker, sock: socket.socket, client: Any, server: Any
+    ) -> None:
+        self.worker = worker
+        self.sock = sock
+        self.client = client
+        self.server = server
+        self.parser = httptools.HttpRequestParser(self)
+        self.lock = threading.Lock()
+        #: complete requests not yet answered, in order
+        self.ready: deque[_Request] = deque()
+        #: the request httptools is filling in
+        self.current: _Request | None = None
+        #: a pool thread owns the connection's answers
+        self.busy = False
+        #: the client closed (or reset) its side: answer what is ready, then close
+        self.eof = False
+        self.registered = False
+        #: reading paused: too many pipelined requests wait
+        self.paused = False
+        #: the input is unusable (a refused request, an upgrade): drop whatever else arrives
+        self.discarding = False
+        #: set once the last answer went out; the main thread closes at the latest by then
+        self.closing_deadline: float | None = None
+        self.last_active = time.monotonic()
+        self.fields = 0
+
+    # --- httptools callbacks (main thread) -------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.discarding:
+            return
+        self.current = _Request()
+        self.fields = 0
+
+    def on_url(self, url: bytes) -> None:
+        if self.current is None:
+            return
+        self.current.target += url
+        if len(self.current.target) > self.worker.limit_line:
+            raise self._refuse(414, "the request target is too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        request = self.current
+        if request is None:
+            return
+        self.fields += 1
+        if self.fields > self.worker.limit_fields:
+            raise self._refuse(431, "too many header fields")
+        if len(name) + len(value) + 2 > self.worker.limit_field_size:
+            raise self._refuse(431, "a header field is too large")
+        request.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        request = self.current
+        if request is None:
+            return
+        parser = self.parser
+        request.method = parser.get_method().decode("ascii")
+        request.version = parser.get_http_version()
+        request.keep_alive = parser.should_keep_alive()
+        underscores = False
+        for name, value in request.headers:
+            lower = name.lower()
+            if lower == b"content-length":
+                # llhttp has checked it is a number, and the only one.
+                request.content_length = int(value)
+            elif lower == b"expect" and value.lower() == b"100-continue":
+                request.expect_continue = request.version == "1.1"
+            underscores = underscores or b"_" in name
+        if underscores:
+            # "X_Forwarded_For" would land on the same CGI name as "X-Forwarded-For": drop it.
+            request.headers = [(n, v) for n, v in request.headers if b"_" not in n]
+        limit = self.worker.max_body
+        if request.content_length is not None and request.content_length > limit:
+            # The application refuses it from the length alone: answer now, never read the body.
+            self._finish_early(request)
+        elif request.expect_continue:
+            self.worker.send_continue(self)
+
+    def on_body(self, body: bytes) -> None:
+        request = self.current
+        if request is None:
+            return
+        request.body.append(body)
+        request.size += len(body)
+        if request.size > self.worker.max_body:
+            # A chunked body past the limit: the application sees one byte too many and says 413.
+            self._finish_early(request)
+
+    def on_message_complete(self) -> None:
+        request = self.current
+        if request is None:
+            return
+        self.current = None
+        self.ready.append(request)
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _refuse(self, status: int, message: str) -> _Refused:
+        refused = _Refused(status, message)
+        if self.current is not None:
+            self.current.refused = refused
+        return refused
+
+    def _finish_early(self, request: _Request) -> None:
+        request.close_after = True
+        self.current = None
+        self.discarding = True
+        self.ready.append(request)
+
+
+def _http_date() -> bytes:
+    return formatdate(usegmt=True).encode("ascii")
+
+
+class ModelportWorker(Worker):  # type: ignore[misc]
+    """A gunicorn worker: a selector thread parses, ``threads`` pool threads answer.
+
+    gunicorn settings it honours: ``threads``, ``keepalive``, ``worker_connections``,
+    ``graceful_timeout``, ``max_requests``, ``limit_request_line``, ``limit_request_fields``,
+    ``limit_request_field_size``. The request body limit is :attr:`max_body`; build a worker
+    class with another one with :meth:`with_body_limit`.
+    """
+
+    #: Bodies larger than this are not read: the application answers 413 from the length.
+    max_body: int = sys.maxsize
+
+    @classmethod
+    def with_body_limit(cls, max_body: int) -> type[ModelportWorker]:
+        """This worker class with the request body limit set to ``max_body`` bytes."""
+        return type(cls.__name__, (cls,), {"max_body": max_body})
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connections: set[_Connection] = set()
+        self.jobs: queue.SimpleQueue[_Connection | None] = queue.SimpleQueue()
+        self.resumed: queue.SimpleQueue[_Connection] = queue.SimpleQueue()
+        self.selector: selectors.BaseSelector | None = None
+        self.limit_line = self.cfg.limit_request_line or 1 << 20
+        self.limit_fields = self.cfg.limit_request_fields or 1 << 16
+        self.limit_field_size = self.cfg.limit_request_field_size or 1 << 20
+        self.accepting = False
+        self.handled = 0
+        self.date = b""
+        self.date_second = -1
+        self.threads: list[threading.Thread] = []
+
+    # --- the main thread -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """The main loop: accept, read, parse, dispatch; close idle connections; beat."""
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.PIPE[0], selectors.EVENT_READ, None)
+        for listener in self.sockets:
+            listener.setblocking(False)
+        self.set_accepting(True)
+        for index in range(max(1, self.cfg.threads)):
+            thread = threading.Thread(
+                target=self.answer_loop, name=f"modelport-request-{index}", daemon=True
+            )
+            thread.start()
+            self.threads.append(thread)
+        stopping_since: float | None = None
+        last_beat = last_sweep = 0.0
+        try:
+            while True:
+                now = time.monotonic()
+                if now - last_beat >= 1.0:
+                    self.notify()
+                    last_beat = now
+                    if self.ppid != os.getppid():
+                        self.log.info("Parent changed, shutting down: %s", self)
+                        self.alive = False
+                if not self.alive and stopping_since is None:
+                    stopping_since = now
+                    self.set_accepting(False)
+                    for listener in self.sockets:
+                        listener.close()
+                if stopping_since is not None and (
+                    not self.connections or now - stopping_since > self.cfg.graceful_timeout
+                ):
+                    break
+                if (
+                    not self.accepting
+                    and stopping_since is None
+                    and len(self.connections) < self.cfg.worker_connections
+                ):
+                    self.set_accepting(True)
+                if now - last_sweep >= 0.5 or stopping_since is not None:
+                    self.sweep(now, stopping_since)
+                    last_sweep = now
+                for key, _ in self.selector.select(0.5 if stopping_since is None else 0.1):
+                    data = key.data
+                    if data is None:
+                        self.drain_wakeups()
+                    elif isinstance(data, _Connection):
+                        self.on_readable(data)
+                    else:
+                        self.accept(key.fileobj)  # type: ignore[arg-type]
+        finally:
+            for _ in self.threads:
+                self.jobs.put(None)
+            for connection in list(self.connections):
+                self.close(connection)
+
+    def set_accepting(self, accepting: bool) -> None:
+        """Watch the listening sockets for new connections, or stop watching them."""
+        assert self.selector is not None
+        if accepting == self.accepting or (accepting and not self.alive):
+            return
+        for listener in self.sockets:
+            if accepting:
+                self.selector.register(listener, selectors.EVENT_READ, "listener")
+            else:
+                self.selector.unregister(listener)
+        self.accepting = accepting
+
+    def accept(self, listener: socket.socket) -> None:
+        """Accept the connections waiting on a listening socket, up to the connection limit."""
+        assert self.selector is not None
+        for _ in range(64):
+            if len(self.connections) >= self.cfg.worker_connections:
+                self.set_accepting(False)  # resumed by close() when a slot frees
+                return
+            try:
+                sock, client = listener.accept()
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                    raise
+                return
+            sock.setblocking(False)
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connection = _Connection(self, sock, client, listener.getsockname())
+            self.connections.add(connection)
+            self.selector.register(sock, selectors.EVENT_READ, connection)
+            connection.registered = True
+
+    def drain_wakeups(self) -> None:
+        """Empty the wake-up pipe (signals, pool threads) and resume paused connections."""
+        try:
+            while os.read(self.PIPE[0], 4096):
+                pass
+        except OSError:
+            pass
+        while True:
+            try:
+                connection = self.resumed.get_nowait()
+            except queue.Empty:
+                return
+            if connection in self.connections and connection.paused:
+                connection.paused = False
+                self.watch(connection)
+                self.feed(connection, b"")  # dispatch what the pause held back
+
+    def watch(self, connection: _Connection) -> None:
+        """Have the selector report the connection's input."""
+        assert self.selector is not None
+        if not connection.registered:
+            self.selector.register(connection.sock, selectors.EVENT_READ, connection)
+            connection.registered = True
+
+    def unwatch(self, connection: _Connection) -> None:
+        """Stop the selector reporting the connection's input."""
+        assert self.selector is not None
+        if connection.registered:
+            self.selector.unregister(connection.sock)
+            connection.registered = False
+
+    def on_readable(self, connection: _Connection) -> None:
+        """Read what a client sent: parse it, or notice that the client closed."""
+        try:
+            data = connection.sock.recv(_RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        connection.last_active = time.monotonic()
+        if not data:
+            with connection.lock:
+                if connection.busy:
+                    # The pool thread answers what is ready, then closes (it is unwatched now).
+                    connection.eof = True
+                    self.unwatch(connection)
+                    return
+            self.close(connection)
+            return
+        if connection.discarding or connection.closing_deadline is not None:
+            return  # the rest of a refused request, or input after an upgrade or a "close"
+        self.feed(connection, data)
+
+    def feed(self, connection: _Connection, data: bytes) -> None:
+        """Parse what arrived and hand complete requests to the pool."""
+        if data:
+            try:
+                connection.parser.feed_data(data)
+            except httptools.HttpParserUpgrade:
+                # Protocol upgrades are not served: answer the request, then close.
+                if connection.ready:
+                    connection.ready[-1].close_after = True
+                connection.discarding = True
+            except httptools.HttpParserError as exc:
+                request = connection.current or _Request()
+                refused = request.refused or _Refused(400, f"malformed HTTP request ({exc})")
+                request.refused = refused
+                request.close_after = True
+                connection.current = None
+                connection.discarding = True
+                connection.ready.append(request)
+        if not connection.ready:
+            return
+        with connection.lock:
+            if connection.busy:
+                if len(connection.ready) >= MAX_PIPELINED:
+                    connection.paused = True
+                    self.unwatch(connection)
+                return
+            connection.busy = True
+        self.jobs.put(connection)
+
+    def send_continue(self, connection: _Connection) -> None:
+        """Answer ``Expect: 100-continue`` so the client sends the body."""
+        # A failure here shows when the answer is written.
+        with contextlib.suppress(OSError):
+            connection.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def sweep(self, now: float, stopping_since: float | None) -> None:
+        """Close connections that lingered or idled too long (sooner when stopping)."""
+        keepalive = self.cfg.keepalive
+        for connection in list(self.connections):
+            if connection.busy or connection.ready:
+                continue
+            deadline = connection.closing_deadline
+            if deadline is not None:
+                if now >= deadline:
+                    self.close(connection)
+                continue
+            idle = now - connection.last_active
+            if idle > keepalive or (
+                stopping_since is not None
+                and connection.current is None
+                and now - stopping_since >= min(STOP_LINGER_S, keepalive)
+            ):
+                self.close(connection)
+
+    def close(self, connection: _Connection) -> None:
+        """Forget a connection and close its socket (main thread, or a pool thread if unwatched)."""
+        if connection not in self.connections:
+            return
+        if connection.registered:
+            self.unwatch(connection)
+        self.connections.discard(connection)
+        with contextlib.suppress(OSError):
+            connection.sock.close()
+
+    def wake(self) -> None:
+        """Wake the main thread from its selector wait."""
+        # A full pipe means the main thread is about to wake anyway.
+        with contextlib.suppress(OSError):
+            os.write(self.PIPE[1], b"\0")
+
+    # --- pool threads ----------------------------------------------------------------------------
+
+    def answer_loop(self) -> None:
+        """Take a connection with ready requests and answer them in order."""
+        while True:
+            connection = self.jobs.get()
+            if connection is None:
+                return
+            self.serve(connection)
+
+    def serve(self, connection: _Connection) -> None:
+        """Answer every ready request of a connection, in order, then give it back."""
+        while True:
+            with connection.lock:
+                if not connection.ready:
+                    connection.busy = False
+                    # Idle from now on: a long request does not count against the keep-alive.
+                    connection.last_active = time.monotonic()
+                    eof, paused = connection.eof, connection.paused
+                    break
+                request = connection.ready.popleft()
+            try:
+                keep = self.answer(connection, request)
+            except OSError:
+                keep = False  # the client went away, or did not read the answer in time
+            self.count_request()
+            if not keep:
+                with connection.lock:
+                    connection.ready.clear()
+                    connection.busy = False
+                    eof = connection.eof
+                self.finish(connection, eof)
+                return
+        if eof:
+            self.close(connection)  # the main thread saw the end and stopped watching it
+        elif paused:
+            self.resumed.put(connection)
+            self.wake()
+
+    def finish(self, connection: _Connection, eof: bool) -> None:
+        """After the last answer on a connection: stop sending; close it or let it linger.
+
+        Closing a socket with unread input makes the kernel send a reset, which can destroy
+        the answer before the client reads it; so unless the client has closed already, the
+        main thread drops its input until it closes, for at most ``LINGER_S``.
+        """
+        connection.discarding = True
+        if eof:
+            self.close(connection)
+            return
+        connection.closing_deadline = time.monotonic() + LINGER_S
+        with contextlib.suppress(OSError):
+            connection.sock.shutdown(socket.SHUT_WR)
+
+    def count_request(self) -> None:
+        """Count an answered request; past ``max_requests`` the worker stops (and is replaced)."""
+        self.handled += 1
+        if self.handled >= self.max_requests and self.alive:
+            self.log.info("Autorestarting worker after current request.")
+            self.alive = False
+            self.wake()
+
+    def answer(self, connection: _Connection, request: _Request) -> bool:
+        """Answer one request. Returns whether the connection stays open."""
+        keep = request.keep_alive and not request.close_after and self.alive
+        if request.refused is not None:
+            status, body = self.refusal(request.refused)
+            self.send(
+                connection,
+                self.head(status, [(b"Content-Type", b"application/json")], len(body), False)
+                + body,
+            )
+            return False
+        environ = self.environ(connection, request)
+        started: list[Any] = []
+
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], None]:
+            if exc_info is not None and started and started[0] is None:
+                raise exc_info[1].with_traceback(exc_info[2])
+            started[:] = [status, headers]
+            return write
+
+        written: list[bytes] = []
+        write = written.append
+        result: Iterable[bytes] | None = None
+        try:
+            result = self.wsgi(environ, start_response)
+            if isinstance(result, list) and len(result) == 1 and not written:
+                body = result[0]
+            else:
+                written.extend(result)
+                body = b"".join(written)
+        except Exception:
+            self.log.exception("Error handling request %s", request.target[:200])
+            status, body = self.refusal(_Refused(500, "internal server error; see the server log"))
+            self.send(
+                connection,
+                self.head(status, [(b"Content-Type", b"application/json")], len(body), False)
+                + body,
+            )
+            return False
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        if not started:
+            raise RuntimeError("the application did not call start_response")
+        status_line, app_headers = started
+        code = int(status_line[:3])
+        headers: list[tuple[bytes, bytes]] = []
+        length: int | None = None
+        for name, value in app_headers:
+            key = name.encode("latin-1")
+            lower = key.lower()
+            if lower in _HOP_BY_HOP:
+                continue
+            if lower == b"content-length":
+                length = int(value)
+            headers.append((key, value.encode("latin-1")))
+        no_body = request.method == "HEAD" or code in _NO_BODY_STATUSES or code < 200
+        if length is None and not no_body:
+            headers.append((b"Content-Length", str(len(body)).encode("ascii")))
+        head = self.head(status_line.encode("latin-1"), headers, None, keep)
+        self.send(connection, head if no_body else head + body)
+        return keep
+
+    def refusal(self, refused: _Refused) -> tuple[bytes, bytes]:
+        """The status line and JSON body of an answer the worker gives itself."""
+        reason = _REASONS.get(refused.status, "Error")
+        body = json.dumps({"error": refused.message}).encode()
+        return f"{refused.status} {reason}".encode("ascii"), body
+
+    def head(
+        self,
+        status: bytes,
+        headers: list[tuple[bytes, bytes]],
+        length: int | None,
+        keep: bool,
+    ) -> bytes:
+        """The status line and headers of an answer, with Date and Connection added."""
+        second = int(time.time())
+        if second != self.date_second:
+            self.date = _http_date()
+            self.date_second = second
+        parts = [b"HTTP/1.1 ", status, b"\r\n"]
+        for name, value in headers:
+            parts += (name, b": ", value, b"\r\n")
+        if length is not None:
+            parts += (b"Content-Length: ", str(length).encode("ascii"), b"\r\n")
+        parts += (b"Date: ", self.date, b"\r\n")
+        parts.append(b"Connection: keep-alive\r\n\r\n" if keep else b"Connection: close\r\n\r\n")
+        return b"".join(parts)
+
+    def send(self, connection: _Connection, data: bytes) -> None:
+        """Write all of ``data``, waiting (in this pool thread only) while the client is slow."""
+        sock = connection.sock
+        view = memoryview(data)
+        poller: select.poll | None = None
+        while view:
+            try:
+                sent = sock.send(view)
+            except (BlockingIOError, InterruptedError):
+                if poller is None:
+                    poller = select.poll()
+                    poller.register(sock, select.POLLOUT)
+                if not poller.poll(SEND_TIMEOUT_S * 1000):
+                    raise TimeoutError("the client did not read the answer") from None
+                continue
+            view = view[sent:]
+
+    def environ(self, connection: _Connection, request: _Request) -> dict[str, Any]:
+        """The WSGI environment of a request (PEP 3333)."""
+        target = request.target
+        if target[:1] != b"/" and target != b"*":
+            # absolute-form ("http://host/path"): keep the path only
+            try:
+                target = b"/" + target.split(b"://", 1)[1].split(b"/", 1)[1]
+            except IndexError:
+                target = b"/"
+        path, _, query = target.partition(b"?")
+        path = path.partition(b"#")[0]
+        if b"%" in path:
+            path = unquote_to_bytes(path)
+        server = connection.server
+        client = connection.client
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": request.method,
+            "SCRIPT_NAME": "",
+            "PATH_INFO": path.decode("latin-1"),
+            "QUERY_STRING": query.decode("latin-1"),
+            "RAW_URI": request.target.decode("latin-1"),
+            "REQUEST_URI": request.target.decode("latin-1"),
+            "SERVER_PROTOCOL": f"HTTP/{request.version}",
+            "SERVER_NAME": str(server[0]) if isinstance(server, tuple) else "localhost",
+            "SERVER_PORT": str(server[1]) if isinstance(server, tuple) else "",
+            "REMOTE_ADDR": str(client[0]) if isinstance(client, tuple) else "",
+            "REMOTE_PORT": str(client[1]) if isinstance(client, tuple) else "",
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(b"".join(request.body) if request.body else b""),
+            "wsgi.input_terminated": True,
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": self.cfg.workers > 1,
+            "wsgi.run_once": False,
+        }
+        if request.content_length is not None:
+            environ["CONTENT_LENGTH"] = str(request.content_length)
+        for name, value in request.headers:
+            key = _CGI_NAMES.get(name)
+            if key is None:
+                key = _cgi_name(name)
+            text = value.decode("latin-1")
+            if key in environ and key.startswith("HTTP_"):
+                environ[key] += "," + text
+            elif key != "CONTENT_LENGTH":
+                environ[key] = text
+        return environ
+
+
+def _cgi_name(name: bytes) -> str:
+    upper = name.decode("latin-1").upper().replace("-", "_")
+    key = upper if upper in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + upper
+    if len(_CGI_NAMES) < 1024:
+        _CGI_NAMES[name] = key
+    return key
+
+
+_CGI_NAMES: dict[bytes, str] = {}
