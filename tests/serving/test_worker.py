@@ -1,0 +1,315 @@
+"""The server's own gunicorn worker, over raw sockets: HTTP/1.1 framing, limits, concurrency.
+
+The routes themselves are tested in test_http.py; here the bytes on the wire are the subject:
+keep-alive, pipelining (past the read-ahead bound), HTTP/1.0, malformed requests and limits,
+``Expect: 100-continue``, HEAD, slow and vanishing clients, and stopping with idle connections.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+from serving_support import Server, post_json, request, start_server
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> object:
+        return json.loads(self.body)
+
+
+class Client:
+    """One raw TCP connection to the server."""
+
+    def __init__(self, server: Server, timeout: float = 30.0) -> None:
+        host, port = server.url.rsplit("/", 1)[1].split(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.reader: BinaryIO = self.sock.makefile("rb")
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read_answer(self, head_request: bool = False) -> Answer:
+        status_line = self.reader.readline()
+        assert status_line.startswith(b"HTTP/1.1 "), status_line
+        headers: dict[str, str] = {}
+        while True:
+            line = self.reader.readline()
+            assert line, "connection closed inside the headers"
+            if line == b"\r\n":
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        body = b"" if head_request else self.reader.read(length)
+        return Answer(int(status_line.split()[1]), headers, body)
+
+    def closed_by_server(self) -> bool:
+        """True when the server closed its side (the next read is the end of the stream)."""
+        return self.reader.read(1) == b""
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
+
+
+def invocation(rows: list[list[float]], extra: str = "") -> bytes:
+    body = json.dumps({"inputs": rows}).encode()
+    return (
+        f"POST /invocations HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n{extra}\r\n"
+    ).encode() + body
+
+
+@pytest.fixture(scope="module")
+def server(packages: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The classifier on one worker, with a 0.5 MB body limit."""
+    served = start_server(
+        packages["iris"],
+        ["--workers", "1", "--max-body-mb", "0.5"],
+        log_dir=tmp_path_factory.mktemp("worker-log"),
+    )
+    yield served
+    assert served.stop() == 0, served.log()
+    assert "Traceback" not in served.log()
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[Client]:
+    opened = Client(server)
+    yield opened
+    opened.close()
+
+
+def test_keep_alive_answers_many_requests_on_one_connection(client: Client) -> None:
+    for i in range(5):
+        client.send(invocation([[0.1 * i, 0.2, 0.3, 0.4]]))
+        answer = client.read_answer()
+        assert answer.status == 200, answer.body
+        assert answer.headers["connection"] == "keep-alive"
+        assert answer.headers["content-type"] == "application/json"
+        assert "date" in answer.headers
+        assert set(answer.json()["predictions"]) == {"label", "probabilities"}  # type: ignore[index]
+
+
+def test_pipelined_requests_are_answered_in_order_past_the_read_ahead_bound(
+    client: Client, server: Server
+) -> None:
+    # More requests than the worker reads ahead on one connection (it pauses reading, then
+    # resumes), mixing routes, statuses and inputs so any reordering shows.
+    rows = [[float(i), -float(i), 0.5, 0.25] for i in range(40)]
+    expected = [
+        post_json(server.url + "/invocations", {"inputs": [row]}).json()["predictions"]
+        for row in rows
+    ]
+    requests = []
+    for row in rows:
+        requests.append(invocation([row]))
+        requests.append(b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n")
+    client.send(b"".join(requests))
+    for i, row in enumerate(rows):
+        answer = client.read_answer()
+        assert answer.status == 200, (i, row, answer.body)
+        assert answer.json()["predictions"] == expected[i]  # type: ignore[index]
+        missing = client.read_answer()
+        assert missing.status == 404
+        assert missing.json() == {"error": "no such route"}
+
+
+def test_http_1_0_and_connection_close_end_the_connection_after_the_answer(
+    server: Server,
+) -> None:
+    for raw in (
+        b"GET /ping HTTP/1.0\r\n\r\n",
+        b"GET /ping HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    ):
+        client = Client(server)
+        try:
+            client.send(raw)
+            answer = client.read_answer()
+            assert answer.status == 200
+            assert answer.headers["connection"] == "close"
+            assert client.closed_by_server()
+        finally:
+            client.close()
+    # HTTP/1.0 with keep-alive asked for keeps the connection.
+    client = Client(server)
+    try:
+        for _ in range(2):
+            client.send(b"GET /ping HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            answer = client.read_answer()
+            assert answer.status == 200
+            assert answer.headers["connection"] == "keep-alive"
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "words"),
+    [
+        (b"NOT HTTP AT ALL\r\n\r\n", 400, "malformed HTTP request"),
+        (b"GET /ping HTTP/1.1\r\nHost: t\r\nContent-Length: x\r\n\r\n", 400, "malformed"),
+        (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414, "too long"),
+        (
+            b"GET /ping HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(101)) + b"\r\n",
+            431,
+            "too many header fields",
+        ),
+        (b"GET /ping HTTP/1.1\r\nX-Big: " + b"v" * 9000 + b"\r\n\r\n", 431, "too large"),
+    ],
+    ids=["garbage", "bad-length", "long-target", "many-fields", "big-field"],
+)
+def test_malformed_or_oversized_requests_get_a_json_error_then_close(
+    server: Server, raw: bytes, status: int, words: str
+) -> None:
+    client = Client(server)
+    try:
+        client.send(raw)
+        answer = client.read_answer()
+        assert answer.status == status
+        assert answer.headers["connection"] == "close"
+        error = answer.json()
+        assert isinstance(error, dict) and set(error) == {"error"}
+        assert words in error["error"]
+        assert client.closed_by_server()
+    finally:
+        client.close()
+    assert request(server.url + "/ping").status == 200  # the worker is unharmed
+
+
+def test_expect_100_continue(client: Client) -> None:
+    body = json.dumps({"inputs": [[0.1, 0.2, 0.3, 0.4]]}).encode()
+    client.send(
+        b"POST /invocations HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    assert client.reader.readline() == b"HTTP/1.1 100 Continue\r\n"
+    assert client.reader.readline() == b"\r\n"
+    client.send(body)
+    assert client.read_answer().status == 200
+
+
+def test_a_body_over_the_limit_is_refused_without_100_continue_and_without_reading_it(
+    client: Client,
+) -> None:
+    client.send(
+        b"POST /invocations HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Expect: 100-continue\r\nContent-Length: 600000\r\n\r\n"
+    )
+    answer = client.read_answer()  # a 100 Continue here would fail the status-line check
+    assert answer.status == 413
+    assert "larger than" in answer.json()["error"]  # type: ignore[index]
+    assert answer.headers["connection"] == "close"
+    assert client.closed_by_server()
+
+
+def test_a_chunked_body_over_the_limit_is_413(client: Client) -> None:
+    client.send(
+        b"POST /invocations HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b"1," * 50_000
+    try:
+        for _ in range(8):  # 800 kB in all, past the 0.5 MB limit
+            client.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server may have answered and stopped reading already
+    answer = client.read_answer()
+    assert answer.status == 413
+    assert "larger than" in answer.json()["error"]  # type: ignore[index]
+
+
+def test_head_has_headers_only_and_the_connection_stays_usable(client: Client) -> None:
+    client.send(b"HEAD /openapi.json HTTP/1.1\r\nHost: t\r\n\r\n")
+    head = client.read_answer(head_request=True)
+    assert head.status == 200
+    assert int(head.headers["content-length"]) > 100
+    client.send(b"GET /openapi.json HTTP/1.1\r\nHost: t\r\n\r\n")
+    full = client.read_answer()
+    assert full.status == 200 and len(full.body) == int(head.headers["content-length"])
+
+
+def test_the_path_is_percent_decoded_and_the_query_ignored(client: Client) -> None:
+    client.send(b"GET /p%69ng?x=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert client.read_answer().status == 200
+    client.send(b"GET http://example.com/ping HTTP/1.1\r\nHost: t\r\n\r\n")  # absolute form
+    assert client.read_answer().status == 200
+
+
+def test_a_slow_or_vanishing_client_holds_up_nobody(server: Server) -> None:
+    worker = server.worker_pids()
+    slow = Client(server)
+    try:
+        whole = invocation([[0.1, 0.2, 0.3, 0.4]])
+        slow.send(whole[:40])  # half a request line and headers
+        started = time.monotonic()
+        for _ in range(5):
+            assert post_json(server.url + "/invocations", {"inputs": [[1, 2, 3, 4]]}).status == 200
+        assert time.monotonic() - started < 5
+        slow.send(whole[40:])
+        assert slow.read_answer().status == 200
+    finally:
+        slow.close()
+    # A client that resets its connection in the middle of a request.
+    gone = Client(server)
+    gone.send(invocation([[0.1, 0.2, 0.3, 0.4]])[:-5])
+    gone.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    gone.close()
+    assert request(server.url + "/ping").status == 200
+    assert server.worker_pids() == worker
+
+
+def test_a_long_prediction_does_not_hold_up_other_connections(
+    packages: dict[str, Path], tmp_path: Path
+) -> None:
+    served = start_server(packages["tricky"], ["--allow-code", "--workers", "1"], log_dir=tmp_path)
+    try:
+        answers: list[int] = []
+
+        def slow() -> None:
+            # The model sleeps 2 s on this input.
+            answers.append(
+                post_json(served.url + "/invocations", {"inputs": [[2000.0, 1, 1]]}).status
+            )
+
+        thread = threading.Thread(target=slow)
+        thread.start()
+        time.sleep(0.5)  # the request is inside the model now
+        started = time.monotonic()
+        for route in ("/ping", "/openapi.json", "/metrics", "/v2/health/live"):
+            assert request(served.url + route).status == 200
+        assert time.monotonic() - started < 1.0
+        assert thread.is_alive()  # still predicting: the answers above did not wait for it
+        thread.join(30)
+        assert answers == [200]
+    finally:
+        assert served.stop() == 0, served.log()
+
+
+def test_stopping_does_not_wait_for_idle_kept_alive_connections(
+    packages: dict[str, Path], tmp_path: Path
+) -> None:
+    served = start_server(packages["iris"], ["--workers", "1"], log_dir=tmp_path)
+    idle = Client(served)
+    try:
+        idle.send(invocation([[0.1, 0.2, 0.3, 0.4]]))
+        assert idle.read_answer().status == 200
+        started = time.monotonic()
+        assert served.stop() == 0, served.log()
+        assert time.monotonic() - started < 4.0
+        assert idle.closed_by_server()
+    finally:
+        idle.close()
