@@ -4,8 +4,9 @@ The master process verifies the package once (an archive is extracted once, into
 directory) and refuses a code-carrying package without the opt-in before any worker starts, so a
 bad package is a clear error and exit code, not a crash loop. Each worker then loads the model
 itself (ONNX Runtime sessions are not fork-safe, so nothing model-related is created before the
-fork), warms it up, and only then reports ready. Requests go straight from gunicorn's threads to
-the model: no hop between processes.
+fork), warms it up, and only then reports ready. Workers are modelport's own gunicorn worker
+class (:mod:`modelport.serving.worker`: one thread reads and parses, a pool answers), and
+requests go straight from its threads to the model: no hop between processes.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -553,70 +553,73 @@ class ModelportWorker(Worker):  # type: ignore[misc]
             self.wake()
 
     def answer(self, connection: _Connection, request: _Request) -> bool:
-        """Answer one request. Returns whether the connection stays open."""
+        """Answer one request. Returns whether the connection stays open.
+
+        Raises:
+            OSError: the client went away, or did not take the answer in time.
+        """
         keep = request.keep_alive and not request.close_after and self.alive
+        if request.refused is None:
+            try:
+                status, headers, body = self.call_application(connection, request)
+            except Exception:
+                path = request.target.partition(b"?")[0][:200].decode("latin-1")
+                self.log.exception("Error handling %s %s", request.method, path)
+                request.refused = _Refused(500, "internal server error; see the server log")
         if request.refused is not None:
             status, body = self.refusal(request.refused)
-            self.send(
-                connection,
-                self.head(status, [(b"Content-Type", b"application/json")], len(body), False)
-                + body,
-            )
-            return False
-        environ = self.environ(connection, request)
+            headers = [
+                (b"Content-Type", b"application/json"),
+                (b"Content-Length", str(len(body)).encode("ascii")),
+            ]
+            keep = False
+        code = int(status[:3])
+        no_body = request.method == "HEAD" or code in _NO_BODY_STATUSES or code < 200
+        head = self.head(status, headers, keep)
+        self.send(connection, head if no_body else head + body)
+        return keep
+
+    def call_application(
+        self, connection: _Connection, request: _Request
+    ) -> tuple[bytes, list[tuple[bytes, bytes]], bytes]:
+        """Run the WSGI application: its status line, headers (with Content-Length) and body."""
         started: list[Any] = []
 
         def start_response(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Callable[[bytes], None]:
-            if exc_info is not None and started and started[0] is None:
-                raise exc_info[1].with_traceback(exc_info[2])
+            # Nothing is sent before the application returns, so an error page may always
+            # replace what was started (PEP 3333).
             started[:] = [status, headers]
-            return write
+            return written.append
 
         written: list[bytes] = []
-        write = written.append
-        result: Iterable[bytes] | None = None
+        result = self.wsgi(self.environ(connection, request), start_response)
         try:
-            result = self.wsgi(environ, start_response)
             if isinstance(result, list) and len(result) == 1 and not written:
                 body = result[0]
             else:
                 written.extend(result)
                 body = b"".join(written)
-        except Exception:
-            self.log.exception("Error handling request %s", request.target[:200])
-            status, body = self.refusal(_Refused(500, "internal server error; see the server log"))
-            self.send(
-                connection,
-                self.head(status, [(b"Content-Type", b"application/json")], len(body), False)
-                + body,
-            )
-            return False
         finally:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
         if not started:
             raise RuntimeError("the application did not call start_response")
-        status_line, app_headers = started
-        code = int(status_line[:3])
+        status, app_headers = started
         headers: list[tuple[bytes, bytes]] = []
-        length: int | None = None
+        has_length = False
         for name, value in app_headers:
             key = name.encode("latin-1")
             lower = key.lower()
             if lower in _HOP_BY_HOP:
-                continue
-            if lower == b"content-length":
-                length = int(value)
+                continue  # the worker alone decides how the connection goes on
+            has_length = has_length or lower == b"content-length"
             headers.append((key, value.encode("latin-1")))
-        no_body = request.method == "HEAD" or code in _NO_BODY_STATUSES or code < 200
-        if length is None and not no_body:
+        if not has_length:
             headers.append((b"Content-Length", str(len(body)).encode("ascii")))
-        head = self.head(status_line.encode("latin-1"), headers, None, keep)
-        self.send(connection, head if no_body else head + body)
-        return keep
+        return status.encode("latin-1"), headers, body
 
     def refusal(self, refused: _Refused) -> tuple[bytes, bytes]:
         """The status line and JSON body of an answer the worker gives itself."""
@@ -624,13 +627,7 @@ class ModelportWorker(Worker):  # type: ignore[misc]
         body = json.dumps({"error": refused.message}).encode()
         return f"{refused.status} {reason}".encode("ascii"), body
 
-    def head(
-        self,
-        status: bytes,
-        headers: list[tuple[bytes, bytes]],
-        length: int | None,
-        keep: bool,
-    ) -> bytes:
+    def head(self, status: bytes, headers: list[tuple[bytes, bytes]], keep: bool) -> bytes:
         """The status line and headers of an answer, with Date and Connection added."""
         second = int(time.time())
         if second != self.date_second:
@@ -639,8 +636,6 @@ class ModelportWorker(Worker):  # type: ignore[misc]
         parts = [b"HTTP/1.1 ", status, b"\r\n"]
         for name, value in headers:
             parts += (name, b": ", value, b"\r\n")
-        if length is not None:
-            parts += (b"Content-Length: ", str(length).encode("ascii"), b"\r\n")
         parts += (b"Date: ", self.date, b"\r\n")
         parts.append(b"Connection: keep-alive\r\n\r\n" if keep else b"Connection: close\r\n\r\n")
         return b"".join(parts)
