@@ -13,22 +13,11 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import pytest
-from serving_support import Server, post_json, request, start_server
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> object:
-        return json.loads(self.body)
+from serving_support import Response, Server, post_json, request, start_server
 
 
 class Client:
@@ -42,7 +31,7 @@ class Client:
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
-    def read_answer(self, head_request: bool = False) -> Answer:
+    def read_answer(self, head_request: bool = False) -> Response:
         status_line = self.reader.readline()
         assert status_line.startswith(b"HTTP/1.1 "), status_line
         headers: dict[str, str] = {}
@@ -55,7 +44,7 @@ class Client:
             headers[name.strip().lower()] = value.strip()
         length = int(headers.get("content-length", "0"))
         body = b"" if head_request else self.reader.read(length)
-        return Answer(int(status_line.split()[1]), headers, body)
+        return Response(int(status_line.split()[1]), headers, body)
 
     def closed_by_server(self) -> bool:
         """True when the server closed its side (the next read is the end of the stream)."""
@@ -102,7 +91,7 @@ def test_keep_alive_answers_many_requests_on_one_connection(client: Client) -> N
         assert answer.headers["connection"] == "keep-alive"
         assert answer.headers["content-type"] == "application/json"
         assert "date" in answer.headers
-        assert set(answer.json()["predictions"]) == {"label", "probabilities"}  # type: ignore[index]
+        assert set(answer.json()["predictions"]) == {"label", "probabilities"}
 
 
 def test_pipelined_requests_are_answered_in_order_past_the_read_ahead_bound(
@@ -123,7 +112,7 @@ def test_pipelined_requests_are_answered_in_order_past_the_read_ahead_bound(
     for i, row in enumerate(rows):
         answer = client.read_answer()
         assert answer.status == 200, (i, row, answer.body)
-        assert answer.json()["predictions"] == expected[i]  # type: ignore[index]
+        assert answer.json()["predictions"] == expected[i]
         missing = client.read_answer()
         assert missing.status == 404
         assert missing.json() == {"error": "no such route"}
@@ -211,7 +200,7 @@ def test_a_body_over_the_limit_is_refused_without_100_continue_and_without_readi
     )
     answer = client.read_answer()  # a 100 Continue here would fail the status-line check
     assert answer.status == 413
-    assert "larger than" in answer.json()["error"]  # type: ignore[index]
+    assert "larger than" in answer.json()["error"]
     assert answer.headers["connection"] == "close"
     assert client.closed_by_server()
 
@@ -229,7 +218,7 @@ def test_a_chunked_body_over_the_limit_is_413(client: Client) -> None:
         pass  # the server may have answered and stopped reading already
     answer = client.read_answer()
     assert answer.status == 413
-    assert "larger than" in answer.json()["error"]  # type: ignore[index]
+    assert "larger than" in answer.json()["error"]
 
 
 def test_head_has_headers_only_and_the_connection_stays_usable(client: Client) -> None:
