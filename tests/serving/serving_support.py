@@ -39,6 +39,8 @@ class Model:
         x = inputs["x"]
         if (x < 0).any():
             raise ValueError("negative values are not allowed (secret-detail-42)")
+        if (x == 777).any():
+            raise SystemExit("the model called exit")
         if (x >= 1000).any():
             time.sleep(float(x.max()) / 1000.0)
         return {"y": x * 2}

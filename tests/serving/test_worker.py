@@ -179,6 +179,50 @@ def test_malformed_or_oversized_requests_get_a_json_error_then_close(
     assert request(server.url + "/ping").status == 200  # the worker is unharmed
 
 
+def test_a_head_that_never_ends_is_refused_early(client: Client) -> None:
+    # One header field arriving forever: refused once the head passes 64 KiB, not buffered.
+    client.send(b"GET /ping HTTP/1.1\r\nHost: t\r\nX-Endless: ")
+    try:
+        for _ in range(64):  # 4 MiB at most
+            client.send(b"v" * 65536)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # refused and closed before all of it was sent
+    answer = client.read_answer()
+    assert answer.status == 431
+    assert "too large" in answer.json()["error"]
+
+
+def test_pipelined_100_continue_never_lands_before_an_earlier_answer(client: Client) -> None:
+    body = json.dumps({"inputs": [[0.1, 0.2, 0.3, 0.4]]}).encode()
+    client.send(
+        invocation([[0.5, 0.5, 0.5, 0.5]])
+        + b"POST /invocations HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    assert client.read_answer().status == 200  # the first answer, not "100 Continue"
+    client.send(body)
+    assert client.read_answer().status == 200
+
+
+def test_chunked_trailer_fields_are_not_headers(client: Client) -> None:
+    body = json.dumps({"inputs": [[0.1, 0.2, 0.3, 0.4]]}).encode()
+    client.send(
+        b"POST /invocations HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n"
+        b"Content-Type: text/plain\r\n\r\n" % (len(body), body)
+    )
+    answer = client.read_answer()  # a trailer taken as the Content-Type would give 415
+    assert answer.status == 200, answer.body
+
+
+def test_an_upgrade_request_is_answered_then_the_connection_closes(client: Client) -> None:
+    client.send(b"GET /ping HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+    answer = client.read_answer()
+    assert answer.status == 200
+    assert answer.headers["connection"] == "close"
+    assert client.closed_by_server()
+
+
 def test_expect_100_continue(client: Client) -> None:
     body = json.dumps({"inputs": [[0.1, 0.2, 0.3, 0.4]]}).encode()
     client.send(
@@ -284,6 +328,14 @@ def test_a_long_prediction_does_not_hold_up_other_connections(
         assert thread.is_alive()  # still predicting: the answers above did not wait for it
         thread.join(30)
         assert answers == [200]
+        # A model that raises SystemExit: a 500 like any model failure; the worker carries on.
+        failed = post_json(served.url + "/invocations", {"inputs": [[777.0, 1, 1]]})
+        assert failed.status == 500
+        assert "Traceback" not in failed.body.decode()
+        for _ in range(20):  # more requests than pool threads: none was lost
+            answer = post_json(served.url + "/invocations", {"inputs": [[1.0, 2, 3]]})
+            assert answer.status == 200
+            assert answer.json() == {"predictions": [[2.0, 4.0, 6.0]]}
     finally:
         assert served.stop() == 0, served.log()
 
@@ -293,12 +345,17 @@ def test_stopping_does_not_wait_for_idle_kept_alive_connections(
 ) -> None:
     served = start_server(packages["iris"], ["--workers", "1"], log_dir=tmp_path)
     idle = Client(served)
+    stalled = Client(served)
     try:
         idle.send(invocation([[0.1, 0.2, 0.3, 0.4]]))
         assert idle.read_answer().status == 200
+        stalled.send(invocation([[0.1, 0.2, 0.3, 0.4]])[:-10])  # a request that stops arriving
+        time.sleep(0.2)
         started = time.monotonic()
         assert served.stop() == 0, served.log()
         assert time.monotonic() - started < 4.0
         assert idle.closed_by_server()
+        assert stalled.closed_by_server()
     finally:
         idle.close()
+        stalled.close()

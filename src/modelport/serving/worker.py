@@ -48,9 +48,13 @@ LINGER_S = 2.0
 STOP_LINGER_S = 1.0
 #: Complete requests read ahead on one connection (pipelining) before reading from it pauses.
 MAX_PIPELINED = 32
+#: The largest request head (request line and header fields) read; larger ones get 431.
+#: Checked per read, so up to one read more is buffered before the refusal.
+MAX_HEAD_BYTES = 64 * 1024
 #: The longest a pool thread waits for a client to take a response.
 SEND_TIMEOUT_S = 30.0
 _RECV_SIZE = 65536
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 _NO_BODY_STATUSES = frozenset({204, 304})
 _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"upgrade"})
@@ -117,6 +121,8 @@ class _Connection:
         "discarding",
         "eof",
         "fields",
+        "head_bytes",
+        "in_head",
         "last_active",
         "lock",
         "parser",
@@ -154,6 +160,10 @@ class _Connection:
         self.closing_deadline: float | None = None
         self.last_active = time.monotonic()
         self.fields = 0
+        #: between a request's first byte and the end of its header fields
+        self.in_head = False
+        #: bytes read while ``in_head`` (httptools buffers a field until its line ends)
+        self.head_bytes = 0
 
     # --- httptools callbacks (main thread) -------------------------------------------------------
 
@@ -162,26 +172,29 @@ class _Connection:
             return
         self.current = _Request()
         self.fields = 0
+        self.in_head = True
+        self.head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         if self.current is None:
             return
         self.current.target += url
         if len(self.current.target) > self.worker.limit_line:
-            raise self._refuse(414, "the request target is too long")
+            raise self.refuse(414, "the request target is too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         request = self.current
-        if request is None:
-            return
+        if request is None or not self.in_head:
+            return  # a chunked body's trailer fields are not headers: never seen by the app
         self.fields += 1
         if self.fields > self.worker.limit_fields:
-            raise self._refuse(431, "too many header fields")
+            raise self.refuse(431, "too many header fields")
         if len(name) + len(value) + 2 > self.worker.limit_field_size:
-            raise self._refuse(431, "a header field is too large")
+            raise self.refuse(431, "a header field is too large")
         request.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self.in_head = False
         request = self.current
         if request is None:
             return
@@ -207,6 +220,9 @@ class _Connection:
             self._finish_early(request)
         elif request.expect_continue:
             self.worker.send_continue(self)
+        if parser.should_upgrade():
+            # Protocol upgrades are not served: answer the request, then close.
+            request.close_after = True
 
     def on_body(self, body: bytes) -> None:
         request = self.current
@@ -227,10 +243,13 @@ class _Connection:
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    def _refuse(self, status: int, message: str) -> _Refused:
+    def refuse(self, status: int, message: str) -> _Refused:
         refused = _Refused(status, message)
         if self.current is not None:
             self.current.refused = refused
+            with contextlib.suppress(httptools.HttpParserError):
+                # Known once the request line is read; a refused HEAD gets no body either.
+                self.current.method = self.parser.get_method().decode("ascii")
         return refused
 
     def _finish_early(self, request: _Request) -> None:
@@ -271,6 +290,7 @@ class ModelportWorker(Worker):  # type: ignore[misc]
         self.limit_fields = self.cfg.limit_request_fields or 1 << 16
         self.limit_field_size = self.cfg.limit_request_field_size or 1 << 20
         self.accepting = False
+        self.accept_paused_until = 0.0
         self.handled = 0
         self.date = b""
         self.date_second = -1
@@ -315,6 +335,7 @@ class ModelportWorker(Worker):  # type: ignore[misc]
                     not self.accepting
                     and stopping_since is None
                     and len(self.connections) < self.cfg.worker_connections
+                    and now >= self.accept_paused_until
                 ):
                     self.set_accepting(True)
                 if now - last_sweep >= 0.5 or stopping_since is not None:
@@ -351,12 +372,18 @@ class ModelportWorker(Worker):  # type: ignore[misc]
         assert self.selector is not None
         for _ in range(64):
             if len(self.connections) >= self.cfg.worker_connections:
-                self.set_accepting(False)  # resumed by close() when a slot frees
+                self.set_accepting(False)  # the main loop resumes when a slot frees
                 return
             try:
                 sock, client = listener.accept()
             except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                if exc.errno in _OUT_OF_RESOURCES:
+                    # Out of file descriptors or memory: keep serving open connections, and
+                    # try again shortly rather than spinning (or dying) on the listener.
+                    self.log.warning("cannot accept connections for now: %s", exc)
+                    self.set_accepting(False)
+                    self.accept_paused_until = time.monotonic() + 0.5
+                elif exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                     raise
                 return
             sock.setblocking(False)
@@ -425,10 +452,14 @@ class ModelportWorker(Worker):  # type: ignore[misc]
         if data:
             try:
                 connection.parser.feed_data(data)
+                if connection.in_head:
+                    connection.head_bytes += len(data)
+                    if connection.head_bytes > MAX_HEAD_BYTES:
+                        raise httptools.HttpParserError(
+                            connection.refuse(431, "the request head is too large")
+                        )
             except httptools.HttpParserUpgrade:
-                # Protocol upgrades are not served: answer the request, then close.
-                if connection.ready:
-                    connection.ready[-1].close_after = True
+                # The upgrade request itself is in `ready`, marked to close the connection.
                 connection.discarding = True
             except httptools.HttpParserError as exc:
                 request = connection.current or _Request()
@@ -436,6 +467,7 @@ class ModelportWorker(Worker):  # type: ignore[misc]
                 request.refused = refused
                 request.close_after = True
                 connection.current = None
+                connection.in_head = False
                 connection.discarding = True
                 connection.ready.append(request)
         if not connection.ready:
@@ -450,10 +482,18 @@ class ModelportWorker(Worker):  # type: ignore[misc]
         self.jobs.put(connection)
 
     def send_continue(self, connection: _Connection) -> None:
-        """Answer ``Expect: 100-continue`` so the client sends the body."""
-        # A failure here shows when the answer is written.
-        with contextlib.suppress(OSError):
-            connection.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        """Answer ``Expect: 100-continue`` so the client sends the body.
+
+        Only while no answer is due on the connection: the line must not land before or inside
+        an earlier request's answer. Otherwise it is left out, which RFC 9110 allows (clients
+        send the body after a short wait).
+        """
+        with connection.lock:
+            if connection.busy or connection.ready:
+                return
+            # A failure here shows when the answer is written.
+            with contextlib.suppress(OSError):
+                connection.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def sweep(self, now: float, stopping_since: float | None) -> None:
         """Close connections that lingered or idled too long (sooner when stopping)."""
@@ -468,9 +508,10 @@ class ModelportWorker(Worker):  # type: ignore[misc]
                 continue
             idle = now - connection.last_active
             if idle > keepalive or (
+                # Stopping: an idle connection, or a request that stopped arriving, waits a
+                # moment for bytes already on the way; a request still arriving may finish.
                 stopping_since is not None
-                and connection.current is None
-                and now - stopping_since >= min(STOP_LINGER_S, keepalive)
+                and now - max(stopping_since, connection.last_active) >= STOP_LINGER_S
             ):
                 self.close(connection)
 
@@ -498,7 +539,16 @@ class ModelportWorker(Worker):  # type: ignore[misc]
             connection = self.jobs.get()
             if connection is None:
                 return
-            self.serve(connection)
+            try:
+                self.serve(connection)
+            except BaseException:
+                # Never lose a pool thread (or leave a connection busy forever) to a bug.
+                self.log.exception("Error answering on a connection; closing it")
+                with connection.lock:
+                    connection.ready.clear()
+                    connection.busy = False
+                    eof = connection.eof
+                self.finish(connection, eof)
 
     def serve(self, connection: _Connection) -> None:
         """Answer every ready request of a connection, in order, then give it back."""
@@ -558,31 +608,35 @@ class ModelportWorker(Worker):  # type: ignore[misc]
         Raises:
             OSError: the client went away, or did not take the answer in time.
         """
-        keep = request.keep_alive and not request.close_after and self.alive
+        keep = request.keep_alive and not request.close_after and self.cfg.keepalive > 0
         if request.refused is None:
             try:
-                status, headers, body = self.call_application(connection, request)
-            except Exception:
+                code, status, headers, body = self.call_application(connection, request)
+            except BaseException:  # even SystemExit from a model: answer, keep the thread
                 path = request.target.partition(b"?")[0][:200].decode("latin-1")
                 self.log.exception("Error handling %s %s", request.method, path)
                 request.refused = _Refused(500, "internal server error; see the server log")
         if request.refused is not None:
+            code = request.refused.status
             status, body = self.refusal(request.refused)
             headers = [
                 (b"Content-Type", b"application/json"),
                 (b"Content-Length", str(len(body)).encode("ascii")),
             ]
             keep = False
-        code = int(status[:3])
         no_body = request.method == "HEAD" or code in _NO_BODY_STATUSES or code < 200
-        head = self.head(status, headers, keep)
+        # Decided after the application ran: a worker told to stop meanwhile closes.
+        head = self.head(status, headers, keep and self.alive)
         self.send(connection, head if no_body else head + body)
-        return keep
+        return keep and self.alive
 
     def call_application(
         self, connection: _Connection, request: _Request
-    ) -> tuple[bytes, list[tuple[bytes, bytes]], bytes]:
-        """Run the WSGI application: its status line, headers (with Content-Length) and body."""
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes]:
+        """Run the WSGI application: its status code and line, headers and body.
+
+        Content-Length is added where the application left it out and the answer has a body.
+        """
         started: list[Any] = []
 
         def start_response(
@@ -608,6 +662,7 @@ class ModelportWorker(Worker):  # type: ignore[misc]
         if not started:
             raise RuntimeError("the application did not call start_response")
         status, app_headers = started
+        code = int(status[:3])
         headers: list[tuple[bytes, bytes]] = []
         has_length = False
         for name, value in app_headers:
@@ -617,9 +672,9 @@ class ModelportWorker(Worker):  # type: ignore[misc]
                 continue  # the worker alone decides how the connection goes on
             has_length = has_length or lower == b"content-length"
             headers.append((key, value.encode("latin-1")))
-        if not has_length:
+        if not has_length and code not in _NO_BODY_STATUSES and code >= 200:
             headers.append((b"Content-Length", str(len(body)).encode("ascii")))
-        return status.encode("latin-1"), headers, body
+        return code, status.encode("latin-1"), headers, body
 
     def refusal(self, refused: _Refused) -> tuple[bytes, bytes]:
         """The status line and JSON body of an answer the worker gives itself."""
