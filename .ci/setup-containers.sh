@@ -94,13 +94,21 @@ EOF
 
 # --- 3. the Docker-compatible API ----------------------------------------------------------------
 api_up() { podman --remote --url "unix://$SOCKET" version >/dev/null 2>&1; }
+# A service whose working directory was removed (a deleted checkout) answers the API but fails
+# every container start ("write child: broken pipe"): replace it.
+stale=$(pgrep -f "podman system service --time=0 unix://$SOCKET" | head -n 1 || true)
+if [[ -n "$stale" && "$(readlink "/proc/$stale/cwd")" == *"(deleted)" ]]; then
+    log "replacing a podman service that runs in a removed directory"
+    kill "$stale" && sleep 1
+fi
 if ! api_up; then
     log "starting podman system service on $SOCKET"
     rm -f "$SOCKET"
     # chroot isolation: builds need no extra privileges and share the host network (pip reaches
     # the package index). setsid + nohup: the service outlives this script.
-    BUILDAH_ISOLATION=chroot nohup setsid podman system service --time=0 "unix://$SOCKET" \
-        >>"$STATE/podman-service.log" 2>&1 </dev/null &
+    # Started from /, so removing the checkout later cannot break it.
+    (cd / && BUILDAH_ISOLATION=chroot exec nohup setsid podman system service --time=0 \
+        "unix://$SOCKET" >>"$STATE/podman-service.log" 2>&1 </dev/null) &
     echo $! >"$STATE/podman-service.pid"
     for _ in $(seq 1 60); do api_up && break; sleep 0.5; done
     api_up || { tail -n 30 "$STATE/podman-service.log" >&2; die "podman service did not start"; }
@@ -149,7 +157,8 @@ storage:
 http:
   addr: $REGISTRY
 EOF
-    nohup setsid docker-registry serve "$STATE/registry.yml" >>"$STATE/registry.log" 2>&1 </dev/null &
+    (cd / && exec nohup setsid docker-registry serve "$STATE/registry.yml" \
+        >>"$STATE/registry.log" 2>&1 </dev/null) &
     echo $! >"$STATE/registry.pid"
     for _ in $(seq 1 40); do registry_up && break; sleep 0.25; done
     registry_up || { tail -n 30 "$STATE/registry.log" >&2; die "registry did not start"; }
