@@ -13,14 +13,14 @@ import json
 import os
 import socket
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from modelport.deployers import _http
 
 #: Where the image tests' base image comes from: a Debian with python3 + python3-venv.
 BASE_IMAGE_ENV = "MODELPORT_TEST_BASE_IMAGE"
@@ -81,18 +81,7 @@ def http(
 ) -> tuple[int, bytes]:
     """One HTTP exchange (JSON body when given); (status, body). Raises OSError if no answer."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    for key, value in (headers or {}).items():
-        request.add_header(key, value)
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=timeout) as response:
-            return int(response.status), bytes(response.read())
-    except urllib.error.HTTPError as exc:
-        with contextlib.closing(exc):
-            return int(exc.code), bytes(exc.read())
+    return _http.http(method, url, data, timeout, headers)
 
 
 def wait_http_ok(url: str, container: Any, timeout: float = 60.0) -> float:

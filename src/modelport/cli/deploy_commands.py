@@ -143,7 +143,11 @@ def _loaded(path: Path, allow_code: bool) -> Iterator[Package]:
         package.close()
 
 
-def _show(deployment: Deployment) -> None:
+def _show(deployment: Deployment, as_json: bool) -> None:
+    """Print a deployment: its JSON record, or a few readable lines."""
+    if as_json:
+        _emit_json(deployment.to_dict())
+        return
     d = deployment
     colour = {"ready": "green", "failed": "red"}.get(d.status.value, "yellow")
     click.echo(f"Deployment {d.name} on {d.target}: " + click.style(d.status.value, fg=colour))
@@ -228,10 +232,7 @@ def deploy(
             return
         with _plugin_errors(deployer.name):
             deployment = deployer.create(name, package, wait=not no_wait)
-    if as_json:
-        _emit_json(deployment.to_dict())
-    else:
-        _show(deployment)
+    _show(deployment, as_json)
 
 
 # --- deployments ----------------------------------------------------------------------------
@@ -284,10 +285,7 @@ def get_deployment(
     deployer = _make_deployer(target, config_pairs, config_file)
     with _plugin_errors(deployer.name):
         deployment = deployer.get(name)
-    if as_json:
-        _emit_json(deployment.to_dict())
-    else:
-        _show(deployment)
+    _show(deployment, as_json)
 
 
 @deployments.command("update")
@@ -312,10 +310,7 @@ def update_deployment(
     deployer = _make_deployer(target, config_pairs, config_file, _progress())
     with _loaded(package_path, allow_code) as package, _plugin_errors(deployer.name):
         deployment = deployer.update(name, package)
-    if as_json:
-        _emit_json(deployment.to_dict())
-    else:
-        _show(deployment)
+    _show(deployment, as_json)
 
 
 @deployments.command("delete")

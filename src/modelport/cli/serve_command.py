@@ -14,6 +14,10 @@ from pathlib import Path
 import click
 
 from modelport.errors import UsageError
+from modelport.serving.config import ServeConfig
+
+# The options' defaults are ServeConfig's, so the Python API and the CLI cannot drift apart.
+_MIB = 1024 * 1024
 
 SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
 
@@ -53,7 +57,7 @@ def _package_path(package: str | None) -> Path:
     "--threads",
     type=click.IntRange(min=1),
     envvar="MODELPORT_THREADS",
-    default=16,
+    default=ServeConfig.threads,
     show_default=True,
     help="Request threads per worker (the most requests one batch can merge).",
 )
@@ -61,7 +65,7 @@ def _package_path(package: str | None) -> Path:
     "--max-batch-size",
     type=click.IntRange(min=1),
     envvar="MODELPORT_MAX_BATCH_SIZE",
-    default=64,
+    default=ServeConfig.max_batch_size,
     show_default=True,
     help="Most rows one merged model call may hold.",
 )
@@ -69,7 +73,7 @@ def _package_path(package: str | None) -> Path:
     "--max-batch-wait-ms",
     type=click.FloatRange(min=0),
     envvar="MODELPORT_MAX_BATCH_WAIT_MS",
-    default=2.0,
+    default=ServeConfig.max_batch_wait_s * 1000.0,
     show_default=True,
     help="Longest a batch waits for requests still being read.",
 )
@@ -83,7 +87,7 @@ def _package_path(package: str | None) -> Path:
     "--max-body-mb",
     type=click.FloatRange(min=0, min_open=True),
     envvar="MODELPORT_MAX_BODY_MB",
-    default=16.0,
+    default=ServeConfig.max_body_bytes / _MIB,
     show_default=True,
     help="Largest request body accepted (413 above).",
 )
@@ -91,7 +95,7 @@ def _package_path(package: str | None) -> Path:
     "--timeout-s",
     type=click.FloatRange(min=0, min_open=True),
     envvar="MODELPORT_TIMEOUT_S",
-    default=60.0,
+    default=ServeConfig.timeout_s,
     show_default=True,
     help="Longest a request may wait for its prediction (503 after).",
 )
@@ -136,7 +140,7 @@ def serve(
         batching=not no_batching,
         max_batch_size=max_batch_size,
         max_batch_wait_s=max_batch_wait_ms / 1000.0,
-        max_body_bytes=max(1, int(max_body_mb * 1024 * 1024)),
+        max_body_bytes=max(1, int(max_body_mb * _MIB)),
         timeout_s=timeout_s,
         allow_code=allow_code,
         dev=dev,

@@ -24,12 +24,22 @@ def client_host(host: str) -> str:
 
 
 def http(
-    method: str, url: str, body: bytes | None = None, timeout: float = PROBE_TIMEOUT_S
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    timeout: float = PROBE_TIMEOUT_S,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[int, bytes]:
-    """One HTTP exchange. Returns (status, body); raises OSError when nothing answered."""
+    """One HTTP exchange (a body is sent as JSON). Returns (status, body).
+
+    Raises:
+        OSError: nothing answered.
+    """
     request = urllib.request.Request(url, data=body, method=method)
     if body is not None:
         request.add_header("Content-Type", "application/json")
+    for key, value in (headers or {}).items():
+        request.add_header(key, value)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via $http_proxy
     try:
         with opener.open(request, timeout=timeout) as response:

@@ -153,6 +153,12 @@ def _session_package(factory: pytest.TempPathFactory, scale: float) -> Path:
     return _PACKAGES[key]
 
 
+def _assert_ready_with(deployment: Deployment, package: Package) -> None:
+    """The deployment is ready and serves ``package``."""
+    assert deployment.status is DeploymentStatus.READY, deployment.details
+    assert deployment.package_digest == package.digest
+
+
 def _same_predictions(got: Any, want: Any) -> bool:
     """Predictions equal up to float32 rounding (servers may print floats more tersely)."""
     if isinstance(want, Mapping):
@@ -264,8 +270,7 @@ class DeployerContract:
         assert isinstance(deployment, Deployment)
         assert deployment.name == name
         assert deployment.target == deployer.name
-        assert deployment.status is DeploymentStatus.READY
-        assert deployment.package_digest == package.digest
+        _assert_ready_with(deployment, package)
         assert deployment.created_at.tzinfo is not None
         assert deployment.updated_at >= deployment.created_at
         assert deployment.to_dict()["status"] == "ready"
@@ -277,8 +282,7 @@ class DeployerContract:
         created = deployer.create(name, package)
         got = deployer.get(name)
         assert got.name == name
-        assert got.status is DeploymentStatus.READY
-        assert got.package_digest == package.digest
+        _assert_ready_with(got, package)
         assert got.endpoint == created.endpoint
         assert got.created_at == created.created_at
 
@@ -304,9 +308,7 @@ class DeployerContract:
         with pytest.raises(DeploymentExists):
             deployer.create(name, package_v2)
         # The existing deployment is untouched.
-        got = deployer.get(name)
-        assert got.package_digest == package.digest
-        assert got.status is DeploymentStatus.READY
+        _assert_ready_with(deployer.get(name), package)
 
     def test_create_without_waiting_returns_at_once(
         self,
@@ -370,8 +372,7 @@ class DeployerContract:
         """update() switches to the new package; creation time is kept."""
         created = deployer.create(name, package)
         updated = deployer.update(name, package_v2)
-        assert updated.package_digest == package_v2.digest
-        assert updated.status is DeploymentStatus.READY
+        _assert_ready_with(updated, package_v2)
         assert updated.created_at == created.created_at
         assert updated.updated_at >= created.updated_at
         assert deployer.get(name).package_digest == package_v2.digest
@@ -459,9 +460,7 @@ class DeployerContract:
         deployer.create(name, package)
         with pytest.raises(ModelportError):
             failing_deployer.update(name, package_v2)
-        got = deployer.get(name)
-        assert got.package_digest == package.digest
-        assert got.status is DeploymentStatus.READY
+        _assert_ready_with(deployer.get(name), package)
         assert _same_predictions(deployer.predict(name, payload), self.expected(package, payload))
 
     # --- logs -----------------------------------------------------------------------------

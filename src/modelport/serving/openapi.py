@@ -240,16 +240,16 @@ def _v2_tensor(specs: Sequence[TensorSpec], *, with_data: bool) -> dict[str, Any
     return {"type": "object", "required": required, "properties": properties}
 
 
-def _v2_metadata_tensor() -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": ["name", "datatype", "shape"],
-        "properties": {
-            "name": {"type": "string"},
-            "datatype": {"type": "string"},
-            "shape": {"type": "array", "items": {"type": "integer"}},
-        },
+def _v2_metadata_tensor(*, with_data: bool = False) -> dict[str, Any]:
+    """A tensor in model metadata; ``with_data``: a response tensor (parameters, data)."""
+    properties: dict[str, Any] = {
+        "name": {"type": "string"},
+        "datatype": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer"}},
     }
+    if with_data:
+        properties |= {"parameters": _PARAMS, "data": {"type": "array"}}
+    return {"type": "object", "required": ["name", "datatype", "shape"], "properties": properties}
 
 
 def document(
@@ -343,20 +343,7 @@ def document(
             "model_version": {"type": "string"},
             "id": {"type": "string"},
             "parameters": _PARAMS,
-            "outputs": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["name", "datatype", "shape"],
-                    "properties": {
-                        "name": {"type": "string"},
-                        "datatype": {"type": "string"},
-                        "shape": {"type": "array", "items": {"type": "integer"}},
-                        "parameters": _PARAMS,
-                        "data": {"type": "array"},
-                    },
-                },
-            },
+            "outputs": {"type": "array", "items": _v2_metadata_tensor(with_data=True)},
         },
     }
     v2_infer_ok = {
