@@ -123,14 +123,18 @@ def test_update_with_a_fixed_port_keeps_the_endpoint(
     config: DockerConfig, name: str, v1: Package, v2: Package
 ) -> None:
     port = free_port()
-    deployer = DockerDeployer(dataclasses.replace(config, port=port))
+    said: list[str] = []
+    deployer = DockerDeployer(dataclasses.replace(config, port=port), progress=said.append)
     created = deployer.create(name, v1)
     assert created.endpoint == f"http://127.0.0.1:{port}"
     assert deployer.predict(name, BODY) == {"predictions": [[1.0, 2.0]]}
+    said.clear()
     updated = deployer.update(name, v2)
     assert updated.endpoint == created.endpoint
     assert updated.details["container"] == container_name(name)
     assert deployer.predict(name, BODY) == {"predictions": [[2.0, 4.0]]}
+    # Another package with the same requirements builds on the same runtime image.
+    assert any(line.startswith("reusing the runtime image") for line in said), said
 
 
 def test_failed_update_on_a_fixed_port_restarts_the_old_container(

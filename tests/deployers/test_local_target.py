@@ -353,6 +353,26 @@ def test_invalid_names_are_refused(local: LocalDeployer, v1: modelport.Package) 
     assert not local.root.exists() or list(local.root.iterdir()) in ([], [local.root / ".lock"])
 
 
+def test_every_verb_refuses_a_name_that_is_a_path(
+    local: LocalDeployer, v1: modelport.Package
+) -> None:
+    local.create("kept", v1)
+    try:
+        for verb in (
+            lambda: local.delete(".."),
+            lambda: local.update("..", v1),
+            lambda: local.get(".."),
+            lambda: local.predict("..", {"inputs": {"X": [[1.0, 2.0]]}}),
+            lambda: list(local.logs("..")),
+        ):
+            with pytest.raises(UsageError, match="invalid deployment name"):
+                verb()
+        # "delete .." would have removed every deployment of the target.
+        assert local.get("kept").status.value == "ready"
+    finally:
+        local.delete("kept")
+
+
 def test_package_changed_on_disk_after_loading_is_refused(
     local: LocalDeployer, tmp_path: Path, package_paths: dict[str, Path]
 ) -> None:

@@ -35,3 +35,6 @@ def test_a_caller_that_checked_may_skip_the_walk() -> None:
     NUMBERS.check_json_values({"x": [1.0, 2.0]}, may_hold_booleans=False)
     arrays = NUMBERS.enforce({"x": [1.0, 2.0]}, values_checked=True)
     assert arrays["x"].dtype.name == "float32"
+    # And the walk really is skipped: what it would refuse goes through unchecked.
+    NUMBERS.check_json_values({"x": [True, 0.5]}, may_hold_booleans=False)
+    assert NUMBERS.enforce({"x": [True, 0.5]}, values_checked=True)["x"].tolist() == [1.0, 0.5]

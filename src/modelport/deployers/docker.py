@@ -308,9 +308,9 @@ class DockerDeployer(Deployer[DockerConfig]):
         env = os.environ.get("PIP_CERT")
         return Path(env) if env else None
 
-    def _runtime_key(self, context: BuildContext, runtime_text: str) -> str:
+    def _runtime_key(self, context: BuildContext) -> str:
         """What the runtime image depends on: its stages, requirements, modelport, base image."""
-        digest = hashlib.sha256(runtime_text.encode())
+        digest = hashlib.sha256(context.runtime_stages.encode())
         directory = context.directory
         files = [directory / "requirements.txt", directory / "entrypoint.py"]
         files += sorted((directory / "wheels").iterdir())
@@ -367,9 +367,9 @@ class DockerDeployer(Deployer[DockerConfig]):
                 index_url=self.config.index_url,
                 pip_cert=self._pip_cert(),
             )
-            text = context.dockerfile.read_text("utf-8")
-            runtime_text = text[: text.index("\n# --- the package:")]
-            runtime_tag = f"{RUNTIME_REPOSITORY}:{self._runtime_key(context, runtime_text)}"
+            # Keyed on the package-independent stages only: packages with the same requirements
+            # share one runtime image.
+            runtime_tag = f"{RUNTIME_REPOSITORY}:{self._runtime_key(context)}"
             try:
                 self.client.images.get(runtime_tag)
                 self.progress(f"reusing the runtime image {runtime_tag}")

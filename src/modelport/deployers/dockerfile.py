@@ -79,6 +79,8 @@ class BuildContext:
         default_tag: a sensible image reference, ``<name>:<version>`` made valid for Docker.
         labels: the labels the Dockerfile gives the image.
         requirements: the pinned requirements the image installs.
+        runtime_stages: the Dockerfile's package-independent stages (:func:`runtime_stages`):
+            what a runtime image shared by packages is built from.
     """
 
     directory: Path
@@ -90,6 +92,7 @@ class BuildContext:
     default_tag: str
     labels: Mapping[str, str] = field(default_factory=dict)
     requirements: tuple[str, ...] = ()
+    runtime_stages: str = ""
 
 
 # --- names --------------------------------------------------------------------------------------
@@ -428,6 +431,10 @@ def render_dockerfile(
         pip_cert=pip_cert,
         remove_from_venv=remove_from_venv,
     )
+    return _compose(manifest, runtime, base_image)
+
+
+def _compose(manifest: Manifest, runtime: str, base_image: str) -> str:
     final = package_stage(manifest, from_image="runtime", base_image=base_image)
     return f"{_header(manifest)}{runtime}\n{final}"
 
@@ -529,18 +536,15 @@ def write_context(
                 raise UsageError(f"cannot read the CA bundle {pip_cert}: {exc}") from None
         source = Path(__file__).with_name("image_entrypoint.py")
         shutil.copyfile(source, directory / "entrypoint.py")
-        dockerfile = directory / "Dockerfile"
-        dockerfile.write_text(
-            render_dockerfile(
-                manifest,
-                base_image=base,
-                wheel_name=wheel.name,
-                index_url=index_url,
-                pip_cert=cert_name,
-                remove_from_venv=remove,
-            ),
-            encoding="utf-8",
+        runtime = runtime_stages(
+            base_image=base,
+            wheel_name=wheel.name,
+            index_url=index_url,
+            pip_cert=cert_name,
+            remove_from_venv=remove,
         )
+        dockerfile = directory / "Dockerfile"
+        dockerfile.write_text(_compose(manifest, runtime, base), encoding="utf-8")
         (directory / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\n", encoding="utf-8")
     except BaseException:
         # Leave things as they were: no directory if we made it, else an empty one.
@@ -563,4 +567,5 @@ def write_context(
         default_tag=image_reference(manifest.name, manifest.version),
         labels=image_labels(manifest, base),
         requirements=tuple(requirements),
+        runtime_stages=runtime,
     )

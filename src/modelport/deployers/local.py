@@ -54,6 +54,7 @@ from modelport.errors import (
     DeploymentError,
     DeploymentExists,
     DeploymentNotFound,
+    UsageError,
 )
 
 if TYPE_CHECKING:
@@ -189,6 +190,8 @@ class LocalDeployer(Deployer[LocalConfig]):
         return self.home / "deployments" / "local"
 
     def _dir(self, name: str) -> Path:
+        # Every verb reaches its state through here: a name like ".." never becomes a path.
+        self.check_name(name)
         return self.root / name
 
     @contextlib.contextmanager
@@ -570,7 +573,6 @@ class LocalDeployer(Deployer[LocalConfig]):
 
     def get(self, name: str) -> Deployment:
         """The deployment with its live status: processes alive, and ``/ping`` via the proxy."""
-        self.check_name(name)
         return self._record(self._read_state(name))
 
     def list(self) -> Sequence[Deployment]:
@@ -580,13 +582,13 @@ class LocalDeployer(Deployer[LocalConfig]):
         result = []
         for directory in sorted(self.root.iterdir()):
             if directory.is_dir() and (directory / "state.json").is_file():
-                with contextlib.suppress(DeploymentNotFound, DeploymentError):
+                # A directory someone else put there (not a valid name, or no state) is skipped.
+                with contextlib.suppress(DeploymentNotFound, DeploymentError, UsageError):
                     result.append(self._record(self._read_state(directory.name)))
         return result
 
     def predict(self, name: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """POST the payload to the deployment's ``/invocations``."""
-        self.check_name(name)
         state = self._read_state(name)
         endpoint = self._endpoint(state)
         if endpoint is None:
@@ -600,7 +602,6 @@ class LocalDeployer(Deployer[LocalConfig]):
 
     def logs(self, name: str, *, tail: int | None = 100) -> Iterator[str]:
         """The last ``tail`` lines of the current server's log."""
-        self.check_name(name)
         state = self._read_state(name)
         server = state.get("server") or {}
         if not server.get("log"):
