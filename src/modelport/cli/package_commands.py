@@ -183,17 +183,11 @@ def inspect(package: Path, as_json: bool) -> None:
     Use `modelport verify` to check the files against their digests.
     """
     from modelport.model_format.archive import read_archive_manifest
-    from modelport.model_format.manifest import MANIFEST_NAME, parse
+    from modelport.model_format.package import read_manifest
 
     if not package.exists():
         raise PackageError(f"{package}: no such file or directory")
-    if package.is_dir():
-        manifest_file = package / MANIFEST_NAME
-        if not manifest_file.is_file():
-            raise PackageError(f"{package}: no {MANIFEST_NAME}; is it a modelport package?")
-        manifest = parse(manifest_file.read_bytes(), str(manifest_file))
-    else:
-        manifest = read_archive_manifest(package)
+    manifest = read_manifest(package) if package.is_dir() else read_archive_manifest(package)
     if as_json:
         _emit_json({"digest": manifest.digest, "manifest": manifest.to_dict()})
     else:

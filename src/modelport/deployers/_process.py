@@ -93,11 +93,6 @@ def wait_exit(pid: int, started: int | None, timeout: float) -> bool:
         time.sleep(0.02)
 
 
-def stop(pid: int, started: int | None, *, timeout: float) -> None:
-    """Stop a process we spawned, and the process group it leads (see :func:`stop_all`)."""
-    stop_all([(pid, started)], timeout=timeout)
-
-
 def stop_all(processes: Sequence[tuple[int, int | None]], *, timeout: float) -> None:
     """Stop processes we spawned, together, and the process groups they lead.
 

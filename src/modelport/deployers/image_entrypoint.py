@@ -65,22 +65,22 @@ def package_problems(path: str, expected_digest: str | None) -> list[str]:
 
 def healthcheck(env: Mapping[str, str], timeout_s: float = 2.0) -> int:
     """Probe the ready route of the server in this container; 0 when it answers 200, else 1."""
-    import urllib.error
-    import urllib.request
-
+    from modelport.deployers._http import http  # never through a proxy from $HTTP_PROXY
     from modelport.serving.config import resolve_port
 
     try:
         port = resolve_port(None, env)
-        url = f"http://127.0.0.1:{port}{READY_ROUTE}"
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            return 0 if response.status == 200 else 1
-    except (OSError, ValueError, urllib.error.URLError) as exc:
+        status, _ = http("GET", f"http://127.0.0.1:{port}{READY_ROUTE}", timeout=timeout_s)
+    except (OSError, ValueError) as exc:
         print(f"modelport healthcheck: not ready: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # a bad port variable raises modelport's UsageError
         print(f"modelport healthcheck: {exc}", file=sys.stderr)
         return 1
+    if status != 200:
+        print(f"modelport healthcheck: not ready: HTTP {status}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:

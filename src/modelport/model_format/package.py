@@ -27,7 +27,12 @@ from modelport.model_format.signature import Signature
 ALLOW_CODE_ENV = "MODELPORT_ALLOW_CODE"
 
 
-def _read_manifest(root: Path) -> Manifest:
+def read_manifest(root: Path) -> Manifest:
+    """Read a package directory's manifest (cheap: no digests checked, no model opened).
+
+    Raises:
+        PackageError: there is no manifest, or it is invalid.
+    """
     manifest_path = root / MANIFEST_NAME
     if not manifest_path.is_file():
         raise PackageError(f"{root}: no {MANIFEST_NAME}; is it a modelport package?")
@@ -59,7 +64,7 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
     if not p.exists():
         raise PackageError(f"{p}: no such file or directory")
     if p.is_dir():
-        manifest = _read_manifest(p)
+        manifest = read_manifest(p)
         return VerifyReport(p, manifest, tuple(directory_problems(p, manifest)))
     manifest, problems = archive_problems(p)
     return VerifyReport(p, manifest, tuple(problems))
@@ -173,7 +178,7 @@ def load(
     if not p.exists():
         raise PackageError(f"{p}: no such file or directory")
     if p.is_dir():
-        manifest = _read_manifest(p)
+        manifest = read_manifest(p)
         problems = directory_problems(p, manifest)
         if problems:
             raise IntegrityError(problems)

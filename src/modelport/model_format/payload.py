@@ -118,10 +118,11 @@ def table_to_inputs(
     names = signature.input_names
     if len(names) == 1 and not (width == 1 and columns[0] == names[0] and _is_column(signature)):
         return {names[0]: [list(r) for r in rows]}
+    specs = {s.name: s for s in signature.inputs}
     result: dict[str, Any] = {}
     for i, column in enumerate(columns):
         values = [r[i] for r in rows]
-        spec = next((s for s in signature.inputs if s.name == column), None)
+        spec = specs.get(column)
         # Unknown columns pass through so enforcement reports them by name.
         result[column] = (
             [[v] for v in values] if spec is not None and len(spec.shape) == 2 else values

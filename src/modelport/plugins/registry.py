@@ -356,16 +356,15 @@ def _load(ep: importlib.metadata.EntryPoint, info: TargetInfo) -> type[Deployer[
     return obj
 
 
-def check_all(infos: Sequence[TargetInfo] | None = None) -> list[TargetInfo]:
+def check_all() -> list[TargetInfo]:
     """Like :func:`discover`, then import every ``ok`` target to prove it loads (``--check``).
 
     A target that fails to import is reported ``broken`` with the original error; the others
     are unaffected.
     """
     eps = _entry_points()
-    infos = discover(eps) if infos is None else infos
     result = []
-    for info in infos:
+    for info in discover(eps):
         checked = info
         if info.status == "ok":
             ep = next((e for e in eps if e.name == info.name and e.value == info.value), None)

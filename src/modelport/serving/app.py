@@ -24,10 +24,11 @@ from typing import Any
 import numpy as np
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.http import HTTP_STATUS_CODES
 
 from modelport import __version__
 from modelport.errors import InputError, ModelError, ModelportError
-from modelport.model_format.payload import instances_to_inputs, parse_payload
+from modelport.model_format.payload import IGNORED_KEYS, instances_to_inputs, parse_payload
 from modelport.model_format.signature import Signature
 from modelport.serving import codec
 from modelport.serving.batcher import Overloaded
@@ -63,15 +64,6 @@ class HttpError(Exception):
         self.status = status
         self.kind = kind
         self.message = message
-
-
-_STATUS_LINES = {
-    400: "400 BAD REQUEST",
-    413: "413 REQUEST ENTITY TOO LARGE",
-    415: "415 UNSUPPORTED MEDIA TYPE",
-    500: "500 INTERNAL SERVER ERROR",
-    503: "503 SERVICE UNAVAILABLE",
-}
 
 
 def answer_for(exc: Exception, method: str, path: str) -> tuple[int, str, str]:
@@ -112,7 +104,7 @@ def _check_encoding(environ: Mapping[str, Any]) -> None:
 def _check_parameters(body: Any) -> Any:
     """``params`` (MLflow) and ``parameters`` (Vertex AI) are accepted and unused, but typed."""
     if isinstance(body, Mapping):
-        for key in ("params", "parameters"):
+        for key in IGNORED_KEYS:
             if key in body and not isinstance(body[key], Mapping):
                 raise InputError(f"{key!r} must be a JSON object")
     return body
@@ -239,11 +231,14 @@ def create_app(
             raise too_large()
         return b"".join(parts)
 
-    def json_inputs(to_inputs: Callable[[Any, Signature], Any]) -> Any:
-        """Read a JSON body and turn it into inputs with ``to_inputs(body, signature)``."""
-        raw = read_body()
+    def decode_json(raw: bytes, to_inputs: Callable[[Any, Signature], Any]) -> Any:
+        """Turn a JSON body into inputs with ``to_inputs(body, signature)``."""
         inputs = to_inputs(_check_parameters(codec.loads(raw)), signature)
         return codec.refuse_lossy_json(inputs, signature, codec.mentions_booleans(raw))
+
+    def json_inputs(to_inputs: Callable[[Any, Signature], Any]) -> Any:
+        """Read a JSON body and turn it into inputs with ``to_inputs(body, signature)``."""
+        return decode_json(read_body(), to_inputs)
 
     def check_json(environ: Mapping[str, Any]) -> None:
         if not _is_json(_mimetype(environ)):
@@ -507,9 +502,7 @@ def create_app(
         stream = environ["wsgi.input"]
 
         def inputs() -> Any:
-            raw = stream.read(length)
-            found = parse_payload(_check_parameters(codec.loads(raw)), signature)
-            return codec.refuse_lossy_json(found, signature, codec.mentions_booleans(raw))
+            return decode_json(stream.read(length), parse_payload)
 
         try:
             body = codec.dumps(codec.predictions(service.predict(inputs)))
@@ -518,7 +511,7 @@ def create_app(
             code, kind, message = answer_for(exc, "POST", "/invocations")
             metrics.count_error(kind)
             body = codec.dumps({"error": message})
-            status = _STATUS_LINES[code]
+            status = f"{code} {HTTP_STATUS_CODES[code].upper()}"
         start_response(status, [("Content-Type", JSON), ("Content-Length", str(len(body)))])
         return [body]
 

@@ -30,6 +30,7 @@ from modelport.model_format.signature import (
     TensorSpec,
     all_text,
     convert,
+    dtype_name,
     has_boolean,
 )
 
@@ -259,12 +260,12 @@ BINARY_HEADER = "Inference-Header-Content-Length"
 
 def v2_datatype(array: np.ndarray) -> str:
     """The V2 datatype of an output array (text is ``BYTES``)."""
-    if array.dtype.kind in "OSU":
-        return "BYTES"
-    for name, dtype in DTYPES.items():
-        if dtype == array.dtype and name != "string":
-            return DTYPE_TO_V2[name]
-    raise InputError(f"the model produced an output of dtype {array.dtype}, which V2 cannot carry")
+    try:
+        return DTYPE_TO_V2[dtype_name(array.dtype)]  # text ("string") maps to BYTES
+    except InputError:
+        raise InputError(
+            f"the model produced an output of dtype {array.dtype}, which V2 cannot carry"
+        ) from None
 
 
 @dataclass(frozen=True)

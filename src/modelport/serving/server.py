@@ -144,8 +144,8 @@ def _run_gunicorn(config: ServeConfig, package_dir: Path, metrics_dir: Path) -> 
     import onnxruntime  # noqa: F401
     from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 
+    from modelport.model_format.package import read_manifest
     from modelport.serving.app import create_app
-    from modelport.serving.service import read_manifest
     from modelport.serving.worker import ModelportWorker
 
     manifest = read_manifest(package_dir)

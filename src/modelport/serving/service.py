@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import InputError, ModelportError
-from modelport.model_format.manifest import MANIFEST_NAME, Manifest, parse
-from modelport.model_format.package import Package, load
+from modelport.model_format.package import Package, load, read_manifest
 from modelport.model_format.signature import DTYPES, Signature
 from modelport.serving.batcher import Batcher, BatchObserver
 from modelport.serving.config import ServeConfig
@@ -31,11 +30,6 @@ READY_WAIT_S = 10.0
 
 class NotReady(ModelportError):
     """The model is not loaded and warmed up yet."""
-
-
-def read_manifest(package_dir: Path) -> Manifest:
-    """Read a package directory's manifest (cheap: no digests, no model)."""
-    return parse((package_dir / MANIFEST_NAME).read_bytes(), str(package_dir / MANIFEST_NAME))
 
 
 def warmup_inputs(package: Package, example: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:

@@ -28,7 +28,6 @@ class Converted:
 
     onnx_bytes: bytes
     example: dict[str, np.ndarray]
-    max_abs_diff: dict[str, float]
     settings: dict[str, Any]
 
 
@@ -159,7 +158,7 @@ def convert(estimator: Any, example: Any, tolerance: float) -> Converted:
             "max_abs_diff": diffs,
         }
     }
-    return Converted(onnx_bytes, fed, diffs, settings)
+    return Converted(onnx_bytes, fed, settings)
 
 
 def _to_onnx(skl2onnx: Any, estimator: Any, columns: Mapping[str, np.ndarray], table: bool) -> Any:
