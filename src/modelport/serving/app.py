@@ -126,28 +126,39 @@ def configure_logging() -> None:
         logger.setLevel(logging.INFO)
 
 
+#: Every built-in route: (rule, endpoint, methods). Vertex AI's routes come from the config.
+ROUTES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("/ping", "ping", ("GET",)),
+    ("/invocations", "invocations", ("POST",)),
+    ("/", "live", ("GET",)),
+    ("/score", "score", ("POST",)),
+    ("/v2", "v2_server", ("GET",)),
+    ("/v2/health/live", "v2_live", ("GET",)),
+    ("/v2/health/ready", "v2_ready", ("GET",)),
+    ("/v2/models/<model_name>", "v2_model", ("GET",)),
+    ("/v2/models/<model_name>/ready", "v2_model_ready", ("GET",)),
+    ("/v2/models/<model_name>/infer", "v2_infer", ("POST",)),
+    ("/v2/models/<model_name>/versions/<model_version>", "v2_model", ("GET",)),
+    ("/v2/models/<model_name>/versions/<model_version>/ready", "v2_model_ready", ("GET",)),
+    ("/v2/models/<model_name>/versions/<model_version>/infer", "v2_infer", ("POST",)),
+    ("/metrics", "metrics", ("GET",)),
+    ("/openapi.json", "openapi", ("GET",)),
+)
+
+
+def _vertex_routes(config: ServeConfig) -> list[tuple[str, str, tuple[str, ...]]]:
+    routes: list[tuple[str, str, tuple[str, ...]]] = []
+    if config.health_route:
+        routes.append((config.health_route, "vertex_health", ("GET",)))
+    if config.predict_route:
+        routes.append((config.predict_route, "vertex_predict", ("POST",)))
+    return routes
+
+
 def route_templates(config: ServeConfig) -> list[str]:
     """Every route the application serves, as Flask rule strings (the metrics' route labels)."""
-    routes = [
-        "/ping",
-        "/invocations",
-        "/",
-        "/score",
-        "/v2",
-        "/v2/health/live",
-        "/v2/health/ready",
-        "/v2/models/<model_name>",
-        "/v2/models/<model_name>/ready",
-        "/v2/models/<model_name>/infer",
-        "/v2/models/<model_name>/versions/<model_version>",
-        "/v2/models/<model_name>/versions/<model_version>/ready",
-        "/v2/models/<model_name>/versions/<model_version>/infer",
-        "/metrics",
-        "/openapi.json",
-    ]
-    for route in (config.health_route, config.predict_route):
-        if route and route not in routes:
-            routes.append(route)
+    routes = [rule for rule, _, _ in ROUTES]
+    routes += [rule for rule, _, _ in _vertex_routes(config) if rule not in routes]
     return routes
 
 
@@ -247,8 +258,7 @@ def create_app(
     # --- SageMaker and MLflow -------------------------------------------------------------------
 
     def ping() -> Response:
-        if not service.ready.is_set():
-            raise NotReady("the model is not ready yet")
+        service.check_ready()
         return Response(b"", status=200, mimetype="text/plain")
 
     def invocations() -> Response:
@@ -333,8 +343,7 @@ def create_app(
         return _json_response({"live": True})
 
     def v2_ready() -> Response:
-        if not service.ready.is_set():
-            raise NotReady("the model is not ready yet")
+        service.check_ready()
         return _json_response({"ready": True})
 
     def v2_model(model_name: str, model_version: str | None = None) -> Response:
@@ -351,8 +360,7 @@ def create_app(
 
     def v2_model_ready(model_name: str, model_version: str | None = None) -> Response:
         check_model(model_name, model_version)
-        if not service.ready.is_set():
-            raise NotReady("the model is not ready yet")
+        service.check_ready()
         return _json_response({"name": service.name, "ready": True})
 
     def v2_infer(model_name: str, model_version: str | None = None) -> Response:
@@ -403,42 +411,29 @@ def create_app(
 
     # --- wiring ---------------------------------------------------------------------------------
 
-    rules: list[tuple[str, str, Callable[..., Response], list[str]]] = [
-        ("/ping", "ping", ping, ["GET"]),
-        ("/invocations", "invocations", invocations, ["POST"]),
-        ("/", "live", live, ["GET"]),
-        ("/score", "score", score, ["POST"]),
-        ("/v2", "v2_server", v2_server, ["GET"]),
-        ("/v2/health/live", "v2_live", v2_live, ["GET"]),
-        ("/v2/health/ready", "v2_ready", v2_ready, ["GET"]),
-        ("/v2/models/<model_name>", "v2_model", v2_model, ["GET"]),
-        ("/v2/models/<model_name>/ready", "v2_model_ready", v2_model_ready, ["GET"]),
-        ("/v2/models/<model_name>/infer", "v2_infer", v2_infer, ["POST"]),
-        ("/v2/models/<model_name>/versions/<model_version>", "v2_model_v", v2_model, ["GET"]),
-        (
-            "/v2/models/<model_name>/versions/<model_version>/ready",
-            "v2_model_ready_v",
-            v2_model_ready,
-            ["GET"],
-        ),
-        (
-            "/v2/models/<model_name>/versions/<model_version>/infer",
-            "v2_infer_v",
-            v2_infer,
-            ["POST"],
-        ),
-        ("/metrics", "metrics", metrics_route, ["GET"]),
-        ("/openapi.json", "openapi", openapi, ["GET"]),
-    ]
+    views: dict[str, Callable[..., Response]] = {
+        "ping": ping,
+        "invocations": invocations,
+        "live": live,
+        "score": score,
+        "v2_server": v2_server,
+        "v2_live": v2_live,
+        "v2_ready": v2_ready,
+        "v2_model": v2_model,
+        "v2_model_ready": v2_model_ready,
+        "v2_infer": v2_infer,
+        "metrics": metrics_route,
+        "openapi": openapi,
+        "vertex_health": ping,
+        "vertex_predict": vertex_predict,
+    }
     # Vertex AI's routes come first and replace a built-in route of the same path.
-    vertex: list[tuple[str, str, Callable[..., Response], list[str]]] = []
-    if config.health_route:
-        vertex.append((config.health_route, "vertex_health", ping, ["GET"]))
-    if config.predict_route:
-        vertex.append((config.predict_route, "vertex_predict", vertex_predict, ["POST"]))
-    taken = {rule for rule, *_ in vertex}
-    for rule, endpoint, view, methods in [*vertex, *(r for r in rules if r[0] not in taken)]:
-        app.add_url_rule(rule, endpoint, view, methods=methods)
+    vertex = _vertex_routes(config)
+    taken = {rule for rule, _, _ in vertex}
+    for rule, endpoint, methods in [*vertex, *(r for r in ROUTES if r[0] not in taken)]:
+        # A rule with /versions/ is its own endpoint (Flask needs one rule per endpoint name).
+        name = f"{endpoint}_v" if "/versions/" in rule else endpoint
+        app.add_url_rule(rule, name, views[endpoint], methods=list(methods))
 
     @app.before_request
     def _label() -> None:

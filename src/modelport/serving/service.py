@@ -138,6 +138,11 @@ class ModelService:
         thread.start()
         return thread
 
+    def check_ready(self) -> None:
+        """Raise :class:`NotReady` unless the model is loaded and warmed up (health routes)."""
+        if not self.ready.is_set():
+            raise NotReady("the model is not ready yet")
+
     def wait_ready(self) -> Batcher:
         """Return the batcher once the model is ready (waiting briefly for a loading worker).
 
