@@ -17,6 +17,7 @@ import tempfile
 import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 from modelport.errors import IntegrityError, PackageError, UnsafeArchiveError
 from modelport.model_format.manifest import MANIFEST_NAME, Manifest, is_safe_relative_path, parse
@@ -55,9 +56,12 @@ def write_archive(package_dir: Path, manifest: Manifest, out: Path) -> None:
             gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz,
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
         ):
-            _add(tar, MANIFEST_NAME, manifest.to_json())
+            data = manifest.to_json()
+            _add(tar, MANIFEST_NAME, len(data), io.BytesIO(data))
             for rel in sorted(manifest.files):
-                _add(tar, rel, (package_dir / rel).read_bytes())
+                path = package_dir / rel
+                with path.open("rb") as fh:  # streamed: a large model is never held in memory
+                    _add(tar, rel, os.fstat(fh.fileno()).st_size, fh)
         os.chmod(tmp_name, 0o644)
         os.replace(tmp_name, out)
     except BaseException:
@@ -65,14 +69,14 @@ def write_archive(package_dir: Path, manifest: Manifest, out: Path) -> None:
         raise
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+def _add(tar: tarfile.TarFile, name: str, size: int, content: BinaryIO) -> None:
     info = tarfile.TarInfo(name)
-    info.size = len(data)
+    info.size = size
     info.mtime = FIXED_MTIME
     info.mode = 0o644
     info.uid = info.gid = 0
     info.uname = info.gname = ""
-    tar.addfile(info, io.BytesIO(data))
+    tar.addfile(info, content)
 
 
 def _open(path: Path) -> tarfile.TarFile:

@@ -146,15 +146,7 @@ def pack(
     out.parent.mkdir(parents=True, exist_ok=True)
     stage_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        digests: dict[str, str] = {}
-        for rel, content in sorted(files.items()):
-            target = stage_dir.joinpath(*rel.split("/"))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, Path):
-                shutil.copyfile(content, target)
-            else:
-                target.write_bytes(content)
-            digests[rel] = file_digest(target)
+        digests = {rel: file_digest(path) for rel, path in _write_files(stage_dir, files).items()}
         manifest = Manifest(
             name=manifest_name,
             version=version or staged.default_version,
@@ -174,6 +166,20 @@ def pack(
     finally:
         shutil.rmtree(stage_dir, ignore_errors=True)
     return load(out, allow_code=True)
+
+
+def _write_files(root: Path, files: Mapping[str, bytes | Path]) -> dict[str, Path]:
+    """Write each file (bytes, or a file to copy) under ``root``; returns where each went."""
+    written: dict[str, Path] = {}
+    for rel, content in sorted(files.items()):
+        target = root.joinpath(*rel.split("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, Path):
+            shutil.copyfile(content, target)
+        else:
+            target.write_bytes(content)
+        written[rel] = target
+    return written
 
 
 def _replace(stage_dir: Path, manifest: Manifest, out: Path, overwrite: bool) -> None:
@@ -425,13 +431,7 @@ def stage_python(
     # Run the model as it will run from the package: from a staged copy of its files.
     with tempfile.TemporaryDirectory(prefix="modelport-check-") as tmp:
         root = Path(tmp)
-        for rel, content in files.items():
-            target = root.joinpath(*rel.split("/"))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, Path):
-                shutil.copyfile(content, target)
-            else:
-                target.write_bytes(content)
+        _write_files(root, files)
         try:
             instance = instantiate(
                 root / f"code/{source.name}", class_name, root, "modelport_pack_check"
