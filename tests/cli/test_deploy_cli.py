@@ -17,6 +17,7 @@ import pytest
 
 from modelport.cli.main import main
 from modelport.plugins.testing import make_test_package
+from process_helpers import wait_no_processes
 
 
 @pytest.fixture(scope="module")
@@ -26,23 +27,6 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "v1": make_test_package(root / "v1.mport", scale=1.0, version="1"),
         "v2": make_test_package(root / "v2.mport", scale=2.0, version="2"),
     }
-
-
-def _live_processes_mentioning(text: str) -> list[int]:
-    with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-1, os.WNOHANG)[0]:
-            pass
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if text in cmdline and stat[stat.rfind(")") + 2 :].split()[0] not in "ZX":
-                found.append(int(entry.name))
-    return found
 
 
 @pytest.fixture
@@ -57,9 +41,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         for directory in root.iterdir():
             if directory.is_dir():
                 main(["deployments", "delete", "-t", "local", "-n", directory.name])
-    deadline = time.monotonic() + 5
-    while (leaked := _live_processes_mentioning(str(path))) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    leaked = wait_no_processes(str(path), timeout=5)
     for pid in leaked:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

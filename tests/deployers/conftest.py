@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deploy_helpers import reap_children, wait_no_processes
 
 from modelport.deployers.local import LocalConfig, LocalDeployer
 from modelport.plugins.testing import make_test_package
+from process_helpers import reap_children, wait_no_processes
 
 
 @pytest.fixture(scope="session")

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deploy_helpers import processes_mentioning, reap_children, wait_no_processes
 
 import modelport
 from modelport.deployers import DeploymentStatus, _process
 from modelport.deployers.local import LocalConfig, LocalDeployer
 from modelport.errors import DeploymentError, DeploymentNotFound, UsageError
 from modelport.plugins.testing import DeployerContract
+from process_helpers import processes_mentioning, reap_children, wait_no_processes
 
 PAYLOAD = {"inputs": {"X": [[1.0, 2.0]]}}
 V1_ANSWER = str([[1.0, 2.0]])

@@ -1,10 +1,15 @@
-"""Helpers for tests that start processes: find them by command line, reap them, wait them out."""
+"""Helpers for tests that start processes: find them by command line, reap them, wait them out;
+and what a fresh interpreter imports."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -40,3 +45,30 @@ def wait_no_processes(text: str, timeout: float = 10.0) -> list[int]:
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.05)
+
+
+@dataclass(frozen=True)
+class ImportCheck:
+    """What a fresh interpreter imported while running some code: :func:`imports_after`."""
+
+    imported: set[str]
+    stdout: str
+
+
+def imports_after(code: str, modules: Iterable[str]) -> ImportCheck:
+    """Run ``code`` in a fresh interpreter; which of ``modules`` it imported, and its output.
+
+    The code may call the CLI's ``main`` (its exit status is ignored: help texts exit 0).
+    """
+    wanted = sorted(modules)
+    script = (
+        f"import sys\n{code}\n"
+        f"print('IMPORTED=' + ','.join(m for m in {wanted!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.rstrip("\n").rsplit("\n", 1)[-1]
+    assert last.startswith("IMPORTED="), result.stdout[-2000:]
+    return ImportCheck({m for m in last[len("IMPORTED=") :].split(",") if m}, result.stdout)
