@@ -431,7 +431,7 @@ def target_help(target: str, as_json: bool) -> None:
     import textwrap
 
     from modelport.deployers.base import describe_config
-    from modelport.deployers.config import fields_of
+    from modelport.deployers.config import env_var_name, fields_of
     from modelport.plugins.registry import get_info, load_target, parse_target
 
     name, _ = parse_target(target)
@@ -439,7 +439,6 @@ def target_help(target: str, as_json: bool) -> None:
     cls = load_target(name)
     doc = inspect.cleandoc(cls.__doc__ or "").replace("``", "").strip() or "(no description)"
     fields = fields_of(cls.config_class, cls.name)
-    env_prefix = fields[0].env_var[: -len(fields[0].name)] if fields else None
     if as_json:
         _emit_json(
             {
@@ -469,8 +468,7 @@ def target_help(target: str, as_json: bool) -> None:
     click.echo()
     click.echo("Where options come from (later wins):")
     click.echo("  1. --config-file FILE.toml|FILE.json  (a flat table: key = value)")
-    prefix = env_prefix or f"MODELPORT_{cls.name.upper()}_"
-    click.echo(f"  2. environment variables {prefix}<KEY>")
+    click.echo(f"  2. environment variables {env_var_name(cls.name, '')}<KEY>")
     click.echo(f"  3. a target URI: -t {cls.name}:<uri>, when the target takes one")
     click.echo("  4. -C key=value on the command line")
     verbs = "create, update, delete, get, list, predict" + (", logs" if cls.supports_logs() else "")

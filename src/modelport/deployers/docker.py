@@ -746,13 +746,19 @@ class DockerDeployer(Deployer[DockerConfig]):
 
     def list(self) -> Sequence[Deployment]:
         """Every deployment of this target on the engine, by name."""
+        # One listing holds every container with its state: no second lookup per deployment.
+        containers = {c.name: c for c in self._containers()}
         names = sorted(
-            {str((c.labels or {}).get(LABEL_DEPLOYMENT)) for c in self._containers()} - {"None"}
+            {str((c.labels or {}).get(LABEL_DEPLOYMENT)) for c in containers.values()} - {"None"}
         )
         result = []
         for name in names:
-            with contextlib.suppress(DeploymentNotFound, UsageError):
-                result.append(self.get(name))
+            with contextlib.suppress(UsageError):
+                self.check_name(name)
+                current = containers.get(container_name(name))
+                if current is not None and (current.labels or {}).get(LABEL_DEPLOYMENT) == name:
+                    updating = container_name(name, next_=True) in containers
+                    result.append(self._record(name, current, updating=updating))
         return result
 
     def predict(self, name: str, payload: Mapping[str, Any]) -> dict[str, Any]:
