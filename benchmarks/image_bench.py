@@ -108,7 +108,7 @@ def mlflow_context(venv: Path, model: Path, out: Path, base: str, cert: str | No
 
 
 def modelport_context(package: Path, out: Path, base: str, cert: str | None) -> Path:
-    from modelport.deployers.dockerfile import write_context
+    from modelport.image import write_context
 
     return write_context(package, out, base_image=base, pip_cert=cert).directory
 

@@ -3,12 +3,15 @@
 Every error modelport raises on purpose derives from :class:`ModelportError` and carries the
 process exit code the CLI turns it into (the CLI in ``modelport.cli.main`` is the only place that
 does). Messages are written for the person at the terminal: they name the field, file, input or
-target at fault and never repeat the data a user sent.
+target at fault and never repeat the data a user sent. Like pip's diagnostic errors, an error may
+also carry a ``hint`` (what to check or run next) and a ``reference`` (where to read more); both
+are rendered once, by :meth:`ModelportError.render`, and are part of ``--json`` output.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -18,9 +21,46 @@ EXIT_INVALID_PACKAGE = 4
 
 
 class ModelportError(Exception):
-    """Base class of every error modelport raises on purpose."""
+    """Base class of every error modelport raises on purpose.
+
+    Args:
+        message: what went wrong, for people.
+        hint: what to check or run next, if there is something useful to say.
+        reference: where to read more (a URL or a documentation path).
+    """
 
     exit_code: int = EXIT_ERROR
+
+    def __init__(
+        self, message: str = "", *, hint: str | None = None, reference: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.hint = hint
+        self.reference = reference
+
+    @property
+    def message(self) -> str:
+        """The message alone (``str(error)``)."""
+        return str(self)
+
+    def render(self) -> str:
+        """The error as the CLI prints it: ``Error: message``, then the hint and reference."""
+        lines = [f"Error: {self}"]
+        if self.hint:
+            lines.append(f"  hint: {self.hint}")
+        if self.reference:
+            lines.append(f"  see: {self.reference}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as JSON values (what ``--json`` prints when a command fails)."""
+        return {
+            "type": type(self).__name__,
+            "message": str(self),
+            "hint": self.hint,
+            "reference": self.reference,
+            "exit_code": self.exit_code,
+        }
 
 
 class ModelportWarning(UserWarning):
@@ -44,8 +84,8 @@ class MissingDependencyError(ModelportError):
         self.extra = extra
         self.module = module
         super().__init__(
-            f"{what} needs the Python package {module!r}, which is not installed; "
-            f"install it with: pip install 'modelport[{extra}]'"
+            f"{what} needs the Python package {module!r}, which is not installed",
+            hint=f"install it with: pip install 'modelport[{extra}]'",
         )
 
 
@@ -136,12 +176,55 @@ class DeploymentError(ModelportError):
     """A deployment verb failed on its target."""
 
 
-class DeploymentNotFound(DeploymentError):
+class ResourceNotFound(DeploymentError):
+    """Something the target looked for does not exist (a deployment, an image, a role, ...)."""
+
+
+class DeploymentNotFound(ResourceNotFound):
     """No deployment of that name exists on the target."""
 
 
-class DeploymentExists(DeploymentError):
+class ConflictError(DeploymentError):
+    """The target refused a change that conflicts with what exists (name taken, resource busy)."""
+
+
+class DeploymentExists(ConflictError):
     """A deployment of that name already exists on the target."""
+
+
+class ThrottledError(DeploymentError):
+    """The target's API asked us to slow down and kept refusing."""
+
+
+class QuotaExceededError(DeploymentError):
+    """The request needs more than the account's quota allows (instances, endpoints, ...)."""
+
+
+class PermissionDeniedError(DeploymentError):
+    """The credentials in use may not do what was asked."""
+
+
+class TargetUnavailableError(DeploymentError):
+    """The target's API (a cloud, a container engine) cannot be reached."""
+
+
+class WaitTimeout(DeploymentError):
+    """Something a verb waited for did not happen in time (the message says what was seen)."""
+
+
+class RollbackIncomplete(DeploymentError):
+    """A verb failed, and undoing what it had made failed too: resources were left behind.
+
+    Attributes:
+        left_behind: one line per resource left, each saying how to remove it.
+    """
+
+    def __init__(
+        self, message: str, left_behind: Sequence[str], *, hint: str | None = None
+    ) -> None:
+        self.left_behind = tuple(left_behind)
+        lines = "\n".join(f"  left behind: {line}" for line in self.left_behind)
+        super().__init__(f"{message}\n{lines}", hint=hint)
 
 
 class ConfigError(UsageError):

@@ -202,11 +202,17 @@ def test_dry_run_prints_the_plan_and_touches_nothing(
     lines = out.splitlines()
     assert lines[0].startswith("Dry run: deploying contract-model 1 (sha256:")
     assert lines[0].endswith("to local as 'plan' would:")
-    assert "  2. [process] start the endpoint proxy on 127.0.0.1:8123" in lines
+    assert "  4. start-proxy [process] start the endpoint proxy on 127.0.0.1:8123" in lines
     assert lines[-1] == "Nothing was created."
     plan = run_json(capsys, "deploy", str(packages["v1"]), "-t", "local", "-n", "plan", "--dry-run")
     assert plan["dry_run"] is True
-    assert [a["kind"] for a in plan["actions"]] == ["directory", "process", "process"]
+    assert [(a["step"], a["kind"]) for a in plan["actions"]] == [
+        ("make-directory", "directory"),
+        ("copy-package", "file"),
+        ("start-server", "process"),
+        ("start-proxy", "process"),
+        ("wait-ready", "wait"),
+    ]
     assert not home.exists()
 
 
@@ -217,11 +223,15 @@ def test_config_sources_rank_file_env_cli(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def proxy_port(*args: str) -> str:
+    def step(*args: str, name: str) -> dict[str, Any]:
         plan = run_json(
             capsys, "deploy", str(packages["v1"]), "-t", "local", "-n", "p", "--dry-run", *args
         )
-        command: list[str] = plan["actions"][1]["details"]["command"]
+        found: dict[str, Any] = next(a for a in plan["actions"] if a["step"] == name)
+        return found
+
+    def proxy_port(*args: str) -> str:
+        command: list[str] = step(*args, name="start-proxy")["details"]["command"]
         return command[command.index("--port") + 1]
 
     toml = tmp_path / "local.toml"
@@ -232,19 +242,8 @@ def test_config_sources_rank_file_env_cli(
     assert proxy_port("--config-file", str(toml), "-C", "port=3333") == "3333"
     js = tmp_path / "local.json"
     js.write_text(json.dumps({"serve_args": ["--max-batch-size", "8"]}))
-    plan = run_json(
-        capsys,
-        "deploy",
-        str(packages["v1"]),
-        "-t",
-        "local",
-        "-n",
-        "p",
-        "--dry-run",
-        "--config-file",
-        str(js),
-    )
-    assert plan["actions"][2]["details"]["command"][-2:] == ["--max-batch-size", "8"]
+    command = step("--config-file", str(js), name="start-server")["details"]["command"]
+    assert command[-2:] == ["--max-batch-size", "8"]
 
 
 # --- exit codes -----------------------------------------------------------------------------

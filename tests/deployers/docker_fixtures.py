@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from modelport.deployers import _http
+from modelport.deployers.kit import http as _http
 
 #: Where the image tests' base image comes from: a Debian with python3 + python3-venv.
 BASE_IMAGE_ENV = "MODELPORT_TEST_BASE_IMAGE"
@@ -134,7 +134,7 @@ def built_image(client: Any, tmp_root: Path, base: str) -> BuiltImage:
     key = str(tmp_root)
     if key in _BUILT:
         return _BUILT[key]
-    from modelport.deployers.dockerfile import write_context
+    from modelport.image import write_context
     from modelport.plugins.testing import make_test_package
 
     tmp_root.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from docker_fixtures import (
     wait_http_ok,
 )
 
-from modelport.deployers.dockerfile import LABEL_DIGEST, LABEL_SAGEMAKER_PORT
+from modelport.image import LABEL_DIGEST, LABEL_SAGEMAKER_PORT
 
 pytestmark = pytest.mark.slow
 

@@ -54,10 +54,14 @@ def config(client: Any) -> DockerConfig:
 
 def leftovers(client: Any, name: str) -> list[str]:
     """Containers and images of deployment ``name`` still on the engine."""
-    label = [f"{LABEL_TARGET}=docker", f"{LABEL_DEPLOYMENT}={name}"]
-    containers = [c.name for c in client.containers.list(all=True, filters={"label": label})]
-    images = [str(i.id) for i in client.images.list(filters={"label": label})]
-    return containers + images
+    label = f"{LABEL_DEPLOYMENT}={name}"  # one label: podman matches no image given two
+    found = client.containers.list(all=True, filters={"label": label})
+    found += client.images.list(filters={"label": label})
+    return [
+        c.name if hasattr(c, "name") else str(c.id)
+        for c in found
+        if (c.labels or {}).get(LABEL_TARGET) == "docker"
+    ]
 
 
 class TestDockerContract(DeployerContract):
@@ -69,17 +73,21 @@ class TestDockerContract(DeployerContract):
     def deployer(self, config: DockerConfig) -> DockerDeployer:
         return DockerDeployer(config)
 
-    @pytest.fixture
-    def failing_deployer(self, config: DockerConfig) -> DockerDeployer:
-        # Builds and starts for real, then the container refuses the package: it was told to
-        # expect another digest. create/update must clean up after that.
-        env = {"MODELPORT_PACKAGE_DIGEST": WRONG_DIGEST}
-        return DockerDeployer(dataclasses.replace(config, env=env, startup_timeout=30.0))
-
     def assert_gone(self, deployer: Deployer[Any], name: str) -> None:
         super().assert_gone(deployer, name)
         assert isinstance(deployer, DockerDeployer)
         assert leftovers(deployer.client, name) == []
+
+    def assert_serves(
+        self, deployer: Deployer[Any], name: str, package: Package, payload: Any
+    ) -> None:
+        super().assert_serves(deployer, name, package, payload)
+        assert isinstance(deployer, DockerDeployer)
+        # One container and its image: nothing of a failed attempt is left.
+        container = deployer.client.containers.get(container_name(name))
+        assert sorted(leftovers(deployer.client, name)) == sorted(
+            [container.name, container.attrs["Image"]]
+        )
 
 
 # --- what is particular to docker ---------------------------------------------------------------

@@ -22,7 +22,8 @@ import pytest
 import modelport
 from modelport.cli.main import main
 from modelport.deployers.config import Sources, build_config
-from modelport.deployers.dockerfile import (
+from modelport.errors import ConfigError, IntegrityError, MissingDependencyError, UsageError
+from modelport.image import (
     LABEL_DIGEST,
     LABEL_SAGEMAKER_PORT,
     build_modelport_wheel,
@@ -31,8 +32,7 @@ from modelport.deployers.dockerfile import (
     pinned_requirements,
     write_context,
 )
-from modelport.deployers.image_entrypoint import main as entrypoint_main
-from modelport.errors import ConfigError, IntegrityError, MissingDependencyError, UsageError
+from modelport.image.entrypoint import main as entrypoint_main
 from modelport.plugins.testing import make_test_package
 from process_helpers import imports_after
 
@@ -287,7 +287,7 @@ def test_wheel_holds_modelport_and_is_reproducible(tmp_path: Path) -> None:
         names = set(zf.namelist())
         info = f"modelport-{modelport.__version__}.dist-info"
         assert {"modelport/__init__.py", "modelport/py.typed", f"{info}/METADATA"} <= names
-        assert "modelport/deployers/image_entrypoint.py" in names
+        assert "modelport/image/entrypoint.py" in names
         assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
         assert "modelport = modelport.cli.main:main" in zf.read(f"{info}/entry_points.txt").decode()
         # RECORD lists every other file with its real hash and size.
@@ -443,20 +443,26 @@ def test_plan_describes_the_image_and_container(archive: Path) -> None:
     deployer = DockerDeployer(DockerConfig(push=True, image="reg.test/m:1", port=9000))
     with modelport.load(archive) as package:
         actions = deployer.plan("web", package)
-    kinds = [a.kind for a in actions]
-    assert kinds == ["image", "push", "container"]
+    assert [(a.step, a.kind) for a in actions] == [
+        ("build-image", "image"),
+        ("push-image", "push"),
+        ("run-container", "container"),
+        ("wait-ready", "wait"),
+    ]
     assert actions[0].details["image"] == "reg.test/m:1"
     assert actions[0].details["package_digest"] == package.digest
     assert actions[2].details["container"] == "modelport-web"
     assert deployer._docker is None  # planning never touched the engine
+    assert deployer._engine is None
 
 
 def test_missing_docker_py_names_the_extra(monkeypatch: pytest.MonkeyPatch, archive: Path) -> None:
     from modelport.deployers.docker import DockerDeployer
 
     monkeypatch.setitem(sys.modules, "docker", None)  # what an absent package looks like
-    with pytest.raises(MissingDependencyError, match=r"pip install 'modelport\[docker\]'"):
+    with pytest.raises(MissingDependencyError, match="needs the Python package 'docker'") as info:
         DockerDeployer().list()
+    assert info.value.hint == "install it with: pip install 'modelport[docker]'"
 
 
 def test_unreachable_engine_is_a_deployment_error(tmp_path: Path) -> None:

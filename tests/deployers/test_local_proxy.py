@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from modelport.deployers.local_proxy import write_json_atomic
+from modelport.deployers.kit.state import write_json_atomic
 
 
 class Backend:
@@ -90,7 +90,7 @@ def backends() -> Iterator[Callable[..., Backend]]:
 
 
 class Proxy:
-    """The proxy as a child process (``python -m modelport.deployers.local_proxy``)."""
+    """The proxy as a child process (``python -m modelport.deployers.local.proxy``)."""
 
     def __init__(self, directory: Path, upstream_port: int | None, port: int = 0) -> None:
         self.upstream = directory / "upstream.json"
@@ -102,7 +102,7 @@ class Proxy:
             [
                 sys.executable,
                 "-m",
-                "modelport.deployers.local_proxy",
+                "modelport.deployers.local.proxy",
                 "--port",
                 str(port),
                 "--upstream",

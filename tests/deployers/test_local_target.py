@@ -3,6 +3,7 @@ state files, logs) and blue/green updates under load. Real processes, real HTTP 
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -20,7 +21,8 @@ from typing import Any
 import pytest
 
 import modelport
-from modelport.deployers import DeploymentStatus, _process
+from modelport.deployers import DeploymentStatus
+from modelport.deployers.kit import processes
 from modelport.deployers.local import LocalConfig, LocalDeployer
 from modelport.errors import DeploymentError, DeploymentNotFound, UsageError
 from modelport.plugins.testing import DeployerContract
@@ -40,19 +42,31 @@ class TestLocalContract(DeployerContract):
     def deployer(self, home: Path) -> LocalDeployer:
         return LocalDeployer(LocalConfig(home=home, workers=1, startup_timeout=60, stop_timeout=10))
 
-    @pytest.fixture
-    def failing_deployer(self, home: Path) -> LocalDeployer:
-        # Same state; its servers exit at once (modelport serve refuses the option), so create
-        # and update fail after the copy, the proxy and the server were made.
-        return LocalDeployer(
-            LocalConfig(home=home, workers=1, serve_args=("--no-such-option",), startup_timeout=30)
-        )
-
     def assert_gone(self, deployer: LocalDeployer, name: str) -> None:  # type: ignore[override]
         super().assert_gone(deployer, name)
         directory = deployer.root / name
         assert not directory.exists()
         assert wait_no_processes(str(directory), timeout=5.0) == []
+
+    def assert_serves(  # type: ignore[override]
+        self, deployer: LocalDeployer, name: str, package: modelport.Package, payload: Any
+    ) -> None:
+        super().assert_serves(deployer, name, package, payload)
+        # One server, one package copy, one log: nothing of a failed attempt.
+        state = _state(deployer, name)
+        generation = state["generation"]
+        assert "pending" not in state
+        files = {p.name for p in (deployer.root / name).iterdir()}
+        assert {f for f in files if f.startswith(("package-", "server-"))} == {
+            f"package-{generation}.mport",
+            f"server-{generation}.log",
+        }
+        # Every process of the deployment is the server's (its workers too) or the proxy's.
+        groups = {state["server"]["pid"], state["proxy"]["pid"]}
+        reap_children()
+        for pid in processes_mentioning(str(deployer.root / name)):
+            with contextlib.suppress(ProcessLookupError):
+                assert os.getpgid(pid) in groups, f"process {pid} is left from a failed attempt"
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -307,7 +321,9 @@ def test_proxy_exits_once_its_deployment_directory_is_gone(
     (local.root / "orphan" / "upstream.json").unlink()
     proxy = created.details["proxy_pid"]
     deadline = time.monotonic() + 15
-    while Path(f"/proc/{proxy}").exists() and proxy in processes_mentioning("local_proxy"):
+    while Path(f"/proc/{proxy}").exists() and proxy in processes_mentioning(
+        "modelport.deployers.local.proxy"
+    ):
         reap_children()
         assert time.monotonic() < deadline, "the proxy outlived its upstream file"
         time.sleep(0.1)
@@ -449,10 +465,16 @@ def test_config_checks_values() -> None:
 def test_plan_lists_the_processes_and_touches_nothing(
     local: LocalDeployer, v1: modelport.Package
 ) -> None:
-    actions = local.plan("planned", v1)
-    assert [a.kind for a in actions] == ["directory", "process", "process"]
-    assert "modelport.deployers.local_proxy" in actions[1].details["command"]
-    assert "serve" in actions[2].details["command"]
+    actions = {a.step: a for a in local.plan("planned", v1)}
+    assert list(actions) == [
+        "make-directory",
+        "copy-package",
+        "start-server",
+        "start-proxy",
+        "wait-ready",
+    ]
+    assert "modelport.deployers.local.proxy" in actions["start-proxy"].details["command"]
+    assert "serve" in actions["start-server"].details["command"]
     assert not local.home.exists()
 
 
@@ -462,7 +484,7 @@ def test_update_cleans_up_after_an_update_that_was_killed_midway(
     local.create("resume", v1)
     directory = local.root / "resume"
     # What an update killed with SIGKILL leaves: a pending server, its log, a package copy.
-    pid = _process.spawn_detached(
+    pid = processes.spawn_detached(
         [sys.executable, "-c", "import time; time.sleep(120)", str(directory)],
         log=directory / "server-2.log",
         env=dict(os.environ),
@@ -471,7 +493,7 @@ def test_update_cleans_up_after_an_update_that_was_killed_midway(
     state = _state(local, "resume")
     state["pending"] = {
         "pid": pid,
-        "start_time": _process.start_time(pid),
+        "start_time": processes.start_time(pid),
         "port": _free_port(),
         "log": "server-2.log",
         "generation": 2,
@@ -480,6 +502,6 @@ def test_update_cleans_up_after_an_update_that_was_killed_midway(
     assert local.get("resume").status is DeploymentStatus.UPDATING
     updated = local.update("resume", v2)
     assert updated.package_digest == v2.digest
-    assert not _process.is_running(pid)
+    assert not processes.is_running(pid)
     assert local.predict("resume", PAYLOAD) == {"predictions": [[2.0, 4.0]]}
     assert "pending" not in _state(local, "resume")

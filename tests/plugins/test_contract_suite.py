@@ -27,46 +27,59 @@ import pytest
 
 from modelport import load
 from modelport.deployers import Deployer, Deployment, DeploymentStatus, utcnow
-from modelport.errors import DeploymentError, DeploymentExists, DeploymentNotFound
+from modelport.deployers.kit.rollout import Step
+from modelport.errors import DeploymentExists, DeploymentNotFound
 from modelport.model_format.payload import format_predictions, parse_payload
 from modelport.plugins.testing import DeployerContract
 
 
-@dataclasses.dataclass(frozen=True)
-class MemoryConfig:
-    fail: bool = False
-
-
-class Memory(Deployer[MemoryConfig]):
+class Memory(Deployer):
     """A correct target whose deployments live in a dict shared by the instances of a test."""
 
     name = "memory"
-    config_class = MemoryConfig
 
     def __init__(self, store, config=None):
         super().__init__(config)
         self.store = store
 
+    def _record(self, name, package, created=None):
+        now = utcnow()
+        return Deployment(name, self.name, DeploymentStatus.READY, None, package.digest,
+                          created or now, now, {"path": str(package.path)})
+
+    def create_steps(self, name, package, *, wait=True):
+        def store(done):
+            self.store[name] = self._record(name, package)
+            return name
+        return [
+            Step("store", "store the record", store, undo=self.store.pop),
+            Step("warm-up", "pretend to warm up", lambda done: None, kind="wait"),
+        ]
+
     def create(self, name, package, *, wait=True):
         self.check_name(name)
         if name in self.store:
             raise DeploymentExists(name)
-        if self.config.fail:
-            raise DeploymentError("failing on purpose")
-        now = utcnow()
-        self.store[name] = Deployment(name, self.name, DeploymentStatus.READY, None,
-                                      package.digest, now, now, {"path": str(package.path)})
+        self.rollout("create", self.create_steps(name, package, wait=wait)).run()
         return self.store[name]
 
-    def update(self, name, package):
+    def update_steps(self, name, package, old):
+        def switch(done):
+            self.store[name] = dataclasses.replace(
+                self._record(name, package, old.created_at),
+                updated_at=old.updated_at + timedelta(seconds=1))
+            return old
+        return [
+            Step("switch", "switch the record", switch,
+                 undo=lambda old: self.store.__setitem__(name, old)),
+            Step("settle", "pretend to settle", lambda done: None, kind="wait"),
+        ]
+
+    def update(self, name, package, *, wait=True):
         old = self.get(name)
         if old.package_digest == package.digest:
             return old
-        if self.config.fail:
-            raise DeploymentError("failing on purpose")
-        self.store[name] = dataclasses.replace(
-            old, package_digest=package.digest, updated_at=old.updated_at + timedelta(seconds=1),
-            details={"path": str(package.path)})
+        self.rollout("update", self.update_steps(name, package, old)).run()
         return self.store[name]
 
     def delete(self, name):
@@ -85,6 +98,41 @@ class Memory(Deployer[MemoryConfig]):
             return format_predictions(package.predict(parse_payload(payload, package.signature)))
 
 
+class Canary(Memory):
+    """A correct target that splits traffic: a canary runs beside the version serving."""
+
+    name = "canary"
+
+    def start_canary(self, name, package):
+        old = self.get(name)
+        self.store[f"{name}~canary"] = self._record(name, package, old.created_at)
+
+    def get(self, name):
+        if name not in self.store:
+            raise DeploymentNotFound(name)
+        record = self.store[name]
+        if f"{name}~canary" in self.store:
+            return dataclasses.replace(record, details={**record.details, "canary": True})
+        return record
+
+    def list(self):
+        return [v for k, v in self.store.items() if "~" not in k]
+
+    def delete(self, name):
+        self.store.pop(name, None)
+        self.store.pop(f"{name}~canary", None)
+
+    def promote(self, name):
+        self.get(name)
+        self.store[name] = self.store.pop(f"{name}~canary")
+        return self.store[name]
+
+    def rollback(self, name):
+        self.get(name)
+        self.store.pop(f"{name}~canary")
+        return self.store[name]
+
+
 class CreateOverwrites(Memory):
     def create(self, name, package, *, wait=True):
         self.store.pop(name, None)
@@ -92,14 +140,14 @@ class CreateOverwrites(Memory):
 
 
 class UpdateCreates(Memory):
-    def update(self, name, package):
+    def update(self, name, package, *, wait=True):
         if name not in self.store:
             return self.create(name, package)
         return super().update(name, package)
 
 
 class UpdateAlwaysTouches(Memory):
-    def update(self, name, package):
+    def update(self, name, package, *, wait=True):
         old = self.get(name)
         self.store[name] = dataclasses.replace(old, updated_at=old.updated_at + timedelta(1))
         return super().update(name, package)
@@ -118,20 +166,37 @@ class GetMissingIsNone(Memory):
         return found
 
 
-class FailureLeavesDebris(Memory):
+class FailedCreateLeavesDebris(Memory):
+    def create_steps(self, name, package, *, wait=True):
+        first, second = super().create_steps(name, package, wait=wait)
+        return [dataclasses.replace(first, undo=None), second]
+
+
+class FailedUpdateKeepsTheNew(Memory):
+    def update_steps(self, name, package, old):
+        first, second = super().update_steps(name, package, old)
+        return [dataclasses.replace(first, undo=None), second]
+
+
+class PlanDrifts(Memory):
     def create(self, name, package, *, wait=True):
-        if self.config.fail:
-            now = utcnow()
-            self.store[name] = Deployment(name, self.name, DeploymentStatus.FAILED, None,
-                                          package.digest, now, now, {})
-            raise DeploymentError("failed, and left a record behind")
-        return super().create(name, package, wait=wait)
+        if name in self.store:
+            raise DeploymentExists(name)
+        extra = Step("surprise", "a step the plan does not show", lambda done: None)
+        steps = [*self.create_steps(name, package, wait=wait), extra]
+        self.rollout("create", steps).run()
+        return self.store[name]
 
 
 class PredictIgnoresPackage(Memory):
     def predict(self, name, payload):
         self.get(name)
         return {"predictions": [[0.0, 0.0], [0.0, 0.0]]}
+
+
+class RollbackPromotes(Canary):
+    def rollback(self, name):
+        return self.promote(name)
 
 
 def contract_for(cls):
@@ -144,22 +209,25 @@ def contract_for(cls):
         def deployer(self, store):
             return cls(store)
 
-        @pytest.fixture
-        def failing_deployer(self, store):
-            return cls(store, MemoryConfig(fail=True))
+        def start_canary(self, deployer, name, package):
+            deployer.start_canary(name, package)
 
     Contract.__name__ = f"Test{cls.__name__}"
     return Contract
 
 
 TestMemory = contract_for(Memory)
+TestCanary = contract_for(Canary)
 TestCreateOverwrites = contract_for(CreateOverwrites)
 TestUpdateCreates = contract_for(UpdateCreates)
 TestUpdateAlwaysTouches = contract_for(UpdateAlwaysTouches)
 TestDeleteNotIdempotent = contract_for(DeleteNotIdempotent)
 TestGetMissingIsNone = contract_for(GetMissingIsNone)
-TestFailureLeavesDebris = contract_for(FailureLeavesDebris)
+TestFailedCreateLeavesDebris = contract_for(FailedCreateLeavesDebris)
+TestFailedUpdateKeepsTheNew = contract_for(FailedUpdateKeepsTheNew)
+TestPlanDrifts = contract_for(PlanDrifts)
 TestPredictIgnoresPackage = contract_for(PredictIgnoresPackage)
+TestRollbackPromotes = contract_for(RollbackPromotes)
 
 
 class TestNoDeployerFixture(DeployerContract):
@@ -208,13 +276,10 @@ def failures(outcomes: dict[str, dict[str, str]], cls: str) -> set[str]:
 
 
 def test_a_correct_target_passes_every_check(outcomes: dict[str, dict[str, str]]) -> None:
-    results = outcomes["TestMemory"]
-    assert set(results) == CHECKS
-    # Logs are optional: that one check is skipped for a target without logs.
-    assert {t for t, o in results.items() if o != "PASSED"} == {
-        "test_logs_are_lines_or_not_supported"
-    }
-    assert results["test_logs_are_lines_or_not_supported"] == "SKIPPED"
+    # Nothing is skipped: a target without logs or traffic splitting must refuse those verbs,
+    # and the failure checks ran against the target's own steps.
+    for cls in ("TestMemory", "TestCanary"):
+        assert outcomes[cls] == dict.fromkeys(CHECKS, "PASSED")
 
 
 @pytest.mark.parametrize(
@@ -232,12 +297,18 @@ def test_a_correct_target_passes_every_check(outcomes: dict[str, dict[str, str]]
                 "test_get_missing_raises_not_found",
                 "test_predict_missing_raises_not_found",
                 "test_plan_touches_nothing",
-                "test_failed_create_leaves_nothing",
                 # Its name fixture deletes a name that was never created, at teardown.
+                "test_each_create_step_failing_leaves_nothing",
                 "test_logs_are_lines_or_not_supported",
+                "test_promote_and_rollback",
             },
         ),
-        ("TestFailureLeavesDebris", {"test_failed_create_leaves_nothing"}),
+        # A step without its undo: the step's failpoint finds what it made still there.
+        ("TestFailedCreateLeavesDebris", {"test_each_create_step_failing_leaves_nothing"}),
+        ("TestFailedUpdateKeepsTheNew", {"test_each_update_step_failing_keeps_the_old_version"}),
+        # A create that runs a step its plan (the dry run) does not show.
+        ("TestPlanDrifts", {"test_plan_is_the_steps_create_runs"}),
+        ("TestRollbackPromotes", {"test_promote_and_rollback"}),
         (
             "TestPredictIgnoresPackage",
             {
@@ -245,8 +316,9 @@ def test_a_correct_target_passes_every_check(outcomes: dict[str, dict[str, str]]
                 "test_predict_accepts_instances",
                 "test_predict_bad_input_raises_input_error",
                 "test_update_switches_the_package",
+                "test_update_without_waiting_finishes_by_itself",
                 "test_create_without_waiting_returns_at_once",
-                "test_failed_update_keeps_the_old_version",
+                "test_each_update_step_failing_keeps_the_old_version",
             },
         ),
     ],

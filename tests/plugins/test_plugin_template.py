@@ -98,7 +98,8 @@ def test_it_is_listed_by_modelport_targets(template_installed: None) -> None:
         }
     ]
     help_text = run("targets", "help", "echo").stdout
-    assert "simulate_failure  [bool]  default: false" in help_text
+    assert "root  [Path | None]  default: none" in help_text
+    assert "simulate" not in help_text  # failures are tested through failpoints, not options
     assert "Verbs: create, update, delete, get, list, predict, logs." in help_text
 
 
@@ -112,7 +113,8 @@ def test_it_passes_its_contract_suite(template_installed: None) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout[-4000:]
-    # Every rule ran (none skipped): every contract check, with failure cleanup, + its own test.
+    # Every rule ran (none skipped): every contract check, each step's failure included, + its
+    # own test.
     assert re.search(rf"\b{len(CHECKS) + 1} passed\b", result.stdout), result.stdout[-2000:]
     assert "skipped" not in result.stdout
 
@@ -129,10 +131,23 @@ def test_the_cli_deploys_with_it(template_installed: None, tmp_path: Path) -> No
     body.write_text(json.dumps({"instances": [[1, 2]]}))
     predicted = run("deployments", "predict", "-t", target, "-n", "hello", "-i", str(body))
     assert json.loads(predicted.stdout) == {"predictions": [[3.0, 6.0]]}
-    failing = run("deploy", str(package), "-t", target, "-n", "bad", "-C", "simulate_failure=yes")
+    # The last step fails (a failpoint, as the contract suite arms them): every step is undone.
+    failing = run(
+        "deploy",
+        str(package),
+        "-t",
+        target,
+        "-n",
+        "bad",
+        env={"MODELPORT_FAILPOINTS": "echo.create.move-into-place"},
+    )
     assert failing.returncode == 1
-    assert "create failed (simulate_failure=true)" in failing.stderr
+    assert "failpoint echo.create.move-into-place triggered" in failing.stderr
     assert sorted(p.name for p in root.iterdir()) == ["hello"]
+    # The dry run lists the same steps.
+    plan = run("deploy", str(package), "-t", target, "-n", "bad", "--dry-run", "--json")
+    steps = [a["step"] for a in json.loads(plan.stdout)["actions"]]
+    assert steps == ["stage", "copy-package", "write-record", "move-into-place"]
     assert run("deployments", "delete", "-t", target, "-n", "hello").returncode == 0
     assert list(root.iterdir()) == []
 

@@ -21,6 +21,14 @@ from modelport.plugins.testing import make_test_package
 GOOD_TARGET = '''
 from dataclasses import dataclass, field
 from modelport.deployers import Deployer, PlannedAction
+from modelport.deployers.kit.errors import ErrorMap, Kind
+
+# How this fake cloud's "SDK" fails: a ConnectionError means the API is unreachable.
+ERRORS = ErrorMap(
+    "fakecloud",
+    lambda exc: Kind.UNAVAILABLE if isinstance(exc, ConnectionError) else None,
+    hints={Kind.UNAVAILABLE: "check the fake cloud's address"},
+)
 
 
 @dataclass(frozen=True)
@@ -30,7 +38,7 @@ class CloudConfig:
 
 
 class CloudTarget(Deployer[CloudConfig]):
-    """A fake cloud: plans only; create fails the way an SDK does."""
+    """A fake cloud: plans only; create fails the way an SDK does, translated by the kit."""
 
     name = "fakecloud"
     config_class = CloudConfig
@@ -44,10 +52,11 @@ class CloudTarget(Deployer[CloudConfig]):
                               {"region": self.config.region, "count": self.config.instance_count})]
 
     def create(self, name, package, *, wait=True):
-        raise ConnectionError("cloud unreachable")
+        with ERRORS.translating("creating the endpoint"):
+            raise ConnectionError("cloud unreachable")
 
-    def update(self, name, package):
-        raise NotImplementedError
+    def update(self, name, package, *, wait=True):
+        raise KeyError("an SDK error nobody translated")
 
     def delete(self, name):
         pass
@@ -281,12 +290,39 @@ def test_other_targets_keep_working_beside_broken_ones(
     assert result.returncode == 0
 
 
-def test_a_target_failing_unexpectedly_is_a_target_problem(site: Path, package: Path) -> None:
+def test_a_target_translates_its_sdk_errors_through_the_kit(site: Path, package: Path) -> None:
     result = modelport(site, "deploy", str(package), "-t", "fakecloud:/eu-west-1", "-n", "x")
-    assert result.returncode == 3
-    assert "target 'fakecloud' failed unexpectedly: ConnectionError: cloud unreachable" in (
-        result.stderr
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "Error: creating the endpoint failed on target 'fakecloud' (unavailable): "
+        "cloud unreachable",
+        "  hint: check the fake cloud's address",
+    ]
+    result = modelport(
+        site, "deploy", str(package), "-t", "fakecloud:/eu-west-1", "-n", "x", "--json"
     )
+    assert json.loads(result.stdout) == {
+        "error": {
+            "type": "TargetUnavailableError",
+            "message": "creating the endpoint failed on target 'fakecloud' (unavailable): "
+            "cloud unreachable",
+            "hint": "check the fake cloud's address",
+            "reference": None,
+            "exit_code": 1,
+        }
+    }
+
+
+def test_an_error_a_target_does_not_translate_is_reported_as_a_bug(
+    site: Path, package: Path
+) -> None:
+    args = ["deployments", "update", str(package), "-t", "fakecloud:/eu-west-1", "-n", "x"]
+    result = modelport(site, *args)
+    assert result.returncode == 1
+    assert "Error: unexpected KeyError: 'an SDK error nobody translated'" in result.stderr
+    assert "This is a bug in modelport or a plugin; run again with --debug" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Traceback" in modelport(site, "--debug", *args).stderr
 
 
 # --- config and URIs through a plugin -------------------------------------------------------

@@ -1,7 +1,8 @@
 """The echo target against modelport's contract suite: every rule a target must follow.
 
 Subclassing DeployerContract and providing a `deployer` fixture is all it takes; the suite packs
-two tiny models itself and checks create, get, list, update, delete, predict, logs and cleanup.
+two tiny models itself and checks create, get, list, update, delete, predict, logs, the dry run,
+and, by making each step of create and update fail in turn, that failures leave nothing behind.
 """
 
 from pathlib import Path
@@ -16,11 +17,6 @@ class TestEchoContract(DeployerContract):
     @pytest.fixture
     def deployer(self, tmp_path: Path) -> EchoDeployer:
         return EchoDeployer(EchoConfig(root=tmp_path / "echo"))
-
-    @pytest.fixture
-    def failing_deployer(self, tmp_path: Path) -> EchoDeployer:
-        # Same state as `deployer`, but create and update fail after copying the package.
-        return EchoDeployer(EchoConfig(root=tmp_path / "echo", simulate_failure=True))
 
     def assert_gone(self, deployer: EchoDeployer, name: str) -> None:  # type: ignore[override]
         super().assert_gone(deployer, name)

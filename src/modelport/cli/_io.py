@@ -1,4 +1,4 @@
-"""Input and output files shared by the commands that predict."""
+"""Input and output shared by the commands: JSON results, prediction inputs and outputs."""
 
 from __future__ import annotations
 
@@ -10,6 +10,23 @@ from typing import Any
 import click
 
 from modelport.errors import InputError, UsageError
+
+#: Whether this run printed a JSON result (then a failure does not print a second document).
+_printed: set[str] = set()
+
+
+def emit_json(data: Any) -> None:
+    """Print a command's ``--json`` result."""
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    _printed.add("json")
+
+
+def printed_json(*, reset: bool = False) -> bool:
+    """Whether :func:`emit_json` printed a result in this run; ``reset`` starts a new run."""
+    printed = "json" in _printed
+    if reset:
+        _printed.clear()
+    return printed
 
 
 def read_json_input(path: Path) -> Any:

@@ -1,16 +1,17 @@
 """``modelport deploy | deployments ... | targets``: deploying packages through target plugins.
 
-Targets are found through the ``modelport.deployers.v1`` entry-point group
+Every command gets its target from :func:`modelport.deployers.connect`, the same call a Python
+program makes: targets are found through the ``modelport.deployers.v1`` entry-point group
 (:mod:`modelport.plugins.registry`) and imported only when selected. Errors are
-:class:`~modelport.errors.ModelportError` subclasses; ``modelport.cli.main`` turns them into exit
-codes (2 for bad options and config, 3 for target and plugin problems).
+:class:`~modelport.errors.ModelportError` subclasses (targets translate their SDK's exceptions
+through :mod:`modelport.deployers.kit.errors`); ``modelport.cli.main`` turns them into exit codes
+(2 for bad options and config, 3 for target and plugin problems).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,11 +19,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from modelport.cli._io import read_json_input, write_output
-from modelport.errors import InputError, ModelportError, PluginError, UsageError
+from modelport.cli._io import emit_json, read_json_input, write_output
+from modelport.errors import InputError, NotSupportedError, PluginError
 
 if TYPE_CHECKING:
     from modelport.deployers.base import Deployer, Deployment
+    from modelport.deployers.kit.progress import Progress, ProgressEvent
     from modelport.model_format.package import Package
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -66,70 +68,39 @@ def _json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(func)
 
 
-def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+def _render(event: ProgressEvent) -> None:
+    """Show one progress event on stderr (never mixed into --json output)."""
+    if event.kind == "step":
+        click.secho(f"==> {event.step}: {event.message}", err=True, bold=True)
+    elif event.kind == "warn":
+        click.secho(event.text(), err=True, fg="yellow")
+    else:
+        click.secho(f"    {event.text()}", err=True, dim=True)
 
 
-def _progress() -> Callable[[str], None] | None:
-    """Progress lines on stderr, on a terminal only (never mixed into --json output)."""
-    if not sys.stderr.isatty():
-        return None
+def _progress() -> Progress:
+    """Everything on a terminal; otherwise only warnings."""
+    from modelport.deployers.kit.progress import Progress
 
-    def show(message: str) -> None:
-        click.secho(f"  ... {message}", err=True, dim=True)
-
-    return show
+    if sys.stderr.isatty():
+        return Progress(_render)
+    return Progress(lambda event: _render(event) if event.kind == "warn" else None)
 
 
 def _make_deployer(
-    target: str,
-    config_pairs: tuple[str, ...],
-    config_file: Path | None,
-    progress: Callable[[str], None] | None = None,
+    target: str, config_pairs: tuple[str, ...], config_file: Path | None
 ) -> Deployer[Any]:
-    from modelport.deployers.config import (
-        Sources,
-        build_config,
-        parse_assignments,
-        read_config_file,
+    """The target, configured from every source: :func:`modelport.deployers.connect`."""
+    from modelport.deployers.config import parse_assignments
+    from modelport.deployers.connect import connect
+
+    return connect(
+        target,
+        parse_assignments(config_pairs),
+        config_file=config_file,
+        progress=_progress(),
+        options_name="-C",
     )
-    from modelport.plugins.registry import load_target, parse_target
-
-    name, uri = parse_target(target)
-    if not name:
-        raise UsageError(f"--target {target!r}: no target name before ':'")
-    cls = load_target(name)
-    cli_values = parse_assignments(config_pairs)
-    file_values = read_config_file(config_file) if config_file is not None else {}
-    with _plugin_errors(name):
-        uri_values = cls.options_from_uri(uri) if uri is not None else {}
-    config = build_config(
-        cls.config_class,
-        cls.name,
-        Sources(
-            file=file_values,
-            file_name=str(config_file) if config_file is not None else None,
-            env=dict(os.environ),
-            uri=uri_values,
-            cli=cli_values,
-        ),
-    )
-    with _plugin_errors(name):
-        return cls(config, target_uri=uri, progress=progress)
-
-
-@contextlib.contextmanager
-def _plugin_errors(target: str) -> Iterator[None]:
-    """A target failing with anything but a modelport error is a target problem (exit 3)."""
-    try:
-        yield
-    except ModelportError:
-        raise
-    except Exception as exc:
-        raise PluginError(
-            f"target {target!r} failed unexpectedly: {type(exc).__name__}: {exc} "
-            "(run with --debug for the traceback)"
-        ) from exc
 
 
 @contextlib.contextmanager
@@ -146,7 +117,7 @@ def _loaded(path: Path, allow_code: bool) -> Iterator[Package]:
 def _show(deployment: Deployment, as_json: bool) -> None:
     """Print a deployment: its JSON record, or a few readable lines."""
     if as_json:
-        _emit_json(deployment.to_dict())
+        emit_json(deployment.to_dict())
         return
     d = deployment
     colour = {"ready": "green", "failed": "red"}.get(d.status.value, "yellow")
@@ -176,11 +147,38 @@ _ALLOW_CODE = click.option(
 # --- deploy ---------------------------------------------------------------------------------
 
 
+def _print_plan(deployer: Deployer[Any], name: str, package: Package, as_json: bool) -> None:
+    """``deploy --dry-run``: the steps a real create would run, touching nothing."""
+    actions = deployer.plan(name, package)
+    if as_json:
+        emit_json(
+            {
+                "dry_run": True,
+                "target": deployer.name,
+                "name": name,
+                "package_digest": package.digest,
+                "actions": [a.to_dict() for a in actions],
+            }
+        )
+        return
+    click.echo(
+        f"Dry run: deploying {package.name} {package.version} ({package.digest}) "
+        f"to {deployer.name} as {name!r} would:"
+    )
+    for i, action in enumerate(actions, 1):
+        step = f"{action.step} " if action.step else ""
+        click.echo(f"  {i}. {step}[{action.kind}] {action.description}")
+        for key, value in action.details.items():
+            shown = " ".join(value) if isinstance(value, list) else value
+            click.echo(f"       {key}: {shown}")
+    click.echo("Nothing was created.")
+
+
 @click.command()
 @click.argument("package_path", metavar="PKG", type=click.Path(path_type=Path))
 @_target_options
 @click.option("-n", "--name", required=True, help="Name of the new deployment.")
-@click.option("--dry-run", is_flag=True, help="Print what would be created; touch nothing.")
+@click.option("--dry-run", is_flag=True, help="Print the steps a deploy would run; touch nothing.")
 @click.option("--no-wait", is_flag=True, help="Return once started, without waiting for ready.")
 @_ALLOW_CODE
 @_json_option
@@ -199,39 +197,15 @@ def deploy(
 
     Blocks until the deployment is ready (progress is shown on a terminal) unless --no-wait.
     Options come from --config-file, MODELPORT_<TARGET>_<KEY> env vars, the target URI and
-    -C key=value, the later winning.
+    -C key=value, the later winning. A failed deploy removes what it made.
     """
-    deployer = _make_deployer(target, config_pairs, config_file, _progress())
-    with _plugin_errors(deployer.name):
-        deployer.check_name(name)
+    deployer = _make_deployer(target, config_pairs, config_file)
+    deployer.check_name(name)
     with _loaded(package_path, allow_code) as package:
         if dry_run:
-            with _plugin_errors(deployer.name):
-                actions = deployer.plan(name, package)
-            if as_json:
-                _emit_json(
-                    {
-                        "dry_run": True,
-                        "target": deployer.name,
-                        "name": name,
-                        "package_digest": package.digest,
-                        "actions": [a.to_dict() for a in actions],
-                    }
-                )
-                return
-            click.echo(
-                f"Dry run: deploying {package.name} {package.version} ({package.digest}) "
-                f"to {deployer.name} as {name!r} would:"
-            )
-            for i, action in enumerate(actions, 1):
-                click.echo(f"  {i}. [{action.kind}] {action.description}")
-                for key, value in action.details.items():
-                    shown = " ".join(value) if isinstance(value, list) else value
-                    click.echo(f"       {key}: {shown}")
-            click.echo("Nothing was created.")
+            _print_plan(deployer, name, package, as_json)
             return
-        with _plugin_errors(deployer.name):
-            deployment = deployer.create(name, package, wait=not no_wait)
+        deployment = deployer.create(name, package, wait=not no_wait)
     _show(deployment, as_json)
 
 
@@ -240,7 +214,7 @@ def deploy(
 
 @click.group()
 def deployments() -> None:
-    """List, inspect, update, delete and query deployments on a target."""
+    """List, inspect, update, promote, roll back, delete and query deployments on a target."""
 
 
 @deployments.command("list")
@@ -251,10 +225,9 @@ def list_deployments(
 ) -> None:
     """List the deployments on a target."""
     deployer = _make_deployer(target, config_pairs, config_file)
-    with _plugin_errors(deployer.name):
-        found = list(deployer.list())
+    found = list(deployer.list())
     if as_json:
-        _emit_json([d.to_dict() for d in found])
+        emit_json([d.to_dict() for d in found])
         return
     if not found:
         click.echo(f"No deployments on target {deployer.name}.")
@@ -282,16 +255,18 @@ def get_deployment(
     target: str, config_pairs: tuple[str, ...], config_file: Path | None, name: str, as_json: bool
 ) -> None:
     """Show one deployment and its health."""
-    deployer = _make_deployer(target, config_pairs, config_file)
-    with _plugin_errors(deployer.name):
-        deployment = deployer.get(name)
-    _show(deployment, as_json)
+    _show(_make_deployer(target, config_pairs, config_file).get(name), as_json)
 
 
 @deployments.command("update")
 @click.argument("package_path", metavar="PKG", type=click.Path(path_type=Path))
 @_target_options
 @click.option("-n", "--name", required=True, help="The deployment to switch to PKG.")
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help="Return once the update is under way; 'deployments get' says when it is done.",
+)
 @_ALLOW_CODE
 @_json_option
 def update_deployment(
@@ -300,17 +275,62 @@ def update_deployment(
     config_pairs: tuple[str, ...],
     config_file: Path | None,
     name: str,
+    no_wait: bool,
     allow_code: bool,
     as_json: bool,
 ) -> None:
     """Switch deployment NAME to the package PKG (blue/green where the target allows).
 
-    An unchanged package digest changes nothing.
+    An unchanged package digest changes nothing; a failed update leaves the old version serving.
     """
-    deployer = _make_deployer(target, config_pairs, config_file, _progress())
-    with _loaded(package_path, allow_code) as package, _plugin_errors(deployer.name):
-        deployment = deployer.update(name, package)
+    deployer = _make_deployer(target, config_pairs, config_file)
+    if no_wait and not deployer.update_can_skip_waiting():
+        raise NotSupportedError(
+            f"target {deployer.name!r} cannot update without waiting",
+            hint="run the update without --no-wait",
+        )
+    with _loaded(package_path, allow_code) as package:
+        if no_wait:
+            deployment = deployer.update(name, package, wait=False)
+        else:
+            deployment = deployer.update(name, package)  # a v1 target's update takes no wait
     _show(deployment, as_json)
+
+
+def _traffic_command(verb: str, summary: str) -> click.Command:
+    """``deployments promote`` and ``deployments rollback``: the same shape, another verb."""
+
+    @_target_options
+    @click.option("-n", "--name", required=True, help="The deployment.")
+    @_json_option
+    def command(
+        target: str,
+        config_pairs: tuple[str, ...],
+        config_file: Path | None,
+        name: str,
+        as_json: bool,
+    ) -> None:
+        deployer = _make_deployer(target, config_pairs, config_file)
+        _show(getattr(deployer, verb)(name), as_json)
+
+    command.__doc__ = summary
+    return click.command(verb)(command)
+
+
+deployments.add_command(
+    _traffic_command(
+        "promote",
+        "Send all traffic to the newest version of NAME and remove the older one.\n\n"
+        "For targets that split traffic between versions (a canary); others exit 2.",
+    )
+)
+deployments.add_command(
+    _traffic_command(
+        "rollback",
+        "Send all traffic back to the older version of NAME and remove the newer one.\n\n"
+        "For targets that split traffic between versions (a canary); others exit 2.",
+    )
+)
 
 
 @deployments.command("delete")
@@ -321,11 +341,10 @@ def delete_deployment(
     target: str, config_pairs: tuple[str, ...], config_file: Path | None, name: str, as_json: bool
 ) -> None:
     """Delete a deployment and everything the target made for it (no error if absent)."""
-    deployer = _make_deployer(target, config_pairs, config_file, _progress())
-    with _plugin_errors(deployer.name):
-        deployer.delete(name)
+    deployer = _make_deployer(target, config_pairs, config_file)
+    deployer.delete(name)
     if as_json:
-        _emit_json({"deleted": name, "target": deployer.name})
+        emit_json({"deleted": name, "target": deployer.name})
     else:
         click.echo(f"Deleted deployment {name} on {deployer.name} (if it existed).")
 
@@ -345,9 +364,8 @@ def deployment_logs(
 ) -> None:
     """Print a deployment's most recent log lines."""
     deployer = _make_deployer(target, config_pairs, config_file)
-    with _plugin_errors(deployer.name):
-        for line in deployer.logs(name, tail=None if all_lines else tail):
-            click.echo(line)
+    for line in deployer.logs(name, tail=None if all_lines else tail):
+        click.echo(line)
 
 
 @deployments.command("predict")
@@ -380,9 +398,7 @@ def predict_deployment(
     body = read_json_input(input_path)
     if not isinstance(body, dict):
         raise InputError('the input must be a JSON object such as {"inputs": ...}')
-    deployer = _make_deployer(target, config_pairs, config_file)
-    with _plugin_errors(deployer.name):
-        answer = deployer.predict(name, body)
+    answer = _make_deployer(target, config_pairs, config_file).predict(name, body)
     write_output(json.dumps(answer, allow_nan=True), output_path)
 
 
@@ -405,7 +421,7 @@ def targets(ctx: click.Context, check: bool, as_json: bool) -> None:
 
     infos = check_all() if check else discover()
     if as_json:
-        _emit_json([i.to_dict() for i in infos])
+        emit_json([i.to_dict() for i in infos])
     elif not infos:
         click.echo("No deploy targets installed.")
     else:
@@ -440,12 +456,13 @@ def target_help(target: str, as_json: bool) -> None:
     doc = inspect.cleandoc(cls.__doc__ or "").replace("``", "").strip() or "(no description)"
     fields = fields_of(cls.config_class, cls.name)
     if as_json:
-        _emit_json(
+        emit_json(
             {
                 **info.to_dict(),
                 "doc": doc,
                 "options": describe_config(cls),
                 "logs": cls.supports_logs(),
+                "traffic": cls.supports_traffic(),
                 "sources": ["--config-file", "environment", "target URI", "-C"],
             }
         )
@@ -471,6 +488,8 @@ def target_help(target: str, as_json: bool) -> None:
     click.echo(f"  2. environment variables {env_var_name(cls.name, '')}<KEY>")
     click.echo(f"  3. a target URI: -t {cls.name}:<uri>, when the target takes one")
     click.echo("  4. -C key=value on the command line")
-    verbs = "create, update, delete, get, list, predict" + (", logs" if cls.supports_logs() else "")
+    verbs = "create, update, delete, get, list, predict"
+    verbs += ", logs" if cls.supports_logs() else ""
+    verbs += ", promote, rollback" if cls.supports_traffic() else ""
     click.echo()
     click.echo(f"Verbs: {verbs}.")

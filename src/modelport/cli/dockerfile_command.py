@@ -48,7 +48,7 @@ def dockerfile(
     and KServe V2 routes), runs as a non-root user, and verifies the package at build time and at
     every start. Build it with docker, podman or buildah.
     """
-    from modelport.deployers.dockerfile import write_context
+    from modelport.image import write_context
 
     context = write_context(
         package,

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from modelport.cli._io import emit_json, printed_json
 from modelport.errors import EXIT_ERROR, EXIT_USAGE, ModelportError
 
 # name -> ("module:attribute", one-line help shown by --help without importing the module).
@@ -85,10 +86,14 @@ def cli(debug: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and turn every error into an exit code; the single exit-code boundary.
 
-    Exit codes: 0 ok, 1 error, 2 usage, 3 plugin/target problem, 4 invalid package.
+    Exit codes: 0 ok, 1 error, 2 usage, 3 plugin/target problem, 4 invalid package. An error is
+    printed once, with its hint and reference (:meth:`ModelportError.render`); a command run
+    with ``--json`` also prints it as ``{"error": {...}}`` on stdout.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("MODELPORT_DEBUG") == "1"
+    as_json = "--json" in args
+    printed_json(reset=True)
     try:
         cli.main(args=args, prog_name="modelport", standalone_mode=False)
     except click.exceptions.Exit as exc:  # --help, --version
@@ -102,7 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModelportError as exc:
         if debug:
             raise
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(exc.render(), err=True)
+        if as_json and not printed_json():
+            emit_json({"error": exc.to_dict()})
         return exc.exit_code
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)

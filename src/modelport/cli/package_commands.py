@@ -8,11 +8,8 @@ from typing import Any
 
 import click
 
+from modelport.cli._io import emit_json
 from modelport.errors import IntegrityError, PackageError, UsageError
-
-
-def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def _size(path: Path) -> int:
@@ -135,7 +132,7 @@ def pack(
             "size_bytes": size,
         }
         if as_json:
-            _emit_json(summary)
+            emit_json(summary)
             return
         click.echo(f"Packed {m.name} {m.version} ({m.flavor.name}) -> {output}")
         click.echo(f"  digest: {package.digest}")
@@ -189,7 +186,7 @@ def inspect(package: Path, as_json: bool) -> None:
         raise PackageError(f"{package}: no such file or directory")
     manifest = read_manifest(package) if package.is_dir() else read_archive_manifest(package)
     if as_json:
-        _emit_json({"digest": manifest.digest, "manifest": manifest.to_dict()})
+        emit_json({"digest": manifest.digest, "manifest": manifest.to_dict()})
     else:
         click.echo("\n".join(_describe(manifest)))
 
@@ -206,7 +203,7 @@ def verify(package: Path, as_json: bool) -> None:
 
     report = verify_package(package)
     if as_json:
-        _emit_json(
+        emit_json(
             {
                 "path": str(package),
                 "ok": report.ok,

@@ -11,14 +11,16 @@ A target is one small class::
         config_class = EchoConfig
 
         def create(self, name, package, *, wait=True): ...
-        def update(self, name, package): ...
+        def update(self, name, package, *, wait=True): ...
         def delete(self, name): ...
         def get(self, name): ...
         def list(self): ...
         def predict(self, name, payload): ...
 
 registered under the entry-point group ``modelport.deployers.v1``. Everything added to this class
-after v1 is an ordinary method with a default, so a v1 plugin never breaks.
+after v1 is an ordinary method with a default, so a v1 plugin never breaks. A target builds its
+verbs from the shared machinery in :mod:`modelport.deployers.kit` (steps with undo, waiting, SDK
+error translation, images, names, progress).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
+import inspect
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,9 +36,12 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from modelport.deployers.config import NoConfig, config_to_dict, fields_of
+from modelport.deployers.kit.progress import Progress, as_progress
 from modelport.errors import ConfigError, NotSupportedError, UsageError
 
 if TYPE_CHECKING:
+    from modelport.deployers.kit.errors import ErrorMap
+    from modelport.deployers.kit.rollout import Rollout, Step
     from modelport.model_format.package import Package
 
 ConfigT = TypeVar("ConfigT")
@@ -107,15 +113,22 @@ class PlannedAction:
         kind: what is made or changed (``process``, ``image``, ``endpoint``, ``request``, ...).
         description: one line for people.
         details: the exact values (names, ports, request bodies), JSON values.
+        step: the name of the rollout step that does it (the name a real run reports).
     """
 
     kind: str
     description: str
     details: Mapping[str, Any] = field(default_factory=dict)
+    step: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The action as JSON values."""
-        return {"kind": self.kind, "description": self.description, "details": dict(self.details)}
+        return {
+            "step": self.step,
+            "kind": self.kind,
+            "description": self.description,
+            "details": dict(self.details),
+        }
 
 
 class Deployer(abc.ABC, Generic[ConfigT]):
@@ -135,19 +148,23 @@ class Deployer(abc.ABC, Generic[ConfigT]):
     Attributes:
         name: the target's name, the same as its entry point's name.
         config_class: a frozen dataclass; its fields are the target's ``-C key=value`` options.
+        error_map: how the target's SDK exceptions become modelport's errors; rollouts use it.
         config: this instance's configuration (an instance of ``config_class``).
         target_uri: the part of an MLflow-style target URI after ``name:``, if one was given.
+        progress: where the target reports what it does (:class:`~.kit.progress.Progress`;
+            calling it with a line of text reports a note).
     """
 
     name: ClassVar[str]
     config_class: ClassVar[type[Any]] = NoConfig
+    error_map: ClassVar[ErrorMap | None] = None
 
     def __init__(
         self,
         config: ConfigT | None = None,
         *,
         target_uri: str | None = None,
-        progress: Callable[[str], None] | None = None,
+        progress: Progress | Callable[[str], None] | None = None,
     ) -> None:
         """Create a deployer.
 
@@ -156,8 +173,9 @@ class Deployer(abc.ABC, Generic[ConfigT]):
                 (an error if the target has required options).
             target_uri: the part of a target URI after the scheme (``/eu-west-1`` for
                 ``sagemaker:/eu-west-1``), kept for the target to use.
-            progress: called with one line of text at each step of a long verb (the CLI shows
-                these on a terminal).
+            progress: where to report steps, waits and warnings: a
+                :class:`~.kit.progress.Progress`, or a function called with one line of text
+                per event (the CLI shows these on a terminal).
 
         Raises:
             ConfigError: ``config`` is None and the target has required options.
@@ -169,7 +187,7 @@ class Deployer(abc.ABC, Generic[ConfigT]):
             config = self.config_class()
         self.config: ConfigT = config
         self.target_uri = target_uri
-        self._progress = progress
+        self.progress: Progress = as_progress(progress)
 
     # --- hooks with defaults --------------------------------------------------------------
 
@@ -205,11 +223,33 @@ class Deployer(abc.ABC, Generic[ConfigT]):
                 "hyphens, starting and ending with a letter or digit"
             )
 
+    def rollout(self, verb: str, steps: Sequence[Step]) -> Rollout:
+        """A :class:`~.kit.rollout.Rollout` of this target's ``steps`` for ``verb``.
+
+        It reports to :attr:`progress` and translates SDK errors with :attr:`error_map`.
+        """
+        from modelport.deployers.kit.rollout import Rollout
+
+        return Rollout(self.name, verb, steps, progress=self.progress, errors=self.error_map)
+
+    def create_steps(self, name: str, package: Package, *, wait: bool = True) -> Sequence[Step]:
+        """The steps :meth:`create` runs, built without touching anything.
+
+        A target built on the kit returns them here and runs them in ``create`` with
+        ``self.rollout("create", self.create_steps(name, package, wait=wait)).run()``; then
+        :meth:`plan` (``deploy --dry-run``) shows exactly those steps, and the contract suite
+        can fail each in turn. The default is no steps (a target that does not use the kit).
+        """
+        return ()
+
     def plan(self, name: str, package: Package) -> Sequence[PlannedAction]:
         """Say what :meth:`create` would make, touching nothing (``deploy --dry-run``).
 
-        Targets should override this to list their real resources, images and requests.
+        The default plans :meth:`create_steps`; a target without steps gets one generic action.
         """
+        steps = self.create_steps(name, package)
+        if steps:
+            return self.rollout("create", steps).plan()
         return [
             PlannedAction(
                 kind="deployment",
@@ -245,10 +285,43 @@ class Deployer(abc.ABC, Generic[ConfigT]):
         """True when the target overrides :meth:`logs`."""
         return cls.logs is not Deployer.logs
 
-    def progress(self, message: str) -> None:
-        """Report one step of a long-running verb to whoever is watching."""
-        if self._progress is not None:
-            self._progress(message)
+    def promote(self, name: str) -> Deployment:
+        """Send all traffic to the newest version and remove the older one (canary done).
+
+        For targets that split traffic between versions (a canary, a mirror); see
+        :meth:`supports_traffic`.
+
+        Raises:
+            DeploymentNotFound: no such deployment.
+            NotSupportedError: the target does not split traffic (the default).
+        """
+        raise NotSupportedError(
+            f"target {self.name!r} does not split traffic between versions: nothing to promote",
+            hint="its updates switch all traffic at once",
+        )
+
+    def rollback(self, name: str) -> Deployment:
+        """Send all traffic back to the older version and remove the newer one.
+
+        Raises:
+            DeploymentNotFound: no such deployment.
+            NotSupportedError: the target does not split traffic (the default).
+        """
+        raise NotSupportedError(
+            f"target {self.name!r} does not split traffic between versions: nothing to roll "
+            "back to",
+            hint="deploy the previous package with 'modelport deployments update'",
+        )
+
+    @classmethod
+    def supports_traffic(cls) -> bool:
+        """True when the target overrides :meth:`promote` and :meth:`rollback`."""
+        return cls.promote is not Deployer.promote and cls.rollback is not Deployer.rollback
+
+    @classmethod
+    def update_can_skip_waiting(cls) -> bool:
+        """True when the target's :meth:`update` takes ``wait`` (a v1 target's may not)."""
+        return "wait" in inspect.signature(cls.update).parameters
 
     # --- the verbs ------------------------------------------------------------------------
 
@@ -268,10 +341,17 @@ class Deployer(abc.ABC, Generic[ConfigT]):
         """
 
     @abc.abstractmethod
-    def update(self, name: str, package: Package) -> Deployment:
+    def update(self, name: str, package: Package, *, wait: bool = True) -> Deployment:
         """Switch an existing deployment to ``package``, blue/green where the target allows.
 
         An update to the digest already deployed changes nothing and returns the record as is.
+
+        Args:
+            name: the deployment.
+            package: the loaded (hence verified) package to switch to.
+            wait: block until the new version serves (the default); False returns once the
+                update is under way, with status ``updating``: the old version serves until
+                the switch, and ``get`` tells when it is done.
 
         Raises:
             DeploymentNotFound: no such deployment.

@@ -381,6 +381,8 @@ class Sources:
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)
     uri: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     cli: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: How messages name the last source: ``-C`` for the CLI, keyword arguments for ``connect``.
+    cli_name: str = "-C"
 
 
 def build_config(config_class: type[Any], target: str, sources: Sources) -> Any:
@@ -400,7 +402,7 @@ def build_config(config_class: type[Any], target: str, sources: Sources) -> Any:
         (sources.file, f"config file {sources.file_name or ''}".strip()),
         ({k: sources.env[f.env_var] for k, f in fields.items() if f.env_var in sources.env}, ""),
         (sources.uri, "target URI"),
-        (sources.cli, "-C"),
+        (sources.cli, sources.cli_name),
     ]
     for values, where in layers:
         for key, value in values.items():

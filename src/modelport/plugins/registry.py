@@ -19,6 +19,10 @@ metadata only:
 - **broken** (found when imported, by :func:`load_target` or ``modelport targets --check``): the
   module raises on import, or the object is not a Deployer class; the distribution and the
   original error are reported, and other targets are unaffected.
+
+A program may also :func:`register` a Deployer class in-process, without installing a
+distribution (fsspec's ``register_implementation``): it is listed and selected like the others,
+and wins over an installed target of the same name only when asked to (``replace=True``).
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ import difflib
 import importlib.machinery
 import importlib.metadata
 import importlib.util
-import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -39,6 +42,10 @@ if TYPE_CHECKING:
     from modelport.deployers.base import Deployer
 
 GROUP = "modelport.deployers.v1"
+#: What ``modelport targets`` shows as the distribution of a target registered in-process.
+REGISTERED = "(registered in-process)"
+
+_registered: dict[str, type[Deployer[Any]]] = {}
 
 Status = Literal["ok", "missing extra", "broken"]
 
@@ -118,7 +125,8 @@ def discover(
         entry_points: the entry points to examine (default: every installed one in the group).
     """
     eps = list(_entry_points() if entry_points is None else entry_points)
-    infos = [_inspect(ep) for ep in eps]
+    infos = [_inspect(ep) for ep in eps if ep.name not in _registered]
+    infos += [_registered_info(name, cls) for name, cls in _registered.items()]
     by_name: dict[str, list[TargetInfo]] = {}
     for info in infos:
         by_name.setdefault(info.name, []).append(info)
@@ -135,6 +143,12 @@ def discover(
             claims = [replace(c, status="broken", problem=problem) for c in claims]
         result.extend(claims)
     return result
+
+
+def _registered_info(name: str, cls: type[Deployer[Any]]) -> TargetInfo:
+    from modelport import __version__
+
+    return TargetInfo(name, f"{cls.__module__}:{cls.__qualname__}", REGISTERED, __version__)
 
 
 def _inspect(ep: importlib.metadata.EntryPoint) -> TargetInfo:
@@ -169,65 +183,21 @@ def _inspect(ep: importlib.metadata.EntryPoint) -> TargetInfo:
     return info
 
 
-_REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
-_EXTRA_MARKER = re.compile(r"""extra\s*==\s*['"]([^'"]+)['"]""")
-
-
-def _normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def _missing_requirements(
     dist: importlib.metadata.Distribution, extras: Sequence[str]
 ) -> list[str]:
     """Requirements the distribution declares for ``extras`` that are not installed.
 
     An extra may include other extras of the same distribution (``docker = ["docker>=7",
-    "modelport[serve]"]``); those are followed too.
+    "modelport[serve]"]``); those are followed too (:func:`modelport.image.requirements.requires`).
     """
-    own_name = _normalize(dist.metadata["Name"] or "")
-    pending = [_normalize(e) for e in extras]
-    seen: set[str] = set()
-    missing: set[str] = set()
-    requirements = list(dist.requires or [])
-    while pending:
-        extra = pending.pop()
-        if extra in seen:
-            continue
-        seen.add(extra)
-        for requirement in requirements:
-            spec, _, marker = requirement.partition(";")
-            marker_extras = {_normalize(e) for e in _EXTRA_MARKER.findall(marker)}
-            if extra not in marker_extras or not _marker_applies(requirement, extra):
-                continue
-            match = _REQ_NAME.match(spec)
-            if match is None:
-                continue
-            name = match.group(1)
-            if _normalize(name) == own_name:
-                inner = re.search(r"\[([^\]]*)\]", spec)
-                pending.extend(
-                    _normalize(e) for e in (inner.group(1) if inner else "").split(",") if e.strip()
-                )
-                continue
-            try:
-                importlib.metadata.distribution(name)
-            except importlib.metadata.PackageNotFoundError:
-                missing.add(name)
-    return sorted(missing)
+    from modelport.image.requirements import installed_version, requires
 
-
-def _marker_applies(requirement: str, extra: str) -> bool:
-    """Evaluate the rest of a requirement's marker (python_version, ...) when we can."""
     try:
-        from packaging.requirements import Requirement
-    except ImportError:  # pragma: no cover - packaging is nearly always there; assume it applies
-        return True
-    try:
-        marker = Requirement(requirement).marker
-    except Exception:  # an unparsable requirement: let pip complain, not us
-        return True
-    return marker is None or bool(marker.evaluate({"extra": extra}))
+        needed = requires(dist, extras, core=False)
+    except ValueError:  # malformed metadata: let pip complain, not us
+        return []
+    return sorted({r.name for r in needed if installed_version(r.name) is None})
 
 
 def _module_exists(module: str) -> bool:
@@ -293,8 +263,8 @@ def get_info(name: str, infos: Sequence[TargetInfo] | None = None) -> TargetInfo
     info = claims[0]
     if info.status == "missing extra":
         raise PluginError(
-            f"target {name!r} ({info.distribution} {info.version}) {info.problem}; "
-            f"install it with: {info.install}"
+            f"target {name!r} ({info.distribution} {info.version}) {info.problem}",
+            hint=f"install it with: {info.install}",
         )
     if info.status == "broken":
         raise PluginError(
@@ -311,6 +281,8 @@ def load_target(name: str) -> type[Deployer[Any]]:
         PluginError: unknown, claimed twice, missing an extra, or broken (the message names
             the distribution and the original error).
     """
+    if name in _registered:
+        return _registered[name]
     eps = _entry_points()
     info = get_info(name, discover(eps))
     ep = next(e for e in eps if e.name == name)
@@ -329,31 +301,65 @@ class BrokenTargetError(PluginError):
         )
 
 
-def _load(ep: importlib.metadata.EntryPoint, info: TargetInfo) -> type[Deployer[Any]]:
+def _class_problem(obj: Any, name: str, shown: str) -> str | None:
+    """Why ``obj`` (called ``shown`` in messages) cannot be the target ``name``, or None."""
     from modelport.deployers.base import Deployer, is_config_class
 
+    if not (isinstance(obj, type) and issubclass(obj, Deployer)):
+        return f"{shown} is not a subclass of modelport.deployers.Deployer"
+    if getattr(obj, "name", None) != name:
+        return (
+            f"the target is named {name!r} but {obj.__name__}.name is "
+            f"{getattr(obj, 'name', None)!r}; they must match"
+        )
+    if not is_config_class(obj.config_class):
+        return f"{obj.__name__}.config_class is not a dataclass"
+    if getattr(obj, "__abstractmethods__", None):
+        return f"{obj.__name__} does not implement {', '.join(sorted(obj.__abstractmethods__))}"
+    return None
+
+
+def _load(ep: importlib.metadata.EntryPoint, info: TargetInfo) -> type[Deployer[Any]]:
     try:
         obj = ep.load()
     except Exception as exc:
         raise BrokenTargetError(
             info, f"importing {ep.value!r} failed: {type(exc).__name__}: {exc}"
         ) from exc
-    if not (isinstance(obj, type) and issubclass(obj, Deployer)):
-        raise BrokenTargetError(
-            info, f"{ep.value!r} is not a subclass of modelport.deployers.Deployer"
+    problem = _class_problem(obj, info.name, repr(ep.value))
+    if problem is not None:
+        raise BrokenTargetError(info, problem)
+    result: type[Deployer[Any]] = obj
+    return result
+
+
+def register(name: str, cls: type[Deployer[Any]], *, replace: bool = False) -> None:
+    """Make ``cls`` the target ``name`` in this process, without installing a distribution.
+
+    ``connect(name)``, ``modelport targets`` and every command run in this process then find it.
+
+    Args:
+        name: the target's name; must equal ``cls.name``.
+        cls: a concrete :class:`~modelport.deployers.Deployer` subclass.
+        replace: allow taking a name an installed or registered target already has.
+
+    Raises:
+        PluginError: ``cls`` is not a usable Deployer class, or the name is taken.
+    """
+    problem = _class_problem(cls, name, repr(cls))
+    if problem is not None:
+        raise PluginError(f"cannot register target {name!r}: {problem}")
+    if not replace and (name in _registered or any(ep.name == name for ep in _entry_points())):
+        raise PluginError(
+            f"cannot register target {name!r}: that name is taken",
+            hint="pass replace=True to take it in this process",
         )
-    if getattr(obj, "name", None) != info.name:
-        raise BrokenTargetError(
-            info,
-            f"the entry point is named {info.name!r} but {obj.__name__}.name is "
-            f"{getattr(obj, 'name', None)!r}; they must match",
-        )
-    if not is_config_class(obj.config_class):
-        raise BrokenTargetError(info, f"{obj.__name__}.config_class is not a dataclass")
-    if getattr(obj, "__abstractmethods__", None):
-        missing = ", ".join(sorted(obj.__abstractmethods__))
-        raise BrokenTargetError(info, f"{obj.__name__} does not implement {missing}")
-    return obj
+    _registered[name] = cls
+
+
+def unregister(name: str) -> None:
+    """Forget a target registered with :func:`register` (nothing happens if there is none)."""
+    _registered.pop(name, None)
 
 
 def check_all() -> list[TargetInfo]:
@@ -366,7 +372,7 @@ def check_all() -> list[TargetInfo]:
     result = []
     for info in discover(eps):
         checked = info
-        if info.status == "ok":
+        if info.status == "ok" and info.distribution != REGISTERED:
             ep = next((e for e in eps if e.name == info.name and e.value == info.value), None)
             if ep is not None:
                 try:

@@ -1,4 +1,4 @@
-"""The contract every deploy target follows, as a pytest class plugin authors subclass.
+"""The contract every deploy target follows, as pytest classes plugin authors subclass.
 
 Usage, in a plugin's tests::
 
@@ -11,25 +11,36 @@ Usage, in a plugin's tests::
         def deployer(self, tmp_path):
             return MyDeployer(MyConfig(root=tmp_path))
 
-        # Optional: a deployer sharing the same state whose create/update fail after they
-        # have started making resources, to check that failures leave nothing behind.
-        @pytest.fixture
-        def failing_deployer(self, tmp_path):
-            return MyDeployer(MyConfig(root=tmp_path, fail=True))
+Every ``test_*`` method then runs against the target. :class:`DeployerContract` is the sum of one
+mixin per concern, each usable alone (fsspec's ``tests/abstract`` shape) over one scenario base
+(:class:`Scenario`: the fixtures and hooks):
 
-Every ``test_*`` method below then runs against the target. The packages it deploys are two tiny
-ONNX models (``Y = X * scale`` with ``X`` float32 ``[N, 2]``) built by :func:`make_test_package`
-with nothing but modelport's core dependencies; override the ``package`` and ``package_v2``
-fixtures to deploy your own. Override :meth:`DeployerContract.assert_gone` to also check the
-target's own resources (files, processes, cloud objects) after a delete or a failure.
+- :class:`LifecycleContract`: create, get, list, predict, delete, ``--dry-run``;
+- :class:`UpdateContract`: blue/green update, no-op update, update without waiting;
+- :class:`FailureContract`: **each named step** of ``create`` and of ``update`` made to fail in
+  turn (through its failpoint, :mod:`modelport.deployers.kit.rollout`), checking after each that
+  nothing is left and that a failed update leaves the old version serving;
+- :class:`LogsContract`: ``logs``, for targets that keep them;
+- :class:`TrafficContract`: ``promote`` and ``rollback``, for targets that split traffic.
+
+Capabilities come from the target class (``supports_logs()``, ``supports_traffic()``,
+``update_can_skip_waiting()``); set :attr:`Scenario.has_logs`, :attr:`Scenario.splits_traffic`
+or :attr:`Scenario.updates_without_waiting` to override. A target whose verbs report no rollout
+steps (``create_steps``) cannot have its failures checked: those checks skip, saying so.
+
+The packages it deploys are two tiny ONNX models (``Y = X * scale`` with ``X`` float32 ``[N, 2]``)
+built by :func:`make_test_package` with nothing but modelport's core dependencies; override the
+``package`` and ``package_v2`` fixtures to deploy your own. Override
+:meth:`Scenario.assert_gone` and :meth:`Scenario.assert_serves` to also check the target's own
+resources (files, processes, cloud objects).
 
 This module imports pytest: import it from tests only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import struct
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -39,16 +50,29 @@ import numpy as np
 import pytest
 
 from modelport.deployers.base import Deployer, Deployment, DeploymentStatus, PlannedAction
+from modelport.deployers.kit.progress import Progress, ProgressEvent
+from modelport.deployers.kit.rollout import FailpointTriggered, failpoint
+from modelport.deployers.kit.waiting import Seen, wait_until
 from modelport.errors import (
     DeploymentExists,
     DeploymentNotFound,
     InputError,
-    ModelportError,
+    NotSupportedError,
 )
 from modelport.model_format.package import Package, load
 from modelport.model_format.payload import format_predictions, parse_payload
 
-__all__ = ["DeployerContract", "make_test_package", "onnx_scale_model"]
+__all__ = [
+    "DeployerContract",
+    "FailureContract",
+    "LifecycleContract",
+    "LogsContract",
+    "Scenario",
+    "TrafficContract",
+    "UpdateContract",
+    "make_test_package",
+    "onnx_scale_model",
+]
 
 
 # --- a tiny ONNX model, written without the onnx package ------------------------------------
@@ -153,12 +177,6 @@ def _session_package(factory: pytest.TempPathFactory, scale: float) -> Path:
     return _PACKAGES[key]
 
 
-def _assert_ready_with(deployment: Deployment, package: Package) -> None:
-    """The deployment is ready and serves ``package``."""
-    assert deployment.status is DeploymentStatus.READY, deployment.details
-    assert deployment.package_digest == package.digest
-
-
 def _same_predictions(got: Any, want: Any) -> bool:
     """Predictions equal up to float32 rounding (servers may print floats more tersely)."""
     if isinstance(want, Mapping):
@@ -175,14 +193,42 @@ def _same_predictions(got: Any, want: Any) -> bool:
     return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-6, atol=1e-7))
 
 
-class DeployerContract:
-    """Checks every rule of the Deployer API. Subclass it and provide a ``deployer`` fixture.
+class _Recorder:
+    """Collects a deployer's progress events while a block runs."""
+
+    def __init__(self, deployer: Deployer[Any]) -> None:
+        self.deployer = deployer
+        self.events: list[ProgressEvent] = []
+
+    def __enter__(self) -> _Recorder:
+        self.saved = self.deployer.progress
+        self.deployer.progress = Progress(self.events.append)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.deployer.progress = self.saved
+
+    def steps(self, verb: str) -> list[str]:
+        """The names of the steps of ``verb`` that started, in order."""
+        return [e.step for e in self.events if e.kind == "step" and e.verb == verb and e.step]
+
+
+class Scenario:
+    """What every contract mixin shares: the fixtures, the capabilities and the hooks.
 
     Attributes:
-        ready_timeout: seconds a ``create(..., wait=False)`` deployment may take to be ready.
+        ready_timeout: seconds a deployment made with ``wait=False`` may take to be ready.
+        has_logs: the target keeps logs; None asks ``supports_logs()``.
+        splits_traffic: the target splits traffic (promote, rollback); None asks
+            ``supports_traffic()``.
+        updates_without_waiting: ``update(wait=False)`` works; None asks
+            ``update_can_skip_waiting()``.
     """
 
     ready_timeout: float = 180.0
+    has_logs: bool | None = None
+    splits_traffic: bool | None = None
+    updates_without_waiting: bool | None = None
 
     # --- fixtures a plugin provides or may override ---------------------------------------
 
@@ -190,14 +236,6 @@ class DeployerContract:
     def deployer(self) -> Deployer[Any]:
         """The target under test. Override this fixture."""
         pytest.fail("override the 'deployer' fixture to return your Deployer instance")
-
-    @pytest.fixture
-    def failing_deployer(self) -> Deployer[Any]:
-        """A deployer sharing ``deployer``'s state whose create and update fail midway.
-
-        Optional: without it, the failure checks are skipped.
-        """
-        pytest.skip("no 'failing_deployer' fixture: failure cleanup not checked")
 
     @pytest.fixture
     def package(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Package]:
@@ -223,6 +261,19 @@ class DeployerContract:
         """A request body the test packages accept."""
         return {"inputs": {"X": [[1.0, 2.0], [3.0, 4.0]]}}
 
+    # --- capabilities ---------------------------------------------------------------------
+
+    def _has_logs(self, deployer: Deployer[Any]) -> bool:
+        return type(deployer).supports_logs() if self.has_logs is None else self.has_logs
+
+    def _splits_traffic(self, deployer: Deployer[Any]) -> bool:
+        found = type(deployer).supports_traffic()
+        return found if self.splits_traffic is None else self.splits_traffic
+
+    def _updates_without_waiting(self, deployer: Deployer[Any]) -> bool:
+        found = type(deployer).update_can_skip_waiting()
+        return found if self.updates_without_waiting is None else self.updates_without_waiting
+
     # --- hooks ----------------------------------------------------------------------------
 
     def assert_gone(self, deployer: Deployer[Any], name: str) -> None:
@@ -231,27 +282,54 @@ class DeployerContract:
             deployer.get(name)
         assert name not in [d.name for d in deployer.list()]
 
+    def assert_serves(
+        self, deployer: Deployer[Any], name: str, package: Package, payload: Mapping[str, Any]
+    ) -> None:
+        """Assert that ``name`` is ready and serves ``package``, and only it.
+
+        Extend it with your resources: after a failed update, nothing of the new version may be
+        left.
+        """
+        deployment = deployer.get(name)
+        assert deployment.status is DeploymentStatus.READY, deployment.details
+        assert deployment.package_digest == package.digest
+        assert _same_predictions(deployer.predict(name, payload), self.expected(package, payload))
+
     def expected(self, package: Package, payload: Mapping[str, Any]) -> dict[str, Any]:
         """What ``predict`` must answer: the package's own in-process prediction."""
         return format_predictions(package.predict(parse_payload(payload, package.signature)))
 
-    def wait_until_ready(self, deployer: Deployer[Any], name: str) -> Deployment:
-        """Poll ``get`` until the deployment is ready (bounded by :attr:`ready_timeout`)."""
-        deadline = time.monotonic() + self.ready_timeout
-        while True:
-            deployment = deployer.get(name)
-            if deployment.status is DeploymentStatus.READY:
-                return deployment
-            assert deployment.status is not DeploymentStatus.FAILED, deployment.details
-            assert time.monotonic() < deadline, f"not ready after {self.ready_timeout} s"
-            time.sleep(0.2)
+    def wait_until_ready(
+        self, deployer: Deployer[Any], name: str, digest: str | None = None
+    ) -> Deployment:
+        """Poll ``get`` until the deployment is ready (and serves ``digest``, when given)."""
+        seen: list[Deployment] = []
 
-    # --- the class ------------------------------------------------------------------------
+        def ready() -> Seen:
+            deployment = deployer.get(name)
+            seen.append(deployment)
+            if deployment.status is DeploymentStatus.FAILED:
+                return Seen(failed=f"it failed: {deployment.details}")
+            done = deployment.status is DeploymentStatus.READY and (
+                digest is None or deployment.package_digest == digest
+            )
+            return Seen(done=done, status=deployment.status.value)
+
+        wait_until(ready, what=f"deployment {name!r}", timeout_s=self.ready_timeout)
+        return seen[-1]
+
+
+def _assert_ready_with(deployment: Deployment, package: Package) -> None:
+    """The record says ready and serving ``package``."""
+    assert deployment.status is DeploymentStatus.READY, deployment.details
+    assert deployment.package_digest == package.digest
+
+
+class LifecycleContract(Scenario):
+    """create, get, list, predict, delete and ``--dry-run``."""
 
     def test_declares_name_and_config(self, deployer: Deployer[Any]) -> None:
         """The class names itself and declares a frozen dataclass config."""
-        import dataclasses
-
         assert isinstance(deployer, Deployer)
         assert isinstance(type(deployer).name, str) and type(deployer).name
         config_class = type(deployer).config_class
@@ -259,8 +337,6 @@ class DeployerContract:
         params = getattr(config_class, "__dataclass_params__", None)
         assert params is not None and params.frozen, "config_class must be a frozen dataclass"
         assert isinstance(deployer.config, config_class)
-
-    # --- create / get / list --------------------------------------------------------------
 
     def test_create_blocks_until_ready(
         self, deployer: Deployer[Any], name: str, package: Package
@@ -307,7 +383,6 @@ class DeployerContract:
         deployer.create(name, package)
         with pytest.raises(DeploymentExists):
             deployer.create(name, package_v2)
-        # The existing deployment is untouched.
         _assert_ready_with(deployer.get(name), package)
 
     def test_create_without_waiting_returns_at_once(
@@ -324,8 +399,6 @@ class DeployerContract:
         assert deployment.status in (DeploymentStatus.STARTING, DeploymentStatus.READY)
         self.wait_until_ready(deployer, name)
         assert _same_predictions(deployer.predict(name, payload), self.expected(package, payload))
-
-    # --- predict --------------------------------------------------------------------------
 
     def test_predict_matches_the_package(
         self, deployer: Deployer[Any], name: str, package: Package, payload: dict[str, Any]
@@ -359,51 +432,6 @@ class DeployerContract:
         with pytest.raises(DeploymentNotFound):
             deployer.predict(name, payload)
 
-    # --- update ---------------------------------------------------------------------------
-
-    def test_update_switches_the_package(
-        self,
-        deployer: Deployer[Any],
-        name: str,
-        package: Package,
-        package_v2: Package,
-        payload: dict[str, Any],
-    ) -> None:
-        """update() switches to the new package; creation time is kept."""
-        created = deployer.create(name, package)
-        updated = deployer.update(name, package_v2)
-        _assert_ready_with(updated, package_v2)
-        assert updated.created_at == created.created_at
-        assert updated.updated_at >= created.updated_at
-        assert deployer.get(name).package_digest == package_v2.digest
-        answer = deployer.predict(name, payload)
-        assert _same_predictions(answer, self.expected(package_v2, payload))
-        assert not _same_predictions(answer, self.expected(package, payload))
-
-    def test_update_missing_raises_not_found_and_creates_nothing(
-        self, deployer: Deployer[Any], name: str, package: Package
-    ) -> None:
-        """update() of a missing name raises DeploymentNotFound and creates nothing."""
-        with pytest.raises(DeploymentNotFound):
-            deployer.update(name, package)
-        self.assert_gone(deployer, name)
-
-    def test_update_with_the_same_digest_changes_nothing(
-        self, deployer: Deployer[Any], name: str, package: Package
-    ) -> None:
-        """update() to the digest already deployed is a no-op."""
-        deployer.create(name, package)
-        before = deployer.get(name)
-        after = deployer.update(name, package)
-        assert after.package_digest == before.package_digest
-        assert after.updated_at == before.updated_at
-        assert after.endpoint == before.endpoint
-        again = deployer.get(name)
-        assert again.updated_at == before.updated_at
-        assert again.status is DeploymentStatus.READY
-
-    # --- delete ---------------------------------------------------------------------------
-
     def test_delete_removes_everything_and_is_idempotent(
         self, deployer: Deployer[Any], name: str, package: Package
     ) -> None:
@@ -428,8 +456,6 @@ class DeployerContract:
         deployment = deployer.create(name, package_v2)
         assert deployment.package_digest == package_v2.digest
 
-    # --- dry run and failures -------------------------------------------------------------
-
     def test_plan_touches_nothing(
         self, deployer: Deployer[Any], name: str, package: Package
     ) -> None:
@@ -439,41 +465,173 @@ class DeployerContract:
         assert all(isinstance(a, PlannedAction) and a.description for a in actions)
         self.assert_gone(deployer, name)
 
-    def test_failed_create_leaves_nothing(
-        self, failing_deployer: Deployer[Any], deployer: Deployer[Any], name: str, package: Package
+    def test_plan_is_the_steps_create_runs(
+        self, deployer: Deployer[Any], name: str, package: Package
     ) -> None:
-        """A create() that fails midway leaves nothing behind."""
-        with pytest.raises(ModelportError):
-            failing_deployer.create(name, package)
-        self.assert_gone(deployer, name)
+        """The dry run's steps are the steps a real create reports, in the same order."""
+        planned = [a.step for a in deployer.plan(name, package) if a.step]
+        with _Recorder(deployer) as recorder:
+            deployer.create(name, package)
+        assert planned == recorder.steps("create")
 
-    def test_failed_update_keeps_the_old_version(
+
+class UpdateContract(Scenario):
+    """update: blue/green switch, no-op on the same digest, and without waiting."""
+
+    def test_update_switches_the_package(
         self,
-        failing_deployer: Deployer[Any],
         deployer: Deployer[Any],
         name: str,
         package: Package,
         package_v2: Package,
         payload: dict[str, Any],
     ) -> None:
-        """An update() that fails midway leaves the old version serving."""
-        deployer.create(name, package)
-        with pytest.raises(ModelportError):
-            failing_deployer.update(name, package_v2)
-        _assert_ready_with(deployer.get(name), package)
-        assert _same_predictions(deployer.predict(name, payload), self.expected(package, payload))
+        """update() switches to the new package; creation time is kept."""
+        created = deployer.create(name, package)
+        updated = deployer.update(name, package_v2)
+        _assert_ready_with(updated, package_v2)
+        assert updated.created_at == created.created_at
+        assert updated.updated_at >= created.updated_at
+        self.assert_serves(deployer, name, package_v2, payload)
+        answer = deployer.predict(name, payload)
+        assert not _same_predictions(answer, self.expected(package, payload))
 
-    # --- logs -----------------------------------------------------------------------------
+    def test_update_missing_raises_not_found_and_creates_nothing(
+        self, deployer: Deployer[Any], name: str, package: Package
+    ) -> None:
+        """update() of a missing name raises DeploymentNotFound and creates nothing."""
+        with pytest.raises(DeploymentNotFound):
+            deployer.update(name, package)
+        self.assert_gone(deployer, name)
+
+    def test_update_with_the_same_digest_changes_nothing(
+        self, deployer: Deployer[Any], name: str, package: Package
+    ) -> None:
+        """update() to the digest already deployed is a no-op."""
+        deployer.create(name, package)
+        before = deployer.get(name)
+        after = deployer.update(name, package)
+        assert after.package_digest == before.package_digest
+        assert after.updated_at == before.updated_at
+        assert after.endpoint == before.endpoint
+        again = deployer.get(name)
+        assert again.updated_at == before.updated_at
+        assert again.status is DeploymentStatus.READY
+
+    def test_update_without_waiting_finishes_by_itself(
+        self,
+        deployer: Deployer[Any],
+        name: str,
+        package: Package,
+        package_v2: Package,
+        payload: dict[str, Any],
+    ) -> None:
+        """update(wait=False) returns at once; the new version serves once it is ready."""
+        if not self._updates_without_waiting(deployer):
+            pytest.skip("the target's update always waits")
+        deployer.create(name, package)
+        started = deployer.update(name, package_v2, wait=False)
+        assert started.status in (DeploymentStatus.UPDATING, DeploymentStatus.READY)
+        self.wait_until_ready(deployer, name, package_v2.digest)
+        self.assert_serves(deployer, name, package_v2, payload)
+
+
+class FailureContract(Scenario):
+    """Each named step of create and update, failed in turn: nothing is left behind."""
+
+    def test_each_create_step_failing_leaves_nothing(
+        self, deployer: Deployer[Any], name: str, package: Package
+    ) -> None:
+        """A create that fails after any one of its steps undoes them all."""
+        steps = [a.step for a in deployer.plan(name, package) if a.step]
+        if not steps:
+            pytest.skip("the target's create has no rollout steps (create_steps): not checked")
+        for step in steps:
+            with failpoint(f"{deployer.name}.create.{step}"), pytest.raises(FailpointTriggered):
+                deployer.create(name, package)
+            self.assert_gone(deployer, name)
+
+    def test_each_update_step_failing_keeps_the_old_version(
+        self,
+        deployer: Deployer[Any],
+        name: str,
+        package: Package,
+        package_v2: Package,
+        payload: dict[str, Any],
+    ) -> None:
+        """An update that fails after any one of its steps leaves the old version serving."""
+        deployer.create(name, package)
+        with _Recorder(deployer) as recorder:
+            deployer.update(name, package_v2)  # a real one, to learn the steps
+        steps = recorder.steps("update")
+        if not steps:
+            pytest.skip("the target's update reports no rollout steps: not checked")
+        for step in steps:
+            with failpoint(f"{deployer.name}.update.{step}"), pytest.raises(FailpointTriggered):
+                deployer.update(name, package)
+            self.assert_serves(deployer, name, package_v2, payload)
+
+
+class LogsContract(Scenario):
+    """logs, for targets that keep them."""
 
     def test_logs_are_lines_or_not_supported(
         self, deployer: Deployer[Any], name: str, package: Package
     ) -> None:
-        """logs() yields at most `tail` lines of text, and refuses missing names."""
-        if not type(deployer).supports_logs():
-            pytest.skip("the target does not provide logs")
+        """logs() yields at most `tail` lines of text, and refuses missing names.
+
+        A target without logs must say so (NotSupportedError), not answer nothing.
+        """
+        if not self._has_logs(deployer):
+            with pytest.raises(NotSupportedError):
+                list(deployer.logs(name))
+            return
         deployer.create(name, package)
         lines = list(deployer.logs(name, tail=5))
         assert len(lines) <= 5
         assert all(isinstance(line, str) for line in lines)
         with pytest.raises(DeploymentNotFound):
             list(deployer.logs(f"{name}-missing"))
+
+
+class TrafficContract(Scenario):
+    """promote and rollback, for targets that split traffic between versions."""
+
+    def start_canary(self, deployer: Deployer[Any], name: str, package: Package) -> None:
+        """Put ``package`` beside the version serving, sharing its traffic.
+
+        Override with your target's way (a config option, a traffic split); the default is
+        ``update``.
+        """
+        deployer.update(name, package)
+
+    def test_promote_and_rollback(
+        self,
+        deployer: Deployer[Any],
+        name: str,
+        package: Package,
+        package_v2: Package,
+        payload: dict[str, Any],
+    ) -> None:
+        """rollback() returns to the old version; promote() keeps the new one, alone.
+
+        A target that does not split traffic must refuse both (NotSupportedError).
+        """
+        if not self._splits_traffic(deployer):
+            for verb in (deployer.promote, deployer.rollback):
+                with pytest.raises(NotSupportedError):
+                    verb(name)
+            return
+        deployer.create(name, package)
+        self.start_canary(deployer, name, package_v2)
+        _assert_ready_with(deployer.rollback(name), package)
+        self.assert_serves(deployer, name, package, payload)
+        self.start_canary(deployer, name, package_v2)
+        _assert_ready_with(deployer.promote(name), package_v2)
+        self.assert_serves(deployer, name, package_v2, payload)
+
+
+class DeployerContract(
+    LifecycleContract, UpdateContract, FailureContract, LogsContract, TrafficContract
+):
+    """Every rule of the Deployer API. Subclass it and provide a ``deployer`` fixture."""

@@ -5,9 +5,14 @@ Layout, under the ``root`` option::
     <root>/<name>/deployment.json   the record (name, digest, times)
     <root>/<name>/<package copy>    package-<generation>.mport, or a package directory
 
-Every change is made in a temporary place and moved into place with one ``os.replace`` /
-``os.rename``, so a failure at any point leaves either the old state or nothing: the rule
-"failures leave no half-made resources" costs a few lines, not a cleanup framework.
+``create`` and ``update`` are lists of named steps, each with its undo, run by modelport's
+deployer kit (``self.rollout(...)``). The kit gives the target, for free:
+
+- rollback: when a step fails, the undos of the steps before it run in reverse order;
+- ``modelport deploy --dry-run``: the same steps, planned instead of run;
+- progress on the terminal, one line per step;
+- failpoints: modelport's contract suite makes each step fail in turn and checks that nothing is
+  left behind (``MODELPORT_FAILPOINTS=echo.create.move-into-place`` does it from the CLI).
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelport.deployers import Deployer, Deployment, DeploymentStatus, PlannedAction, utcnow
+from modelport.deployers import Deployer, Deployment, DeploymentStatus, utcnow
+from modelport.deployers.kit.rollout import Step
 from modelport.errors import DeploymentError, DeploymentExists, DeploymentNotFound
 
 if TYPE_CHECKING:
@@ -51,17 +57,37 @@ class EchoConfig:
             "echo, else ~/.modelport/deployments/echo). Also given as a URI: -t echo:/path."
         },
     )
-    simulate_failure: bool = field(
-        default=False,
-        metadata={"help": "Fail create and update midway (to test that failures clean up)."},
-    )
+
+
+def _copy_package(package: Package, directory: Path, generation: int) -> Path:
+    source = Path(package.path)
+    if source.is_dir():
+        target = directory / f"package-{generation}"
+        shutil.copytree(source, target)
+    else:
+        target = directory / f"package-{generation}.mport"
+        shutil.copyfile(source, target)
+    return target
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _write_record(directory: Path, record: Mapping[str, Any]) -> None:
+    tmp = directory / f".{RECORD}.tmp"
+    tmp.write_text(json.dumps(dict(record), indent=2), "utf-8")
+    os.replace(tmp, directory / RECORD)  # atomic: readers see the old or the new record
 
 
 class EchoDeployer(Deployer[EchoConfig]):
     """Deployments are directories on this machine; predictions run in-process.
 
-    An example target to copy: every verb is a few lines, and it passes modelport's contract
-    suite (modelport.plugins.testing.DeployerContract).
+    An example target to copy: every verb is a few lines, built on modelport's deployer kit, and
+    it passes modelport's contract suite (modelport.plugins.testing.DeployerContract).
     """
 
     name = "echo"
@@ -108,102 +134,103 @@ class EchoDeployer(Deployer[EchoConfig]):
         )
 
     @staticmethod
-    def _copy_package(package: Package, directory: Path, generation: int) -> str:
-        source = Path(package.path)
-        if source.is_dir():
-            target = f"package-{generation}"
-            shutil.copytree(source, directory / target)
-        else:
-            target = f"package-{generation}.mport"
-            shutil.copyfile(source, directory / target)
-        return target
+    def _describe(package: Package) -> dict[str, Any]:
+        return {
+            "package_digest": package.digest,
+            "package_name": package.name,
+            "package_version": package.version,
+            "allow_code": package.manifest.flavor.name != "onnx",
+        }
 
-    @staticmethod
-    def _write_record(directory: Path, record: Mapping[str, Any]) -> None:
-        tmp = directory / f".{RECORD}.tmp"
-        tmp.write_text(json.dumps(dict(record), indent=2), "utf-8")
-        os.replace(tmp, directory / RECORD)  # atomic: readers see the old or the new record
+    # --- the steps ------------------------------------------------------------------------
 
-    def _maybe_fail(self, what: str) -> None:
-        if self.config.simulate_failure:
-            raise DeploymentError(f"{what} failed (simulate_failure=true)")
+    def create_steps(self, name: str, package: Package, *, wait: bool = True) -> Sequence[Step]:
+        """Stage the deployment in a temporary directory, then move it into place.
 
-    # --- the verbs ------------------------------------------------------------------------
+        Building the steps touches nothing (``--dry-run`` plans them): only their ``run`` does.
+        Each step gets the results of the steps before it, by name.
+        """
+        final = self.root / name
 
-    def plan(self, name: str, package: Package) -> Sequence[PlannedAction]:
-        """What ``create`` would write."""
-        return [
-            PlannedAction(
-                "directory",
-                f"create {self.root / name} with a copy of {package.name} {package.version}",
-                {"path": str(self.root / name), "package_digest": package.digest},
-            )
-        ]
+        def stage(_: Mapping[str, Any]) -> Path:
+            self.root.mkdir(parents=True, exist_ok=True)
+            return Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.root))
 
-    def create(self, name: str, package: Package, *, wait: bool = True) -> Deployment:
-        """Build the deployment in a temporary directory, then rename it into place."""
-        self.check_name(name)
-        self.root.mkdir(parents=True, exist_ok=True)
-        if (self.root / name).exists():
-            raise DeploymentExists(f"a deployment named {name!r} already exists on target 'echo'")
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.root))
-        try:
-            self.progress(f"copying {package.name} {package.version}")
+        def copy(done: Mapping[str, Any]) -> Path:
+            return _copy_package(package, done["stage"], 1)
+
+        def record(done: Mapping[str, Any]) -> dict[str, Any]:
             now = utcnow().isoformat()
-            record = {
+            data = {
                 "name": name,
-                "package_digest": package.digest,
-                "package_name": package.name,
-                "package_version": package.version,
-                "package_path": self._copy_package(package, staging, 1),
-                "allow_code": package.manifest.flavor.name != "onnx",
+                **self._describe(package),
+                "package_path": done["copy-package"].name,
                 "generation": 1,
                 "created_at": now,
                 "updated_at": now,
             }
-            self._maybe_fail("create")
-            self._write_record(staging, record)
+            _write_record(done["stage"], data)
+            return data
+
+        def move(done: Mapping[str, Any]) -> Path:
             try:
-                staging.rename(self.root / name)  # atomic; fails if the name appeared meanwhile
+                done["stage"].rename(final)  # atomic; fails if the name appeared meanwhile
             except OSError:
                 raise DeploymentExists(f"a deployment named {name!r} already exists") from None
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return self._deployment(record)
+            return done["stage"]
 
-    def update(self, name: str, package: Package) -> Deployment:
-        """Copy the new package beside the old one, switch the record, remove the old copy."""
-        record = self._read(name)
-        if record["package_digest"] == package.digest:
-            return self._deployment(record)  # same package: nothing to do
+        return [
+            Step("stage", f"make a staging directory in {self.root}", stage, undo=shutil.rmtree),
+            Step("copy-package", f"copy {package.name} {package.version}", copy, undo=_remove),
+            Step("write-record", "write the deployment's record", record),
+            # Undone by moving back, so that the staging directory's undo removes it all.
+            Step("move-into-place", f"move it to {final}", move, undo=final.rename),
+        ]
+
+    # --- the verbs ------------------------------------------------------------------------
+
+    def create(self, name: str, package: Package, *, wait: bool = True) -> Deployment:
+        """Run the steps of :meth:`create_steps`; a failure undoes those that ran."""
+        self.check_name(name)
+        if (self.root / name).exists():
+            raise DeploymentExists(f"a deployment named {name!r} already exists on target 'echo'")
+        done = self.rollout("create", self.create_steps(name, package, wait=wait)).run()
+        return self._deployment(done["write-record"])
+
+    def update(self, name: str, package: Package, *, wait: bool = True) -> Deployment:
+        """Copy the new package beside the old one, switch the record, remove the old copy.
+
+        There is nothing to wait for here, so ``wait`` changes nothing.
+        """
+        old = self._read(name)
+        if old["package_digest"] == package.digest:
+            return self._deployment(old)  # same package: nothing to do
         directory = self.root / name
-        generation = int(record["generation"]) + 1
-        new_path = directory / f"package-{generation}"
-        try:
-            copied = self._copy_package(package, directory, generation)
-            new_path = directory / copied
-            self._maybe_fail("update")
-        except BaseException:
-            shutil.rmtree(new_path, ignore_errors=True)
-            new_path.with_suffix(".mport").unlink(missing_ok=True)
-            raise
-        old_path = directory / record["package_path"]
-        record.update(
-            package_digest=package.digest,
-            package_name=package.name,
-            package_version=package.version,
-            package_path=copied,
-            allow_code=package.manifest.flavor.name != "onnx",
-            generation=generation,
-            updated_at=utcnow().isoformat(),
-        )
-        self._write_record(directory, record)
-        if old_path.is_dir():
-            shutil.rmtree(old_path)
-        else:
-            old_path.unlink(missing_ok=True)
-        return self._deployment(record)
+        generation = int(old["generation"]) + 1
+        new = {
+            **old,
+            **self._describe(package),
+            "generation": generation,
+            "updated_at": utcnow().isoformat(),
+        }
+
+        def copy(_: Mapping[str, Any]) -> Path:
+            path = _copy_package(package, directory, generation)
+            new["package_path"] = path.name
+            return path
+
+        steps = [
+            Step("copy-package", f"copy {package.name} {package.version}", copy, undo=_remove),
+            Step(
+                "switch-record",
+                "point the record at the new copy",
+                lambda _: _write_record(directory, new),
+                undo=lambda _: _write_record(directory, old),
+            ),
+        ]
+        self.rollout("update", steps).run()
+        _remove(directory / old["package_path"])  # the switch is done: the old copy goes
+        return self._deployment(new)
 
     def delete(self, name: str) -> None:
         """Remove the deployment's directory; nothing to do if it is not there."""

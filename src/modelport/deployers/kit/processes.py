@@ -1,4 +1,7 @@
-"""Managed background processes for the local target (POSIX): spawn, check, stop.
+"""Managed background processes on this machine (POSIX): spawn, check, stop.
+
+Used by the local target (its servers and proxies) and by background jobs
+(:mod:`modelport.deployers.kit.background`).
 
 A process is identified by its pid *and* its start time (``/proc/<pid>/stat``), so a state file
 left behind by a dead process never mistakes a newer process that reused the pid for it, and a
@@ -13,6 +16,9 @@ import signal
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from modelport.deployers.kit.waiting import wait_until
+from modelport.errors import WaitTimeout
 
 
 def spawn_detached(argv: Sequence[str], *, log: Path, env: Mapping[str, str]) -> int:
@@ -84,13 +90,16 @@ def is_running(pid: int, started: int | None = None) -> bool:
 
 def wait_exit(pid: int, started: int | None, timeout: float) -> bool:
     """Wait up to ``timeout`` seconds for the process to exit. Returns True once it has."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if not is_running(pid, started):
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.02)
+    try:
+        wait_until(
+            lambda: not is_running(pid, started),
+            what=f"process {pid} to exit",
+            timeout_s=timeout,
+            max_interval_s=0.05,
+        )
+    except WaitTimeout:
+        return False
+    return True
 
 
 def stop_all(processes: Sequence[tuple[int, int | None]], *, timeout: float) -> None:

@@ -19,7 +19,7 @@ is safe. If no server answers, the proxy replies 503 (so health probes see "not 
 hang. It exits on SIGTERM, and by itself once its upstream file is gone (its deployment was
 removed), so it cannot outlive its deployment for long.
 
-Run as ``python -m modelport.deployers.local_proxy --port P --upstream FILE --ready FILE``; it
+Run as ``python -m modelport.deployers.local.proxy --port P --upstream FILE --ready FILE``; it
 writes ``{"pid": ..., "port": ...}`` (or ``{"error": ...}``) to the ready file once listening.
 """
 
@@ -38,6 +38,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from modelport.deployers.kit.state import write_json_atomic
 
 #: Headers that describe one hop, not the message (RFC 9110 section 7.6.1).
 HOP_BY_HOP = frozenset(
@@ -61,16 +63,6 @@ UNREACHABLE_BUDGET_S = 1.0
 MAX_ATTEMPTS = 200
 BACKEND_TIMEOUT_S = 300.0
 MAX_BODY = 1 << 30
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` so that readers see the old or the new content, never a mix."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class Upstream:

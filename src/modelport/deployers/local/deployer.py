@@ -10,15 +10,19 @@ Each deployment is two detached processes and one directory::
         server-<gen>.log    the server's log (``deployments logs``)
         package-<gen>[.mport]  a private copy of the package it serves
 
-- **the proxy** (:mod:`modelport.deployers.local_proxy`) owns the deployment's stable address
+- **the proxy** (:mod:`modelport.deployers.local.proxy`) owns the deployment's stable address
   (``-C port=...``, or a free port it picks) and forwards every request to the current server;
 - **the server** is ``modelport serve`` on a private ephemeral port on 127.0.0.1.
+
+``create`` and ``update`` are rollouts (:mod:`modelport.deployers.kit.rollout`): named steps,
+each undone in reverse order when a later one fails, and the same steps are ``--dry-run``'s plan.
 
 ``update`` is blue/green: it starts the new version's server on a new port, waits until its
 ``/ping`` answers 200, points the proxy at it (one atomic file replace; the proxy picks the server
 per request), then stops the old server with SIGTERM, which lets it finish what it has. Clients of
-the stable address see no failed request. If the new server does not become ready, it is stopped,
-its files are removed and the old version keeps serving.
+the stable address see no failed request. If any step fails, the new server is stopped, its files
+are removed and the old version keeps serving. ``update(..., wait=False)`` runs the same update
+in a background job (:mod:`modelport.deployers.kit.background`) and returns at once.
 
 ``get`` checks that both processes are alive (by pid and start time, so a stale state file is
 reported as ``failed``, never as running) and probes ``/ping`` through the proxy.
@@ -27,29 +31,28 @@ reported as ``failed``, never as running) and probes ``/ping`` through the proxy
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import fcntl
 import json
 import os
+import shlex
 import shutil
 import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelport.deployers import _process
-from modelport.deployers._http import client_host, predict_over_http, probe_status
-from modelport.deployers.base import (
-    Deployer,
-    Deployment,
-    DeploymentStatus,
-    PlannedAction,
-    utcnow,
-)
-from modelport.deployers.local_proxy import write_json_atomic
+from modelport.deployers.base import Deployer, Deployment, DeploymentStatus, utcnow
+from modelport.deployers.kit import background, processes
+from modelport.deployers.kit.http import client_host, predict_over_http, probe_status
+from modelport.deployers.kit.rollout import Step
+from modelport.deployers.kit.state import HOME_ENV, default_home, write_json_atomic
+from modelport.deployers.kit.waiting import Seen, wait_until
 from modelport.errors import (
     DeploymentError,
     DeploymentExists,
@@ -60,15 +63,11 @@ from modelport.errors import (
 if TYPE_CHECKING:
     from modelport.model_format.package import Package
 
-HOME_ENV = "MODELPORT_HOME"
 STATE_VERSION = 1
 #: How long the old server keeps getting requests already routed to it before it is stopped.
 SWITCH_GRACE_S = 0.3
-
-
-def default_home() -> Path:
-    """``$MODELPORT_HOME``, else ``~/.modelport``."""
-    return Path(os.environ.get(HOME_ENV) or Path.home() / ".modelport").expanduser()
+#: How long the proxy may take to listen.
+PROXY_START_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -215,8 +214,8 @@ class LocalDeployer(Deployer[LocalConfig]):
             ) from None
         except (OSError, ValueError) as exc:
             raise DeploymentError(
-                f"the state of local deployment {name!r} is unreadable ({path}: {exc}); "
-                f"'modelport deployments delete -t local --name {name}' removes it"
+                f"the state of local deployment {name!r} is unreadable ({path}: {exc})",
+                hint=f"'modelport deployments delete -t local --name {name}' removes it",
             ) from None
         if not isinstance(data, dict):
             raise DeploymentError(f"the state of local deployment {name!r} is corrupt ({path})")
@@ -255,7 +254,7 @@ class LocalDeployer(Deployer[LocalConfig]):
         return [
             sys.executable,
             "-m",
-            "modelport.deployers.local_proxy",
+            "modelport.deployers.local.proxy",
             "--host",
             self.config.host,
             "--port",
@@ -271,12 +270,12 @@ class LocalDeployer(Deployer[LocalConfig]):
     ) -> dict[str, Any]:
         port = _free_port()
         log = directory / f"server-{generation}.log"
-        pid = _process.spawn_detached(
+        pid = processes.spawn_detached(
             self._serve_command(package_path, port), log=log, env=self._env(package)
         )
         return {
             "pid": pid,
-            "start_time": _process.start_time(pid),
+            "start_time": processes.start_time(pid),
             "port": port,
             "log": log.name,
             "generation": generation,
@@ -284,22 +283,27 @@ class LocalDeployer(Deployer[LocalConfig]):
 
     def _start_proxy(self, directory: Path, state: dict[str, Any]) -> dict[str, Any]:
         ready = directory / "proxy.ready.json"
-        pid = _process.spawn_detached(
+        pid = processes.spawn_detached(
             self._proxy_command(directory), log=directory / "proxy.log", env=dict(os.environ)
         )
-        proxy = {"pid": pid, "start_time": _process.start_time(pid)}
+        proxy = {"pid": pid, "start_time": processes.start_time(pid)}
         state["proxy"] = proxy
         self._write_state(state["name"], state)
-        deadline = time.monotonic() + 30.0
-        while not ready.exists():
-            if not _process.is_running(pid, proxy["start_time"]):
-                raise DeploymentError(
-                    "the local proxy exited at start; its log says:\n"
-                    + "\n".join(_tail_lines(directory / "proxy.log", 20))
-                )
-            if time.monotonic() > deadline:
-                raise DeploymentError("the local proxy did not start within 30 s")
-            time.sleep(0.01)
+
+        def listening() -> Seen:
+            if ready.exists():
+                return Seen(done=True)
+            if not processes.is_running(pid, proxy["start_time"]):
+                return Seen(failed="the proxy exited at start")
+            return Seen(status="starting")
+
+        wait_until(
+            listening,
+            what="the local target's endpoint proxy",
+            timeout_s=PROXY_START_TIMEOUT_S,
+            progress=self.progress,
+            log=lambda: _tail_lines(directory / "proxy.log", 20),
+        )
         info = json.loads(ready.read_text("utf-8"))
         if "error" in info:
             raise DeploymentError(f"the local target's endpoint {info['error']}")
@@ -308,7 +312,7 @@ class LocalDeployer(Deployer[LocalConfig]):
 
     def _stop(self, *records: Mapping[str, Any] | None) -> None:
         """Stop the processes these state records describe (absent or malformed ones skipped)."""
-        _process.stop_all(
+        processes.stop_all(
             [
                 (r["pid"], r.get("start_time"))
                 for r in records
@@ -320,29 +324,24 @@ class LocalDeployer(Deployer[LocalConfig]):
     def _wait_ready(self, directory: Path, server: Mapping[str, Any], what: str) -> None:
         """Wait until the server answers /ping with 200; raise (with its log) if it dies."""
         url = f"http://127.0.0.1:{server['port']}/ping"
-        deadline = time.monotonic() + self.config.startup_timeout
-        next_note = time.monotonic() + 5.0
-        delay = 0.02
-        while True:
-            if probe_status(url) == 200:
-                return
-            if not _process.is_running(server["pid"], server.get("start_time")):
-                log = "\n".join(_tail_lines(directory / server["log"], 25))
-                raise DeploymentError(
-                    f"{what}: the server exited while starting; its log ends:\n{log}"
-                )
-            now = time.monotonic()
-            if now > deadline:
-                log = "\n".join(_tail_lines(directory / server["log"], 25))
-                raise DeploymentError(
-                    f"{what}: the server was not ready within {self.config.startup_timeout:g} s "
-                    f"(-C startup_timeout=...); its log ends:\n{log}"
-                )
-            if now > next_note:
-                self.progress(f"still waiting for the server on port {server['port']} ...")
-                next_note = now + 5.0
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.25)
+
+        def ready() -> Seen:
+            code = probe_status(url)
+            if code == 200:
+                return Seen(done=True)
+            if not processes.is_running(server["pid"], server.get("start_time")):
+                return Seen(failed="the server exited while starting")
+            return Seen(status=f"/ping answered {code}" if code else "not listening yet")
+
+        wait_until(
+            ready,
+            what=f"{what}: the server on port {server['port']}",
+            timeout_s=self.config.startup_timeout,
+            progress=self.progress,
+            max_interval_s=0.25,
+            log=lambda: _tail_lines(directory / server["log"], 25),
+            timeout_hint="allow more time with -C startup_timeout=SECONDS",
+        )
 
     @staticmethod
     def _copy_package(package: Package, directory: Path, generation: int) -> Path:
@@ -358,6 +357,7 @@ class LocalDeployer(Deployer[LocalConfig]):
             shutil.copyfile(source, target)
         report = verify(target)
         if not report.ok or report.manifest.digest != package.digest:
+            LocalDeployer._remove_path(target)
             raise DeploymentError(
                 f"the package at {source} changed on disk after it was loaded; load it again"
             )
@@ -366,10 +366,9 @@ class LocalDeployer(Deployer[LocalConfig]):
     @staticmethod
     def _remove_path(path: Path) -> None:
         if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(path)
         else:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            path.unlink(missing_ok=True)
 
     # --- records --------------------------------------------------------------------------
 
@@ -383,13 +382,15 @@ class LocalDeployer(Deployer[LocalConfig]):
         proxy = state.get("proxy") or {}
         endpoint = self._endpoint(state)
         problem = None
-        if not _process.is_running(proxy.get("pid", 0), proxy.get("start_time")):
+        if not processes.is_running(proxy.get("pid", 0), proxy.get("start_time")):
             problem = f"the proxy process {proxy.get('pid')} is not running"
-        elif not _process.is_running(server.get("pid", 0), server.get("start_time")):
+        elif not processes.is_running(server.get("pid", 0), server.get("start_time")):
             problem = (
                 f"the server process {server.get('pid')} is not running "
                 f"(see: modelport deployments logs -t local --name {state['name']})"
             )
+        job = background.last(self.home, self.name, state["name"])
+        updating = bool(state.get("pending")) or (job is not None and job.status == "running")
         if problem is not None:
             status = DeploymentStatus.FAILED
         elif not probe or endpoint is None:
@@ -397,9 +398,7 @@ class LocalDeployer(Deployer[LocalConfig]):
         else:
             code = probe_status(f"{endpoint}/ping")
             if code == 200:
-                status = (
-                    DeploymentStatus.UPDATING if state.get("pending") else DeploymentStatus.READY
-                )
+                status = DeploymentStatus.UPDATING if updating else DeploymentStatus.READY
             elif code == 503:
                 status = DeploymentStatus.STARTING
             else:
@@ -419,6 +418,8 @@ class LocalDeployer(Deployer[LocalConfig]):
             "log": str(self._dir(state["name"]) / server["log"]) if server.get("log") else None,
             "state_dir": str(self._dir(state["name"])),
         }
+        if job is not None:
+            details["update_job"] = job.to_dict()
         if problem:
             details["problem"] = problem
         return Deployment(
@@ -432,133 +433,255 @@ class LocalDeployer(Deployer[LocalConfig]):
             details=details,
         )
 
-    # --- the verbs ------------------------------------------------------------------------
+    # --- the steps ------------------------------------------------------------------------
 
-    def plan(self, name: str, package: Package) -> Sequence[PlannedAction]:
-        """What ``create`` would start and write; touches nothing."""
+    def _create_rollout(
+        self, name: str, package: Package, *, wait: bool
+    ) -> tuple[list[Step], dict[str, Any]]:
+        """The steps of ``create``, and the state they fill in as they run."""
         directory = self._dir(name)
+        now = utcnow().isoformat()
+        state: dict[str, Any] = {
+            "version": STATE_VERSION,
+            "name": name,
+            "target": self.name,
+            "host": self.config.host,
+            "created_at": now,
+            "updated_at": now,
+            "status": DeploymentStatus.STARTING.value,
+            "generation": 1,
+        }
+
+        def make_directory(_: Mapping[str, Any]) -> Path:
+            directory.mkdir(parents=True)
+            self._write_state(name, state)
+            return directory
+
+        def copy_package(_: Mapping[str, Any]) -> Path:
+            path = self._copy_package(package, directory, 1)
+            state["package"] = _package_record(package, path)
+            self._write_state(name, state)
+            return path
+
+        def start_server(done: Mapping[str, Any]) -> dict[str, Any]:
+            server = self._start_server(directory, package, done["copy-package"], 1)
+            state["server"] = server
+            self._write_state(name, state)
+            write_json_atomic(directory / "upstream.json", {"port": server["port"]})
+            return server
+
+        def start_proxy(_: Mapping[str, Any]) -> dict[str, Any]:
+            proxy = self._start_proxy(directory, state)
+            self._write_state(name, state)
+            return proxy
+
+        def wait_ready(done: Mapping[str, Any]) -> None:
+            self._wait_ready(directory, done["start-server"], f"deployment {name!r}")
+            state["status"] = DeploymentStatus.READY.value
+            self._write_state(name, state)
+
         port = self.config.port or "a free port"
-        return [
-            PlannedAction(
-                "directory",
+        steps = [
+            Step(
+                "make-directory",
                 f"create {directory} for state, logs and a copy of the package",
-                {"path": str(directory)},
+                make_directory,
+                undo=_remove_tree,
+                kind="directory",
+                details={"path": str(directory)},
+                resource=lambda d: f"the directory {d}",
+                remove_with=lambda d: f"rm -r {shlex.quote(str(d))}",
             ),
-            PlannedAction(
-                "process",
-                f"start the endpoint proxy on {self.config.host}:{port}",
-                {"command": self._proxy_command(directory)},
+            Step(
+                "copy-package",
+                f"copy the package {package.name} {package.version} ({package.digest}) into it",
+                copy_package,
+                undo=self._remove_path,
+                kind="file",
+                details={"source": str(package.path), "package_digest": package.digest},
             ),
-            PlannedAction(
-                "process",
+            _process_step(
+                "start-server",
                 f"start modelport serve for {package.name} {package.version} "
                 f"({package.digest}) on a free port on 127.0.0.1",
-                {"command": self._serve_command(directory / "package-1", 0)},
+                start_server,
+                self._stop,
+                self._serve_command(directory / "package-1", 0),
+            ),
+            _process_step(
+                "start-proxy",
+                f"start the endpoint proxy on {self.config.host}:{port}",
+                start_proxy,
+                self._stop,
+                self._proxy_command(directory),
             ),
         ]
+        if wait:
+            steps.append(
+                Step(
+                    "wait-ready",
+                    f"wait until the server answers /ping with 200 (at most "
+                    f"{self.config.startup_timeout:g} s)",
+                    wait_ready,
+                    kind="wait",
+                )
+            )
+        return steps, state
+
+    def _update_rollout(
+        self, name: str, package: Package, state: dict[str, Any]
+    ) -> tuple[list[Step], Callable[[], None]]:
+        """The steps of a blue/green ``update``, and the cleanup to run once they all passed."""
+        directory = self._dir(name)
+        old = state.get("server")
+        old_package = state.get("package", {}).get("path")
+        generation = int(state.get("generation", 1)) + 1
+
+        def copy_package(_: Mapping[str, Any]) -> Path:
+            return self._copy_package(package, directory, generation)
+
+        def start_server(done: Mapping[str, Any]) -> dict[str, Any]:
+            pending = self._start_server(directory, package, done["copy-package"], generation)
+            state["pending"] = pending
+            self._write_state(name, state)
+            return pending
+
+        def stop_server(pending: Mapping[str, Any]) -> None:
+            self._stop(pending)
+            self._remove_path(directory / str(pending["log"]))
+            state.pop("pending", None)
+            self._write_state(name, state)
+
+        def wait_ready(done: Mapping[str, Any]) -> None:
+            self._wait_ready(directory, done["start-server"], f"update of deployment {name!r}")
+
+        def switch(done: Mapping[str, Any]) -> dict[str, Any]:
+            before = copy.deepcopy(state)
+            new = done["start-server"]
+            # One atomic replace: the proxy routes each new request to the new port.
+            write_json_atomic(directory / "upstream.json", {"port": new["port"]})
+            state.pop("pending", None)
+            state.update(
+                server=new,
+                generation=generation,
+                updated_at=utcnow().isoformat(),
+                status=DeploymentStatus.READY.value,
+                package=_package_record(package, done["copy-package"]),
+            )
+            self._write_state(name, state)
+            return before
+
+        def switch_back(before: dict[str, Any]) -> None:
+            write_json_atomic(directory / "upstream.json", {"port": before["server"]["port"]})
+            state.clear()
+            state.update(before)
+            self._write_state(name, state)
+
+        def cleanup() -> None:
+            self.progress("switched; stopping the old server")
+            time.sleep(SWITCH_GRACE_S)
+            self._stop(old)
+            try:
+                if isinstance(old, Mapping) and old.get("log"):
+                    self._remove_path(directory / str(old["log"]))
+                if old_package:
+                    self._remove_path(directory / str(old_package))
+            except OSError as exc:
+                self.progress.warn(f"left behind in {directory}: {exc}")
+
+        steps = [
+            Step(
+                "copy-package",
+                f"copy the package {package.name} {package.version} ({package.digest}) into "
+                f"{directory}",
+                copy_package,
+                undo=self._remove_path,
+                kind="file",
+            ),
+            _process_step(
+                "start-server",
+                f"start modelport serve for {package.name} {package.version} beside the "
+                "current one",
+                start_server,
+                stop_server,
+                self._serve_command(directory / f"package-{generation}", 0),
+            ),
+            Step(
+                "wait-ready",
+                "wait until the new server answers /ping with 200",
+                wait_ready,
+                kind="wait",
+            ),
+            Step(
+                "switch",
+                "point the endpoint proxy at the new server",
+                switch,
+                undo=switch_back,
+                kind="switch",
+            ),
+        ]
+        return steps, cleanup
+
+    def _clear_pending(self, name: str, state: dict[str, Any]) -> None:
+        """Remove what an update killed midway (SIGKILL, power loss) had started."""
+        leftover = state.pop("pending", None)
+        if not isinstance(leftover, Mapping):
+            return
+        directory = self._dir(name)
+        self._stop(leftover)
+        generation = leftover.get("generation")
+        self._remove_path(directory / f"server-{generation}.log")
+        for suffix in ("", ".mport"):
+            self._remove_path(directory / f"package-{generation}{suffix}")
+        self._write_state(name, state)
+
+    # --- the verbs ------------------------------------------------------------------------
+
+    def create_steps(self, name: str, package: Package, *, wait: bool = True) -> list[Step]:
+        """The steps of ``create``: directory, package copy, server, proxy, readiness."""
+        return self._create_rollout(name, package, wait=wait)[0]
 
     def create(self, name: str, package: Package, *, wait: bool = True) -> Deployment:
         """Start the proxy and the server; wait for ``/ping`` unless ``wait`` is False."""
         self.check_name(name)
         with self._locked():
-            directory = self._dir(name)
-            if directory.exists():
+            if self._dir(name).exists():
                 raise DeploymentExists(
-                    f"a deployment named {name!r} already exists on target 'local'; "
-                    "use 'modelport deployments update' to change its package"
+                    f"a deployment named {name!r} already exists on target 'local'",
+                    hint="use 'modelport deployments update' to change its package",
                 )
-            now = utcnow().isoformat()
-            state: dict[str, Any] = {
-                "version": STATE_VERSION,
-                "name": name,
-                "target": self.name,
-                "host": self.config.host,
-                "created_at": now,
-                "updated_at": now,
-                "status": DeploymentStatus.STARTING.value,
-                "generation": 1,
-            }
-            try:
-                directory.mkdir(parents=True)
-                self._write_state(name, state)
-                self.progress(f"copying package {package.name} {package.version}")
-                package_path = self._copy_package(package, directory, 1)
-                state["package"] = _package_record(package, package_path)
-                server = self._start_server(directory, package, package_path, 1)
-                state["server"] = server
-                self._write_state(name, state)
-                write_json_atomic(directory / "upstream.json", {"port": server["port"]})
-                self.progress("starting the endpoint proxy")
-                self._start_proxy(directory, state)
-                self._write_state(name, state)
-                if wait:
-                    self.progress(f"waiting for the server (pid {server['pid']}) to be ready")
-                    self._wait_ready(directory, server, f"deployment {name!r}")
-                    state["status"] = DeploymentStatus.READY.value
-                    self._write_state(name, state)
-            except BaseException:
-                self._stop(state.get("proxy"), state.get("server"))
-                shutil.rmtree(directory, ignore_errors=True)
-                raise
+            steps, state = self._create_rollout(name, package, wait=wait)
+            self.rollout("create", steps).run()
         return self._record(state, probe=wait)
 
-    def update(self, name: str, package: Package) -> Deployment:
-        """Blue/green: start the new server, wait until ready, switch the proxy, stop the old."""
+    def update(self, name: str, package: Package, *, wait: bool = True) -> Deployment:
+        """Blue/green: start the new server, wait until ready, switch the proxy, stop the old.
+
+        With ``wait=False`` the same update runs in a background job, and the record returned
+        says ``updating``.
+        """
+        if not wait:
+            current = self.get(name)
+            if current.package_digest == package.digest:
+                return current
+            job = background.start(self, "update", name, package, home=self.home)
+            details = {**current.details, "update_job": job.to_dict()}
+            return dataclasses.replace(current, status=DeploymentStatus.UPDATING, details=details)
         with self._locked():
             state = self._read_state(name)
             if state.get("package", {}).get("digest") == package.digest:
                 self.progress("the package digest is unchanged: nothing to do")
                 return self._record(state)
-            directory = self._dir(name)
-            leftover = state.pop("pending", None)
-            if isinstance(leftover, Mapping):
-                # An earlier update was killed midway: remove what it had started.
-                self._stop(leftover)
-                self._remove_path(directory / f"server-{leftover.get('generation')}.log")
-                for suffix in ("", ".mport"):
-                    self._remove_path(directory / f"package-{leftover.get('generation')}{suffix}")
-                self._write_state(name, state)
-            old = state.get("server")
-            old_package = state.get("package", {}).get("path")
-            generation = int(state.get("generation", 1)) + 1
-            pending: dict[str, Any] = {"generation": generation}
-            package_path = directory / f"package-{generation}"
-            try:
-                self.progress(f"copying package {package.name} {package.version}")
-                package_path = self._copy_package(package, directory, generation)
-                pending = self._start_server(directory, package, package_path, generation)
-                state["pending"] = pending
-                self._write_state(name, state)
-                self.progress(f"waiting for the new server (pid {pending['pid']}) to be ready")
-                self._wait_ready(directory, pending, f"update of deployment {name!r}")
-            except BaseException:
-                self._stop(pending)
-                self._remove_path(package_path)
-                self._remove_path(directory / f"server-{generation}.log")
-                state.pop("pending", None)
-                self._write_state(name, state)
-                raise
-            # The switch: one atomic replace; the proxy routes each new request to the new port.
-            write_json_atomic(directory / "upstream.json", {"port": pending["port"]})
-            state.pop("pending")
-            state["server"] = pending
-            state["generation"] = generation
-            state["updated_at"] = utcnow().isoformat()
-            state["status"] = DeploymentStatus.READY.value
-            state["package"] = _package_record(package, package_path)
-            self._write_state(name, state)
-            self.progress("switched; stopping the old server")
-            time.sleep(SWITCH_GRACE_S)
-            self._stop(old)
-            if isinstance(old, Mapping) and old.get("log"):
-                self._remove_path(directory / str(old["log"]))
-            if old_package:
-                self._remove_path(directory / str(old_package))
+            self._clear_pending(name, state)
+            steps, cleanup = self._update_rollout(name, package, state)
+            self.rollout("update", steps).run()
+            cleanup()
         return self._record(state)
 
     def delete(self, name: str) -> None:
         """Stop the proxy and the server(s) and remove the deployment's directory."""
         directory = self._dir(name)
+        background.cancel(self.home, self.name, name, timeout=self.config.stop_timeout * 2)
         if not directory.exists():
             return
         with self._locked():
@@ -607,3 +730,28 @@ class LocalDeployer(Deployer[LocalConfig]):
         if not server.get("log"):
             return iter(())
         return iter(_tail_lines(self._dir(name) / str(server["log"]), tail))
+
+
+def _remove_tree(path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path)
+
+
+def _process_step(
+    name: str,
+    description: str,
+    run: Callable[[Mapping[str, Any]], dict[str, Any]],
+    stop: Callable[[Mapping[str, Any]], None],
+    command: Sequence[str],
+) -> Step:
+    """A step that starts a detached process; its undo stops it."""
+    return Step(
+        name,
+        description,
+        run,
+        undo=stop,
+        kind="process",
+        details={"command": list(command)},
+        resource=lambda record: f"process {record['pid']}",
+        remove_with=lambda record: f"kill -TERM -- -{record['pid']}",
+    )

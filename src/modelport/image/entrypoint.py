@@ -5,8 +5,8 @@ The image runs ``ENTRYPOINT ["/opt/venv/bin/python", "/opt/modelport/entrypoint.
 
 - ``docker run IMAGE`` (Vertex AI, Azure ML: the image's own entrypoint and command);
 - ``docker run IMAGE serve`` (SageMaker: ``serve`` replaces the command);
-- ``docker run IMAGE serve --workers 2`` or ``docker run IMAGE --workers 2`` (options go to
-  ``modelport serve``).
+- ``docker run IMAGE serve --workers 2`` or ``docker run IMAGE --workers 2`` (the options of
+  ``modelport serve``, from the same table: :mod:`modelport.serving.options`).
 
 Before serving, the package is verified: every file against the manifest, and the manifest against
 the digest the image was built for (``MODELPORT_PACKAGE_DIGEST``). A package altered after the
@@ -19,8 +19,8 @@ Two more commands, for the image's own use:
 - ``healthcheck``: exit 0 when the server on this container's port answers ``/ping`` with 200
   (the Dockerfile's ``HEALTHCHECK``; plain urllib, so the image needs no curl).
 
-This file imports only the standard library and modelport, and modelport's heavy modules only
-when they are needed.
+This file imports only the standard library and modelport, modelport's heavy modules only when
+they are needed, and never ``modelport.cli``: it runs the server itself.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def package_problems(path: str, expected_digest: str | None) -> list[str]:
 
 def healthcheck(env: Mapping[str, str], timeout_s: float = 2.0) -> int:
     """Probe the ready route of the server in this container; 0 when it answers 200, else 1."""
-    from modelport.deployers._http import http  # never through a proxy from $HTTP_PROXY
+    from modelport.deployers.kit.http import http  # never through a proxy from $HTTP_PROXY
     from modelport.serving.config import resolve_port
 
     try:
@@ -111,12 +111,17 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     # SageMaker runs `docker run IMAGE serve`: the leading `serve` is the command, not a path.
     if args[:1] == ["serve"]:
         args = args[1:]
-    from modelport.cli.main import main as cli_main
+    from modelport.errors import ModelportError
+    from modelport.serving.options import parse_args, serve_config
+    from modelport.serving.server import run
 
-    # The package comes from MODELPORT_PACKAGE (serve's PKG argument reads it); in-process rather
-    # than exec, so Python and modelport start once. The server handles SIGTERM as PID 1.
-    os.environ.setdefault(PACKAGE_ENV, package)
-    return cli_main(["serve", *args])
+    # In-process, so Python and modelport start once; the server handles SIGTERM as PID 1.
+    try:
+        run(serve_config(package, parse_args(args, env), env))
+    except ModelportError as exc:
+        print(exc.render(), file=sys.stderr, flush=True)
+        return exc.exit_code
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,30 @@
+"""Where targets keep state on this machine, and writing it so that nobody sees half of it."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+HOME_ENV = "MODELPORT_HOME"
+
+
+def default_home() -> Path:
+    """``$MODELPORT_HOME``, else ``~/.modelport``: the root of every target's state here."""
+    return Path(os.environ.get(HOME_ENV) or Path.home() / ".modelport").expanduser()
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` so that readers see the old or the new content, never a mix."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,250 @@
+"""The server's options, defined once: ``modelport serve`` and every image's entrypoint read them.
+
+:data:`SERVE_OPTIONS` lists each option with its flag, type, bounds, environment variable and
+default (the defaults are :class:`~modelport.serving.config.ServeConfig`'s). The CLI turns the
+table into click options; an image's entrypoint, which must not import the CLI, parses its
+arguments with :func:`parse_args`. Both end in :func:`serve_config`, the one place option values
+and the environment become a :class:`ServeConfig`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelport.errors import UsageError
+from modelport.serving.config import ServeConfig
+
+_MIB = 1024 * 1024
+SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
+PACKAGE_ENV = "MODELPORT_PACKAGE"
+_TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
+_FALSE = frozenset({"0", "false", "f", "no", "n", "off", ""})
+
+
+@dataclass(frozen=True)
+class ServeOption:
+    """One option of the server.
+
+    Attributes:
+        name: the value's name (``max_batch_size``); the flag is ``--max-batch-size``.
+        kind: ``int``, ``float``, ``str`` or ``bool`` (a flag that takes no value).
+        help: one line for ``--help``.
+        env: the environment variable read when the option is not given.
+        default: the value when neither is given (None: decided later, from the environment).
+        low: the smallest value allowed.
+        low_open: ``low`` itself is not allowed.
+        high: the largest value allowed.
+    """
+
+    name: str
+    kind: type
+    help: str
+    env: str | None = None
+    default: Any = None
+    low: float | None = None
+    low_open: bool = False
+    high: float | None = None
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag."""
+        return "--" + self.name.replace("_", "-")
+
+    def convert(self, text: str, where: str) -> Any:
+        """Parse a value given as text (an argument or an environment variable).
+
+        Raises:
+            UsageError: not a value of this option's type, or out of bounds.
+        """
+        if self.kind is bool:
+            lowered = text.strip().lower()
+            if lowered in _TRUE | _FALSE:
+                return lowered in _TRUE
+            raise UsageError(f"{where}: expected a boolean, got {text!r}")
+        try:
+            value = self.kind(text)
+        except ValueError:
+            kind = {int: "an integer", float: "a number"}.get(self.kind, "a value")
+            raise UsageError(f"{where}: expected {kind}, got {text!r}") from None
+        self.check(value, where)
+        return value
+
+    def check(self, value: Any, where: str) -> None:
+        """Refuse a value outside the bounds.
+
+        Raises:
+            UsageError: out of bounds.
+        """
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            bound = f"greater than {self.low:g}" if self.low_open else f"at least {self.low:g}"
+            raise UsageError(f"{where}: must be {bound}, got {value}")
+        if self.high is not None and value > self.high:
+            raise UsageError(f"{where}: must be at most {self.high:g}, got {value}")
+
+
+SERVE_OPTIONS: tuple[ServeOption, ...] = (
+    ServeOption("host", str, "Address to bind. [default: $MODELPORT_HOST, else 127.0.0.1]"),
+    ServeOption(
+        "port",
+        int,
+        "Port (0: any free one). [default: $SAGEMAKER_BIND_TO_PORT, $AIP_HTTP_PORT, else 8080]",
+        low=0,
+        high=65535,
+    ),
+    ServeOption(
+        "workers",
+        int,
+        "Worker processes, each with its own model. [default: usable CPUs, at most 8]",
+        env="MODELPORT_WORKERS",
+        low=1,
+    ),
+    ServeOption(
+        "threads",
+        int,
+        "Request threads per worker (the most requests one batch can merge).",
+        env="MODELPORT_THREADS",
+        default=ServeConfig.threads,
+        low=1,
+    ),
+    ServeOption(
+        "max_batch_size",
+        int,
+        "Most rows one merged model call may hold.",
+        env="MODELPORT_MAX_BATCH_SIZE",
+        default=ServeConfig.max_batch_size,
+        low=1,
+    ),
+    ServeOption(
+        "max_batch_wait_ms",
+        float,
+        "Longest a batch waits for requests still being read.",
+        env="MODELPORT_MAX_BATCH_WAIT_MS",
+        default=ServeConfig.max_batch_wait_s * 1000.0,
+        low=0,
+    ),
+    ServeOption(
+        "no_batching",
+        bool,
+        "Run every request in its own model call.",
+        env="MODELPORT_NO_BATCHING",
+        default=False,
+    ),
+    ServeOption(
+        "max_body_mb",
+        float,
+        "Largest request body accepted (413 above).",
+        env="MODELPORT_MAX_BODY_MB",
+        default=ServeConfig.max_body_bytes / _MIB,
+        low=0,
+        low_open=True,
+    ),
+    ServeOption(
+        "timeout_s",
+        float,
+        "Longest a request may wait for its prediction (503 after).",
+        env="MODELPORT_TIMEOUT_S",
+        default=ServeConfig.timeout_s,
+        low=0,
+        low_open=True,
+    ),
+    ServeOption(
+        "allow_code",
+        bool,
+        "Allow a package that runs code it carries (python flavor). Also MODELPORT_ALLOW_CODE=1.",
+        default=False,
+    ),
+    ServeOption("dev", bool, "Use Flask's development server instead of gunicorn.", default=False),
+)
+_BY_FLAG = {option.flag: option for option in SERVE_OPTIONS}
+
+
+def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any]:
+    """Parse server options the way ``modelport serve`` does (``--flag value``, ``--flag=value``).
+
+    Returns:
+        Every option's value by name: from ``argv``, else its environment variable, else its
+        default.
+
+    Raises:
+        UsageError: an unknown option, a missing or bad value, or a positional argument.
+    """
+    given: dict[str, Any] = {}
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        flag, sep, inline = arg.partition("=")
+        option = _BY_FLAG.get(flag)
+        if option is None:
+            known = ", ".join(sorted(_BY_FLAG))
+            raise UsageError(f"unknown server option {arg!r} (options: {known})")
+        if option.kind is bool:
+            if sep:
+                raise UsageError(f"{flag} takes no value")
+            given[option.name] = True
+            continue
+        if not sep:
+            if not args:
+                raise UsageError(f"{flag} needs a value")
+            inline = args.pop(0)
+        given[option.name] = option.convert(inline, flag)
+    values = {}
+    for option in SERVE_OPTIONS:
+        if option.name in given:
+            values[option.name] = given[option.name]
+        elif option.env and env.get(option.env, "").strip():
+            values[option.name] = option.convert(env[option.env], option.env)
+        else:
+            values[option.name] = option.default
+    return values
+
+
+def package_path(package: str | None) -> Path:
+    """The package to serve: the one given, else a package mounted at ``/opt/ml/model``.
+
+    Raises:
+        UsageError: neither.
+    """
+    if package:
+        return Path(package)
+    if (SAGEMAKER_MODEL_DIR / "modelport.json").is_file():
+        return SAGEMAKER_MODEL_DIR
+    raise UsageError(
+        f"no package to serve: pass PKG, or set {PACKAGE_ENV} (or mount a package at "
+        f"{SAGEMAKER_MODEL_DIR})"
+    )
+
+
+def serve_config(
+    package: str | None, values: Mapping[str, Any], env: Mapping[str, str]
+) -> ServeConfig:
+    """Resolve option values (by :data:`SERVE_OPTIONS` name) and the environment into a config.
+
+    Raises:
+        UsageError: no package, or a platform variable (port, Vertex routes) is malformed.
+    """
+    from modelport.model_format.flavors.onnx import usable_cpus
+    from modelport.serving import config as cfg
+
+    cpus = usable_cpus()
+    dev = bool(values["dev"])
+    workers = 1 if dev else values["workers"] or cfg.default_workers(cpus)
+    return ServeConfig(
+        package=package_path(package),
+        host=cfg.resolve_host(values["host"], env),
+        port=cfg.resolve_port(values["port"], env),
+        workers=workers,
+        threads=values["threads"],
+        ort_threads=cfg.ort_threads_per_worker(cpus, workers),
+        batching=not values["no_batching"],
+        max_batch_size=values["max_batch_size"],
+        max_batch_wait_s=values["max_batch_wait_ms"] / 1000.0,
+        max_body_bytes=max(1, int(values["max_body_mb"] * _MIB)),
+        timeout_s=values["timeout_s"],
+        allow_code=bool(values["allow_code"]),
+        dev=dev,
+        health_route=cfg.vertex_route(cfg.HEALTH_ROUTE_ENV, env),
+        predict_route=cfg.vertex_route(cfg.PREDICT_ROUTE_ENV, env),
+    )
