@@ -418,3 +418,87 @@ def test_targets_help_describes_every_option(capsys: pytest.CaptureFixture[str])
     assert described["options"]["startup_timeout"]["type"] == "float"
     assert described["options"]["workers"]["default"] == "none"
     assert described["logs"] is True
+
+
+# --- long verbs, traffic, errors ------------------------------------------------------------
+
+
+def test_update_without_waiting_finishes_in_the_background(
+    home: Path, packages: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "deploy", str(packages["v1"]), "-t", "local", "-n", "later")[0] == 0
+    started = run_json(
+        capsys,
+        "deployments",
+        "update",
+        str(packages["v2"]),
+        "-t",
+        "local",
+        "-n",
+        "later",
+        "--no-wait",
+    )
+    assert started["status"] == "updating"
+    assert started["details"]["update_job"]["status"] == "running"
+    deadline = time.monotonic() + 60
+    while True:
+        got = run_json(capsys, "deployments", "get", "-t", "local", "-n", "later")
+        if got["status"] == "ready" and got["details"]["package_version"] == "2":
+            break
+        assert got["status"] in ("ready", "updating"), got
+        assert time.monotonic() < deadline, got
+        time.sleep(0.1)
+    assert got["details"]["update_job"]["status"] == "succeeded"
+
+
+def test_a_failed_background_update_is_reported_and_the_old_version_serves(
+    home: Path,
+    packages: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert run(capsys, "deploy", str(packages["v1"]), "-t", "local", "-n", "bg")[0] == 0
+    # The background job inherits the environment: its switch step fails.
+    monkeypatch.setenv("MODELPORT_FAILPOINTS", "local.update.switch")
+    args = ["deployments", "update", str(packages["v2"]), "-t", "local", "-n", "bg", "--no-wait"]
+    run_json(capsys, *args)
+    monkeypatch.delenv("MODELPORT_FAILPOINTS")
+    deadline = time.monotonic() + 60
+    while (job := run_json(capsys, "deployments", "get", "-t", "local", "-n", "bg"))["details"][
+        "update_job"
+    ]["status"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert job["status"] == "ready" and job["details"]["package_version"] == "1"
+    assert "failpoint local.update.switch triggered" in job["details"]["update_job"]["error"]
+
+
+def test_promote_and_rollback_exit_2_on_a_target_without_traffic_splitting(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for verb in ("promote", "rollback"):
+        code, _, err = run(capsys, "deployments", verb, "-t", "local", "-n", "x")
+        assert code == 2
+        assert "target 'local' does not split traffic between versions" in err
+        assert "  hint: " in err
+
+
+def test_errors_come_with_a_hint_and_as_json(
+    home: Path, packages: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "deploy", str(packages["v1"]), "-t", "local", "-n", "twice")[0] == 0
+    code, out, err = run(
+        capsys, "deploy", str(packages["v1"]), "-t", "local", "-n", "twice", "--json"
+    )
+    assert code == 1
+    assert err.splitlines() == [
+        "Error: a deployment named 'twice' already exists on target 'local'",
+        "  hint: use 'modelport deployments update' to change its package",
+    ]
+    assert json.loads(out)["error"] == {
+        "type": "DeploymentExists",
+        "message": "a deployment named 'twice' already exists on target 'local'",
+        "hint": "use 'modelport deployments update' to change its package",
+        "reference": None,
+        "exit_code": 1,
+    }

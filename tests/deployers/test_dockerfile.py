@@ -474,3 +474,14 @@ def test_unreachable_engine_is_a_deployment_error(tmp_path: Path) -> None:
     deployer = DockerDeployer(DockerConfig(docker_host=f"unix://{socket_path}"))
     with pytest.raises(DeploymentError, match="cannot reach the Docker Engine API"):
         deployer.get("anything")
+
+
+def test_the_requirement_walker_takes_any_distribution_object() -> None:
+    # With the importlib_metadata backport imported (MLflow does), entry points carry the
+    # backport's Distribution objects, which are no subclass of the standard library's.
+    backport = pytest.importorskip("importlib_metadata")
+    from modelport.image.requirements import requires
+
+    names = {r.name for r in requires(backport.distribution("modelport"), ["docker"], core=False)}
+    assert {"docker", "flask", "gunicorn"} <= names  # modelport[serve] inside [docker], followed
+    assert "numpy" not in names  # a core requirement, not the extra's

@@ -61,14 +61,15 @@ def requires(
     Raises:
         InvalidRequirement: the distribution's own metadata is malformed.
     """
-    try:
-        dist = (
-            distribution
-            if isinstance(distribution, importlib.metadata.Distribution)
-            else importlib.metadata.distribution(distribution)
-        )
-    except importlib.metadata.PackageNotFoundError:
-        return []
+    if isinstance(distribution, str):
+        try:
+            dist = importlib.metadata.distribution(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return []
+    else:
+        # Not an isinstance check: with the importlib_metadata backport imported (MLflow does),
+        # entry points come with the backport's Distribution class.
+        dist = distribution
     own = canonicalize_name(dist.metadata["Name"] or "")
     lines = [Requirement(text) for text in dist.requires or []]
     result: list[Requirement] = []

@@ -197,13 +197,15 @@ class Rollout:
         for step, result in reversed(done):
             if step.undo is None:
                 continue
-            self.progress.info(f"undoing {step.name}")
             try:
+                self.progress.info(f"undoing {step.name}")
                 step.undo(result)
             except Exception as exc:
                 line = step.resource(result) if step.resource else step.description
                 if step.remove_with is not None:
                     line += f", remove with: {step.remove_with(result)}"
                 left.append(f"{line} (undo failed: {exc})")
-                self.progress.warn(f"could not undo step {step.name!r}: {exc}")
+                # Whoever watches must not stop the other undos (a closed terminal, say).
+                with contextlib.suppress(Exception):
+                    self.progress.warn(f"could not undo step {step.name!r}: {exc}")
         return left

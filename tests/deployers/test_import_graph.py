@@ -1,0 +1,86 @@
+"""The layout's rules, checked on the source: nothing under deployers/ or image/ imports the CLI;
+kit/ and image/ import no cloud SDK and no docker-py; a target never imports another target."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from process_helpers import imports_after
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "modelport"
+DEPLOYERS = SRC / "deployers"
+#: Distributions the shared machinery must not need: cloud SDKs, docker-py and its transport.
+SDKS = ("docker", "boto3", "botocore", "azure", "google", "sagemaker", "kubernetes", "requests")
+TARGETS = sorted(p.name for p in DEPLOYERS.iterdir() if (p / "__init__.py").is_file())
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, at module level or inside functions, by absolute name."""
+    tree = ast.parse(path.read_text("utf-8"))
+    package = ".".join(path.relative_to(SRC.parent).with_suffix("").parts[:-1])
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                found.add(f"{base}.{node.module}" if node.module else base)
+            elif node.module:
+                found.add(node.module)
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def files(*roots: Path) -> list[Path]:
+    return sorted(p for root in roots for p in root.rglob("*.py"))
+
+
+def test_the_targets_are_the_ones_expected() -> None:
+    assert TARGETS == ["docker", "kit", "local"]
+
+
+@pytest.mark.parametrize(
+    "path", files(DEPLOYERS, SRC / "image"), ids=lambda p: str(p.relative_to(SRC))
+)
+def test_nothing_under_deployers_or_image_imports_the_cli(path: Path) -> None:
+    cli = {
+        m for m in imported_modules(path) if m == "modelport.cli" or m.startswith("modelport.cli.")
+    }
+    assert cli == set()
+
+
+@pytest.mark.parametrize(
+    "path", files(DEPLOYERS / "kit", SRC / "image"), ids=lambda p: str(p.relative_to(SRC))
+)
+def test_kit_and_image_import_no_sdk(path: Path) -> None:
+    sdks = {m for m in imported_modules(path) if m.split(".")[0] in SDKS}
+    assert sdks == set()
+
+
+@pytest.mark.parametrize("target", [t for t in TARGETS if t != "kit"])
+def test_a_target_never_imports_another_target(target: str) -> None:
+    others = {f"modelport.deployers.{t}" for t in TARGETS if t not in (target, "kit")}
+    for path in files(DEPLOYERS / target):
+        wrong = {m for m in imported_modules(path) if any(m.startswith(o) for o in others)}
+        assert wrong == set(), path
+
+
+def test_the_kit_and_image_load_without_any_sdk() -> None:
+    """And for real: importing every module of kit/ and image/ loads no SDK."""
+    modules = [
+        ".".join(p.relative_to(SRC.parent).with_suffix("").parts).removesuffix(".__init__")
+        for p in files(DEPLOYERS / "kit", SRC / "image")
+    ]
+    code = "import importlib\n" + "".join(f"importlib.import_module({m!r})\n" for m in modules)
+    assert imports_after(code, SDKS).imported == set()
+
+
+def test_the_walker_sees_relative_and_nested_imports() -> None:
+    module = SRC / "deployers" / "kit" / "waiting.py"
+    found = imported_modules(module)
+    assert "modelport.deployers.kit.progress" in found
+    assert "time" in found
