@@ -135,9 +135,9 @@ def test_register_refuses_what_cannot_be_a_target(notes: type[Notes]) -> None:
     assert taken.value.hint == "pass replace=True to take it in this process"
     with pytest.raises(PluginError, match="name is taken"):
         register("local", type("Local2", (Notes,), {"name": "local"}))
-    with pytest.raises(PluginError, match="is not a subclass of modelport.deployers.Deployer"):
+    with pytest.raises(PluginError, match=r"is not a subclass of modelport\.deployers\.Deployer"):
         register("thing", dict)  # type: ignore[arg-type]
-    with pytest.raises(PluginError, match="named 'other' but Notes.name is 'notes'"):
+    with pytest.raises(PluginError, match=r"named 'other' but Notes\.name is 'notes'"):
         register("other", Notes)
     register("notes", Notes, replace=True)
 
