@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
-from docker_fixtures import REGISTRY_ENV, TEST_LABEL, base_image, engine, free_port, unavailable
+from docker_fixtures import REGISTRY_ENV, TEST_LABEL, free_port, unavailable
 
 from modelport.deployers.kit.engine import (
     DEFAULT_HOST,
@@ -43,6 +43,10 @@ from modelport.errors import TargetUnavailableError
 
 DIGEST = "sha256:" + "c" * 64
 IMAGE_ID = "sha256:" + "a" * 64
+
+#: Every image this module builds carries it; the `real` fixture removes them at the end.
+CLEANUP_LABEL = "kit-engine-test"
+
 
 # --- a recording stand-in for the engine ----------------------------------------------------------
 
@@ -495,18 +499,6 @@ def test_a_stream_that_is_not_json_is_an_error(fake: tuple[FakeEngine, Engine]) 
 
 
 # --- the real engine ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def real() -> Iterator[tuple[Engine, str]]:
-    """The engine at $DOCKER_HOST and the base image (skips, or fails where required)."""
-    docker_py = engine()  # docker-py: only to check the setup the way every image test does
-    base = base_image(docker_py)
-    docker_py.close()
-    with Engine() as client:
-        yield client, base
-        for image in client.images(filters={"label": [f"{TEST_LABEL}=1", "kit-engine-test"]}):
-            client.remove_image(image["Id"], force=True)
 
 
 def _dockerfile(tmp_path: Path, text: str) -> Path:

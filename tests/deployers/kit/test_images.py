@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from docker_fixtures import REGISTRY_ENV, TEST_LABEL, base_image, engine, unavailable
+from docker_fixtures import REGISTRY_ENV, TEST_LABEL, unavailable
 from test_engine import (
     FakeEngine,
     UnixServer,
@@ -63,6 +63,10 @@ from modelport.plugins.testing import make_test_package
 from process_helpers import imports_after
 
 DIGEST = "sha256:" + "d" * 64
+
+#: Every image this module builds carries it; the `real` fixture removes them at the end.
+CLEANUP_LABEL = "kit-images-test"
+
 
 # --- references ---------------------------------------------------------------------------------
 
@@ -371,18 +375,6 @@ class Built:
     image: BuiltImage
     package: Package
     events: list[ProgressEvent]
-
-
-@pytest.fixture(scope="module")
-def real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, str]]:
-    """The engine at $DOCKER_HOST and the base image; removes the test images at the end."""
-    docker_py = engine()  # docker-py checks the setup the way every image test does
-    base = base_image(docker_py)
-    docker_py.close()
-    with Engine() as client:
-        yield client, base
-        for leftover in client.images(filters={"label": [f"{TEST_LABEL}=1", "kit-images-test"]}):
-            client.remove_image(leftover["Id"], force=True)
 
 
 def _build(

@@ -76,11 +76,6 @@ class Progress:
         """A progress that hands each event, as one line of text, to ``show``."""
         return cls(lambda event: show(event.text()))
 
-    @property
-    def current_step(self) -> str | None:
-        """The step running now, if any."""
-        return self._step
-
     def _emit(self, event: ProgressEvent) -> None:
         if self._sink is not None:
             self._sink(event)

@@ -1,0 +1,27 @@
+"""Fixtures of the kit's engine and image tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from docker_fixtures import base_image, engine
+
+from modelport.deployers.kit.engine import Engine
+
+
+@pytest.fixture(scope="module")
+def real(request: pytest.FixtureRequest) -> Iterator[tuple[Engine, str]]:
+    """The engine at $DOCKER_HOST and the base image; removes the module's images at the end.
+
+    A module names the label its images carry in ``CLEANUP_LABEL``.
+    """
+    docker_py = engine()  # docker-py checks the setup the way every image test does
+    base = base_image(docker_py)
+    docker_py.close()
+    label = request.module.CLEANUP_LABEL
+    with Engine() as client:
+        yield client, base
+        # One label per filter: podman 4.3 matches no image when given two.
+        for image in client.images(filters={"label": [label]}):
+            client.remove_image(image["Id"], force=True)
