@@ -28,6 +28,8 @@ from modelport.deployers.docker import (
     DockerDeployer,
     container_name,
 )
+from modelport.deployers.kit.progress import Progress
+from modelport.deployers.kit.rollout import FailpointTriggered, failpoint
 from modelport.errors import DeploymentError, DeploymentNotFound
 from modelport.model_format.package import Package, load
 from modelport.plugins.testing import DeployerContract, make_test_package
@@ -165,6 +167,31 @@ def test_failed_update_on_a_fixed_port_restarts_the_old_container(
     assert [c.name for c in client.containers.list(all=True, filters={"name": name})] == [
         container_name(name)
     ]
+
+
+def test_every_step_of_a_fixed_port_update_undoes(
+    client: Any, config: DockerConfig, name: str, v1: Package, v2: Package
+) -> None:
+    """With a fixed port the update stops the old container first: each step's failure restarts
+    it on the same port, and nothing of the new version is left."""
+    port = free_port()
+    deployer = DockerDeployer(dataclasses.replace(config, port=port))
+    deployer.create(name, v1)
+    steps = ["build-image", "stop-old", "run-container", "wait-ready", "switch"]
+    for step in steps:
+        with failpoint(f"docker.update.{step}"), pytest.raises(FailpointTriggered):
+            deployer.update(name, v2)
+        got = deployer.get(name)
+        assert (got.status, got.package_digest) == (DeploymentStatus.READY, v1.digest), step
+        assert got.endpoint == f"http://127.0.0.1:{port}"
+        assert deployer.predict(name, BODY) == {"predictions": [[1.0, 2.0]]}
+        container = client.containers.get(container_name(name))
+        assert sorted(leftovers(client, name)) == sorted([container.name, container.attrs["Image"]])
+    # The steps tried are the steps a real update runs.
+    said: list[str] = []
+    deployer.progress = Progress(lambda e: said.append(e.step) if e.kind == "step" else None)
+    deployer.update(name, v2)
+    assert [s for s in said if s] == steps
 
 
 def test_a_dead_container_is_reported_as_failed(
