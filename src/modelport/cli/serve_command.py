@@ -21,7 +21,12 @@ from modelport.serving.options import PACKAGE_ENV, SERVE_OPTIONS, ServeOption
 def _click_option(option: ServeOption) -> Callable[[Any], Any]:
     if option.kind is bool:
         return click.option(
-            option.flag, option.name, is_flag=True, envvar=option.env, help=option.help
+            option.flag,
+            option.name,
+            is_flag=True,
+            default=option.default,
+            envvar=option.env,
+            help=option.help,
         )
     kind: click.ParamType[Any]
     if option.kind is int and (option.low is not None or option.high is not None):
@@ -31,13 +36,8 @@ def _click_option(option: ServeOption) -> Callable[[Any], Any]:
     elif option.kind is float and (option.low is not None or option.high is not None):
         kind = click.FloatRange(min=option.low, max=option.high, min_open=option.low_open)
     else:
-        kind = (
-            click.INT
-            if option.kind is int
-            else click.FLOAT
-            if option.kind is float
-            else click.STRING
-        )
+        types: dict[type, click.ParamType[Any]] = {int: click.INT, float: click.FLOAT}
+        kind = types.get(option.kind, click.STRING)
     return click.option(
         option.flag,
         option.name,
