@@ -8,14 +8,14 @@ import io
 import json
 import os
 import signal
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from modelport.cli.main import main
+from modelport.deployers.kit.waiting import wait_until
 from modelport.plugins.testing import make_test_package
 from process_helpers import wait_no_processes
 
@@ -58,6 +58,20 @@ def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> Any:
     code, out, err = run(capsys, *args, "--json")
     assert code == 0, err
     return json.loads(out)
+
+
+def get_until(
+    capsys: pytest.CaptureFixture[str], name: str, done: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """``deployments get --json`` until ``done`` holds for its record (or a minute passes)."""
+    seen: list[dict[str, Any]] = []
+
+    def look() -> bool:
+        seen.append(run_json(capsys, "deployments", "get", "-t", "local", "-n", name))
+        return done(seen[-1])
+
+    wait_until(look, what=f"deployment {name!r}", timeout_s=60, max_interval_s=0.1)
+    return seen[-1]
 
 
 # --- the whole life of a deployment ---------------------------------------------------------
@@ -152,10 +166,7 @@ def test_no_wait_returns_before_ready(
         capsys, "deploy", str(packages["v1"]), "-t", "local", "-n", "later", "--no-wait"
     )
     assert started["status"] == "starting"
-    deadline = time.monotonic() + 60
-    while run_json(capsys, "deployments", "get", "-t", "local", "-n", "later")["status"] != "ready":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    get_until(capsys, "later", lambda got: got["status"] == "ready")
 
 
 def test_deploying_an_existing_name_exits_1(
@@ -440,14 +451,11 @@ def test_update_without_waiting_finishes_in_the_background(
     )
     assert started["status"] == "updating"
     assert started["details"]["update_job"]["status"] == "running"
-    deadline = time.monotonic() + 60
-    while True:
-        got = run_json(capsys, "deployments", "get", "-t", "local", "-n", "later")
-        if got["status"] == "ready" and got["details"]["package_version"] == "2":
-            break
-        assert got["status"] in ("ready", "updating"), got
-        assert time.monotonic() < deadline, got
-        time.sleep(0.1)
+    got = get_until(
+        capsys,
+        "later",
+        lambda got: got["status"] == "ready" and got["details"]["package_version"] == "2",
+    )
     assert got["details"]["update_job"]["status"] == "succeeded"
 
 
@@ -463,12 +471,7 @@ def test_a_failed_background_update_is_reported_and_the_old_version_serves(
     args = ["deployments", "update", str(packages["v2"]), "-t", "local", "-n", "bg", "--no-wait"]
     run_json(capsys, *args)
     monkeypatch.delenv("MODELPORT_FAILPOINTS")
-    deadline = time.monotonic() + 60
-    while (job := run_json(capsys, "deployments", "get", "-t", "local", "-n", "bg"))["details"][
-        "update_job"
-    ]["status"] == "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    job = get_until(capsys, "bg", lambda got: got["details"]["update_job"]["status"] != "running")
     assert job["status"] == "ready" and job["details"]["package_version"] == "1"
     assert "failpoint local.update.switch triggered" in job["details"]["update_job"]["error"]
 

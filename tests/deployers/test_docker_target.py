@@ -194,6 +194,18 @@ def test_every_step_of_a_fixed_port_update_undoes(
     assert [s for s in said if s] == steps
 
 
+def test_a_container_refusing_its_package_fails_the_create_and_leaves_nothing(
+    client: Any, config: DockerConfig, name: str, v1: Package
+) -> None:
+    # A real failure inside a step: the container was told to expect another digest.
+    failing = DockerDeployer(
+        dataclasses.replace(config, env={"MODELPORT_PACKAGE_DIGEST": WRONG_DIGEST})
+    )
+    with pytest.raises(DeploymentError, match="refusing to start"):
+        failing.create(name, v1)
+    assert leftovers(client, name) == []
+
+
 def test_a_dead_container_is_reported_as_failed(
     client: Any, config: DockerConfig, name: str, v1: Package
 ) -> None:

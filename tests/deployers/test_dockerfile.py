@@ -485,3 +485,18 @@ def test_the_requirement_walker_takes_any_distribution_object() -> None:
     names = {r.name for r in requires(backport.distribution("modelport"), ["docker"], core=False)}
     assert {"docker", "flask", "gunicorn"} <= names  # modelport[serve] inside [docker], followed
     assert "numpy" not in names  # a core requirement, not the extra's
+
+
+def test_container_names_keep_the_deployment_name_as_it_is() -> None:
+    from modelport.deployers.docker import container_name
+
+    assert container_name("a-b") == "modelport-a-b"
+    assert container_name("a--b") == "modelport-a--b"  # another deployment, another container
+    assert container_name("a-b", role="next") == "modelport-a-b-next"
+
+
+def test_entrypoint_help_lists_the_server_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert entrypoint_main(["serve", "--help"], {"MODELPORT_PACKAGE": "/nonexistent"}) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Usage: docker run IMAGE [serve] [OPTIONS]")
+    assert "  --workers INT [$MODELPORT_WORKERS]  Worker processes" in out

@@ -505,3 +505,68 @@ def test_update_cleans_up_after_an_update_that_was_killed_midway(
     assert not processes.is_running(pid)
     assert local.predict("resume", PAYLOAD) == {"predictions": [[2.0, 4.0]]}
     assert "pending" not in _state(local, "resume")
+
+
+# --- failures inside a step, background jobs ------------------------------------------------
+
+
+def test_a_server_that_never_starts_fails_the_create_and_leaves_nothing(
+    local: LocalDeployer, home: Path, v1: modelport.Package
+) -> None:
+    # A real failure inside a step (the server exits: modelport serve refuses the option), not
+    # a failpoint after it.
+    broken = LocalDeployer(LocalConfig(home=home, workers=1, serve_args=("--no-such-option",)))
+    with pytest.raises(DeploymentError, match="the server exited while starting"):
+        broken.create("never", v1)
+    assert not (local.root / "never").exists()
+    assert wait_no_processes(str(local.root / "never"), timeout=5.0) == []
+
+
+def test_concurrent_updates_without_waiting_start_one_job(
+    local: LocalDeployer, v1: modelport.Package, v2: modelport.Package
+) -> None:
+    from modelport.errors import ConflictError
+
+    local.create("busy", v1)
+    outcomes: list[str] = []
+
+    def start() -> None:
+        try:
+            local.update("busy", v2, wait=False)
+            outcomes.append("started")
+        except ConflictError:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes) == ["conflict", "conflict", "conflict", "started"]
+    # A foreground update is refused too while the job runs, then the job finishes.
+    with pytest.raises(ConflictError, match="still running"):
+        local.update("busy", v1)
+    TestLocalContract().wait_until_ready(local, "busy", v2.digest)
+
+
+@pytest.mark.parametrize("when", ["starting", "switched"])
+def test_delete_during_a_background_update_leaves_no_process(
+    local: LocalDeployer, v1: modelport.Package, v2: modelport.Package, when: str
+) -> None:
+    from modelport.deployers.kit.waiting import wait_until
+
+    local.create("gone", v1)
+    local.update("gone", v2, wait=False)
+    key = "pending" if when == "starting" else "retiring"
+    state_file = local.root / "gone" / "state.json"
+    wait_until(
+        lambda: (
+            key in json.loads(state_file.read_text()) or _state(local, "gone")["generation"] == 2
+        ),
+        what=f"the background update to reach {when}",
+        timeout_s=60,
+        max_interval_s=0.005,
+    )
+    local.delete("gone")
+    assert not (local.root / "gone").exists()
+    # The home fixture fails the test if any process of the deployment is left.

@@ -323,6 +323,9 @@ def test_an_error_a_target_does_not_translate_is_reported_as_a_bug(
     assert "This is a bug in modelport or a plugin; run again with --debug" in result.stderr
     assert "Traceback" not in result.stderr
     assert "Traceback" in modelport(site, "--debug", *args).stderr
+    error = json.loads(modelport(site, *args, "--json").stdout)["error"]
+    assert (error["type"], error["exit_code"]) == ("KeyError", 1)
+    assert "a bug in modelport or a plugin" in error["hint"]
 
 
 # --- config and URIs through a plugin -------------------------------------------------------

@@ -5,7 +5,8 @@ program makes: targets are found through the ``modelport.deployers.v1`` entry-po
 (:mod:`modelport.plugins.registry`) and imported only when selected. Errors are
 :class:`~modelport.errors.ModelportError` subclasses (targets translate their SDK's exceptions
 through :mod:`modelport.deployers.kit.errors`); ``modelport.cli.main`` turns them into exit codes
-(2 for bad options and config, 3 for target and plugin problems).
+(2 for bad options and config, 3 for targets that are unknown, broken or miss an extra). An
+exception a target does not translate is reported as a bug (exit 1).
 """
 
 from __future__ import annotations

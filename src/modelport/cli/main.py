@@ -117,11 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             raise
-        click.echo(
-            f"Error: unexpected {type(exc).__name__}: {exc}\n"
-            "This is a bug in modelport or a plugin; run again with --debug for the traceback.",
-            err=True,
-        )
+        hint = "This is a bug in modelport or a plugin; run again with --debug for the traceback."
+        click.echo(f"Error: unexpected {type(exc).__name__}: {exc}\n{hint}", err=True)
+        if as_json and not printed_json():
+            error = {"type": type(exc).__name__, "message": str(exc), "hint": hint}
+            emit_json({"error": {**error, "reference": None, "exit_code": EXIT_ERROR}})
         return EXIT_ERROR
     return 0
 

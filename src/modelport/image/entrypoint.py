@@ -89,6 +89,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     env = os.environ if env is None else env
     if args[:1] == ["healthcheck"]:
         return healthcheck(env)
+    if any(arg in ("-h", "--help") for arg in args):
+        from modelport.serving.options import usage
+
+        print(f"Usage: docker run IMAGE [serve] [OPTIONS]\n\n{usage()}")
+        return 0
 
     package = env.get(PACKAGE_ENV) or DEFAULT_PACKAGE
     verify_only = args[:1] == ["verify"]

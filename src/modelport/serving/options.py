@@ -161,6 +161,16 @@ SERVE_OPTIONS: tuple[ServeOption, ...] = (
 _BY_FLAG = {option.flag: option for option in SERVE_OPTIONS}
 
 
+def usage() -> str:
+    """The options, one per line, as ``--help`` inside an image prints them."""
+    lines = ["Options (each also read from its environment variable):"]
+    for option in SERVE_OPTIONS:
+        value = "" if option.kind is bool else f" {option.kind.__name__.upper()}"
+        env = f" [${option.env}]" if option.env else ""
+        lines.append(f"  {option.flag}{value}{env}  {option.help}")
+    return "\n".join(lines)
+
+
 def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any]:
     """Parse server options the way ``modelport serve`` does (``--flag value``, ``--flag=value``).
 

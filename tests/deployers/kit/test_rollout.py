@@ -204,3 +204,24 @@ def test_step_names_are_unique() -> None:
     world = World()
     with pytest.raises(ValueError, match="unique"):
         Rollout("t", "create", [world.make("a"), world.make("a")])
+
+
+def test_a_watcher_that_breaks_does_not_stop_the_undos() -> None:
+    world = World()
+
+    def sink(event: ProgressEvent) -> None:
+        if event.message.startswith("undoing"):
+            raise OSError("the terminal went away")
+
+    steps = [world.make("a"), world.make("b", fails=DeploymentError("b broke"))]
+    with pytest.raises(DeploymentError, match="b broke"):
+        Rollout("t", "create", steps, progress=Progress(sink)).run()
+    assert world.resources == []
+
+
+def test_failpoints_armed_by_two_callers_stay_armed_until_each_is_done() -> None:
+    with failpoint("t.create.a"):
+        with failpoint("t.create.a", "t.create.b"):
+            assert armed("t.create.a") and armed("t.create.b")
+        assert armed("t.create.a") and not armed("t.create.b")
+    assert not armed("t.create.a")

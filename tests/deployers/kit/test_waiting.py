@@ -33,7 +33,7 @@ def test_a_failure_stops_the_wait_at_once_with_the_log_tail() -> None:
             timeout_s=60,
             log=lambda: log,
         )
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 10  # at once, not after the 60 s deadline
     lines = str(raised.value).splitlines()
     assert lines[0] == "the server on port 1234: the server exited while starting; its log ends:"
     assert lines[1:] == [f"  line {i}" for i in range(26, 40)] + ["  Traceback: boom"]
@@ -84,8 +84,8 @@ def test_polls_back_off_up_to_the_longest_pause() -> None:
 
     wait_until(poll, what="x", timeout_s=30, interval_s=0.01, backoff=2.0, max_interval_s=0.05)
     pauses = [b - a for a, b in itertools.pairwise(times)]
-    assert pauses[1] > pauses[0]  # longer each time ...
-    assert max(pauses) < 0.05 + 0.05  # ... but never past the longest pause (plus scheduling)
+    assert sum(pauses[3:6]) > sum(pauses[0:3])  # longer each time ...
+    assert max(pauses) < 0.05 + 0.5  # ... but never much past the longest pause
 
 
 def test_an_error_in_the_poll_ends_the_wait() -> None:

@@ -50,7 +50,7 @@ from modelport.deployers.kit.http import (
     predict_over_http,
     probe_status,
 )
-from modelport.deployers.kit.naming import Facts, Platform, label_key, labels, resource_name
+from modelport.deployers.kit.naming import Facts, Platform, label_key, labels
 from modelport.deployers.kit.rollout import Step
 from modelport.deployers.kit.state import default_home
 from modelport.deployers.kit.waiting import Seen, wait_until
@@ -205,9 +205,10 @@ def container_name(deployment: str, *, role: str | None = None) -> str:
     """The container of a deployment, ``modelport-<name>``.
 
     ``role`` names its companion during an update: ``next`` (being started) or ``old`` (being
-    replaced).
+    replaced). Deployment names are valid container names as they are: none is rewritten, so
+    two deployments never share a container name.
     """
-    return resource_name("modelport", deployment, *([role] if role else []), max_length=255)
+    return f"modelport-{deployment}-{role}" if role else f"modelport-{deployment}"
 
 
 def container_port(env: Mapping[str, str]) -> int:
@@ -335,7 +336,7 @@ class DockerDeployer(Deployer[DockerConfig]):
         from modelport.deployers.kit import images
         from modelport.deployers.kit.engine import EngineError
 
-        ref = self.config.image or image_reference(package.name, package.version)
+        ref = self._image_ref(package)
         base = self.config.base_image or default_base_image(package.manifest.python)
         owner = {LABEL_TARGET: TARGET, LABEL_DEPLOYMENT: name}
 
@@ -343,7 +344,7 @@ class DockerDeployer(Deployer[DockerConfig]):
             return images.build_package_image(
                 self.engine,
                 package,
-                ref=self._image_ref(package),
+                ref=ref,
                 base_image=self.config.base_image,
                 index_url=self.config.index_url,
                 pip_cert=self._pip_cert(),
@@ -626,6 +627,7 @@ class DockerDeployer(Deployer[DockerConfig]):
             steps.append(self._wait_step(name, role=None))
         return steps
 
+    @DOCKER_ERRORS.translated("creating a docker deployment")
     def create(self, name: str, package: Package, *, wait: bool = True) -> Deployment:
         """Build the image, (push it,) run the container, and wait until it is ready."""
         self.check_name(name)
@@ -686,6 +688,7 @@ class DockerDeployer(Deployer[DockerConfig]):
         ]
         return steps
 
+    @DOCKER_ERRORS.translated("updating a docker deployment")
     def update(self, name: str, package: Package, *, wait: bool = True) -> Deployment:
         """Switch the deployment to ``package``: start the new container, wait, switch, clean up.
 
@@ -702,6 +705,8 @@ class DockerDeployer(Deployer[DockerConfig]):
             return dataclasses.replace(
                 record, details={**record.details, "update_job": job.to_dict()}
             )
+        # Docker holds no lock: one update at a time is what a running background job says.
+        background.refuse_if_busy(default_home(), TARGET, name)
         # What an interrupted update left (a successor, a renamed predecessor) is not worth keeping.
         for role in ("next", "old"):
             self._remove_image(self._remove_container(self._container(name, role=role)), name)
@@ -709,25 +714,30 @@ class DockerDeployer(Deployer[DockerConfig]):
         new = results["switch"]
         self.progress(f"switched to {new.name}; removing the old container")
         try:
-            self._remove_image(self._remove_container(old), name)
+            with DOCKER_ERRORS.translating(f"removing the old container {old.name}"):
+                self._remove_image(self._remove_container(old), name)
         except DeploymentError as exc:  # the new version serves: say what is left, do not fail
-            self.progress.warn(f"left behind: the old container {old.name} ({exc})")
+            self.progress.warn(
+                f"left behind: the old container {old.name} ({exc}); "
+                f"'modelport deployments delete -t docker -n {name}' removes it with the rest"
+            )
         new.reload()
         return self._record(name, new)
 
+    @DOCKER_ERRORS.translated("deleting a docker deployment")
     def delete(self, name: str) -> None:
         """Stop and remove the deployment's containers and images; nothing to do if absent."""
         self.check_name(name)
         background.cancel(default_home(), TARGET, name, timeout=self.config.stop_timeout + 60.0)
-        with DOCKER_ERRORS.translating(f"deleting docker deployment {name!r}"):
-            for container in self._containers(name):
-                self._remove_image(self._remove_container(container), name)
-            # Images of a failed run whose container is already gone. One label per filter:
-            # podman 4.3 matches no image when given two.
-            for image in self.client.images.list(filters={"label": f"{LABEL_DEPLOYMENT}={name}"}):
-                if (image.labels or {}).get(LABEL_TARGET) == TARGET:
-                    self._remove_image(str(image.id), name)
+        for container in self._containers(name):
+            self._remove_image(self._remove_container(container), name)
+        # Images of a failed run whose container is already gone. One label per filter:
+        # podman 4.3 matches no image when given two.
+        for image in self.client.images.list(filters={"label": f"{LABEL_DEPLOYMENT}={name}"}):
+            if (image.labels or {}).get(LABEL_TARGET) == TARGET:
+                self._remove_image(str(image.id), name)
 
+    @DOCKER_ERRORS.translated("reading a docker deployment")
     def get(self, name: str) -> Deployment:
         """The deployment's container state and readiness."""
         self.check_name(name)
@@ -735,6 +745,7 @@ class DockerDeployer(Deployer[DockerConfig]):
         updating = self._container(name, role="next") is not None
         return self._record(name, container, updating=updating)
 
+    @DOCKER_ERRORS.translated("listing the docker deployments")
     def list(self) -> Sequence[Deployment]:
         """Every deployment of this target on the engine, by name."""
         # One listing holds every container with its state: no second lookup per deployment.
@@ -752,6 +763,7 @@ class DockerDeployer(Deployer[DockerConfig]):
                     result.append(self._record(name, current, updating=updating))
         return result
 
+    @DOCKER_ERRORS.translated("asking a docker deployment")
     def predict(self, name: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """POST the payload to the container's ``/invocations``."""
         self.check_name(name)
@@ -763,6 +775,7 @@ class DockerDeployer(Deployer[DockerConfig]):
             )
         return predict_over_http(f"docker deployment {name!r}", endpoint, payload)
 
+    @DOCKER_ERRORS.translated("reading a docker deployment's log")
     def logs(self, name: str, *, tail: int | None = 100) -> Iterator[str]:
         """The container's last ``tail`` log lines (stdout and stderr)."""
         self.check_name(name)

@@ -20,6 +20,8 @@ job by hand with ``python -m modelport.deployers.kit.background JOB_DIRECTORY``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib
 import json
 import os
@@ -27,6 +29,7 @@ import shutil
 import signal
 import sys
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -34,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from modelport.deployers.kit import processes
 from modelport.deployers.kit.state import write_json_atomic
-from modelport.errors import ConflictError, DeploymentError
+from modelport.errors import ConflictError, DeploymentError, NotSupportedError
 
 if TYPE_CHECKING:
     from modelport.deployers.base import Deployer
@@ -152,52 +155,102 @@ def last(home: Path, target: str, name: str) -> Job | None:
     )
 
 
+@contextlib.contextmanager
+def _locked(home: Path, target: str, name: str) -> Iterator[None]:
+    """Serialize starting and cancelling a deployment's job, across processes."""
+    lock_path = job_directory(home, target, name).with_name(f".{name}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _running_elsewhere(home: Path, target: str, name: str) -> dict[str, Any] | None:
+    """The job file of a job of this deployment running in another process, if any."""
+    data = _read(job_directory(home, target, name))
+    if data is None or data.get("status") != "running" or not _alive(data):
+        return None
+    return None if data.get("pid") == os.getpid() else data
+
+
+def refuse_if_busy(home: Path, target: str, name: str) -> None:
+    """Refuse to change a deployment while a background job of it runs in another process.
+
+    Raises:
+        ConflictError: one runs.
+    """
+    data = _running_elsewhere(home, target, name)
+    if data is not None:
+        raise ConflictError(
+            f"a background {data.get('verb')} of {target} deployment {name!r} is still "
+            f"running (pid {data.get('pid')})",
+            hint=f"wait for it: 'modelport deployments get -t {target} -n {name}' shows when it "
+            "is done",
+        )
+
+
+def _importable(cls: type[Any]) -> str:
+    """``module:qualname`` of a class another process can import.
+
+    Raises:
+        NotSupportedError: it cannot be (defined in ``__main__``, a notebook or a function).
+    """
+    spec = f"{cls.__module__}:{cls.__qualname__}"
+    found: Any = sys.modules.get(cls.__module__)
+    for part in cls.__qualname__.split("."):
+        found = getattr(found, part, None)
+    if cls.__module__ == "__main__" or "<locals>" in cls.__qualname__ or found is not cls:
+        raise NotSupportedError(
+            f"{spec} cannot run in a background job: another process cannot import it",
+            hint="define the target in an importable module, or wait for the verb",
+        )
+    return spec
+
+
 def start(deployer: Deployer[Any], verb: str, name: str, package: Package, *, home: Path) -> Job:
     """Run ``deployer.<verb>(name, package, wait=True)`` in a detached process.
 
     Raises:
         ConflictError: a job of this deployment is still running.
+        NotSupportedError: the target's class cannot be imported by another process.
     """
     from modelport.deployers.base import utcnow
     from modelport.deployers.config import config_to_dict
 
+    spec = _importable(type(deployer))
     directory = job_directory(home, deployer.name, name)
-    current = _read(directory)
-    if current is not None and current.get("status") == "running" and _alive(current):
-        raise ConflictError(
-            f"a background {current.get('verb')} of {deployer.name} deployment {name!r} is "
-            f"still running (pid {current.get('pid')})",
-            hint=f"wait for it: 'modelport deployments get -t {deployer.name} -n {name}' "
-            "shows when it is done",
-        )
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
-    source = Path(package.path)
-    copy = directory / ("package" if source.is_dir() else "package.mport")
-    if source.is_dir():
-        shutil.copytree(source, copy)
-    else:
-        shutil.copyfile(source, copy)
-    cls = type(deployer)
-    job: dict[str, Any] = {
-        "version": 1,
-        "target": deployer.name,
-        "class": f"{cls.__module__}:{cls.__qualname__}",
-        "target_uri": deployer.target_uri,
-        "config": config_to_dict(deployer.config),
-        "verb": verb,
-        "name": name,
-        "package": copy.name,
-        "package_digest": package.digest,
-        "allow_code": package.manifest.flavor.name != "onnx",  # the caller already opted in
-        "status": "running",
-        "started_at": utcnow().isoformat(),
-    }
-    write_json_atomic(directory / JOB_FILE, job)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "modelport.deployers.kit.background", str(directory)]
-    pid = processes.spawn_detached(command, log=directory / LOG_FILE, env=env)
-    write_json_atomic(directory / PID_FILE, {"pid": pid, "start_time": processes.start_time(pid)})
+    with _locked(home, deployer.name, name):
+        refuse_if_busy(home, deployer.name, name)
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        source = Path(package.path)
+        copy = directory / ("package" if source.is_dir() else "package.mport")
+        if source.is_dir():
+            shutil.copytree(source, copy)
+        else:
+            shutil.copyfile(source, copy)
+        job: dict[str, Any] = {
+            "version": 1,
+            "target": deployer.name,
+            "class": spec,
+            "target_uri": deployer.target_uri,
+            "config": config_to_dict(deployer.config),
+            "verb": verb,
+            "name": name,
+            "package": copy.name,
+            "package_digest": package.digest,
+            "status": "running",
+            "started_at": utcnow().isoformat(),
+        }
+        write_json_atomic(directory / JOB_FILE, job)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        command = [sys.executable, "-m", "modelport.deployers.kit.background", str(directory)]
+        pid = processes.spawn_detached(command, log=directory / LOG_FILE, env=env)
+        started = processes.start_time(pid)
+        write_json_atomic(directory / PID_FILE, {"pid": pid, "start_time": started})
     found = last(home, deployer.name, name)
     assert found is not None
     return found
@@ -206,10 +259,12 @@ def start(deployer: Deployer[Any], verb: str, name: str, package: Package, *, ho
 def cancel(home: Path, target: str, name: str, *, timeout: float = 60.0) -> None:
     """Stop a deployment's running job (it undoes what it made) and forget it."""
     directory = job_directory(home, target, name)
-    data = _read(directory)
-    if data is not None and data.get("status") == "running" and _alive(data):
-        processes.stop_all([(data["pid"], data.get("start_time"))], timeout=timeout)
-    shutil.rmtree(directory, ignore_errors=True)
+    with _locked(home, target, name):
+        data = _read(directory)
+        pid = data.get("pid") if data is not None else None
+        if data is not None and isinstance(pid, int) and data.get("status") == "running":
+            processes.stop_all([(pid, data.get("start_time"))], timeout=timeout)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -242,7 +297,9 @@ def run_job(directory: Path) -> int:
             target_uri=job.get("target_uri"),
             progress=Progress.from_lines(lambda line: print(line, flush=True)),
         )
-        with load(directory / job["package"], allow_code=bool(job.get("allow_code"))) as package:
+        # allow_code: the caller loaded this very package, so it opted in if the package needs
+        # it (an onnx package never runs code, whatever the flag says).
+        with load(directory / job["package"], allow_code=True) as package:
             if package.digest != job["package_digest"]:
                 raise DeploymentError("the job's copy of the package changed; start again")
             getattr(deployer, job["verb"])(job["name"], package, wait=True)

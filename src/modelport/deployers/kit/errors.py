@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from modelport.errors import (
     ConflictError,
@@ -87,6 +89,7 @@ class Classified:
 
 
 Classifier = Callable[[BaseException], Kind | Classified | None]
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def kind_for_status(status: int | None) -> Kind | None:
@@ -156,3 +159,16 @@ class ErrorMap:
             if error is None:
                 raise
             raise error from exc
+
+    def translated(self, doing: str) -> Callable[[F], F]:
+        """A decorator: what the function raises is translated as in :meth:`translating`."""
+
+        def decorate(function: F) -> F:
+            @functools.wraps(function)
+            def run(*args: Any, **kwargs: Any) -> Any:
+                with self.translating(doing):
+                    return function(*args, **kwargs)
+
+            return run  # type: ignore[return-value]
+
+        return decorate

@@ -86,13 +86,13 @@ _armed_lock = threading.Lock()
 def failpoint(*names: str) -> Iterator[None]:
     """Arm failpoints (``<target>.<verb>.<step>``) in this process while the block runs."""
     with _armed_lock:
-        before = set(_armed)
-        _armed.update(names)
+        added = set(names) - _armed
+        _armed.update(added)
     try:
         yield
     finally:
         with _armed_lock:
-            _armed.intersection_update(before)
+            _armed.difference_update(added)  # only these: another caller's stay armed
 
 
 def armed(name: str) -> bool:
@@ -197,15 +197,16 @@ class Rollout:
         for step, result in reversed(done):
             if step.undo is None:
                 continue
-            try:
+            # Whoever watches must not stop the undos (a closed terminal, say).
+            with contextlib.suppress(Exception):
                 self.progress.info(f"undoing {step.name}")
+            try:
                 step.undo(result)
             except Exception as exc:
                 line = step.resource(result) if step.resource else step.description
                 if step.remove_with is not None:
                     line += f", remove with: {step.remove_with(result)}"
                 left.append(f"{line} (undo failed: {exc})")
-                # Whoever watches must not stop the other undos (a closed terminal, say).
                 with contextlib.suppress(Exception):
                     self.progress.warn(f"could not undo step {step.name!r}: {exc}")
         return left

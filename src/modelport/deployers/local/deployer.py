@@ -282,13 +282,22 @@ class LocalDeployer(Deployer[LocalConfig]):
         }
 
     def _start_proxy(self, directory: Path, state: dict[str, Any]) -> dict[str, Any]:
-        ready = directory / "proxy.ready.json"
         pid = processes.spawn_detached(
             self._proxy_command(directory), log=directory / "proxy.log", env=dict(os.environ)
         )
         proxy = {"pid": pid, "start_time": processes.start_time(pid)}
-        state["proxy"] = proxy
-        self._write_state(state["name"], state)
+        try:
+            state["proxy"] = proxy
+            self._write_state(state["name"], state)
+            return self._await_proxy(directory, proxy)
+        except BaseException:
+            self._stop(proxy)  # the step failed inside: its undo will not run
+            raise
+
+    def _await_proxy(self, directory: Path, proxy: dict[str, Any]) -> dict[str, Any]:
+        """Wait until the proxy listens; its port goes into ``proxy``."""
+        ready = directory / "proxy.ready.json"
+        pid = proxy["pid"]
 
         def listening() -> Seen:
             if ready.exists():
@@ -465,9 +474,13 @@ class LocalDeployer(Deployer[LocalConfig]):
 
         def start_server(done: Mapping[str, Any]) -> dict[str, Any]:
             server = self._start_server(directory, package, done["copy-package"], 1)
-            state["server"] = server
-            self._write_state(name, state)
-            write_json_atomic(directory / "upstream.json", {"port": server["port"]})
+            try:
+                state["server"] = server
+                self._write_state(name, state)
+                write_json_atomic(directory / "upstream.json", {"port": server["port"]})
+            except BaseException:
+                self._stop(server)  # the step failed inside: its undo will not run
+                raise
             return server
 
         def start_proxy(_: Mapping[str, Any]) -> dict[str, Any]:
@@ -542,8 +555,12 @@ class LocalDeployer(Deployer[LocalConfig]):
 
         def start_server(done: Mapping[str, Any]) -> dict[str, Any]:
             pending = self._start_server(directory, package, done["copy-package"], generation)
-            state["pending"] = pending
-            self._write_state(name, state)
+            try:
+                state["pending"] = pending
+                self._write_state(name, state)
+            except BaseException:
+                stop_server(pending)  # the step failed inside: its undo will not run
+                raise
             return pending
 
         def stop_server(pending: Mapping[str, Any]) -> None:
@@ -563,6 +580,9 @@ class LocalDeployer(Deployer[LocalConfig]):
             state.pop("pending", None)
             state.update(
                 server=new,
+                # Recorded until it is stopped, so that delete (or the next update) stops it
+                # whatever interrupts the cleanup.
+                retiring=old,
                 generation=generation,
                 updated_at=utcnow().isoformat(),
                 status=DeploymentStatus.READY.value,
@@ -581,6 +601,8 @@ class LocalDeployer(Deployer[LocalConfig]):
             self.progress("switched; stopping the old server")
             time.sleep(SWITCH_GRACE_S)
             self._stop(old)
+            state.pop("retiring", None)
+            self._write_state(name, state)
             try:
                 if isinstance(old, Mapping) and old.get("log"):
                     self._remove_path(directory / str(old["log"]))
@@ -623,7 +645,11 @@ class LocalDeployer(Deployer[LocalConfig]):
         return steps, cleanup
 
     def _clear_pending(self, name: str, state: dict[str, Any]) -> None:
-        """Remove what an update killed midway (SIGKILL, power loss) had started."""
+        """Remove what an update killed midway (SIGKILL, power loss) had started or left."""
+        retiring = state.pop("retiring", None)
+        if isinstance(retiring, Mapping):  # killed after its switch: the old server may run
+            self._stop(retiring)
+            self._write_state(name, state)
         leftover = state.pop("pending", None)
         if not isinstance(leftover, Mapping):
             return
@@ -667,6 +693,7 @@ class LocalDeployer(Deployer[LocalConfig]):
             job = background.start(self, "update", name, package, home=self.home)
             details = {**current.details, "update_job": job.to_dict()}
             return dataclasses.replace(current, status=DeploymentStatus.UPDATING, details=details)
+        background.refuse_if_busy(self.home, self.name, name)
         with self._locked():
             state = self._read_state(name)
             if state.get("package", {}).get("digest") == package.digest:
@@ -691,7 +718,9 @@ class LocalDeployer(Deployer[LocalConfig]):
                 state = self._read_state(name)
             except DeploymentError:
                 state = {}  # corrupt or half-written: remove what is there
-            self._stop(state.get("proxy"), state.get("pending"), state.get("server"))
+            self._stop(
+                state.get("proxy"), state.get("pending"), state.get("server"), state.get("retiring")
+            )
             shutil.rmtree(directory)
 
     def get(self, name: str) -> Deployment:
