@@ -15,36 +15,31 @@ from typing import Any
 
 import click
 
+from modelport.errors import UsageError
 from modelport.serving.options import PACKAGE_ENV, SERVE_OPTIONS, ServeOption
 
 
 def _click_option(option: ServeOption) -> Callable[[Any], Any]:
-    if option.kind is bool:
-        return click.option(
-            option.flag,
-            option.name,
-            is_flag=True,
-            default=option.default,
-            envvar=option.env,
-            help=option.help,
-        )
-    kind: click.ParamType[Any]
-    if option.kind is int and (option.low is not None or option.high is not None):
-        low = None if option.low is None else int(option.low)
-        high = None if option.high is None else int(option.high)
-        kind = click.IntRange(min=low, max=high, min_open=option.low_open)
-    elif option.kind is float and (option.low is not None or option.high is not None):
-        kind = click.FloatRange(min=option.low, max=option.high, min_open=option.low_open)
-    else:
-        types: dict[type, click.ParamType[Any]] = {int: click.INT, float: click.FLOAT}
-        kind = types.get(option.kind, click.STRING)
+    """One table entry as a click option; its bounds are checked by the table's own check."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None and option.kind is not bool:
+            try:
+                option.check(value, option.flag)
+            except UsageError as exc:
+                raise click.BadParameter(str(exc).removeprefix(f"{option.flag}: ")) from None
+        return value
+
+    kind = {int: click.INT, float: click.FLOAT, str: click.STRING}.get(option.kind)
     return click.option(
         option.flag,
         option.name,
         type=kind,
+        is_flag=option.kind is bool,
         envvar=option.env,
         default=option.default,
-        show_default=option.default is not None,
+        show_default=option.default is not None and option.kind is not bool,
+        callback=check,
         help=option.help,
     )
 

@@ -33,7 +33,6 @@ import builtins
 import contextlib
 import dataclasses
 import os
-import socket
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,7 +44,6 @@ from modelport.deployers.base import Deployer, Deployment, DeploymentStatus, utc
 from modelport.deployers.kit import background
 from modelport.deployers.kit.errors import Classified, ErrorMap, Kind, kind_for_status
 from modelport.deployers.kit.http import (
-    PROBE_TIMEOUT_S,
     client_host,
     predict_over_http,
     probe_status,
@@ -181,17 +179,6 @@ class DockerConfig:
 # --- small helpers ------------------------------------------------------------------------------
 
 
-def _check_unix_socket(path: str) -> None:
-    """Connect to a unix socket once, closing it (docker-py leaks the socket of a failed connect).
-
-    Raises:
-        OSError: nothing listens there.
-    """
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(PROBE_TIMEOUT_S)
-        sock.connect(path)
-
-
 def _parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
@@ -257,8 +244,8 @@ class DockerDeployer(Deployer[DockerConfig]):
             base_url = self.base_url
             client = None
             try:
-                if base_url and base_url.startswith("unix://"):
-                    _check_unix_socket(base_url.removeprefix("unix://"))
+                # The kit's probe first: docker-py leaks the socket of a failed connect.
+                self.engine.ping()
                 if base_url:
                     client = docker.DockerClient(base_url=base_url, timeout=API_TIMEOUT_S)
                 else:
@@ -279,10 +266,12 @@ class DockerDeployer(Deployer[DockerConfig]):
     def engine(self) -> Engine:
         """The kit's Engine API client for images, on the same address as :attr:`client`."""
         if self._engine is None:
-            from modelport.deployers.kit.engine import Engine
+            from modelport.deployers.kit.engine import Engine, EngineError
 
-            self.client  # noqa: B018 - the same checks and errors as for containers
-            self._engine = Engine(self.base_url, timeout=API_TIMEOUT_S)
+            try:
+                self._engine = Engine(self.base_url, timeout=API_TIMEOUT_S)
+            except EngineError as exc:  # an address it cannot use
+                raise UsageError(str(exc), hint="set -C docker_host or DOCKER_HOST") from None
         return self._engine
 
     def _containers(self, name: str | None = None) -> builtins.list[Any]:

@@ -499,7 +499,7 @@ class LocalDeployer(Deployer[LocalConfig]):
                 "make-directory",
                 f"create {directory} for state, logs and a copy of the package",
                 make_directory,
-                undo=_remove_tree,
+                undo=self._remove_path,
                 kind="directory",
                 details={"path": str(directory)},
                 resource=lambda d: f"the directory {d}",
@@ -759,11 +759,6 @@ class LocalDeployer(Deployer[LocalConfig]):
         if not server.get("log"):
             return iter(())
         return iter(_tail_lines(self._dir(name) / str(server["log"]), tail))
-
-
-def _remove_tree(path: Path) -> None:
-    if path.exists():
-        shutil.rmtree(path)
 
 
 def _process_step(
