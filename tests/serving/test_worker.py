@@ -360,3 +360,87 @@ def test_stopping_does_not_wait_for_idle_kept_alive_connections(
     finally:
         idle.close()
         stalled.close()
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        (b"GET /ping HTTP/1.1\r\n\r\n", "no Host header"),
+        (b"GET /ping HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "more than one Host"),
+        (b"GET /ping HTTP/1.1\r\nHost: a b/c\r\n\r\n", "not a valid host"),
+        (b"GET /ping HTTP/1.1\r\nHost: a:80x\r\n\r\n", "not a valid host"),
+    ],
+    ids=["missing", "two", "bad-chars", "bad-port"],
+)
+def test_an_http_1_1_request_needs_exactly_one_valid_host(
+    server: Server, raw: bytes, words: str
+) -> None:
+    client = Client(server)
+    try:
+        client.send(raw)
+        answer = client.read_answer()
+        assert answer.status == 400
+        assert words in answer.json()["error"]
+        assert answer.headers["connection"] == "close"
+        assert client.closed_by_server()
+    finally:
+        client.close()
+    for host in (b"t", b"127.0.0.1:8080", b"[::1]:80", b"my-host.example:"):
+        ok = Client(server)
+        try:
+            ok.send(b"GET /ping HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+            assert ok.read_answer().status == 200, host
+        finally:
+            ok.close()
+
+
+def _expect_continue_head(length: int) -> bytes:
+    return (
+        f"POST /invocations HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\nExpect: 100-continue\r\n\r\n"
+    ).encode()
+
+
+def test_buffered_request_bytes_have_a_worker_budget(
+    packages: dict[str, Path], tmp_path: Path
+) -> None:
+    served = start_server(
+        packages["iris"],
+        ["--workers", "1", "--max-body-mb", "1", "--max-buffered-mb", "2"],
+        log_dir=tmp_path,
+    )
+    body = json.dumps({"inputs": [[0.1, 0.2, 0.3, 0.4]]}).encode()
+    body += b" " * (900_000 - len(body))  # whitespace is valid JSON: a 900 kB request
+    clients: list[Client] = []
+    try:
+        for _ in range(2):  # two bodies under way: 1.8 MB of the 2 MiB budget
+            held = Client(served)
+            clients.append(held)
+            held.send(_expect_continue_head(len(body)) + body[:1000])
+            assert held.reader.readline() == b"HTTP/1.1 100 Continue\r\n"  # reserved now
+            assert held.reader.readline() == b"\r\n"
+        third = Client(served)
+        clients.append(third)
+        third.send(_expect_continue_head(len(body)))
+        refused = third.read_answer()
+        assert refused.status == 503
+        assert refused.headers["retry-after"] == "1"
+        assert "busy" in refused.json()["error"]
+        assert third.closed_by_server()
+        # Small requests are never refused for the budget.
+        assert post_json(served.url + "/invocations", {"inputs": [[1, 2, 3, 4]]}).status == 200
+        for held in clients[:2]:
+            held.send(body[1000:])
+            assert held.read_answer().status == 200
+        # Answered: the budget is free again.
+        again = Client(served)
+        clients.append(again)
+        again.send(_expect_continue_head(len(body)))
+        assert again.reader.readline() == b"HTTP/1.1 100 Continue\r\n"
+        again.reader.readline()
+        again.send(body)
+        assert again.read_answer().status == 200
+    finally:
+        for opened in clients:
+            opened.close()
+        assert served.stop() == 0, served.log()

@@ -39,6 +39,8 @@ class ServeConfig:
         max_batch_size: the most rows one merged model call may hold.
         max_batch_wait_s: the longest a batch waits for requests still being read.
         max_body_bytes: larger request bodies get 413 before they are read.
+        max_buffered_bytes: request bytes one worker holds at most over all its connections
+            (503 beyond); None: four bodies at the limit, at least 64 MiB.
         timeout_s: the longest a request may wait for its prediction (then 503).
         allow_code: allow packages whose flavor runs code they carry.
         dev: use Flask's development server instead of gunicorn.
@@ -56,6 +58,7 @@ class ServeConfig:
     max_batch_size: int = 64
     max_batch_wait_s: float = 0.002
     max_body_bytes: int = 16 * 1024 * 1024
+    max_buffered_bytes: int | None = None
     timeout_s: float = 60.0
     allow_code: bool = False
     dev: bool = False

@@ -142,6 +142,15 @@ SERVE_OPTIONS: tuple[ServeOption, ...] = (
         low_open=True,
     ),
     ServeOption(
+        "max_buffered_mb",
+        float,
+        "Request bytes one worker holds at most, over all connections (503 beyond). "
+        "[default: 4 bodies at the limit, at least 64]",
+        env="MODELPORT_MAX_BUFFERED_MB",
+        low=0,
+        low_open=True,
+    ),
+    ServeOption(
         "timeout_s",
         float,
         "Longest a request may wait for its prediction (503 after).",
@@ -252,6 +261,9 @@ def serve_config(
         max_batch_size=values["max_batch_size"],
         max_batch_wait_s=values["max_batch_wait_ms"] / 1000.0,
         max_body_bytes=max(1, int(values["max_body_mb"] * _MIB)),
+        max_buffered_bytes=(
+            max(1, int(values["max_buffered_mb"] * _MIB)) if values["max_buffered_mb"] else None
+        ),
         timeout_s=values["timeout_s"],
         allow_code=bool(values["allow_code"]),
         dev=dev,

@@ -165,7 +165,9 @@ def _run_gunicorn(config: ServeConfig, package_dir: Path, metrics_dir: Path) -> 
             else f"{config.host}:{config.port}"
         ],
         "workers": config.workers,
-        "worker_class": ModelportWorker.with_body_limit(config.max_body_bytes),
+        "worker_class": ModelportWorker.configured(
+            config.max_body_bytes, config.max_buffered_bytes
+        ),
         "threads": config.threads,
         # The worker's main loop beats even while requests run, so this only catches hung workers.
         "timeout": max(30, int(config.timeout_s) + 10),
