@@ -67,6 +67,52 @@ class ModelportWarning(UserWarning):
     """Warnings modelport emits (for example a package written by a newer minor format)."""
 
 
+# --- names a client sent, in messages -------------------------------------------------------
+
+#: The most characters of a client-sent name an error message echoes.
+NAME_ECHO_CHARS = 32
+#: The most client-sent names one message lists.
+NAMES_ECHOED = 5
+_PLAIN_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def _escape(char: str) -> str:
+    if char in _PLAIN_NAME_CHARS:
+        return char
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def quote_name(name: object) -> str:
+    """Quote a name a client sent (an input, a column, a key, a model) for an error message.
+
+    At most :data:`NAME_ECHO_CHARS` characters are echoed, and every character outside
+    ``[A-Za-z0-9_.-]`` is escaped (``\\x3c``, ``\\u2028``), so a message never carries a client's
+    markup, control characters, lone surrogates or megabytes. A longer name is cut there and
+    followed by its length, as in ``'<its first 32 characters>'... (4194304 characters)``.
+
+    Examples: ``'sepal_width'``, ``'a\\x3cb\\x3e'`` (for ``a<b>``).
+    """
+    text = name if isinstance(name, str) else str(name)
+    quoted = "'" + "".join(map(_escape, text[:NAME_ECHO_CHARS])) + "'"
+    if len(text) > NAME_ECHO_CHARS:
+        quoted += f"... ({len(text)} characters)"
+    return quoted
+
+
+def quote_names(names: Iterable[object]) -> str:
+    """Quote client-sent names with :func:`quote_name`, comma-separated, listing a few at most."""
+    items = list(names)
+    shown = ", ".join(quote_name(n) for n in items[:NAMES_ECHOED])
+    if len(items) > NAMES_ECHOED:
+        shown += f" and {len(items) - NAMES_ECHOED} more"
+    return shown
+
+
 # --- usage ----------------------------------------------------------------------------------
 
 
@@ -74,6 +120,13 @@ class UsageError(ModelportError):
     """The caller asked for something that makes no sense (bad option value, bad config key)."""
 
     exit_code = EXIT_USAGE
+
+
+class EnvironmentProblem(ModelportError):
+    """The machine stops modelport, not a bug or the input: no writable temp dir, a full disk.
+
+    The message says what failed and where; the hint says what to fix.
+    """
 
 
 class MissingDependencyError(ModelportError):
@@ -124,7 +177,26 @@ class IntegrityError(PackageError):
 
 
 class UnsafeArchiveError(PackageError):
-    """An archive entry that extraction refuses: traversal, absolute path, link or device."""
+    """An archive entry that extraction refuses: traversal, absolute path, link, device, sparse."""
+
+
+class ArchiveLimitError(PackageError):
+    """A package goes over a limit on what reading it may cost (expanded size, entries, ...).
+
+    The message names the limit's flag and the value found; the hint says how to raise it.
+    """
+
+
+class DigestMismatch(PackageError):
+    """The package is not the one expected: its digest differs from the one the caller pinned."""
+
+    def __init__(self, source: str, expected: str, found: str) -> None:
+        self.expected = expected
+        self.found = found
+        super().__init__(
+            f"{source}: package digest {found} is not the expected {expected}",
+            hint="a different package is at this path; check which package you meant",
+        )
 
 
 class CodeExecutionRefused(ModelportError):

@@ -22,7 +22,12 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from modelport.errors import ManifestError, ModelportWarning, UnsupportedFormatError
+from modelport.errors import (
+    ManifestError,
+    ModelportWarning,
+    UnsupportedFormatError,
+    UsageError,
+)
 from modelport.model_format.signature import DTYPES, Signature, TensorSpec
 
 FORMAT_VERSION = "1.0"
@@ -290,6 +295,22 @@ def _check_format_version(value: Any, problems: list[str], source: str) -> bool:
         )
         return True
     return False
+
+
+def expected_digest(value: str, where: str = "expected digest") -> str:
+    """Check the form of a package digest a caller pins (``--expect-digest``) and normalise it.
+
+    Returns:
+        ``sha256:`` and 64 lowercase hex digits.
+
+    Raises:
+        UsageError: not ``sha256:`` followed by 64 hex digits.
+    """
+    normal = value.strip().lower() if isinstance(value, str) else ""
+    if not DIGEST_PATTERN.match(normal):
+        shown = value[:80] if isinstance(value, str) else type(value).__name__
+        raise UsageError(f"{where}: expected 'sha256:' and 64 hex digits, got {shown!r}")
+    return normal
 
 
 def is_safe_relative_path(path: str) -> bool:

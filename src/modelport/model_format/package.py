@@ -2,26 +2,41 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
+import tarfile
 import tempfile
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
-from modelport.errors import IntegrityError, ModelError, PackageError
+from modelport.errors import (
+    DigestMismatch,
+    IntegrityError,
+    ModelError,
+    ModelportError,
+    PackageError,
+)
 from modelport.model_format.archive import (
     archive_problems,
     directory_problems,
     extract_archive,
 )
-from modelport.model_format.flavors.runtime import ModelRunner, open_runner
-from modelport.model_format.manifest import MANIFEST_NAME, Manifest, parse
+from modelport.model_format.flavors.runtime import (
+    FileOpener,
+    ModelRunner,
+    content_problems,
+    directory_opener,
+    open_runner,
+)
+from modelport.model_format.manifest import MANIFEST_NAME, Manifest, expected_digest, parse
 from modelport.model_format.signature import Signature
 
 ALLOW_CODE_ENV = "MODELPORT_ALLOW_CODE"
@@ -53,21 +68,105 @@ class VerifyReport:
         return not self.problems
 
 
-def verify(path: str | os.PathLike[str]) -> VerifyReport:
+def check_digest(source: Path, manifest: Manifest, expected: str | None) -> None:
+    """Refuse a package whose digest is not the one pinned (nothing pinned: any package).
+
+    Raises:
+        DigestMismatch: the digests differ.
+    """
+    if expected is not None and manifest.digest != expected:
+        raise DigestMismatch(str(source), expected, manifest.digest)
+
+
+@contextmanager
+def _archive_file(archive: Path, name: str) -> Iterator[tuple[IO[bytes], int]]:
+    """Open one member of an archive already checked by ``archive_problems``."""
+    try:
+        with tarfile.open(archive, mode="r:gz") as tar:
+            for member in tar:  # the model comes early: stop there, not at the end
+                if member.name == name and member.isfile():
+                    fh = tar.extractfile(member)
+                    assert fh is not None
+                    yield fh, member.size
+                    return
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise PackageError(f"{archive}: damaged archive ({exc})") from None
+    raise PackageError(f"{archive}: no {name} in the archive")
+
+
+def verify(path: str | os.PathLike[str], *, expected_digest: str | None = None) -> VerifyReport:
     """Check every file of a package against its manifest, without loading the model.
+
+    Beyond the digests, what a file may refer to is checked too: an ONNX model's external data
+    must be files of the package.
+
+    Args:
+        path: the package directory or archive.
+        expected_digest: the package digest (``sha256:...``) it must have; None accepts any.
 
     Raises:
         PackageError: the package cannot be read at all (no manifest, invalid manifest, unsafe
             archive). File-level problems are reported in the returned report instead.
+        DigestMismatch: the package's digest is not ``expected_digest``.
+        UsageError: ``expected_digest`` is not ``sha256:`` and 64 hex digits.
     """
     p = Path(path)
+    expected = _expected(expected_digest)
     if not p.exists():
         raise PackageError(f"{p}: no such file or directory")
     if p.is_dir():
         manifest = read_manifest(p)
-        return VerifyReport(p, manifest, tuple(directory_problems(p, manifest)))
-    manifest, problems = archive_problems(p)
+        check_digest(p, manifest, expected)
+        problems = directory_problems(p, manifest)
+        opener: FileOpener = directory_opener(p)
+    else:
+        manifest, problems = archive_problems(p)
+        check_digest(p, manifest, expected)
+        opener = functools.partial(_archive_file, p)
+    if not problems:  # the contents of intact files only
+        problems = content_problems(manifest, opener)
     return VerifyReport(p, manifest, tuple(problems))
+
+
+def extract_verified(path: Path, dest: Path, *, expected_digest: str | None = None) -> Manifest:
+    """Extract an archive into the empty directory ``dest``, checking all that :func:`verify` does.
+
+    Raises:
+        PackageError: unsafe, tampered with, or a model refers to files outside the package.
+        DigestMismatch: the package's digest is not ``expected_digest``.
+    """
+    manifest = extract_archive(path, dest)
+    check_digest(path, manifest, _expected(expected_digest))
+    problems = content_problems(manifest, directory_opener(dest))
+    if problems:
+        raise IntegrityError(problems)
+    return manifest
+
+
+def _expected(digest: str | None) -> str | None:
+    return None if digest is None else expected_digest(digest)
+
+
+#: The most of a runtime's error message that goes into ours.
+MAX_RUNTIME_MESSAGE = 500
+
+
+def _runner(
+    source: Path, root: Path, manifest: Manifest, allow_code: bool, threads: int | None
+) -> ModelRunner:
+    """Open the model, turning whatever its runtime raises into a :class:`PackageError`."""
+    try:
+        return open_runner(root, manifest, allow_code=allow_code, threads=threads)
+    except ModelportError:
+        raise
+    except Exception as exc:
+        text = " ".join(str(exc).split())
+        if len(text) > MAX_RUNTIME_MESSAGE:
+            text = text[:MAX_RUNTIME_MESSAGE] + "..."
+        raise PackageError(
+            f"{source}: the {manifest.flavor.name} model of {manifest.name} {manifest.version} "
+            f"cannot be loaded: {type(exc).__name__}: {text}"
+        ) from exc
 
 
 def _remove_tree(path: Path, ignore_errors: bool) -> None:
@@ -159,7 +258,11 @@ class Package:
 
 
 def load(
-    path: str | os.PathLike[str], *, allow_code: bool = False, threads: int | None = None
+    path: str | os.PathLike[str],
+    *,
+    allow_code: bool = False,
+    threads: int | None = None,
+    expected_digest: str | None = None,
 ) -> Package:
     """Load a package from a directory or a ``.mport`` archive, verifying every file first.
 
@@ -168,30 +271,32 @@ def load(
         allow_code: allow flavors that run code the package carries (``python``). Also enabled
             by the environment variable ``MODELPORT_ALLOW_CODE=1``.
         threads: ONNX Runtime intra-op threads; default: the CPUs this process may use.
+        expected_digest: the package digest (``sha256:...``) it must have; None accepts any.
 
     Raises:
-        PackageError: unreadable, invalid, tampered with or unsafe.
+        PackageError: unreadable, invalid, tampered with or unsafe, or its runtime cannot load
+            the model (the message holds the runtime's own).
+        DigestMismatch: the package's digest is not ``expected_digest``.
         CodeExecutionRefused: the package carries code and running it was not allowed.
+        UsageError: ``expected_digest`` is not ``sha256:`` and 64 hex digits.
     """
     p = Path(path)
+    expected = _expected(expected_digest)
     allow_code = allow_code or os.environ.get(ALLOW_CODE_ENV) == "1"
     if not p.exists():
         raise PackageError(f"{p}: no such file or directory")
     if p.is_dir():
         manifest = read_manifest(p)
+        check_digest(p, manifest, expected)
         problems = directory_problems(p, manifest)
         if problems:
             raise IntegrityError(problems)
-        return Package(
-            p, p, manifest, open_runner(p, manifest, allow_code=allow_code, threads=threads)
-        )
+        return Package(p, p, manifest, _runner(p, p, manifest, allow_code, threads))
 
     tmp = Path(tempfile.mkdtemp(prefix="modelport-"))
     try:
-        manifest = extract_archive(p, tmp)
-        package = Package(
-            p, tmp, manifest, open_runner(tmp, manifest, allow_code=allow_code, threads=threads)
-        )
+        manifest = extract_verified(p, tmp, expected_digest=expected)
+        package = Package(p, tmp, manifest, _runner(p, tmp, manifest, allow_code, threads))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

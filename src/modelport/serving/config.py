@@ -46,6 +46,8 @@ class ServeConfig:
         dev: use Flask's development server instead of gunicorn.
         health_route: Vertex AI's health route (``AIP_HEALTH_ROUTE``), if set.
         predict_route: Vertex AI's predict route (``AIP_PREDICT_ROUTE``), if set.
+        expected_digest: the package digest (``sha256:...``) the package must have; None
+            serves any intact package.
     """
 
     package: Path
@@ -64,6 +66,7 @@ class ServeConfig:
     dev: bool = False
     health_route: str | None = None
     predict_route: str | None = None
+    expected_digest: str | None = None
 
     @property
     def graceful_timeout_s(self) -> float:

@@ -165,6 +165,12 @@ SERVE_OPTIONS: tuple[ServeOption, ...] = (
         "Allow a package that runs code it carries (python flavor). Also MODELPORT_ALLOW_CODE=1.",
         default=False,
     ),
+    ServeOption(
+        "expect_digest",
+        str,
+        "Serve only the package with this digest (sha256:<64 hex>); refuse any other.",
+        env="MODELPORT_EXPECT_DIGEST",
+    ),
     ServeOption("dev", bool, "Use Flask's development server instead of gunicorn.", default=False),
 )
 _BY_FLAG = {option.flag: option for option in SERVE_OPTIONS}
@@ -245,6 +251,7 @@ def serve_config(
         UsageError: no package, or a platform variable (port, Vertex routes) is malformed.
     """
     from modelport.model_format.flavors.onnx import usable_cpus
+    from modelport.model_format.manifest import expected_digest
     from modelport.serving import config as cfg
 
     cpus = usable_cpus()
@@ -269,4 +276,9 @@ def serve_config(
         dev=dev,
         health_route=cfg.vertex_route(cfg.HEALTH_ROUTE_ENV, env),
         predict_route=cfg.vertex_route(cfg.PREDICT_ROUTE_ENV, env),
+        expected_digest=(
+            None
+            if values["expect_digest"] is None
+            else expected_digest(values["expect_digest"], "--expect-digest")
+        ),
     )

@@ -25,8 +25,7 @@ from types import FrameType
 from typing import Any
 
 from modelport.errors import CodeExecutionRefused, IntegrityError, ModelportError
-from modelport.model_format.archive import extract_archive
-from modelport.model_format.package import ALLOW_CODE_ENV, verify
+from modelport.model_format.package import ALLOW_CODE_ENV, extract_verified, verify
 from modelport.serving.config import ServeConfig
 from modelport.serving.metrics import zero_gauges
 
@@ -46,13 +45,14 @@ def prepared_package(config: ServeConfig) -> Iterator[Path]:
 
     Raises:
         PackageError: missing, invalid or tampered with.
+        DigestMismatch: not the package ``config.expected_digest`` names.
         CodeExecutionRefused: it carries code and ``allow_code`` is off.
     """
     path = config.package
     workdir: Path | None = None
     try:
         if path.is_dir():
-            report = verify(path)
+            report = verify(path, expected_digest=config.expected_digest)
             if not report.ok:
                 raise IntegrityError(report.problems)
             manifest = report.manifest
@@ -63,7 +63,7 @@ def prepared_package(config: ServeConfig) -> Iterator[Path]:
             workdir = Path(tempfile.mkdtemp(prefix="modelport-serve-"))
             package_dir = workdir / "package"
             package_dir.mkdir()
-            manifest = extract_archive(path, package_dir)
+            manifest = extract_verified(path, package_dir, expected_digest=config.expected_digest)
         allowed = config.allow_code or os.environ.get(ALLOW_CODE_ENV) == "1"
         if manifest.flavor.name != "onnx" and not allowed:
             raise CodeExecutionRefused(f"the {manifest.flavor.name!r} flavor package {path}")

@@ -22,7 +22,27 @@ def usable_cpus() -> int:
 
 
 def make_session(model: Path | bytes, threads: int | None = None) -> Any:
-    """Create an ONNX Runtime CPU session sized to the CPUs this process may use."""
+    """Create an ONNX Runtime CPU session sized to the CPUs this process may use.
+
+    A model given as a path must have been checked (:func:`~.runtime.content_problems`); one
+    given as bytes may not keep tensors in other files at all.
+
+    Raises:
+        PackError: ``model`` is bytes of a model with external data.
+    """
+    if isinstance(model, bytes):
+        from modelport.model_format.flavors.onnx_refs import OnnxFormatError, external_refs
+
+        try:
+            refs = external_refs(model)
+        except OnnxFormatError:
+            refs = []  # not ONNX at all: the runtime says so itself
+        if refs:
+            # From bytes, ONNX Runtime resolves external data against the working directory.
+            raise PackError(
+                "this ONNX model keeps tensors in other files (external data); embed them "
+                "first: onnx.save(onnx.load(path), path) writes them into the model"
+            )
     import onnxruntime as ort
 
     options = ort.SessionOptions()

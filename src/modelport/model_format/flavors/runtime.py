@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import numpy as np
 
-from modelport.errors import CodeExecutionRefused, PackageError
+from modelport.errors import CodeExecutionRefused, IntegrityError, PackageError
 from modelport.model_format.manifest import Manifest
+
+#: Opens a file of a package by its manifest path: the open file and its size.
+FileOpener = Callable[[str], AbstractContextManager[tuple[IO[bytes], int]]]
 
 
 class ModelRunner(Protocol):
@@ -36,6 +41,11 @@ def open_runner(
     if flavor.name == "onnx":
         from modelport.model_format.flavors.onnx import OnnxRunner
 
+        # Checked here too, not only by verify: no runtime sees a model that reads other files.
+        problems = content_problems(manifest, directory_opener(root))
+        if problems:
+            raise IntegrityError(problems)
+
         return OnnxRunner(root / str(flavor.settings["model"]), threads)
     if flavor.name == "python":
         if not allow_code:
@@ -46,6 +56,39 @@ def open_runner(
     raise PackageError(
         f"flavor {flavor.name!r} is not supported by this version of modelport; upgrade it"
     )
+
+
+def content_problems(manifest: Manifest, open_file: FileOpener) -> list[str]:
+    """What is wrong inside a package's files that their digests cannot tell.
+
+    For the ``onnx`` flavor: every external-data location of the model must be a relative path
+    inside the package that the manifest lists (:mod:`~.onnx_refs`). Other flavors: nothing.
+
+    Args:
+        manifest: the package's validated manifest (its files already match their digests).
+        open_file: opens a listed file by its manifest path.
+
+    Returns:
+        One line per problem; empty when there is none.
+    """
+    if manifest.flavor.name != "onnx":
+        return []
+    from modelport.model_format.flavors.onnx_refs import external_data_problems
+
+    model = str(manifest.flavor.settings["model"])
+    with open_file(model) as (fh, size):
+        return external_data_problems(fh, size, model, manifest.files)
+
+
+def directory_opener(root: Path) -> FileOpener:
+    """A :data:`FileOpener` for the files of the package directory ``root``."""
+
+    @contextmanager
+    def open_file(rel: str) -> Iterator[tuple[IO[bytes], int]]:
+        with root.joinpath(*rel.split("/")).open("rb") as fh:
+            yield fh, os.fstat(fh.fileno()).st_size
+
+    return open_file
 
 
 def as_outputs(result: Any, output_names: tuple[str, ...]) -> dict[str, np.ndarray]:
