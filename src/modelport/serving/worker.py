@@ -59,7 +59,7 @@ BODY_GRACE_S = 10.0
 MIN_BODY_RATE = 8 * 1024
 #: Answers not yet taken by the client, per connection, past which no further pipelined request
 #: on it is answered until the client reads: a client that never reads costs no pool thread.
-MAX_UNSENT_BYTES = 256 * 1024
+MAX_UNSENT_BYTES = 64 * 1024
 #: The longest a client may leave an answer untaken (no byte of it read) before it is dropped.
 SEND_TIMEOUT_S = 30.0
 #: Request bytes a worker buffers at most, over all its connections (beyond: 503, Retry-After),
@@ -800,7 +800,9 @@ class ModelportWorker(Worker):  # type: ignore[misc]
         """Answer every ready request of a connection, in order, then give it back.
 
         It stops early while the client leaves more than ``MAX_UNSENT_BYTES`` of answers
-        untaken; the main thread hands the connection back once the client has read them.
+        untaken; the main thread hands the connection back once the client has read them. While
+        other connections wait for a pool thread, it answers one request at a time and then
+        queues the connection behind them, so a pipelining client cannot starve the others.
         """
         while True:
             with connection.lock:
@@ -821,6 +823,9 @@ class ModelportWorker(Worker):  # type: ignore[misc]
             if request.reserved:
                 self.release((request,))
             self.count_request()
+            if keep and connection.ready and not self.jobs.empty():
+                self.jobs.put(connection)  # still busy: whichever thread takes it goes on
+                return
             if not keep:
                 with connection.lock:
                     dropped = list(connection.ready)
