@@ -88,14 +88,14 @@ def _escape(char: str) -> str:
 
 
 def quote_name(name: object) -> str:
-    """Quote a name a client sent (an input, a column, a key, a model) for an error message.
+    r"""Quote a name a client sent (an input, a column, a key, a model) for an error message.
 
     At most :data:`NAME_ECHO_CHARS` characters are echoed, and every character outside
-    ``[A-Za-z0-9_.-]`` is escaped (``\\x3c``, ``\\u2028``), so a message never carries a client's
+    ``[A-Za-z0-9_.-]`` is escaped (``\x3c``, ``\u2028``), so a message never carries a client's
     markup, control characters, lone surrogates or megabytes. A longer name is cut there and
     followed by its length, as in ``'<its first 32 characters>'... (4194304 characters)``.
 
-    Examples: ``'sepal_width'``, ``'a\\x3cb\\x3e'`` (for ``a<b>``).
+    Examples: ``'sepal_width'``, ``'a\x3cb\x3e'`` (for ``a<b>``).
     """
     text = name if isinstance(name, str) else str(name)
     quoted = "'" + "".join(map(_escape, text[:NAME_ECHO_CHARS])) + "'"

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.errors import InputError
+from modelport.errors import InputError, quote_name, quote_names
 from modelport.model_format.signature import Signature
 
 PAYLOAD_KEYS = ("inputs", "instances", "dataframe_split", "dataframe_records")
@@ -41,7 +41,7 @@ def parse_payload(body: Any, signature: Signature) -> dict[str, Any]:
     present = [k for k in PAYLOAD_KEYS if k in body]
     unknown = sorted(str(k) for k in body if k not in PAYLOAD_KEYS and k not in IGNORED_KEYS)
     if len(present) != 1 or unknown:
-        found = ", ".join(map(repr, present + unknown)) or "none"
+        found = quote_names(present + unknown) or "none"
         raise InputError(
             f"the body must have exactly one of the keys {', '.join(PAYLOAD_KEYS)} (found {found})"
         )
@@ -83,7 +83,7 @@ def instances_to_inputs(instances: Any, signature: Signature) -> dict[str, Any]:
         names = list(dict.fromkeys(k for r in instances for k in r))
         for name in names:
             if any(name not in r for r in instances):
-                raise InputError(f"instances: input {name!r} is missing from some rows")
+                raise InputError(f"instances: input {quote_name(name)} is missing from some rows")
         return {name: [r[name] for r in instances] for name in names}
     if any(isinstance(r, Mapping) for r in instances):
         raise InputError("instances: mix of objects and plain values; use one form for all rows")
@@ -103,7 +103,9 @@ def _records(records: Any, signature: Signature) -> dict[str, Any]:
     for r in records:
         missing = [c for c in columns if c not in r]
         if missing:
-            raise InputError(f"dataframe_records: column {missing[0]!r} is missing from some rows")
+            raise InputError(
+                f"dataframe_records: column {quote_name(missing[0])} is missing from some rows"
+            )
         rows.append([r[c] for c in columns])
     return table_to_inputs(columns, rows, signature)
 

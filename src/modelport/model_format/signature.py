@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from modelport.errors import InputError
+from modelport.errors import InputError, quote_name, quote_names
 
 #: Signature dtype name -> numpy dtype. ``string`` tensors are numpy object arrays of ``str``.
 DTYPES: dict[str, np.dtype[Any]] = {
@@ -110,7 +110,9 @@ class Signature:
         for spec in self.inputs:
             if spec.name == name:
                 return spec
-        raise InputError(f"unknown input {name!r}; the model's inputs are {_names(self.inputs)}")
+        raise InputError(
+            f"unknown input {quote_name(name)}; the model's inputs are {_names(self.inputs)}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Return the manifest form of the signature (nested JSON, never a string in a string)."""
@@ -176,7 +178,7 @@ class Signature:
             problems.append(f"missing input(s) {', '.join(map(repr, missing))}")
         if unknown:
             problems.append(
-                f"unknown input(s) {', '.join(map(repr, unknown))}; "
+                f"unknown input(s) {quote_names(unknown)}; "
                 f"the model's inputs are {_names(self.inputs)}"
             )
         converted: dict[str, np.ndarray] = {}

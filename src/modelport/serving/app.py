@@ -27,7 +27,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.http import HTTP_STATUS_CODES
 
 from modelport import __version__
-from modelport.errors import InputError, ModelError, ModelportError
+from modelport.errors import InputError, ModelError, ModelportError, quote_name, quote_names
 from modelport.model_format.payload import IGNORED_KEYS, instances_to_inputs, parse_payload
 from modelport.model_format.signature import Signature
 from modelport.serving import codec
@@ -70,7 +70,8 @@ def answer_for(exc: Exception, method: str, path: str) -> tuple[int, str, str]:
     """The status, metric type and message of an error answer.
 
     Model failures and unexpected errors are logged with their cause here; the answer itself
-    says only that something failed, since a cause may quote the request's data.
+    says only that something failed, since a cause may quote the request's data. Client errors
+    are not logged: a flood of them must cost the log nothing.
     """
     if isinstance(exc, HttpError):
         return exc.status, exc.kind, exc.message
@@ -81,9 +82,10 @@ def answer_for(exc: Exception, method: str, path: str) -> tuple[int, str, str]:
     if isinstance(exc, Overloaded):
         return 503, "overloaded", str(exc)
     if isinstance(exc, ModelError):
-        log.error("%s %s: %s", method, path, exc, exc_info=exc)
+        # The path is the client's: a bounded part of it is enough to find the route.
+        log.error("%.16s %.200s: %s", method, path, exc, exc_info=exc)
         return 500, "model_failure", "the model failed while predicting; see the server log"
-    log.error("%s %s: unexpected error", method, path, exc_info=exc)
+    log.error("%.16s %.200s: unexpected error", method, path, exc_info=exc)
     return 500, "internal", "internal server error; see the server log"
 
 
@@ -326,7 +328,11 @@ def create_app(
 
     def check_model(model_name_: str, model_version_: str | None) -> None:
         if model_name_ != model_name:
-            raise HttpError(404, "not_found", f"unknown model; this server serves {model_name!r}")
+            raise HttpError(
+                404,
+                "not_found",
+                f"unknown model {quote_name(model_name_)}; this server serves {model_name!r}",
+            )
         if model_version_ is not None and model_version_ != model_version:
             raise HttpError(
                 404,
@@ -383,11 +389,11 @@ def create_app(
         parsed: list[codec.V2Request] = []
 
         def inputs() -> dict[str, np.ndarray]:
-            v2 = codec.parse_v2(read_body(), header_length)
+            v2 = codec.parse_v2(read_body(), header_length, signature.input_names)
             unknown = [n for n in v2.outputs if n not in signature.output_names]
             if unknown:
                 raise InputError(
-                    f"unknown output(s) {', '.join(map(repr, unknown))}; the model's outputs "
+                    f"unknown output(s) {quote_names(unknown)}; the model's outputs "
                     f"are {', '.join(map(repr, signature.output_names))}"
                 )
             parsed.append(v2)
@@ -456,7 +462,7 @@ def create_app(
         messages = {
             400: "bad request",
             404: "no such route",
-            405: f"method {request.method} is not allowed here",
+            405: f"method {quote_name(request.method)} is not allowed here",
             413: f"the body is larger than {max_body} bytes",
         }
         response = error(

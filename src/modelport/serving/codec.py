@@ -15,14 +15,14 @@ import io
 import json
 import math
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
 
-from modelport.errors import InputError
+from modelport.errors import InputError, quote_name
 from modelport.model_format.payload import format_predictions, table_to_inputs, to_jsonable
 from modelport.model_format.signature import (
     DTYPES,
@@ -46,29 +46,98 @@ JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 _INT64_EDGE = b"922337203685477"
 
 
+#: The deepest a JSON body may nest arrays and objects: a tensor of numpy's 64 dimensions fits
+#: only without its protocol's wrapping, and no recursive walk of the decoded body comes near
+#: Python's recursion limit.
+MAX_JSON_DEPTH = 64
+#: The most values a JSON body may hold (each number, string, true/false/null, array and
+#: object; an empty array or object counts twice). Decoded, a value costs at most ~100 bytes
+#: (an empty list with its slot), so this bounds what one body costs a worker's memory.
+MAX_JSON_VALUES = 2_000_000
+
+#: Every byte but the ones that give a JSON text its structure: quotes, brackets, commas.
+_NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b'"[]{},')))
+_AS_SQUARE = bytes.maketrans(b"{}", b"[]")
+
+
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _structure(body: bytes) -> bytes:
+    """The body's brackets and commas outside strings, in order (C-speed byte operations)."""
+    if b"\\" in body:
+        # Escaped backslashes first, left to right as JSON pairs them; then what is left of an
+        # escaped quote is no string's end.
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # Between the 2k-th and the next quote is a string's inside.
+    return b"".join(body.translate(None, _NOT_STRUCTURE).split(b'"')[::2])
+
+
+def check_json_size(
+    body: bytes, max_depth: int = MAX_JSON_DEPTH, max_values: int = MAX_JSON_VALUES
+) -> None:
+    """Refuse a JSON body that nests too deep or holds too many values, before decoding it.
+
+    Decoded JSON costs far more memory than its text (an empty list is 56 bytes for ``[],``) and
+    deep nesting breaks recursive walks, so both are bounded on the raw bytes. Small bodies pass
+    on two byte counts (a body holds no more values than bytes, and nests no deeper than it has
+    brackets); larger ones get one string-aware scan of C-speed byte operations.
+
+    Raises:
+        InputError: naming the limit that was passed.
+    """
+    if len(body) <= max_values and body.count(b"[") + body.count(b"{") <= max_depth:
+        return
+    structure = _structure(body)
+    # Arrays and objects nest alike: every bracket becomes [ or ].
+    brackets = structure.translate(_AS_SQUARE, b",")
+    opens = brackets.count(b"[")
+    # Each value but the body itself is an element of an array or object: at most one more than
+    # the commas inside it.
+    if 1 + opens + len(structure) - len(brackets) > max_values:
+        raise InputError(f"the JSON body has more than {max_values} values (the limit)")
+    if opens <= max_depth:
+        return
+    # Each round takes away the innermost pairs; what is left after max_depth rounds nests deeper.
+    for _ in range(max_depth):
+        shorter = brackets.replace(b"[]", b"")
+        if len(shorter) == len(brackets):
+            return
+        brackets = shorter
+    if b"[]" in brackets:
+        raise InputError(f"the JSON body nests deeper than {max_depth} levels (the limit)")
+
+
 def loads(body: bytes) -> Any:
-    """Decode a JSON body.
+    """Decode a JSON body, after :func:`check_json_size`.
 
     A body that may hold an integer literal just below int64's range is read by the standard
     library, so the signature's range checks see the exact value (see ``_INT64_EDGE``).
 
     Raises:
-        InputError: the body is not valid JSON (the message gives the position, not the text).
+        InputError: the body is not valid JSON (the message gives the position, not the text),
+            or it is too deep or too large (:func:`check_json_size`).
     """
     if not body:
         raise InputError("the request body is empty; expected JSON")
+    check_json_size(body)
     try:
         if _INT64_EDGE not in body:
             return orjson.loads(body)
-        return json.loads(body, parse_constant=_no_constants)
+        value = json.loads(body, parse_constant=_no_constants)
     except json.JSONDecodeError as exc:  # orjson's error derives from it
         raise InputError(f"malformed JSON body (line {exc.lineno}, column {exc.colno})") from None
     except (ValueError, RecursionError):
         raise InputError("malformed JSON body") from None
+    if b"\\u" in body:
+        # The standard library lets a lone surrogate escape through (orjson refuses it); no
+        # answer or message could be encoded with it.
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError("malformed JSON body (a string holds a lone surrogate)") from None
+    return value
 
 
 def mentions_booleans(body: bytes) -> bool:
@@ -133,7 +202,7 @@ def _number(cell: str, column: str) -> int | float:
     try:
         return float(text)
     except ValueError:
-        raise InputError(f"CSV column {column!r}: expected numbers") from None
+        raise InputError(f"CSV column {quote_name(column)}: expected numbers") from None
 
 
 def _boolean(cell: str, column: str) -> bool:
@@ -142,7 +211,7 @@ def _boolean(cell: str, column: str) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise InputError(f"CSV column {column!r}: expected booleans (true/false or 1/0)")
+    raise InputError(f"CSV column {quote_name(column)}: expected booleans (true/false or 1/0)")
 
 
 def parse_csv(body: bytes, signature: Signature) -> dict[str, Any]:
@@ -256,6 +325,8 @@ V2_TO_DTYPE: dict[str, str] = {
 }
 DTYPE_TO_V2: dict[str, str] = {v: k for k, v in V2_TO_DTYPE.items()}
 BINARY_HEADER = "Inference-Header-Content-Length"
+#: The most dimensions a V2 tensor may have (numpy 1's limit; numpy 2 allows 64).
+MAX_DIMS = 32
 
 
 def v2_datatype(array: np.ndarray) -> str:
@@ -300,11 +371,24 @@ def _parameters(entry: Mapping[str, Any], what: str) -> Mapping[str, Any]:
     return _object(params, f"{what}.parameters")
 
 
-def _shape(value: Any, name: str) -> tuple[int, ...]:
+def _shape(value: Any, name: str, most: int) -> tuple[int, ...]:
+    """A V2 tensor's shape, refused if no tensor of it fits in ``most`` bytes (the body's size).
+
+    numpy cannot even make an empty array whose other dimensions multiply past its index
+    range (``[0, 2**62, 2**62]``), and no value of a tensor takes less than a byte of the body.
+    """
     if not isinstance(value, list) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value
     ):
-        raise InputError(f"input {name!r}: 'shape' must be a list of non-negative integers")
+        raise InputError(
+            f"input {quote_name(name)}: 'shape' must be a list of non-negative integers"
+        )
+    if len(value) > MAX_DIMS:
+        raise InputError(f"input {quote_name(name)}: 'shape' has more than {MAX_DIMS} dimensions")
+    if math.prod(d for d in value if d) > most:
+        raise InputError(
+            f"input {quote_name(name)}: 'shape' has more values than the request body could hold"
+        )
     return tuple(value)
 
 
@@ -313,16 +397,19 @@ def _from_json(
 ) -> np.ndarray:
     count = math.prod(shape)
     if dtype == "string" and not all_text(data):
-        raise InputError(f"input {name!r} is declared BYTES, got other values")
+        raise InputError(f"input {quote_name(name)} is declared BYTES, got other values")
     if booleans and dtype not in ("bool", "string") and has_boolean(data):
-        raise InputError(f"input {name!r} is declared {DTYPE_TO_V2[dtype]}, got booleans")
+        raise InputError(f"input {quote_name(name)} is declared {DTYPE_TO_V2[dtype]}, got booleans")
     try:
         array = np.asarray(data, dtype=object if dtype == "string" else None)
     except (ValueError, TypeError):
-        raise InputError(f"input {name!r}: 'data' is not a flat or rectangular list") from None
+        raise InputError(
+            f"input {quote_name(name)}: 'data' is not a flat or rectangular list"
+        ) from None
     if array.size != count:
         raise InputError(
-            f"input {name!r}: shape {list(shape)} needs {count} value(s), 'data' has {array.size}"
+            f"input {quote_name(name)}: shape {list(shape)} needs {count} value(s), "
+            f"'data' has {array.size}"
         )
     np_dtype = DTYPES[dtype]
     # numpy reads [0, 2**64 - 1] as float64 (losing the big value); the declared datatype says
@@ -336,7 +423,7 @@ def _from_json(
             array = np.array(_flatten(data), dtype=np_dtype)
         except OverflowError:
             raise InputError(
-                f"input {name!r} expects {dtype}, got values outside the range of {dtype}"
+                f"input {quote_name(name)} expects {dtype}, got values outside the range of {dtype}"
             ) from None
     return array.reshape(shape)
 
@@ -360,19 +447,21 @@ def _from_binary(raw: bytes, name: str, dtype: str, shape: tuple[int, ...]) -> n
         offset = 0
         while offset < len(raw):
             if offset + 4 > len(raw):
-                raise InputError(f"input {name!r}: truncated BYTES element")
+                raise InputError(f"input {quote_name(name)}: truncated BYTES element")
             (length,) = struct.unpack_from("<I", raw, offset)
             offset += 4
             if offset + length > len(raw):
-                raise InputError(f"input {name!r}: truncated BYTES element")
+                raise InputError(f"input {quote_name(name)}: truncated BYTES element")
             try:
                 values.append(raw[offset : offset + length].decode("utf-8"))
             except UnicodeDecodeError:
-                raise InputError(f"input {name!r}: BYTES elements must be UTF-8 text") from None
+                raise InputError(
+                    f"input {quote_name(name)}: BYTES elements must be UTF-8 text"
+                ) from None
             offset += length
         if len(values) != count:
             raise InputError(
-                f"input {name!r}: shape {list(shape)} needs {count} value(s), "
+                f"input {quote_name(name)}: shape {list(shape)} needs {count} value(s), "
                 f"the binary data has {len(values)}"
             )
         array = np.empty(count, dtype=object)
@@ -381,19 +470,21 @@ def _from_binary(raw: bytes, name: str, dtype: str, shape: tuple[int, ...]) -> n
     item = DTYPES[dtype].newbyteorder("<")
     if len(raw) != count * item.itemsize:
         raise InputError(
-            f"input {name!r}: shape {list(shape)} of {DTYPE_TO_V2[dtype]} needs "
+            f"input {quote_name(name)}: shape {list(shape)} of {DTYPE_TO_V2[dtype]} needs "
             f"{count * item.itemsize} byte(s), the binary data has {len(raw)}"
         )
     return np.frombuffer(raw, dtype=item).astype(DTYPES[dtype]).reshape(shape)
 
 
-def parse_v2(body: bytes, header_length: int | None) -> V2Request:
+def parse_v2(body: bytes, header_length: int | None, input_names: Collection[str]) -> V2Request:
     """Decode a V2 inference request, in JSON or with binary tensor data.
 
     Args:
         body: the whole request body.
         header_length: the ``Inference-Header-Content-Length`` header: the JSON part's size when
             binary tensor data follows it.
+        input_names: the model's inputs; a tensor of another name is left for the signature's
+            enforcement to refuse, as every route's are.
 
     Raises:
         InputError: malformed request, unknown datatype, data that does not fit its shape or
@@ -420,25 +511,35 @@ def parse_v2(body: bytes, header_length: int | None) -> V2Request:
         if not isinstance(name, str):
             raise InputError(f"inputs[{index}]: 'name' must be a string")
         if name in inputs:
-            raise InputError(f"input {name!r} appears more than once")
+            raise InputError(f"input {quote_name(name)} appears more than once")
         datatype = tensor.get("datatype")
         dtype = V2_TO_DTYPE.get(datatype) if isinstance(datatype, str) else None
         if dtype is None:
-            raise InputError(f"input {name!r}: 'datatype' must be one of {', '.join(V2_TO_DTYPE)}")
-        shape = _shape(tensor.get("shape"), name)
-        size = _parameters(tensor, f"input {name!r}").get("binary_data_size")
+            raise InputError(
+                f"input {quote_name(name)}: 'datatype' must be one of {', '.join(V2_TO_DTYPE)}"
+            )
+        shape = _shape(tensor.get("shape"), name, len(body))
+        size = _parameters(tensor, f"input {quote_name(name)}").get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-                raise InputError(f"input {name!r}: binary_data_size must be a non-negative integer")
+                raise InputError(
+                    f"input {quote_name(name)}: binary_data_size must be a non-negative integer"
+                )
             if offset + size > len(binary):
-                raise InputError(f"input {name!r}: binary_data_size runs past the body's end")
+                raise InputError(
+                    f"input {quote_name(name)}: binary_data_size runs past the body's end"
+                )
             array = _from_binary(bytes(binary[offset : offset + size]), name, dtype, shape)
             offset += size
         elif "data" in tensor:
             array = _from_json(tensor["data"], name, dtype, shape, booleans)
         else:
-            raise InputError(f"input {name!r}: no 'data' and no binary_data_size")
-        inputs[name] = convert(array, TensorSpec(name, dtype, shape))
+            raise InputError(f"input {quote_name(name)}: no 'data' and no binary_data_size")
+        # Converted to the datatype the client declared; messages name the input, which is one
+        # of the model's own.
+        inputs[name] = (
+            convert(array, TensorSpec(name, dtype, shape)) if name in input_names else array
+        )
     if offset != len(binary):
         raise InputError("the binary tensor data is longer than the inputs' binary_data_size")
 
@@ -453,7 +554,7 @@ def parse_v2(body: bytes, header_length: int | None) -> V2Request:
             name = out.get("name")
             if not isinstance(name, str):
                 raise InputError(f"outputs[{index}]: 'name' must be a string")
-            out_params = _parameters(out, f"output {name!r}")
+            out_params = _parameters(out, f"output {quote_name(name)}")
             if out_params.get("classification"):
                 raise InputError("the classification extension is not supported")
             if out_params.get("binary_data") is True:

@@ -59,7 +59,8 @@ class ServeConfig:
     batching: bool = True
     max_batch_size: int = 64
     max_batch_wait_s: float = 0.002
-    max_body_bytes: int = 16 * 1024 * 1024
+    # SageMaker's own limit on an /invocations payload (6 MB); --max-body-mb raises it.
+    max_body_bytes: int = 6 * 1024 * 1024
     max_buffered_bytes: int | None = None
     timeout_s: float = 60.0
     allow_code: bool = False

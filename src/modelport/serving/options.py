@@ -135,7 +135,7 @@ SERVE_OPTIONS: tuple[ServeOption, ...] = (
     ServeOption(
         "max_body_mb",
         float,
-        "Largest request body accepted (413 above).",
+        "Largest request body accepted, in MiB (413 above; SageMaker's own limit is 6 MB).",
         env="MODELPORT_MAX_BODY_MB",
         default=ServeConfig.max_body_bytes / _MIB,
         low=0,
