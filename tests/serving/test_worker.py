@@ -444,3 +444,29 @@ def test_buffered_request_bytes_have_a_worker_budget(
         for opened in clients:
             opened.close()
         assert served.stop() == 0, served.log()
+
+
+def test_at_the_connection_limit_the_oldest_idle_connection_makes_room(
+    packages: dict[str, Path], tmp_path: Path
+) -> None:
+    served = start_server(
+        packages["iris"], ["--workers", "1", "--max-connections", "4"], log_dir=tmp_path
+    )
+    clients: list[Client] = []
+    try:
+        for _ in range(4):  # four kept-alive connections, idle after one answer each
+            idle = Client(served)
+            clients.append(idle)
+            idle.send(b"GET /ping HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert idle.read_answer().headers["connection"] == "keep-alive"
+        newcomer = Client(served)
+        clients.append(newcomer)
+        newcomer.send(invocation([[0.1, 0.2, 0.3, 0.4]]))
+        assert newcomer.read_answer().status == 200
+        assert clients[0].closed_by_server()  # the oldest made room
+        clients[-2].send(b"GET /ping HTTP/1.1\r\nHost: t\r\n\r\n")  # the newest idle stayed
+        assert clients[-2].read_answer().status == 200
+    finally:
+        for opened in clients:
+            opened.close()
+        assert served.stop() == 0, served.log()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelport.errors import UsageError
+from modelport.model_format.limits import DEFAULT_LIMITS, ArchiveLimits
 
 DEFAULT_PORT = 8080
 DEFAULT_HOST = "127.0.0.1"
@@ -39,6 +40,8 @@ class ServeConfig:
         max_batch_size: the most rows one merged model call may hold.
         max_batch_wait_s: the longest a batch waits for requests still being read.
         max_body_bytes: larger request bodies get 413 before they are read.
+        max_connections: connections one worker holds at most; at the limit the oldest idle
+            ones (kept alive between requests, or with a head still arriving) are closed.
         max_buffered_bytes: request bytes one worker holds at most over all its connections
             (503 beyond); None: four bodies at the limit, at least 64 MiB.
         timeout_s: the longest a request may wait for its prediction (then 503).
@@ -48,6 +51,8 @@ class ServeConfig:
         predict_route: Vertex AI's predict route (``AIP_PREDICT_ROUTE``), if set.
         expected_digest: the package digest (``sha256:...``) the package must have; None
             serves any intact package.
+        archive_limits: what reading the package may cost (expanded size, entries, manifest
+            size, compression ratio); over a limit, the server refuses to start.
     """
 
     package: Path
@@ -61,6 +66,7 @@ class ServeConfig:
     max_batch_wait_s: float = 0.002
     # SageMaker's own limit on an /invocations payload (6 MB); --max-body-mb raises it.
     max_body_bytes: int = 6 * 1024 * 1024
+    max_connections: int = 1000
     max_buffered_bytes: int | None = None
     timeout_s: float = 60.0
     allow_code: bool = False
@@ -68,6 +74,7 @@ class ServeConfig:
     health_route: str | None = None
     predict_route: str | None = None
     expected_digest: str | None = None
+    archive_limits: ArchiveLimits = DEFAULT_LIMITS
 
     @property
     def graceful_timeout_s(self) -> float:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport.errors import UsageError
+from modelport.model_format.limits import ArchiveLimits
 from modelport.serving.config import ServeConfig
 
 _MIB = 1024 * 1024
@@ -85,6 +86,52 @@ class ServeOption:
             raise UsageError(f"{where}: must be at most {self.high:g}, got {value}")
 
 
+#: The limits on what reading a package may cost (:class:`ArchiveLimits`, one option per field);
+#: ``modelport verify``, ``inspect`` and ``predict`` take them too.
+ARCHIVE_LIMIT_OPTIONS: tuple[ServeOption, ...] = (
+    ServeOption(
+        "max_expanded_mb",
+        float,
+        "Most an archive may expand to, in MiB (its files and tar headers).",
+        env="MODELPORT_MAX_EXPANDED_MB",
+        default=ArchiveLimits.max_expanded_mb,
+        low=0,
+        low_open=True,
+    ),
+    ServeOption(
+        "max_entries",
+        int,
+        "Most files an archive may hold.",
+        env="MODELPORT_MAX_ENTRIES",
+        default=ArchiveLimits.max_entries,
+        low=1,
+    ),
+    ServeOption(
+        "max_manifest_mb",
+        float,
+        "Largest package manifest read, in MiB.",
+        env="MODELPORT_MAX_MANIFEST_MB",
+        default=ArchiveLimits.max_manifest_mb,
+        low=0,
+        low_open=True,
+    ),
+    ServeOption(
+        "max_ratio",
+        float,
+        "Most an archive may expand past 256 MiB, as a multiple of its own size.",
+        env="MODELPORT_MAX_RATIO",
+        default=ArchiveLimits.max_ratio,
+        low=0,
+        low_open=True,
+    ),
+)
+
+
+def archive_limits(values: Mapping[str, Any]) -> ArchiveLimits:
+    """The :class:`ArchiveLimits` among option values (by :data:`ARCHIVE_LIMIT_OPTIONS` name)."""
+    return ArchiveLimits(**{option.name: values[option.name] for option in ARCHIVE_LIMIT_OPTIONS})
+
+
 SERVE_OPTIONS: tuple[ServeOption, ...] = (
     ServeOption("host", str, "Address to bind. [default: $MODELPORT_HOST, else 127.0.0.1]"),
     ServeOption(
@@ -142,6 +189,14 @@ SERVE_OPTIONS: tuple[ServeOption, ...] = (
         low_open=True,
     ),
     ServeOption(
+        "max_connections",
+        int,
+        "Connections one worker holds at most (at the limit the oldest idle ones close).",
+        env="MODELPORT_MAX_CONNECTIONS",
+        default=ServeConfig.max_connections,
+        low=1,
+    ),
+    ServeOption(
         "max_buffered_mb",
         float,
         "Request bytes one worker holds at most, over all connections (503 beyond). "
@@ -171,6 +226,7 @@ SERVE_OPTIONS: tuple[ServeOption, ...] = (
         "Serve only the package with this digest (sha256:<64 hex>); refuse any other.",
         env="MODELPORT_EXPECT_DIGEST",
     ),
+    *ARCHIVE_LIMIT_OPTIONS,
     ServeOption("dev", bool, "Use Flask's development server instead of gunicorn.", default=False),
 )
 _BY_FLAG = {option.flag: option for option in SERVE_OPTIONS}
@@ -268,6 +324,7 @@ def serve_config(
         max_batch_size=values["max_batch_size"],
         max_batch_wait_s=values["max_batch_wait_ms"] / 1000.0,
         max_body_bytes=max(1, int(values["max_body_mb"] * _MIB)),
+        max_connections=values["max_connections"],
         max_buffered_bytes=(
             max(1, int(values["max_buffered_mb"] * _MIB)) if values["max_buffered_mb"] else None
         ),
@@ -281,4 +338,5 @@ def serve_config(
             if values["expect_digest"] is None
             else expected_digest(values["expect_digest"], "--expect-digest")
         ),
+        archive_limits=archive_limits(values),
     )

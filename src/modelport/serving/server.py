@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +24,7 @@ from types import FrameType
 from typing import Any
 
 from modelport.errors import CodeExecutionRefused, IntegrityError, ModelportError
+from modelport.model_format.archive import make_temp_dir
 from modelport.model_format.package import ALLOW_CODE_ENV, extract_verified, verify
 from modelport.serving.config import ServeConfig
 from modelport.serving.metrics import zero_gauges
@@ -44,15 +44,18 @@ def prepared_package(config: ServeConfig) -> Iterator[Path]:
     """Verify the package and yield the directory workers load it from.
 
     Raises:
-        PackageError: missing, invalid or tampered with.
+        PackageError: missing, invalid, tampered with or over ``config.archive_limits``.
         DigestMismatch: not the package ``config.expected_digest`` names.
+        EnvironmentProblem: no writable temporary directory, or the disk filled up.
         CodeExecutionRefused: it carries code and ``allow_code`` is off.
     """
     path = config.package
     workdir: Path | None = None
     try:
         if path.is_dir():
-            report = verify(path, expected_digest=config.expected_digest)
+            report = verify(
+                path, expected_digest=config.expected_digest, limits=config.archive_limits
+            )
             if not report.ok:
                 raise IntegrityError(report.problems)
             manifest = report.manifest
@@ -60,10 +63,15 @@ def prepared_package(config: ServeConfig) -> Iterator[Path]:
         else:
             # verify() raises PackageError for a missing path; extraction checks every digest.
             verify_path_exists(path)
-            workdir = Path(tempfile.mkdtemp(prefix="modelport-serve-"))
+            workdir = make_temp_dir("modelport-serve-")
             package_dir = workdir / "package"
             package_dir.mkdir()
-            manifest = extract_verified(path, package_dir, expected_digest=config.expected_digest)
+            manifest = extract_verified(
+                path,
+                package_dir,
+                expected_digest=config.expected_digest,
+                limits=config.archive_limits,
+            )
         allowed = config.allow_code or os.environ.get(ALLOW_CODE_ENV) == "1"
         if manifest.flavor.name != "onnx" and not allowed:
             raise CodeExecutionRefused(f"the {manifest.flavor.name!r} flavor package {path}")
@@ -82,7 +90,7 @@ def verify_path_exists(path: Path) -> None:
 @contextmanager
 def metrics_directory() -> Iterator[Path]:
     """The directory every worker's metrics file lives in, removed when the server stops."""
-    directory = Path(tempfile.mkdtemp(prefix="modelport-metrics-"))
+    directory = make_temp_dir("modelport-metrics-")
     try:
         yield directory
     finally:
@@ -169,6 +177,7 @@ def _run_gunicorn(config: ServeConfig, package_dir: Path, metrics_dir: Path) -> 
             config.max_body_bytes, config.max_buffered_bytes
         ),
         "threads": config.threads,
+        "worker_connections": config.max_connections,
         # The worker's main loop beats even while requests run, so this only catches hung workers.
         "timeout": max(30, int(config.timeout_s) + 10),
         "graceful_timeout": max(1, math.ceil(config.graceful_timeout_s)),

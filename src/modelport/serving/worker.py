@@ -13,10 +13,16 @@ heartbeats) and replaces only the request loop:
   answers it writes the response itself, then goes on with the next request already read from
   the same connection (pipelining) without going back through the main thread.
 - Requests on different connections run concurrently, so the dynamic batcher merges them.
-- Only the main thread closes a socket it watches; a pool thread that is done with a connection
-  shuts its sending side, and the main thread closes it when the client has closed too (or after
-  a short linger), so a client always reads the whole answer, even one refusing a body it has
+- Writes never block a pool thread: what a client does not take at once waits in the
+  connection (at most ``MAX_UNSENT_BYTES`` before its next request is answered) and the main
+  thread sends it as the client reads, so clients that never read hold no thread.
+- Only the main thread closes a socket; a pool thread that is done with a connection shuts
+  its sending side, and the main thread closes it when the client has closed too (or after a
+  short linger), so a client always reads the whole answer, even one refusing a body it has
   not finished sending.
+- Every client costs a bounded share of the worker: deadlines for a head and a minimum body
+  rate (408), a connection limit at which the oldest idle connections make room, a bound on
+  requests read ahead per connection, and a budget of buffered request bytes (503).
 """
 
 from __future__ import annotations
