@@ -224,4 +224,5 @@ def test_concurrent_large_bodies_stay_within_the_memory_budget(served: Server) -
             holder.close()
     assert statuses and set(statuses) <= {400, 503}, set(statuses)
     assert 400 in statuses
+    print(f"worker RSS: {baseline:.0f} MiB at rest, {peak:.0f} MiB at the peak of the flood")
     assert peak - baseline < 300, f"the worker grew by {peak - baseline:.0f} MiB"
