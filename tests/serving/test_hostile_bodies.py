@@ -271,7 +271,8 @@ def test_names_a_client_sent_are_echoed_short_and_escaped(
 
 
 def test_csv_column_names_are_echoed_short_and_escaped(client: FlaskClient) -> None:
-    resp = client.post("/invocations", data=f"{HUGE}\nabc\n", content_type="text/csv")
+    # (a field over 128 KiB is malformed CSV to the csv module)
+    resp = client.post("/invocations", data=f"{HUGE[:100_000]}\nabc\n", content_type="text/csv")
     message = error_of(resp, 400)
     assert len(message) < 200 and "<" not in message
 
