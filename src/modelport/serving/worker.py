@@ -826,8 +826,9 @@ class ModelportWorker(Worker):  # type: ignore[misc]
                 keep = self.answer(connection, request)
             except OSError:
                 keep = False  # the client went away
-            if request.reserved:
-                self.release((request,))
+            finally:
+                if request.reserved:
+                    self.release((request,))
             self.count_request()
             if keep and connection.ready and not self.jobs.empty():
                 self.jobs.put(connection)  # still busy: whichever thread takes it goes on
@@ -899,6 +900,9 @@ class ModelportWorker(Worker):  # type: ignore[misc]
             if code == 503:
                 headers.append((b"Retry-After", b"1"))
             keep = False
+        if request.reserved:
+            # Answered: its body is no longer needed (freed before the client can see it).
+            self.release((request,))
         no_body = request.method == "HEAD" or code in _NO_BODY_STATUSES or code < 200
         # Decided after the application ran: a worker told to stop meanwhile closes.
         head = self.head(status, headers, keep and self.alive)
