@@ -18,7 +18,6 @@ import modelport
 from modelport.cli.main import main
 from modelport.errors import PackageError, PackError
 from modelport.model_format.archive import file_digest, write_archive
-from modelport.model_format.flavors.onnx_refs import ExternalRef, OnnxFormatError, external_refs
 from modelport.model_format.manifest import MANIFEST_NAME, Flavor, Manifest
 from modelport.model_format.signature import Signature, TensorSpec
 
@@ -185,6 +184,8 @@ def test_nested_subgraphs_attributes_and_sparse_initializers_are_read(tmp_path: 
         [helper.make_tensor_value_info("Y", TensorProto.INT32, [4])],
         sparse_initializer=[sparse],
     )
+    from modelport.model_format.flavors.onnx_refs import ExternalRef, external_refs
+
     model = _model(graph)
     refs = set(external_refs(model.SerializeToString()))
     assert refs == {
@@ -198,6 +199,8 @@ def test_nested_subgraphs_attributes_and_sparse_initializers_are_read(tmp_path: 
 
 
 def test_a_model_without_external_data_has_no_references(tiny_onnx: onnx.ModelProto) -> None:
+    from modelport.model_format.flavors.onnx_refs import external_refs
+
     assert external_refs(tiny_onnx.SerializeToString()) == []
 
 
@@ -207,6 +210,8 @@ def test_a_model_without_external_data_has_no_references(tiny_onnx: onnx.ModelPr
     ids=["truncated", "long-varint", "bad-wire-type", "no-length"],
 )
 def test_malformed_bytes_are_a_format_error(data: bytes) -> None:
+    from modelport.model_format.flavors.onnx_refs import OnnxFormatError, external_refs
+
     with pytest.raises(OnnxFormatError):
         external_refs(data)
 
@@ -218,6 +223,8 @@ def test_deep_nesting_is_refused_not_recursed() -> None:
         node = b"\x2a" + _len(attribute) + attribute  # NodeProto.attribute = 5
         graph = b"\x0a" + _len(node) + node  # GraphProto.node = 1
     model = b"\x3a" + _len(graph) + graph  # ModelProto.graph = 7
+    from modelport.model_format.flavors.onnx_refs import OnnxFormatError, external_refs
+
     with pytest.raises(OnnxFormatError, match="nested too deeply"):
         external_refs(model)
 

@@ -147,7 +147,12 @@ def valid_manifests(draw: st.DrawFn) -> dict[str, Any]:
         },
         "files": files,
         "requirements": draw(
-            st.lists(st.text(min_size=1, max_size=20).filter(lambda r: r.strip() and "\n" not in r))
+            st.lists(  # plain requirements: a PEP 508 name, maybe a pin
+                st.from_regex(
+                    r"[A-Za-z0-9]([A-Za-z0-9._-]{0,8}[A-Za-z0-9])?(==[0-9]{1,3}(\.[0-9]{1,3}){0,2})?",
+                    fullmatch=True,
+                )
+            )
         ),
         "python": draw(
             st.just("") | st.from_regex(r"\d{1,2}\.\d{1,2}(\.\d{1,2})?", fullmatch=True)
@@ -342,7 +347,7 @@ _CORRUPTIONS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         lambda r: r["signature"]["outputs"][0].update(shape=[-2]),
         "signature.outputs[0].shape",
     ),
-    "requirements": (lambda r: r["requirements"].append("a\nb"), "requirements:"),
+    "requirements": (lambda r: r["requirements"].append("a\nb"), "requirements[2]:"),
     "python": (lambda r: r.update(python="three"), "python:"),
     "created_at": (lambda r: r.update(created_at="yesterday"), "created_at:"),
     "metadata": (lambda r: r["metadata"].update(count=3), "metadata:"),
@@ -448,7 +453,7 @@ def test_a_file_cannot_also_be_a_folder(extra: str, under: str) -> None:
         (lambda r: r["signature"]["inputs"][0].update(doc="x"), "inputs[0]: unknown key"),
         (lambda r: r["signature"]["inputs"].append("x"), "signature.inputs[1]"),
         (lambda r: r.update(requirements="numpy"), "requirements:"),
-        (lambda r: r.update(requirements=["  "]), "requirements:"),
+        (lambda r: r.update(requirements=["  "]), "requirements[0]:"),
         (lambda r: r.update(python="3"), "python:"),
         (lambda r: r.update(python="3.11\n"), "python:"),
         (lambda r: r.update(created_at=1714564800), "created_at:"),

@@ -105,10 +105,13 @@ def _make_deployer(
 
 
 @contextlib.contextmanager
-def _loaded(path: Path, allow_code: bool) -> Iterator[Package]:
+def _loaded(path: Path, allow_code: bool, expect_digest: str | None) -> Iterator[Package]:
+    """The package, verified (and pinned to ``expect_digest``) before any target step runs."""
+    from modelport.model_format.manifest import expected_digest
     from modelport.model_format.package import load
 
-    package = load(path, allow_code=allow_code)
+    expected = None if expect_digest is None else expected_digest(expect_digest, "--expect-digest")
+    package = load(path, allow_code=allow_code, expected_digest=expected)
     try:
         yield package
     finally:
@@ -142,6 +145,13 @@ _ALLOW_CODE = click.option(
     "--allow-code",
     is_flag=True,
     help="Allow a package that runs the code it carries (python flavor); only if you trust it.",
+)
+_EXPECT_DIGEST = click.option(
+    "--expect-digest",
+    "expect_digest",
+    metavar="sha256:HEX",
+    help="Deploy only the package with this digest (what 'modelport verify' prints); exit 4 "
+    "before any step otherwise.",
 )
 
 
@@ -182,6 +192,7 @@ def _print_plan(deployer: Deployer[Any], name: str, package: Package, as_json: b
 @click.option("--dry-run", is_flag=True, help="Print the steps a deploy would run; touch nothing.")
 @click.option("--no-wait", is_flag=True, help="Return once started, without waiting for ready.")
 @_ALLOW_CODE
+@_EXPECT_DIGEST
 @_json_option
 def deploy(
     package_path: Path,
@@ -192,6 +203,7 @@ def deploy(
     dry_run: bool,
     no_wait: bool,
     allow_code: bool,
+    expect_digest: str | None,
     as_json: bool,
 ) -> None:
     """Deploy the package PKG to a target as a new deployment NAME.
@@ -202,7 +214,7 @@ def deploy(
     """
     deployer = _make_deployer(target, config_pairs, config_file)
     deployer.check_name(name)
-    with _loaded(package_path, allow_code) as package:
+    with _loaded(package_path, allow_code, expect_digest) as package:
         if dry_run:
             _print_plan(deployer, name, package, as_json)
             return
@@ -269,6 +281,7 @@ def get_deployment(
     help="Return once the update is under way; 'deployments get' says when it is done.",
 )
 @_ALLOW_CODE
+@_EXPECT_DIGEST
 @_json_option
 def update_deployment(
     package_path: Path,
@@ -278,6 +291,7 @@ def update_deployment(
     name: str,
     no_wait: bool,
     allow_code: bool,
+    expect_digest: str | None,
     as_json: bool,
 ) -> None:
     """Switch deployment NAME to the package PKG (blue/green where the target allows).
@@ -290,7 +304,7 @@ def update_deployment(
             f"target {deployer.name!r} cannot update without waiting",
             hint="run the update without --no-wait",
         )
-    with _loaded(package_path, allow_code) as package:
+    with _loaded(package_path, allow_code, expect_digest) as package:
         if no_wait:
             deployment = deployer.update(name, package, wait=False)
         else:

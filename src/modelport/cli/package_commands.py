@@ -10,6 +10,7 @@ import click
 
 from modelport.cli._io import emit_json
 from modelport.errors import IntegrityError, PackageError, UsageError
+from modelport.model_format.limits import ArchiveLimits
 
 
 def _size(path: Path) -> int:
@@ -147,6 +148,23 @@ def pack(
         package.close()
 
 
+def _limit_options(func: Any) -> Any:
+    """The limits on reading a package (serve's own table entries) as options of a command."""
+    from modelport.cli.serve_command import _click_option
+    from modelport.serving.options import ARCHIVE_LIMIT_OPTIONS
+
+    for option in reversed(ARCHIVE_LIMIT_OPTIONS):
+        func = _click_option(option)(func)
+    return func
+
+
+def _limits(values: dict[str, Any]) -> ArchiveLimits:
+    """The :class:`ArchiveLimits` the limit options give."""
+    from modelport.serving.options import archive_limits
+
+    return archive_limits(values)
+
+
 def _describe(manifest: Any) -> list[str]:
     lines = [
         f"name:       {manifest.name}",
@@ -174,7 +192,8 @@ def _describe(manifest: Any) -> list[str]:
 @click.command()
 @click.argument("package", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest and digest as JSON.")
-def inspect(package: Path, as_json: bool) -> None:
+@_limit_options
+def inspect(package: Path, as_json: bool, **limit_values: Any) -> None:
     """Show the manifest of PACKAGE (a directory or .mport archive) without loading the model.
 
     Use `modelport verify` to check the files against their digests.
@@ -184,24 +203,49 @@ def inspect(package: Path, as_json: bool) -> None:
 
     if not package.exists():
         raise PackageError(f"{package}: no such file or directory")
-    manifest = read_manifest(package) if package.is_dir() else read_archive_manifest(package)
+    limits = _limits(limit_values)
+    if package.is_dir():
+        manifest = read_manifest(package, limits)
+    else:
+        manifest = read_archive_manifest(package, limits)
     if as_json:
         emit_json({"digest": manifest.digest, "manifest": manifest.to_dict()})
     else:
         click.echo("\n".join(_describe(manifest)))
 
 
+def _expect_digest_option(func: Any) -> Any:
+    return click.option(
+        "--expect-digest",
+        "expect_digest",
+        metavar="sha256:HEX",
+        help="Accept only the package with this digest (what 'verify' prints); exit 4 otherwise.",
+    )(func)
+
+
+def _expected(expect_digest: str | None) -> str | None:
+    """The flag's value checked and normalised (a malformed digest is a usage error, exit 2)."""
+    from modelport.model_format.manifest import expected_digest
+
+    return None if expect_digest is None else expected_digest(expect_digest, "--expect-digest")
+
+
 @click.command()
 @click.argument("package", type=click.Path(path_type=Path))
+@_expect_digest_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def verify(package: Path, as_json: bool) -> None:
+@_limit_options
+def verify(package: Path, expect_digest: str | None, as_json: bool, **limit_values: Any) -> None:
     """Check every file of PACKAGE against its manifest.
 
-    Exits 4 when any file is missing, altered, or not listed in the manifest.
+    Exits 4 when any file is missing, altered, or not listed in the manifest, or when the
+    package's digest is not the one given with --expect-digest.
     """
     from modelport.model_format.package import verify as verify_package
 
-    report = verify_package(package)
+    report = verify_package(
+        package, expected_digest=_expected(expect_digest), limits=_limits(limit_values)
+    )
     if as_json:
         emit_json(
             {
@@ -241,13 +285,24 @@ def verify(package: Path, as_json: bool) -> None:
     help="Write predictions here instead of stdout.",
 )
 @click.option("--allow-code", is_flag=True, help="Allow packages that run code they carry.")
-def predict(package: Path, input_path: Path, output_path: Path | None, allow_code: bool) -> None:
+@_expect_digest_option
+@_limit_options
+def predict(
+    package: Path,
+    input_path: Path,
+    output_path: Path | None,
+    allow_code: bool,
+    expect_digest: str | None,
+    **limit_values: Any,
+) -> None:
     """Predict with PACKAGE in-process and print {"predictions": ...} as JSON."""
     from modelport.cli._io import read_json_input, write_output
     from modelport.model_format.package import load
     from modelport.model_format.payload import format_predictions, parse_payload
 
+    expected = _expected(expect_digest)
     body = read_json_input(input_path)
-    with load(package, allow_code=allow_code) as loaded:
+    limits = _limits(limit_values)
+    with load(package, allow_code=allow_code, expected_digest=expected, limits=limits) as loaded:
         outputs = loaded.predict(parse_payload(body, loaded.signature))
     write_output(json.dumps(format_predictions(outputs), allow_nan=True), output_path)

@@ -5,7 +5,8 @@ to make a serving image of one package, and nothing here needs docker-py or a da
 
     DIR/
       Dockerfile        multi-stage: a build stage makes a venv, the final stage copies it
-      requirements.txt  every runtime requirement, pinned (the package's, then modelport's)
+      requirements.txt  every runtime requirement, pinned: modelport's, and for a package that
+                        runs its own code (python flavor) the package's first
       wheels/           modelport itself, as a wheel of the modelport running here
       entrypoint.py     verifies the package, then runs the server (accepts `serve`)
       package/          the package, as a directory (an archive is extracted, safely)
@@ -142,7 +143,12 @@ def write_context(
     try:
         manifest = _stage_package(package, directory / "package")
         base = base_image or default_base_image(manifest.python)
-        requirements = pinned_requirements(manifest.requirements)
+        # An onnx package's requirements are informative: what it installs is the runtime's
+        # choice, never the package's. One that runs its code gets its own (plain names from
+        # the index, validated with the manifest); its image is the opt-in to run that code.
+        requirements = pinned_requirements(
+            manifest.requirements if manifest.flavor.runs_code else ()
+        )
         wheel = build_modelport_wheel(directory / "wheels")
         keep = {canonicalize_name(r.split("==")[0]) for r in requirements}
         remove = [d for d in ("pip", "setuptools") if d not in keep]
@@ -150,9 +156,9 @@ def write_context(
         # runtime share the build stage's layers.
         (directory / "requirements.txt").write_text(
             f"# The runtime of a modelport {__version__} serving image: the package's own pinned\n"
-            "# requirements, then modelport's server and everything it needs, pinned to the\n"
-            "# versions installed where this build context was written.\n"
-            + "".join(f"{r}\n" for r in requirements),
+            "# requirements (only a package that runs its own code has them here), then\n"
+            "# modelport's server and everything it needs, pinned to the versions installed\n"
+            "# where this build context was written.\n" + "".join(f"{r}\n" for r in requirements),
             encoding="utf-8",
         )
         cert_name = None

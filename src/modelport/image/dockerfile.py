@@ -190,7 +190,7 @@ def package_stage(manifest: Manifest, *, from_image: str, base_image: str) -> st
         base_image: the base image, named in a label.
     """
     env = [f"MODELPORT_PACKAGE_DIGEST={manifest.digest}"]
-    if manifest.flavor.name != "onnx":
+    if manifest.flavor.runs_code:
         # A python-flavor package runs the code it carries; building its image is the opt-in.
         env.append("MODELPORT_ALLOW_CODE=1")
     return f"""\

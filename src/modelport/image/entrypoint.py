@@ -9,9 +9,11 @@ The image runs ``ENTRYPOINT ["/opt/venv/bin/python", "/opt/modelport/entrypoint.
   ``modelport serve``, from the same table: :mod:`modelport.serving.options`).
 
 Before serving, the package is verified: every file against the manifest, and the manifest against
-the digest the image was built for (``MODELPORT_PACKAGE_DIGEST``). A package altered after the
-build (a derived image, a volume mounted over it) makes the container exit with status 4 and one
-line saying why, instead of serving a model nobody built.
+the digest the image was built for (``MODELPORT_PACKAGE_DIGEST``, set by the Dockerfile) and the
+one whoever runs the container pins (``MODELPORT_EXPECT_DIGEST``, as ``modelport serve
+--expect-digest``). A package altered after the build (a derived image, a volume mounted over it)
+makes the container exit with status 4 and one line saying why, instead of serving a model nobody
+built.
 
 Two more commands, for the image's own use:
 
@@ -31,18 +33,24 @@ from collections.abc import Mapping, Sequence
 
 PACKAGE_ENV = "MODELPORT_PACKAGE"
 DIGEST_ENV = "MODELPORT_PACKAGE_DIGEST"
+#: The digest the person running the container expects (the serve option's variable).
+EXPECT_DIGEST_ENV = "MODELPORT_EXPECT_DIGEST"
 DEFAULT_PACKAGE = "/opt/modelport/package"
 #: The route the image's HEALTHCHECK probes: 200 only once the model is loaded and warmed up.
 READY_ROUTE = "/ping"
 EXIT_REFUSED = 4
 
 
-def package_problems(path: str, expected_digest: str | None) -> list[str]:
+def package_problems(
+    path: str, expected_digest: str | None, pinned_digest: str | None = None
+) -> list[str]:
     """Everything wrong with the package at ``path``: altered, missing or extra files, wrong digest.
 
     Args:
         path: the package directory (or archive).
         expected_digest: the digest the image was built for; None skips that check.
+        pinned_digest: the digest ``MODELPORT_EXPECT_DIGEST`` pins (already checked for form);
+            None skips that check.
 
     Returns:
         One line per problem; empty when the package is intact.
@@ -59,6 +67,11 @@ def package_problems(path: str, expected_digest: str | None) -> list[str]:
         problems.append(
             f"manifest digest {report.manifest.digest} is not the {expected_digest} "
             "this image was built for"
+        )
+    if pinned_digest and report.manifest.digest != pinned_digest:
+        problems.append(
+            f"manifest digest {report.manifest.digest} is not the {pinned_digest} "
+            f"{EXPECT_DIGEST_ENV} expects"
         )
     return problems
 
@@ -97,7 +110,16 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
     package = env.get(PACKAGE_ENV) or DEFAULT_PACKAGE
     verify_only = args[:1] == ["verify"]
-    problems = package_problems(package, env.get(DIGEST_ENV) or None)
+    from modelport.errors import UsageError
+    from modelport.model_format.manifest import expected_digest
+
+    try:
+        pinned = env.get(EXPECT_DIGEST_ENV, "").strip()
+        pinned = expected_digest(pinned, EXPECT_DIGEST_ENV) if pinned else ""
+    except UsageError as exc:
+        print(exc.render(), file=sys.stderr, flush=True)
+        return exc.exit_code
+    problems = package_problems(package, env.get(DIGEST_ENV) or None, pinned or None)
     if problems:
         # One line first: what a log viewer shows, and what a person needs to know.
         print(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.metadata
 from collections.abc import Collection, Iterable, Sequence
 
-from packaging.requirements import InvalidRequirement, Requirement
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from modelport.errors import PackageError
@@ -105,15 +105,18 @@ def pinned_requirements(
     one installed here is a leaf of the walk: pip resolves what that version needs.
 
     Raises:
-        PackageError: a package requirement is not a valid requirement string.
+        PackageError: a package requirement is not a plain requirement (a URL, a pip option,
+            not parsable): the manifest's own rule, :func:`requirement_problem`.
     """
+    from modelport.model_format.manifest import requirement_problem
+
     pins: dict[str, str] = {}  # canonical name -> requirement line
     queue: list[tuple[str, frozenset[str]]] = []  # (distribution, extras) whose deps to walk
     for text in package_requirements:
-        try:
-            req = Requirement(text)
-        except InvalidRequirement as exc:
-            raise PackageError(f"invalid requirement in the package: {text!r} ({exc})") from None
+        problem = requirement_problem(text)
+        if problem is not None:
+            raise PackageError(f"invalid requirement in the package: {problem}")
+        req = Requirement(text)
         if req.marker is not None and not req.marker.evaluate():
             continue
         pins.setdefault(canonicalize_name(req.name), text.split(";")[0].strip())

@@ -73,6 +73,11 @@ class Flavor:
     name: str
     settings: Mapping[str, Any] = field(default_factory=lambda: _frozen({}))
 
+    @property
+    def runs_code(self) -> bool:
+        """Whether loading runs code the package carries: every flavor but ``onnx``."""
+        return self.name != "onnx"
+
     def to_dict(self) -> dict[str, Any]:
         """Return the manifest form: ``{"name": ..., **settings}``."""
         return {"name": self.name, **_thaw(self.settings)}
@@ -422,13 +427,43 @@ def _specs(
     return tuple(specs)
 
 
+#: Longest requirement string accepted (a name, extras, specifiers and markers).
+MAX_REQUIREMENT = 512
+
+
+def requirement_problem(text: Any) -> str | None:
+    """Why ``text`` is not a plain requirement, or None when it is one.
+
+    A plain requirement is ``name[extras]<specifiers>[; markers]``, parsed by ``packaging``:
+    never a URL or other direct reference (``name @ https://...``), never a pip option
+    (``--index-url``, ``-e``, ``-r``, ``--hash``), since an image installs these from its index.
+    """
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    if not isinstance(text, str) or not text.strip():
+        return "must be a non-empty string such as 'numpy==2.1.0'"
+    shown = repr(text[:80]) + ("..." if len(text) > 80 else "")
+    if len(text) > MAX_REQUIREMENT:
+        return f"{shown} is longer than {MAX_REQUIREMENT} characters"
+    if text.lstrip().startswith("-"):
+        return f"{shown} is a pip option, not a requirement"
+    try:
+        requirement = Requirement(text)
+    except InvalidRequirement:
+        return f"{shown} is not a requirement such as 'numpy==2.1.0'"
+    if requirement.url is not None:
+        return f"{shown} is a direct reference (a URL); only 'name<specifiers>' is allowed"
+    return None
+
+
 def _requirements(value: Any, problems: list[str]) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(
-        isinstance(r, str) and r.strip() and "\n" not in r for r in value
-    ):
+    if not isinstance(value, list):
         problems.append("requirements: a list of requirement strings such as 'numpy==2.1.0'")
         return ()
-    return tuple(value)
+    found = [(i, requirement_problem(r)) for i, r in enumerate(value)]
+    bad = [f"requirements[{i}]: {why}" for i, why in found if why is not None]
+    problems.extend(bad)
+    return () if bad else tuple(value)
 
 
 def _is_iso_datetime(value: Any) -> bool:

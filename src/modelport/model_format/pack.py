@@ -38,6 +38,7 @@ from modelport.model_format.manifest import (
     Manifest,
     _freeze_json,
     parse,
+    requirement_problem,
 )
 from modelport.model_format.package import ALLOW_CODE_ENV, Package, load, verify
 from modelport.model_format.payload import to_jsonable
@@ -139,9 +140,9 @@ def pack(
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in (metadata or {}).items()):
         raise PackError("metadata must map strings to strings")
     all_requirements = list(dict.fromkeys([*staged.requirements, *(requirements or [])]))
-    bad_requirements = [r for r in all_requirements if not r.strip() or "\n" in r]
+    bad_requirements = [why for why in map(requirement_problem, all_requirements) if why]
     if bad_requirements:
-        raise PackError("requirements must be non-empty, single-line requirement strings")
+        raise PackError(f"invalid requirement: {'; '.join(bad_requirements)}")
 
     out.parent.mkdir(parents=True, exist_ok=True)
     stage_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

@@ -229,6 +229,8 @@ class LocalDeployer(Deployer[LocalConfig]):
     def _env(self, package: Package) -> dict[str, str]:
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
+        # The server refuses its private copy if it is ever not the package that was deployed.
+        env["MODELPORT_EXPECT_DIGEST"] = package.digest
         if package.manifest.flavor.name != "onnx":
             # Only a caller who opted in could load a code-carrying package: pass it on.
             env["MODELPORT_ALLOW_CODE"] = "1"
