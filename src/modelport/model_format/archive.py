@@ -2,30 +2,63 @@
 
 Writing is deterministic: the manifest first, then files in sorted order, fixed timestamps, owners
 and modes, and a gzip header with no name or time, so the same package gives byte-identical
-archives. Extraction refuses path traversal, absolute paths, links, devices and any file the
-manifest does not list, and never writes outside its destination.
+archives.
+
+Reading is one streaming pass, the manifest first. Every later entry is checked from its header,
+before its bytes are read or decompressed: links, devices, sparse files, traversal, absolute
+paths, duplicates, files the manifest does not list, too many entries, and sizes beyond the
+:class:`~modelport.model_format.limits.ArchiveLimits` are refused there. The decompressed stream
+itself never goes past the limits either (tar headers and whatever follows the last entry are
+read through the same bound), so a gzip bomb costs at most what the limits allow. Extraction
+never writes outside its destination.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import gzip
 import hashlib
 import io
 import os
+import shutil
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
-from modelport.errors import IntegrityError, PackageError, UnsafeArchiveError
+from modelport.errors import (
+    ArchiveLimitError,
+    EnvironmentProblem,
+    IntegrityError,
+    PackageError,
+    UnsafeArchiveError,
+)
+from modelport.model_format.limits import (
+    DEFAULT_LIMITS,
+    RATIO_EXEMPT_BYTES,
+    ArchiveLimits,
+    human_bytes,
+    over_limit,
+)
 from modelport.model_format.manifest import MANIFEST_NAME, Manifest, is_safe_relative_path, parse
 
 ARCHIVE_SUFFIX = ".mport"
 #: 1980-01-01T00:00:00Z, the earliest time ZIP can store; tools that treat 0 as "unset" accept it.
 FIXED_MTIME = 315532800
 CHUNK = 1 << 20
+#: The most one entry's headers (pax records, a GNU long name, a sparse map) may take.
+_HEADER_BYTES = CHUNK
+#: The most that may follow the last entry (tar pads its end to a 10 KiB record).
+_TRAILING_BYTES = CHUNK
+#: An unlisted entry larger than this ends the pass at its header: skipping it would mean
+#: decompressing it, and the package is refused anyway.
+_UNLISTED_SKIP_BYTES = CHUNK
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_NOT_WRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+_T = TypeVar("_T")
 
 
 def file_digest(path: Path) -> str:
@@ -79,11 +112,255 @@ def _add(tar: tarfile.TarFile, name: str, size: int, content: BinaryIO) -> None:
     tar.addfile(info, content)
 
 
-def _open(path: Path) -> tarfile.TarFile:
+def make_temp_dir(prefix: str, parent: Path | None = None) -> Path:
+    """Create a private directory named ``prefix`` + random in ``parent`` or the temp directory.
+
+    Raises:
+        EnvironmentProblem: no writable temporary directory (or ``parent``), or no room there.
+    """
     try:
-        return tarfile.open(path, mode="r:gz")
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise PackageError(f"{path}: not a modelport archive ({exc})") from None
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    except OSError as exc:
+        if parent is not None:
+            raise EnvironmentProblem(
+                f"cannot create a directory in {parent} ({exc.strerror or exc})",
+                hint="check that the directory exists, is writable and has free space",
+            ) from None
+        raise EnvironmentProblem(
+            f"no writable temporary directory ({exc.strerror or exc})",
+            hint="set TMPDIR to a writable directory with room for the package",
+        ) from None
+
+
+@contextlib.contextmanager
+def temp_dir(prefix: str) -> Iterator[Path]:
+    """A :func:`make_temp_dir` directory, removed with everything in it on leaving."""
+    path = make_temp_dir(prefix)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _write_error(exc: OSError, doing: str) -> EnvironmentProblem | None:
+    """The environment problem behind a failed write, if it is one (else None: re-raise it)."""
+    if exc.errno in _DISK_FULL:
+        return EnvironmentProblem(
+            f"disk full while {doing} ({exc.strerror})",
+            hint="free space there, or set TMPDIR to a directory with room for the package",
+        )
+    if exc.errno in _NOT_WRITABLE:
+        return EnvironmentProblem(
+            f"cannot write while {doing} ({exc.strerror})",
+            hint="set TMPDIR to a writable directory",
+        )
+    return None
+
+
+class _Inflated:
+    """An archive's decompressed tar stream, which never goes past what the limits allow.
+
+    This is the backstop behind the header checks: tar headers themselves (pax records, long
+    names, sparse maps, all read into memory by :mod:`tarfile`) and whatever follows the last
+    entry are read through it too. Decompression errors become :class:`PackageError`.
+    """
+
+    def __init__(self, path: Path, raw: BinaryIO, limits: ArchiveLimits) -> None:
+        self._path = path
+        self._limits = limits
+        self._gz = gzip.GzipFile(fileobj=raw, mode="rb")
+        self.archive_bytes = os.fstat(raw.fileno()).st_size
+        self.cap, self._cap_limit = limits.expansion_cap(self.archive_bytes)
+        # Past the last entry's data come the end-of-archive blocks and padding.
+        self._bound = self.cap + _TRAILING_BYTES
+        self._header_bytes: int | None = None
+
+    @contextlib.contextmanager
+    def header(self) -> Iterator[None]:
+        """Count what is read meanwhile as one entry's headers, at most ``_HEADER_BYTES``."""
+        self._header_bytes = 0
+        try:
+            yield
+        finally:
+            self._header_bytes = None
+
+    def too_large(self, what: str, end: int) -> ArchiveLimitError:
+        """The error for ``what`` taking the expanded archive to ``end`` bytes, past the cap."""
+        if self._cap_limit == "max_ratio":
+            return over_limit(
+                f"{self._path}: {what} would expand the {human_bytes(self.archive_bytes)} archive "
+                f"to {human_bytes(end)}, {end / max(1, self.archive_bytes):,.0f} times its size; "
+                f"past {human_bytes(RATIO_EXEMPT_BYTES)} at most {self._limits.max_ratio:g} times "
+                "is allowed",
+                "max_ratio",
+            )
+        return over_limit(
+            f"{self._path}: {what} would expand the archive to {human_bytes(end)}, over the "
+            f"{self._limits.max_expanded_mb:g} MiB limit",
+            "max_expanded_mb",
+        )
+
+    def _inflate(self, step: Callable[[], _T]) -> _T:
+        started = self._gz.tell() > 0
+        try:
+            return step()
+        except (OSError, EOFError, zlib.error) as exc:
+            what = "damaged archive" if started else "not a modelport archive"
+            raise PackageError(f"{self._path}: {what} ({exc})") from None
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Read at most ``size`` bytes (all there is, up to the bound, for a negative size)."""
+        pos = self._gz.tell()
+        room = self._bound + 1 - pos
+        size = room if size < 0 else min(size, room)
+        if self._header_bytes is not None:
+            self._header_bytes += size
+            if self._header_bytes > _HEADER_BYTES:
+                raise UnsafeArchiveError(
+                    f"{self._path}: a tar header near byte {pos:,} is over "
+                    f"{human_bytes(_HEADER_BYTES)} (pax records, a long name or a sparse map); "
+                    "refusing it"
+                )
+        data = self._inflate(lambda: self._gz.read(size))
+        if pos + len(data) > self._bound:
+            raise self.too_large("its tar headers or trailing data", pos + len(data))
+        return data
+
+    def seek(self, pos: int, /) -> int:
+        """Move to ``pos`` (forward moves decompress what they pass)."""
+        if pos > self._bound:
+            raise self.too_large("an entry", pos)
+        return self._inflate(lambda: self._gz.seek(pos))
+
+    def tell(self) -> int:
+        """The position in the decompressed stream."""
+        return self._gz.tell()
+
+    def seekable(self) -> bool:
+        """True: :mod:`tarfile` seeks forward over what it skips."""
+        return True
+
+    def readable(self) -> bool:
+        """True."""
+        return True
+
+    def write(self, data: bytes, /) -> int:
+        """Never: archives are read through this stream."""
+        raise io.UnsupportedOperation("write")
+
+    def close(self) -> None:
+        """Close the decompressor (not the file under it)."""
+        self._gz.close()
+
+    def finish(self) -> None:
+        """Read on to the end, so gzip checks its CRC and length: a damaged archive fails here."""
+        # tarfile stops at the end-of-archive blocks, before the gzip trailer.
+        end = self.tell()
+        while self.read(CHUNK):
+            if self.tell() - end > _TRAILING_BYTES:
+                raise PackageError(
+                    f"{self._path}: damaged archive (more than {human_bytes(_TRAILING_BYTES)} "
+                    "of data after its last entry)"
+                )
+
+
+class _Archive:
+    """One pass over an archive: the manifest, then every other entry, checked from its header."""
+
+    def __init__(
+        self, path: Path, tar: tarfile.TarFile, stream: _Inflated, limits: ArchiveLimits
+    ) -> None:
+        self._path = path
+        self._tar = tar
+        self._stream = stream
+        self._limits = limits
+
+    def _next(self) -> tarfile.TarInfo | None:
+        with self._stream.header():
+            try:
+                return self._tar.next()
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+                raise PackageError(f"{self._path}: damaged archive ({exc})") from None
+
+    def _check_size(self, member: tarfile.TarInfo) -> None:
+        if member.size < 0:
+            raise UnsafeArchiveError(f"archive entry {member.name!r} has a negative size")
+        end = member.offset_data + member.size
+        if end > self._stream.cap:
+            what = f"archive entry {member.name!r} ({human_bytes(member.size)})"
+            raise self._stream.too_large(what, end)
+
+    def read_manifest(self) -> Manifest:
+        """Read and validate the first entry, which must be the manifest.
+
+        Raises:
+            PackageError: no manifest first, an invalid one, or one over the limit.
+        """
+        first = self._next()
+        if first is None:
+            raise PackageError(
+                f"{self._path}: no {MANIFEST_NAME} in the archive; is it a modelport package?"
+            )
+        _check_member(first)
+        if first.name != MANIFEST_NAME:
+            raise PackageError(
+                f"{self._path}: the archive does not start with {MANIFEST_NAME} (its first entry "
+                f"is {first.name!r}); is it a modelport package?"
+            )
+        source = f"{self._path}:{MANIFEST_NAME}"
+        self._limits.check_manifest_size(source, first.size)
+        self._check_size(first)
+        return parse(b"".join(self.chunks(first)), source)
+
+    def members(self) -> Iterator[tarfile.TarInfo]:
+        """Every entry after the manifest, each checked from its header; then the gzip trailer.
+
+        Raises:
+            UnsafeArchiveError: an entry is unsafe (link, device, sparse, traversal) or repeated.
+            ArchiveLimitError: too many entries, or one that would expand the archive too far.
+        """
+        seen = {MANIFEST_NAME}
+        while (member := self._next()) is not None:
+            if len(seen) >= self._limits.max_entries:
+                raise over_limit(
+                    f"{self._path}: the archive holds more than {self._limits.max_entries:,} "
+                    "entries",
+                    "max_entries",
+                )
+            _check_member(member)
+            if member.name in seen:
+                raise UnsafeArchiveError(f"archive entry {member.name!r} appears twice")
+            seen.add(member.name)
+            self._check_size(member)
+            yield member
+        self._stream.finish()
+
+    def chunks(self, member: tarfile.TarInfo) -> Iterator[bytes]:
+        """The bytes of a checked entry, in chunks."""
+        fh = self._tar.extractfile(member)
+        assert fh is not None  # regular files always have a stream
+        try:
+            while chunk := fh.read(CHUNK):
+                yield chunk
+        except tarfile.TarError as exc:
+            raise PackageError(f"{self._path}: damaged archive ({exc})") from None
+
+
+@contextlib.contextmanager
+def _reading(path: Path, limits: ArchiveLimits) -> Iterator[_Archive]:
+    try:
+        raw = path.open("rb")
+    except OSError as exc:
+        raise PackageError(f"{path}: cannot read the archive ({exc.strerror})") from None
+    with raw:
+        stream = _Inflated(path, raw, limits)
+        try:
+            with stream.header():  # tarfile reads the first header as it opens
+                tar = tarfile.TarFile(fileobj=stream, mode="r")
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise PackageError(f"{path}: not a modelport archive ({exc})") from None
+        with tar, contextlib.closing(stream):
+            yield _Archive(path, tar, stream, limits)
 
 
 def _check_member(member: tarfile.TarInfo) -> None:
@@ -96,67 +373,62 @@ def _check_member(member: tarfile.TarInfo) -> None:
         raise UnsafeArchiveError(f"archive entry {name!r} is a link; refusing it")
     if member.isdev() or member.isfifo():
         raise UnsafeArchiveError(f"archive entry {name!r} is a device or pipe; refusing it")
+    if member.issparse():
+        # Its holes read as zeros: a few bytes of archive could stand for a terabyte.
+        raise UnsafeArchiveError(f"archive entry {name!r} is a sparse file; refusing it")
     if not member.isfile():
         raise UnsafeArchiveError(f"archive entry {name!r} is not a regular file; refusing it")
     if not is_safe_relative_path(name):
         raise UnsafeArchiveError(f"archive entry {name!r} is not a clean relative path")
 
 
-def _members(tar: tarfile.TarFile, path: Path) -> dict[str, tarfile.TarInfo]:
-    members: dict[str, tarfile.TarInfo] = {}
-    try:
-        entries = tar.getmembers()
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise PackageError(f"{path}: damaged archive ({exc})") from None
-    # tarfile stops at the end-of-archive blocks, before the gzip trailer: read on to the end so
-    # gzip checks its CRC and length, and a corrupted or truncated archive fails here.
-    try:
-        while tar.fileobj is not None and tar.fileobj.read(CHUNK):
+def read_archive_manifest(path: Path, limits: ArchiveLimits = DEFAULT_LIMITS) -> Manifest:
+    """Read and validate the manifest of an archive without extracting anything else.
+
+    Every entry's header and the gzip trailer are checked too.
+
+    Raises:
+        PackageError: not an archive, damaged, unsafe, over a limit, or an invalid manifest.
+    """
+    with _reading(path, limits) as archive:
+        manifest = archive.read_manifest()
+        for _ in archive.members():
             pass
-    except (OSError, EOFError, zlib.error) as exc:
-        raise PackageError(f"{path}: damaged archive ({exc})") from None
-    for member in entries:
-        _check_member(member)
-        if member.name in members:
-            raise UnsafeArchiveError(f"archive entry {member.name!r} appears twice")
-        members[member.name] = member
-    if MANIFEST_NAME not in members:
-        raise PackageError(f"{path}: no {MANIFEST_NAME} in the archive; is it a modelport package?")
-    return members
+    return manifest
 
 
-def read_archive_manifest(path: Path) -> Manifest:
-    """Read and validate the manifest of an archive without extracting anything else."""
-    with _open(path) as tar:
-        members = _members(tar, path)
-        return parse(_read(tar, members[MANIFEST_NAME]), f"{path}:{MANIFEST_NAME}")
-
-
-def _read(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
-    fh = tar.extractfile(member)
-    assert fh is not None  # regular files always have a stream
-    return fh.read()
-
-
-def archive_problems(path: Path) -> tuple[Manifest, list[str]]:
+def archive_problems(
+    path: Path, limits: ArchiveLimits = DEFAULT_LIMITS
+) -> tuple[Manifest, list[str]]:
     """Check an archive against its manifest without extracting it.
+
+    An entry the manifest does not list is reported from its header and never hashed; one
+    larger than 1 MiB ends the check there (the entries after it are not read).
 
     Returns:
         The manifest and a list of problems: files missing, altered or not listed.
+
+    Raises:
+        PackageError: not an archive, damaged, unsafe, over a limit, or an invalid manifest.
     """
-    with _open(path) as tar:
-        members = _members(tar, path)
-        manifest = parse(_read(tar, members[MANIFEST_NAME]), f"{path}:{MANIFEST_NAME}")
+    with _reading(path, limits) as archive:
+        manifest = archive.read_manifest()
         actual: dict[str, str] = {}
-        for name, member in members.items():
-            if name == MANIFEST_NAME:
+        for member in archive.members():
+            if member.name in manifest.files:
+                h = hashlib.sha256()
+                for chunk in archive.chunks(member):
+                    h.update(chunk)
+                actual[member.name] = "sha256:" + h.hexdigest()
                 continue
-            fh = tar.extractfile(member)
-            assert fh is not None
-            h = hashlib.sha256()
-            while chunk := fh.read(CHUNK):
-                h.update(chunk)
-            actual[name] = "sha256:" + h.hexdigest()
+            actual[member.name] = ""  # unlisted: its bytes are never read
+            if member.size > _UNLISTED_SKIP_BYTES:
+                seen = {rel: d for rel, d in manifest.files.items() if rel in actual}
+                return manifest, [
+                    *compare_digests(seen, actual),
+                    f"not checked: the entries after {member.name}, an unlisted file of "
+                    f"{human_bytes(member.size)}",
+                ]
     return manifest, compare_digests(manifest.files, actual)
 
 
@@ -173,32 +445,44 @@ def compare_digests(want: Mapping[str, str], actual: Mapping[str, str]) -> list[
     return problems
 
 
-def extract_archive(path: Path, dest: Path) -> Manifest:
+def extract_archive(path: Path, dest: Path, limits: ArchiveLimits = DEFAULT_LIMITS) -> Manifest:
     """Extract a verified archive into the empty directory ``dest``.
 
     Every entry is checked before anything is written; a file the manifest does not list, or whose
-    digest differs, fails the extraction with every problem named.
+    digest differs, fails the extraction with every problem named. On failure ``dest`` may hold
+    some files: the caller removes it.
 
     Raises:
-        UnsafeArchiveError: an entry is a link, a device, or a path outside the package.
+        UnsafeArchiveError: an entry is a link, a device, sparse, or a path outside the package.
+        ArchiveLimitError: the archive goes over one of ``limits``.
         IntegrityError: files missing, altered or not listed.
+        EnvironmentProblem: ``dest`` is not writable, or the disk is full.
     """
-    manifest, problems = archive_problems(path)
+    manifest, problems = archive_problems(path, limits)
     if problems:
         raise IntegrityError(problems)
-    with _open(path) as tar:
-        members = _members(tar, path)
-        for name in sorted(manifest.files):
-            target = dest.joinpath(*name.split("/"))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fh = tar.extractfile(members[name])
-            assert fh is not None
-            # O_EXCL | O_NOFOLLOW: never follow or overwrite anything already there.
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-            with os.fdopen(fd, "wb") as out:
-                while chunk := fh.read(CHUNK):
-                    out.write(chunk)
-    (dest / MANIFEST_NAME).write_bytes(manifest.to_json())
+    try:
+        with _reading(path, limits) as archive:
+            archive.read_manifest()
+            # In archive order: one forward pass, whatever order a hostile archive chose.
+            for member in archive.members():
+                if member.name not in manifest.files:  # the archive changed since the check
+                    raise IntegrityError(
+                        [f"extra file (not listed in the manifest): {member.name}"]
+                    )
+                target = dest.joinpath(*member.name.split("/"))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                # O_EXCL | O_NOFOLLOW: never follow or overwrite anything already there.
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+                with os.fdopen(fd, "wb") as out:
+                    for chunk in archive.chunks(member):
+                        out.write(chunk)
+        (dest / MANIFEST_NAME).write_bytes(manifest.to_json())
+    except OSError as exc:
+        problem = _write_error(exc, f"extracting {path} into {dest}")
+        if problem is None:
+            raise
+        raise problem from None
     # The archive was checked while streaming; check what landed on disk too (cheap, and it is
     # what the model will actually be loaded from).
     landed = directory_problems(dest, manifest)

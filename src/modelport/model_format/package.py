@@ -6,8 +6,8 @@ import functools
 import json
 import os
 import shutil
+import stat
 import tarfile
-import tempfile
 import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -28,6 +28,7 @@ from modelport.model_format.archive import (
     archive_problems,
     directory_problems,
     extract_archive,
+    make_temp_dir,
 )
 from modelport.model_format.flavors.runtime import (
     FileOpener,
@@ -36,22 +37,38 @@ from modelport.model_format.flavors.runtime import (
     directory_opener,
     open_runner,
 )
+from modelport.model_format.limits import DEFAULT_LIMITS, ArchiveLimits
 from modelport.model_format.manifest import MANIFEST_NAME, Manifest, expected_digest, parse
 from modelport.model_format.signature import Signature
 
 ALLOW_CODE_ENV = "MODELPORT_ALLOW_CODE"
 
 
-def read_manifest(root: Path) -> Manifest:
+def read_manifest(root: Path, limits: ArchiveLimits = DEFAULT_LIMITS) -> Manifest:
     """Read a package directory's manifest (cheap: no digests checked, no model opened).
 
     Raises:
-        PackageError: there is no manifest, or it is invalid.
+        PackageError: there is no manifest, it is a symbolic link, or it is invalid.
+        ArchiveLimitError: it is larger than ``limits.max_manifest_mb``.
     """
     manifest_path = root / MANIFEST_NAME
-    if not manifest_path.is_file():
-        raise PackageError(f"{root}: no {MANIFEST_NAME}; is it a modelport package?")
-    return parse(manifest_path.read_bytes(), str(manifest_path))
+    try:
+        # O_NOFOLLOW: a manifest that is a link could name any file on the machine.
+        fd = os.open(manifest_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        if manifest_path.is_symlink():
+            raise PackageError(
+                f"{manifest_path} is a symbolic link; a package's manifest must be a file in it"
+            ) from None
+        raise PackageError(f"{root}: no {MANIFEST_NAME}; is it a modelport package?") from None
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise PackageError(f"{root}: no {MANIFEST_NAME}; is it a modelport package?")
+        limits.check_manifest_size(manifest_path, info.st_size)
+        data = fh.read(limits.max_manifest_bytes + 1)  # it may grow while read
+    limits.check_manifest_size(manifest_path, len(data))
+    return parse(data, str(manifest_path))
 
 
 @dataclass(frozen=True)
@@ -94,7 +111,12 @@ def _archive_file(archive: Path, name: str) -> Iterator[tuple[IO[bytes], int]]:
     raise PackageError(f"{archive}: no {name} in the archive")
 
 
-def verify(path: str | os.PathLike[str], *, expected_digest: str | None = None) -> VerifyReport:
+def verify(
+    path: str | os.PathLike[str],
+    *,
+    expected_digest: str | None = None,
+    limits: ArchiveLimits = DEFAULT_LIMITS,
+) -> VerifyReport:
     """Check every file of a package against its manifest, without loading the model.
 
     Beyond the digests, what a file may refer to is checked too: an ONNX model's external data
@@ -103,10 +125,13 @@ def verify(path: str | os.PathLike[str], *, expected_digest: str | None = None) 
     Args:
         path: the package directory or archive.
         expected_digest: the package digest (``sha256:...``) it must have; None accepts any.
+        limits: what reading the package may cost (expanded size, entries, manifest size,
+            compression ratio); a package over a limit is refused before the bytes are read.
 
     Raises:
         PackageError: the package cannot be read at all (no manifest, invalid manifest, unsafe
-            archive). File-level problems are reported in the returned report instead.
+            archive, over a limit). File-level problems are reported in the returned report
+            instead.
         DigestMismatch: the package's digest is not ``expected_digest``.
         UsageError: ``expected_digest`` is not ``sha256:`` and 64 hex digits.
     """
@@ -115,12 +140,12 @@ def verify(path: str | os.PathLike[str], *, expected_digest: str | None = None) 
     if not p.exists():
         raise PackageError(f"{p}: no such file or directory")
     if p.is_dir():
-        manifest = read_manifest(p)
+        manifest = read_manifest(p, limits)
         check_digest(p, manifest, expected)
         problems = directory_problems(p, manifest)
         opener: FileOpener = directory_opener(p)
     else:
-        manifest, problems = archive_problems(p)
+        manifest, problems = archive_problems(p, limits)
         check_digest(p, manifest, expected)
         opener = functools.partial(_archive_file, p)
     if not problems:  # the contents of intact files only
@@ -128,14 +153,20 @@ def verify(path: str | os.PathLike[str], *, expected_digest: str | None = None) 
     return VerifyReport(p, manifest, tuple(problems))
 
 
-def extract_verified(path: Path, dest: Path, *, expected_digest: str | None = None) -> Manifest:
+def extract_verified(
+    path: Path,
+    dest: Path,
+    *,
+    expected_digest: str | None = None,
+    limits: ArchiveLimits = DEFAULT_LIMITS,
+) -> Manifest:
     """Extract an archive into the empty directory ``dest``, checking all that :func:`verify` does.
 
     Raises:
         PackageError: unsafe, tampered with, or a model refers to files outside the package.
         DigestMismatch: the package's digest is not ``expected_digest``.
     """
-    manifest = extract_archive(path, dest)
+    manifest = extract_archive(path, dest, limits)
     check_digest(path, manifest, _expected(expected_digest))
     problems = content_problems(manifest, directory_opener(dest))
     if problems:
@@ -263,6 +294,7 @@ def load(
     allow_code: bool = False,
     threads: int | None = None,
     expected_digest: str | None = None,
+    limits: ArchiveLimits = DEFAULT_LIMITS,
 ) -> Package:
     """Load a package from a directory or a ``.mport`` archive, verifying every file first.
 
@@ -272,10 +304,13 @@ def load(
             by the environment variable ``MODELPORT_ALLOW_CODE=1``.
         threads: ONNX Runtime intra-op threads; default: the CPUs this process may use.
         expected_digest: the package digest (``sha256:...``) it must have; None accepts any.
+        limits: what reading the package may cost (see :func:`verify`).
 
     Raises:
-        PackageError: unreadable, invalid, tampered with or unsafe, or its runtime cannot load
-            the model (the message holds the runtime's own).
+        PackageError: unreadable, invalid, tampered with, unsafe or over a limit, or its runtime
+            cannot load the model (the message holds the runtime's own).
+        EnvironmentProblem: no writable temporary directory to extract an archive into, or the
+            disk filled up while extracting.
         DigestMismatch: the package's digest is not ``expected_digest``.
         CodeExecutionRefused: the package carries code and running it was not allowed.
         UsageError: ``expected_digest`` is not ``sha256:`` and 64 hex digits.
@@ -286,16 +321,16 @@ def load(
     if not p.exists():
         raise PackageError(f"{p}: no such file or directory")
     if p.is_dir():
-        manifest = read_manifest(p)
+        manifest = read_manifest(p, limits)
         check_digest(p, manifest, expected)
         problems = directory_problems(p, manifest)
         if problems:
             raise IntegrityError(problems)
         return Package(p, p, manifest, _runner(p, p, manifest, allow_code, threads))
 
-    tmp = Path(tempfile.mkdtemp(prefix="modelport-"))
+    tmp = make_temp_dir("modelport-")
     try:
-        manifest = extract_verified(p, tmp, expected_digest=expected)
+        manifest = extract_verified(p, tmp, expected_digest=expected, limits=limits)
         package = Package(p, tmp, manifest, _runner(p, tmp, manifest, allow_code, threads))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
