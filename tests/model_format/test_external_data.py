@@ -238,9 +238,12 @@ def _len(data: bytes) -> bytes:
             return bytes(out)
 
 
-def test_pack_refuses_a_model_with_external_data(tmp_path: Path, secret: Path) -> None:
-    """From bytes, ONNX Runtime would resolve the location against the working directory."""
+def test_pack_refuses_a_model_with_external_data(
+    tmp_path: Path, secret: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From bytes, ONNX Runtime resolves a location against the working directory: any file."""
+    monkeypatch.chdir(secret.parent)
     out = tmp_path / "packed.mport"
     with pytest.raises(PackError, match="external data"):
-        modelport.pack(adder(str(secret)), out, example={"X": np.zeros(4, dtype=np.int32)})
+        modelport.pack(adder(secret.name), out, example={"X": np.zeros(4, dtype=np.int32)})
     assert not out.exists()
