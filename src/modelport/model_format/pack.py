@@ -15,7 +15,6 @@ import os
 import platform
 import re
 import shutil
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,6 +28,8 @@ from modelport.model_format.archive import (
     ARCHIVE_SUFFIX,
     extract_archive,
     file_digest,
+    make_temp_dir,
+    temp_dir,
     write_archive,
 )
 from modelport.model_format.manifest import (
@@ -145,7 +146,7 @@ def pack(
         raise PackError(f"invalid requirement: {'; '.join(bad_requirements)}")
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    stage_dir = make_temp_dir(f".{out.name}.", out.parent)
     try:
         digests = {rel: file_digest(path) for rel, path in _write_files(stage_dir, files).items()}
         manifest = Manifest(
@@ -430,7 +431,7 @@ def stage_python(
         (),
     )
     # Run the model as it will run from the package: from a staged copy of its files.
-    with tempfile.TemporaryDirectory(prefix="modelport-check-") as tmp:
+    with temp_dir("modelport-check-") as tmp:
         root = Path(tmp)
         _write_files(root, files)
         try:
@@ -502,7 +503,7 @@ def _artifact_files(path: Path) -> dict[str, bytes | Path]:
 
 def _stage_package(source: Path) -> Staged:
     """Stage the contents of an existing package, verified, to rewrite it in another form."""
-    with tempfile.TemporaryDirectory(prefix="modelport-repack-") as tmp:
+    with temp_dir("modelport-repack-") as tmp:
         if source.is_dir():
             report = verify(source)
             if not report.ok:
