@@ -10,21 +10,13 @@ import click
 
 from modelport.cli._io import emit_json
 from modelport.errors import IntegrityError, PackageError, UsageError
-from modelport.model_format.limits import ArchiveLimits
+from modelport.model_format.limits import ArchiveLimits, human_bytes
 
 
 def _size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover
 
 
 def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, str]:
@@ -137,7 +129,7 @@ def pack(
             return
         click.echo(f"Packed {m.name} {m.version} ({m.flavor.name}) -> {output}")
         click.echo(f"  digest: {package.digest}")
-        click.echo(f"  size:   {_human(size)}")
+        click.echo(f"  size:   {human_bytes(size)}")
         conversion = m.flavor.settings.get("converted_from")
         if conversion:
             diffs = ", ".join(f"{k} {v:.2g}" for k, v in conversion["max_abs_diff"].items())

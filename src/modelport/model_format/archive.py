@@ -27,7 +27,7 @@ import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import IO, BinaryIO, TypeVar
 
 from modelport.errors import (
     ArchiveLimitError,
@@ -335,10 +335,15 @@ class _Archive:
             yield member
         self._stream.finish()
 
-    def chunks(self, member: tarfile.TarInfo) -> Iterator[bytes]:
-        """The bytes of a checked entry, in chunks."""
+    def open(self, member: tarfile.TarInfo) -> IO[bytes]:
+        """The stream of a checked entry."""
         fh = self._tar.extractfile(member)
         assert fh is not None  # regular files always have a stream
+        return fh
+
+    def chunks(self, member: tarfile.TarInfo) -> Iterator[bytes]:
+        """The bytes of a checked entry, in chunks."""
+        fh = self.open(member)
         try:
             while chunk := fh.read(CHUNK):
                 yield chunk
@@ -395,6 +400,27 @@ def read_archive_manifest(path: Path, limits: ArchiveLimits = DEFAULT_LIMITS) ->
         for _ in archive.members():
             pass
     return manifest
+
+
+@contextlib.contextmanager
+def open_member(
+    path: Path, name: str, limits: ArchiveLimits = DEFAULT_LIMITS
+) -> Iterator[tuple[IO[bytes], int]]:
+    """Open one file of an archive, read under the same checks and limits as every other pass.
+
+    Yields:
+        The file's stream and size; the entries after it are not read.
+
+    Raises:
+        PackageError: not an archive, damaged, unsafe, over a limit, or no such file.
+    """
+    with _reading(path, limits) as archive:
+        archive.read_manifest()
+        for member in archive.members():
+            if member.name == name:
+                yield archive.open(member), member.size
+                return
+    raise PackageError(f"{path}: no {name} in the archive")
 
 
 def archive_problems(

@@ -7,13 +7,11 @@ import json
 import os
 import shutil
 import stat
-import tarfile
 import weakref
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +27,7 @@ from modelport.model_format.archive import (
     directory_problems,
     extract_archive,
     make_temp_dir,
+    open_member,
 )
 from modelport.model_format.flavors.runtime import (
     FileOpener,
@@ -95,22 +94,6 @@ def check_digest(source: Path, manifest: Manifest, expected: str | None) -> None
         raise DigestMismatch(str(source), expected, manifest.digest)
 
 
-@contextmanager
-def _archive_file(archive: Path, name: str) -> Iterator[tuple[IO[bytes], int]]:
-    """Open one member of an archive already checked by ``archive_problems``."""
-    try:
-        with tarfile.open(archive, mode="r:gz") as tar:
-            for member in tar:  # the model comes early: stop there, not at the end
-                if member.name == name and member.isfile():
-                    fh = tar.extractfile(member)
-                    assert fh is not None
-                    yield fh, member.size
-                    return
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise PackageError(f"{archive}: damaged archive ({exc})") from None
-    raise PackageError(f"{archive}: no {name} in the archive")
-
-
 def verify(
     path: str | os.PathLike[str],
     *,
@@ -147,7 +130,7 @@ def verify(
     else:
         manifest, problems = archive_problems(p, limits)
         check_digest(p, manifest, expected)
-        opener = functools.partial(_archive_file, p)
+        opener = functools.partial(open_member, p, limits=limits)
     if not problems:  # the contents of intact files only
         problems = content_problems(manifest, opener)
     return VerifyReport(p, manifest, tuple(problems))

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from modelport.errors import CodeExecutionRefused, MissingDependencyError, PackError
+from modelport.model_format.archive import make_temp_dir
 
 #: MLflow column types -> numpy dtype names.
 MLFLOW_COLUMN_TYPES = {
@@ -245,7 +245,7 @@ def _stage_pyfunc(source: Path, mlmodel: dict[str, Any], example: Any, stage_pyt
     if type(example).__name__ == "DataFrame":
         columns = columns or [str(c) for c in example.columns]
         example = {c: example[c].to_numpy() for c in columns}
-    tmp = Path(tempfile.mkdtemp(prefix="modelport-mlflow-"))
+    tmp = make_temp_dir("modelport-mlflow-")
     try:
         loader = tmp / "mlflow_pyfunc.py"
         loader.write_text(PYFUNC_LOADER.format(columns=columns), "utf-8")
