@@ -199,7 +199,7 @@ def create_app(
     max_body = config.max_body_bytes
     platform = (
         "onnxruntime_onnx"
-        if service.manifest.flavor.name == "onnx"
+        if not service.manifest.flavor.runs_code
         else f"modelport_{service.manifest.flavor.name}"
     )
 
