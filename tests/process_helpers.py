@@ -1,5 +1,5 @@
 """Helpers for tests that start processes: find them by command line, reap them, wait them out;
-and what a fresh interpreter imports."""
+wait for an event with a deadline (:func:`wait_for`); and what a fresh interpreter imports."""
 
 from __future__ import annotations
 
@@ -8,9 +8,38 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+
+def wait_for(
+    condition: Callable[[], bool],
+    what: str,
+    *,
+    timeout: float = 30.0,
+    log: Callable[[], str] | None = None,
+) -> None:
+    """Wait until ``condition()`` holds: the one way tests wait for an event, never a bare sleep.
+
+    Polls (every 20 ms, backing off to 100 ms) with the deployer kit's ``wait_until``; after
+    ``timeout`` seconds the test fails, saying ``what`` it waited for and the end of ``log()``.
+    """
+    # Imported here: importing this module must not import the deployers (import-graph tests).
+    from modelport.deployers.kit.waiting import wait_until
+    from modelport.errors import WaitTimeout
+
+    try:
+        wait_until(
+            condition,
+            what=what,
+            timeout_s=timeout,
+            interval_s=0.02,
+            max_interval_s=0.1,
+            log=(lambda: log().splitlines()) if log is not None else None,
+        )
+    except WaitTimeout as exc:
+        raise AssertionError(f"timed out waiting for {exc}") from None
 
 
 def processes_mentioning(text: str) -> list[int]:

@@ -120,6 +120,52 @@ class Server:
         return int(self.proc.returncode)
 
 
+def gauge(server: Server, name: str) -> float:
+    """A gauge of ``GET /metrics`` (summed over workers), e.g. ``modelport_requests_in_flight``.
+
+    The in-flight gauge counts the ``/metrics`` request that reads it: 2 means one other request
+    is being handled.
+    """
+    text = request(server.url + "/metrics").body.decode()
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    if match is None:
+        raise AssertionError(f"no {name} in /metrics:\n{text}")
+    return float(match.group(1))
+
+
+def port_of(url: str) -> int:
+    port = urlsplit(url).port
+    assert port is not None, url
+    return port
+
+
+def _tcp_sockets() -> list[tuple[int, int, str, int]]:
+    """This network namespace's IPv4 TCP sockets: (local port, remote port, state, unread bytes)."""
+    sockets = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state, queues = fields[1], fields[2], fields[3], fields[4]
+        local_port, remote_port = int(local.split(":")[1], 16), int(remote.split(":")[1], 16)
+        sockets.append((local_port, remote_port, state, int(queues.split(":")[1], 16)))
+    return sockets
+
+
+def listening(port: int) -> bool:
+    """Whether a socket listens on TCP ``port`` (a socket state, from ``/proc/net/tcp``)."""
+    return any(local == port and state == "0A" for local, _, state, _ in _tcp_sockets())
+
+
+def unread_by_server(server_port: int, client_port: int) -> int | None:
+    """Bytes the client on ``client_port`` sent that the server has not read yet.
+
+    None while the kernel holds no server-side socket of that connection.
+    """
+    for local, remote, state, rx_queue in _tcp_sockets():
+        if local == server_port and remote == client_port and state != "0A":
+            return rx_queue
+    return None
+
+
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = START_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

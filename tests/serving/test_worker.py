@@ -17,7 +17,19 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pytest
-from serving_support import Response, Server, post_json, request, start_server
+from serving_support import (
+    Response,
+    Server,
+    gauge,
+    port_of,
+    post_json,
+    request,
+    start_server,
+    unread_by_server,
+)
+
+from modelport.serving.config import MAX_GRACEFUL_S
+from process_helpers import wait_for
 
 
 class Client:
@@ -289,10 +301,11 @@ def test_a_slow_or_vanishing_client_holds_up_nobody(server: Server) -> None:
     try:
         whole = invocation([[0.1, 0.2, 0.3, 0.4]])
         slow.send(whole[:40])  # half a request line and headers
-        started = time.monotonic()
         for _ in range(5):
+            started = time.monotonic()
             assert post_json(server.url + "/invocations", {"inputs": [[1, 2, 3, 4]]}).status == 200
-        assert time.monotonic() - started < 5
+            # Held up by the slow client, an answer would wait for its 10 s head timeout.
+            assert time.monotonic() - started < 5
         slow.send(whole[40:])
         assert slow.read_answer().status == 200
     finally:
@@ -312,23 +325,33 @@ def test_a_long_prediction_does_not_hold_up_other_connections(
     served = start_server(packages["tricky"], ["--allow-code", "--workers", "1"], log_dir=tmp_path)
     try:
         answers: list[int] = []
+        slow_took: list[float] = []
 
         def slow() -> None:
             # The model sleeps 2 s on this input.
+            started = time.monotonic()
             answers.append(
                 post_json(served.url + "/invocations", {"inputs": [[2000.0, 1, 1]]}).status
             )
+            slow_took.append(time.monotonic() - started)
 
         thread = threading.Thread(target=slow)
         thread.start()
-        time.sleep(0.5)  # the request is inside the model now
-        started = time.monotonic()
+        wait_for(
+            lambda: gauge(served, "modelport_requests_in_flight") >= 2,
+            "the slow request to be in flight (beside the /metrics request asking)",
+            log=served.log,
+        )
+        took = []
         for route in ("/ping", "/openapi.json", "/metrics", "/v2/health/live"):
+            started = time.monotonic()
             assert request(served.url + route).status == 200
-        assert time.monotonic() - started < 1.0
+            took.append(time.monotonic() - started)
         assert thread.is_alive()  # still predicting: the answers above did not wait for it
         thread.join(30)
         assert answers == [200]
+        # Each answer took less than half the slow one's time: none queued behind it.
+        assert max(took) < slow_took[0] / 2, (took, slow_took)
         # A model that raises SystemExit: a 500 like any model failure; the worker carries on.
         failed = post_json(served.url + "/invocations", {"inputs": [[777.0, 1, 1]]})
         assert failed.status == 500
@@ -351,10 +374,16 @@ def test_stopping_does_not_wait_for_idle_kept_alive_connections(
         idle.send(invocation([[0.1, 0.2, 0.3, 0.4]]))
         assert idle.read_answer().status == 200
         stalled.send(invocation([[0.1, 0.2, 0.3, 0.4]])[:-10])  # a request that stops arriving
-        time.sleep(0.2)
+        server_port, stalled_port = port_of(served.url), stalled.sock.getsockname()[1]
+        wait_for(
+            lambda: unread_by_server(server_port, stalled_port) == 0,
+            "the worker to read the stalled request's first bytes",
+            log=served.log,
+        )
         started = time.monotonic()
         assert served.stop() == 0, served.log()
-        assert time.monotonic() - started < 4.0
+        # Waiting for those connections, it would stop only at the graceful timeout (25 s).
+        assert time.monotonic() - started < MAX_GRACEFUL_S / 2
         assert idle.closed_by_server()
         assert stalled.closed_by_server()
     finally:
