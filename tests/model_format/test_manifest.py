@@ -26,11 +26,11 @@ from modelport.model_format.manifest import (
     MANIFEST_NAME,
     Flavor,
     Manifest,
-    is_safe_relative_path,
     parse,
     read_raw,
     validate,
 )
+from modelport.model_format.paths import is_safe_relative_path
 from modelport.model_format.signature import DTYPES, Signature, TensorSpec
 
 PROPERTY = settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -21,7 +21,6 @@ import gzip
 import hashlib
 import io
 import os
-import shutil
 import tarfile
 import tempfile
 import zlib
@@ -43,7 +42,8 @@ from modelport.model_format.limits import (
     human_bytes,
     over_limit,
 )
-from modelport.model_format.manifest import MANIFEST_NAME, Manifest, is_safe_relative_path, parse
+from modelport.model_format.manifest import MANIFEST_NAME, Manifest, parse
+from modelport.model_format.paths import is_safe_relative_path
 
 ARCHIVE_SUFFIX = ".mport"
 #: 1980-01-01T00:00:00Z, the earliest time ZIP can store; tools that treat 0 as "unset" accept it.
@@ -110,36 +110,6 @@ def _add(tar: tarfile.TarFile, name: str, size: int, content: BinaryIO) -> None:
     info.uid = info.gid = 0
     info.uname = info.gname = ""
     tar.addfile(info, content)
-
-
-def make_temp_dir(prefix: str, parent: Path | None = None) -> Path:
-    """Create a private directory named ``prefix`` + random in ``parent`` or the temp directory.
-
-    Raises:
-        EnvironmentProblem: no writable temporary directory (or ``parent``), or no room there.
-    """
-    try:
-        return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-    except OSError as exc:
-        if parent is not None:
-            raise EnvironmentProblem(
-                f"cannot create a directory in {parent} ({exc.strerror or exc})",
-                hint="check that the directory exists, is writable and has free space",
-            ) from None
-        raise EnvironmentProblem(
-            f"no writable temporary directory ({exc.strerror or exc})",
-            hint="set TMPDIR to a writable directory with room for the package",
-        ) from None
-
-
-@contextlib.contextmanager
-def temp_dir(prefix: str) -> Iterator[Path]:
-    """A :func:`make_temp_dir` directory, removed with everything in it on leaving."""
-    path = make_temp_dir(prefix)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _write_error(exc: OSError, doing: str) -> EnvironmentProblem | None:

@@ -28,6 +28,7 @@ from modelport.errors import (
     UnsupportedFormatError,
     UsageError,
 )
+from modelport.model_format.paths import is_safe_relative_path
 from modelport.model_format.signature import DTYPES, Signature, TensorSpec
 
 FORMAT_VERSION = "1.0"
@@ -316,15 +317,6 @@ def expected_digest(value: str, where: str = "expected digest") -> str:
         shown = value[:80] if isinstance(value, str) else type(value).__name__
         raise UsageError(f"{where}: expected 'sha256:' and 64 hex digits, got {shown!r}")
     return normal
-
-
-def is_safe_relative_path(path: str) -> bool:
-    """True for a relative POSIX path with no ``..``, no empty or ``.`` parts, no backslash."""
-    if not path or path.startswith("/") or "\\" in path or "\x00" in path:
-        return False
-    if re.match(r"^[A-Za-z]:", path):
-        return False
-    return all(part not in ("", ".", "..") for part in path.split("/"))
 
 
 def _files(value: Any, problems: list[str]) -> dict[str, str]:

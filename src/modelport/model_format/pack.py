@@ -28,8 +28,6 @@ from modelport.model_format.archive import (
     ARCHIVE_SUFFIX,
     extract_archive,
     file_digest,
-    make_temp_dir,
-    temp_dir,
     write_archive,
 )
 from modelport.model_format.manifest import (
@@ -42,6 +40,7 @@ from modelport.model_format.manifest import (
     requirement_problem,
 )
 from modelport.model_format.package import ALLOW_CODE_ENV, Package, load, verify
+from modelport.model_format.paths import make_temp_dir, temp_dir
 from modelport.model_format.payload import to_jsonable
 from modelport.model_format.signature import Signature, TensorSpec, dtype_name
 

@@ -26,7 +26,6 @@ from modelport.model_format.archive import (
     archive_problems,
     directory_problems,
     extract_archive,
-    make_temp_dir,
     open_member,
 )
 from modelport.model_format.flavors.runtime import (
@@ -38,6 +37,7 @@ from modelport.model_format.flavors.runtime import (
 )
 from modelport.model_format.limits import DEFAULT_LIMITS, ArchiveLimits
 from modelport.model_format.manifest import MANIFEST_NAME, Manifest, expected_digest, parse
+from modelport.model_format.paths import make_temp_dir
 from modelport.model_format.signature import Signature
 
 ALLOW_CODE_ENV = "MODELPORT_ALLOW_CODE"

@@ -24,8 +24,8 @@ from types import FrameType
 from typing import Any
 
 from modelport.errors import CodeExecutionRefused, IntegrityError, ModelportError
-from modelport.model_format.archive import make_temp_dir
 from modelport.model_format.package import ALLOW_CODE_ENV, extract_verified, verify
+from modelport.model_format.paths import make_temp_dir
 from modelport.serving.config import ServeConfig
 from modelport.serving.metrics import zero_gauges
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport.errors import CodeExecutionRefused, MissingDependencyError, PackError
-from modelport.model_format.archive import make_temp_dir
+from modelport.model_format.paths import make_temp_dir
 
 #: MLflow column types -> numpy dtype names.
 MLFLOW_COLUMN_TYPES = {

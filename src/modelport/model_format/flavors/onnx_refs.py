@@ -21,7 +21,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import IO
 
-from modelport.model_format.manifest import is_safe_relative_path
+from modelport.model_format.paths import is_safe_relative_path
 
 #: For each message walked: field number -> the message it holds. Only what can reach a tensor.
 _CHILDREN: dict[str, dict[int, str]] = {
