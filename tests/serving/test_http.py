@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import http.client
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from serving_support import DTYPES, Server, post_json, request
+from serving_support import DTYPES, Server, gauge, post_json, request
 
 import modelport
+from process_helpers import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -424,10 +424,11 @@ def test_azure_liveness_and_score(
 
 
 def test_metrics_add_up_every_worker(iris_server: Server) -> None:
-    deadline = time.monotonic() + 30
-    while "modelport_workers_ready 2\n" not in request(iris_server.url + "/metrics").body.decode():
-        assert time.monotonic() < deadline, "the second worker never became ready"
-        time.sleep(0.05)
+    wait_for(
+        lambda: gauge(iris_server, "modelport_workers_ready") == 2,
+        "the second worker to be ready",
+        log=iris_server.log,
+    )
     before = _counter(request(iris_server.url + "/metrics").body.decode(), "/v2/health/live")
     for _ in range(10):
         request(iris_server.url + "/v2/health/live")
