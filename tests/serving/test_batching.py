@@ -66,10 +66,16 @@ def run_together(
         return list(pool.map(one, requests))
 
 
-def make_batcher(package: modelport.Package, recorder: Recorder, **kwargs: Any) -> Batcher:
+def make_batcher(
+    package: modelport.Package,
+    recorder: Recorder,
+    predict: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
+    **kwargs: Any,
+) -> Batcher:
     settings: dict[str, Any] = {"max_batch_size": 64, "max_wait_s": 0.5, "enabled": True}
     settings.update(kwargs)
-    return Batcher(package.predict_arrays, package.signature, observer=recorder, **settings)
+    model = predict or package.predict_arrays
+    return Batcher(model, package.signature, observer=recorder, **settings)
 
 
 def assert_same(result: dict[str, np.ndarray], alone: dict[str, np.ndarray]) -> None:
@@ -165,13 +171,20 @@ def test_a_failing_request_does_not_fail_the_batch(packages: dict[str, Path]) ->
 
 def test_waiting_longer_than_the_timeout_is_overloaded(packages: dict[str, Path]) -> None:
     with modelport.load(packages["tricky"], allow_code=True) as tricky:
-        batcher = make_batcher(tricky, Recorder(), max_wait_s=0.0)
+        in_model = threading.Event()
+
+        def predict(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            if (arrays["x"] >= 1000).any():
+                in_model.set()
+            return tricky.predict_arrays(arrays)
+
+        batcher = make_batcher(tricky, Recorder(), predict, max_wait_s=0.0)
         slow = threading.Thread(target=batcher.predict, args=({"x": np.full((1, 3), 1500.0)}, 30.0))
         slow.start()
         try:
-            # The slow request leads; this one queues behind it and gives up.
-            deadline = threading.Event()
-            deadline.wait(0.2)
+            # The slow request leads (the model sleeps 1.5 s on it); this one queues behind it
+            # and gives up.
+            assert in_model.wait(30), "the slow request never reached the model"
             with pytest.raises(Overloaded):
                 batcher.predict({"x": np.ones((1, 3))}, 0.3)
         finally:
