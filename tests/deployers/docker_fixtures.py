@@ -13,7 +13,8 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,17 @@ from modelport.deployers.kit import http as _http
 BASE_IMAGE_ENV = "MODELPORT_TEST_BASE_IMAGE"
 REGISTRY_ENV = "MODELPORT_TEST_REGISTRY"
 REQUIRE_ENV = "MODELPORT_REQUIRE_CONTAINERS"
-#: Label on every container and image the tests make, so teardown finds them all.
+#: Label on every container and image the tests make (any run's: for a manual clean-up).
 TEST_LABEL = "dev.modelport.test"
+#: Label whose value is this run's id (:data:`RUN_ID`): teardown removes only what this run made,
+#: so two runs on one machine never remove each other's images.
+RUN_LABEL = "dev.modelport.test-run"
+RUN_ID = uuid.uuid4().hex
+
+
+def run_labels(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The labels of everything a test makes: the test label, this run's id, and ``extra``."""
+    return {TEST_LABEL: "1", RUN_LABEL: RUN_ID, **(extra or {})}
 
 
 def unavailable(reason: str) -> None:
@@ -155,7 +165,7 @@ def built_image(client: Any, tmp_root: Path, base: str) -> BuiltImage:
         rm=True,
         forcerm=True,
         decode=True,
-        labels={TEST_LABEL: "1"},
+        labels=run_labels(),
     ):
         log.append(str(chunk.get("stream", "")))
         if "error" in chunk:
@@ -175,24 +185,26 @@ def built_image(client: Any, tmp_root: Path, base: str) -> BuiltImage:
     return _BUILT[key]
 
 
-def remove_test_leftovers(client: Any) -> None:
-    """Remove every container and image carrying the test label."""
+def remove_test_leftovers(client: Any, run_id: str = RUN_ID) -> None:
+    """Remove every container and image run ``run_id`` made (this run's, unless told)."""
     import docker.errors
 
-    for container in client.containers.list(all=True, filters={"label": TEST_LABEL}):
+    # One label per filter: podman matches no image given two.
+    this_run = {"label": f"{RUN_LABEL}={run_id}"}
+    for container in client.containers.list(all=True, filters=this_run):
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
-    for image in client.images.list(filters={"label": TEST_LABEL}):
+    for image in client.images.list(filters=this_run):
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
             client.images.remove(image.id, force=True)
 
 
 @contextlib.contextmanager
 def running(client: Any, image: str, **kwargs: Any) -> Iterator[Any]:
-    """Run a container of ``image`` (detached, test-labelled) and remove it afterwards."""
+    """Run a container of ``image`` (detached, labelled with this run) and remove it afterwards."""
     import docker.errors
 
-    labels = {TEST_LABEL: "1", **kwargs.pop("labels", {})}
+    labels = run_labels(kwargs.pop("labels", None))
     container = client.containers.run(image, detach=True, labels=labels, **kwargs)
     try:
         yield container

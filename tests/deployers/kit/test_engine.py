@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
-from docker_fixtures import REGISTRY_ENV, TEST_LABEL, free_port, unavailable
+from docker_fixtures import REGISTRY_ENV, free_port, run_labels, unavailable
 
 from modelport.deployers.kit.engine import (
     DEFAULT_HOST,
@@ -521,7 +521,7 @@ def test_real_engine_builds_tags_lists_and_removes(
     )
     lines: list[str] = []
     ref = f"localhost/modelport-test/kit-engine:{unique}"
-    labels = {TEST_LABEL: "1", "kit-engine-test": unique}
+    labels = run_labels({"kit-engine-test": unique})
     image_id = client.build(
         context,
         tag=ref,
@@ -556,7 +556,7 @@ def test_real_engine_build_error_names_the_failing_output(
     marker = f"kit-engine-failing-{uuid.uuid4().hex[:8]}"
     context = _dockerfile(tmp_path, f"FROM {base}\nRUN echo {marker} && exit 3\n")
     with pytest.raises(EngineError) as caught:
-        client.build(context, tag=f"localhost/modelport-test/{marker}:1", labels={TEST_LABEL: "1"})
+        client.build(context, tag=f"localhost/modelport-test/{marker}:1", labels=run_labels())
     assert marker in str(caught.value)
     assert client.image(f"localhost/modelport-test/{marker}:1") is None
 
@@ -613,7 +613,7 @@ def test_real_engine_pushes_and_reports_the_registrys_digest(
     context = _dockerfile(tmp_path, f"FROM {base}\nLABEL kit-engine-push={unique}\n")
     repository = "modelport-test/kit-engine"
     ref = f"{registry}/{repository}:{unique}"
-    labels = {TEST_LABEL: "1", "kit-engine-test": unique}
+    labels = run_labels({"kit-engine-test": unique})
     image_id = client.build(context, tag=ref, labels=labels)
     try:
         lines: list[str] = []

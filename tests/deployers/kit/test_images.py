@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from docker_fixtures import REGISTRY_ENV, TEST_LABEL, unavailable
+from docker_fixtures import REGISTRY_ENV, RUN_ID, RUN_LABEL, TEST_LABEL, run_labels, unavailable
 from test_engine import (
     FakeEngine,
     UnixServer,
@@ -386,7 +386,7 @@ def _build(
         ref=ref,
         base_image=base,
         pip_cert=Path(os.environ["PIP_CERT"]) if os.environ.get("PIP_CERT") else None,
-        labels={TEST_LABEL: "1", "kit-images-test": "1"},
+        labels=run_labels({"kit-images-test": "1"}),
         progress=Progress(events.append),
     )
 
@@ -425,6 +425,7 @@ def test_the_package_image_is_built_on_the_runtime_image(
     labels = found["Config"]["Labels"]
     assert labels[LABEL_DIGEST] == built.package.digest == image.package_digest
     assert labels[TEST_LABEL] == "1"
+    assert labels[RUN_LABEL] == RUN_ID
     assert image.base_image == base
     key = image.runtime_ref.removeprefix(f"{RUNTIME_REPOSITORY}:")
     runtime = client.image(image.runtime_ref)
@@ -547,13 +548,13 @@ def test_remove_image_leaves_images_in_use_or_not_ours(
     context = tmp_path / "context"
     context.mkdir()
     (context / "Dockerfile").write_text(f"FROM {base}\nLABEL kit-images-remove={unique}\n")
-    labels = {TEST_LABEL: "1", "kit-images-test": "1", "dev.modelport.deployment": unique}
+    labels = run_labels({"kit-images-test": "1", "dev.modelport.deployment": unique})
     image_id = client.build(context, tag=f"localhost/modelport-test/kit-rm:{unique}", labels=labels)
     docker = pytest.importorskip("docker")
     # The Engine client creates no containers: docker-py (the test oracle) makes one.
     docker_py = docker.DockerClient(base_url=client.base_url)
     try:
-        container = docker_py.containers.create(image_id, labels={TEST_LABEL: "1"})
+        container = docker_py.containers.create(image_id, labels=run_labels())
         try:
             # A created (never started) container is enough to keep it.
             assert remove_image(client, image_id) is False
