@@ -77,7 +77,6 @@ def _copy_package(source: Path, manifest: Manifest, dest: Path) -> None:
     """Copy a package directory's manifest and listed files (nothing else) into ``dest``."""
     from modelport.model_format.manifest import MANIFEST_NAME
 
-    dest.mkdir(parents=True)
     shutil.copyfile(source / MANIFEST_NAME, dest / MANIFEST_NAME)
     for rel in sorted(manifest.files):
         target = dest.joinpath(*rel.split("/"))
@@ -87,23 +86,20 @@ def _copy_package(source: Path, manifest: Manifest, dest: Path) -> None:
 
 def _stage_package(package: str | os.PathLike[str] | Package, dest: Path) -> Manifest:
     """Put a verified copy of the package, as a directory, at ``dest``."""
-    from modelport.model_format.archive import directory_problems, extract_archive
-    from modelport.model_format.package import Package, verify
+    from modelport.model_format.archive import directory_problems
+    from modelport.model_format.package import Package, open_package
 
+    dest.mkdir(parents=True)
     if isinstance(package, Package):
         _copy_package(package.root, package.manifest, dest)
         manifest = package.manifest
     else:
-        path = Path(package)
-        report = verify(path)  # raises PackageError when unreadable
-        if not report.ok:
-            raise IntegrityError(report.problems)
-        if path.is_dir():
-            _copy_package(path, report.manifest, dest)
-        else:
-            dest.mkdir(parents=True)
-            extract_archive(path, dest)
-        manifest = report.manifest
+        # Building an image runs none of the package's code: any flavor opens. An archive is
+        # extracted straight into the context (no temporary copy).
+        with open_package(package, extract_into=dest) as opened:
+            if not opened.extracted:
+                _copy_package(opened.directory, opened.manifest, dest)
+            manifest = opened.manifest
     # What lands in the context is what the image gets: check the copy, not only the source.
     problems = directory_problems(dest, manifest)
     if problems:

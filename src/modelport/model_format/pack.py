@@ -23,10 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from modelport.errors import InputError, IntegrityError, PackError
+from modelport.errors import InputError, PackError
 from modelport.model_format.archive import (
     ARCHIVE_SUFFIX,
-    extract_archive,
     file_digest,
     write_archive,
 )
@@ -39,7 +38,7 @@ from modelport.model_format.manifest import (
     parse,
     requirement_problem,
 )
-from modelport.model_format.package import ALLOW_CODE_ENV, Package, load, verify
+from modelport.model_format.package import Package, code_allowed, load, open_package
 from modelport.model_format.paths import make_temp_dir, temp_dir
 from modelport.model_format.payload import to_jsonable
 from modelport.model_format.signature import Signature, TensorSpec, dtype_name
@@ -125,7 +124,7 @@ def pack(
     if isinstance(example, (str, os.PathLike)):
         example = read_example_file(Path(example))
 
-    allow_code = allow_code or os.environ.get(ALLOW_CODE_ENV) == "1"
+    allow_code = code_allowed(allow_code)
     staged = _stage(model, example, tolerance, model_class, artifacts, allow_code)
     files = staged.files
     if staged.example is not None:
@@ -502,14 +501,8 @@ def _artifact_files(path: Path) -> dict[str, bytes | Path]:
 
 def _stage_package(source: Path) -> Staged:
     """Stage the contents of an existing package, verified, to rewrite it in another form."""
-    with temp_dir("modelport-repack-") as tmp:
-        if source.is_dir():
-            report = verify(source)
-            if not report.ok:
-                raise IntegrityError(report.problems)
-            root, manifest = source, report.manifest
-        else:
-            root, manifest = Path(tmp), extract_archive(source, Path(tmp))
+    with open_package(source) as opened:  # repacking copies files: no code runs
+        root, manifest = opened.directory, opened.manifest
         files: dict[str, bytes | Path] = {
             rel: (root / rel).read_bytes() for rel in manifest.files if rel != manifest.example
         }

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import shutil
 import stat
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import (
+    CodeExecutionRefused,
     DigestMismatch,
     IntegrityError,
     ModelError,
@@ -40,7 +42,21 @@ from modelport.model_format.manifest import MANIFEST_NAME, Manifest, expected_di
 from modelport.model_format.paths import make_temp_dir
 from modelport.model_format.signature import Signature
 
+#: Set to ``1`` to allow packages that run code they carry (read by :func:`code_allowed` only).
 ALLOW_CODE_ENV = "MODELPORT_ALLOW_CODE"
+
+
+def code_allowed(allow_code: bool | None = None) -> bool:
+    """Whether running code that a package carries is allowed.
+
+    The one place the opt-in is decided: the caller's ``allow_code`` (``--allow-code``,
+    ``allow_code=True``), or the environment variable ``MODELPORT_ALLOW_CODE=1``. The variable
+    can only opt in: ``allow_code=False`` with it set is allowed.
+
+    Args:
+        allow_code: what the caller said; None or False: the environment decides.
+    """
+    return bool(allow_code) or os.environ.get(ALLOW_CODE_ENV) == "1"
 
 
 def read_manifest(root: Path, limits: ArchiveLimits = DEFAULT_LIMITS) -> Manifest:
@@ -157,6 +173,88 @@ def extract_verified(
     return manifest
 
 
+@dataclass(frozen=True)
+class OpenedPackage:
+    """A package opened by :func:`open_package`: its verified directory and manifest.
+
+    Attributes:
+        source: the path it was opened from (a directory or an archive).
+        directory: the verified package directory: ``source`` itself, or where the archive
+            was extracted.
+        manifest: the package's validated manifest.
+    """
+
+    source: Path
+    directory: Path
+    manifest: Manifest
+
+    @property
+    def extracted(self) -> bool:
+        """True when ``source`` is an archive, extracted into ``directory``."""
+        return self.directory != self.source
+
+
+@contextlib.contextmanager
+def open_package(
+    source: str | os.PathLike[str],
+    *,
+    allow_code: bool | None = None,
+    expected_digest: str | None = None,
+    limits: ArchiveLimits = DEFAULT_LIMITS,
+    extract_into: Path | None = None,
+) -> Iterator[OpenedPackage]:
+    """Verify a package and give its directory: the one way from a path to a package to read.
+
+    A directory is verified in place; an archive is extracted, checked as it is written, into
+    a private temporary directory that is removed on leaving (also on an error). Either way
+    everything :func:`verify` checks is checked, and an error is raised instead of a report.
+
+    Args:
+        source: the package directory or ``.mport`` archive.
+        allow_code: None (the default) when the caller only reads the package, never runs it
+            (verify, inspect, build an image, copy it): any flavor opens. True or False when
+            the caller will run it: a flavor that runs code is refused unless
+            :func:`code_allowed` says so (the argument, or ``MODELPORT_ALLOW_CODE=1``).
+        expected_digest: the package digest (``sha256:...``) it must have; None accepts any.
+        limits: what reading the package may cost (see :func:`verify`).
+        extract_into: an empty directory to extract an archive into instead of a temporary
+            one; it is the caller's, kept on leaving (on an error it may hold some files).
+
+    Yields:
+        The verified package.
+
+    Raises:
+        PackageError: missing, unreadable, invalid, tampered with, unsafe or over a limit.
+        EnvironmentProblem: no writable temporary directory to extract an archive into, or the
+            disk filled up while extracting.
+        DigestMismatch: the package's digest is not ``expected_digest``.
+        CodeExecutionRefused: the package runs code, ``allow_code`` is not None and code is not
+            allowed.
+        UsageError: ``expected_digest`` is not ``sha256:`` and 64 hex digits.
+    """
+    p = Path(source)
+    expected = _expected(expected_digest)
+    if not p.exists():
+        raise PackageError(f"{p}: no such file or directory")
+    tmp: Path | None = None
+    try:
+        if p.is_dir():
+            report = verify(p, expected_digest=expected, limits=limits)
+            if not report.ok:
+                raise IntegrityError(report.problems)
+            directory, manifest = p, report.manifest
+        else:
+            directory = extract_into if extract_into is not None else make_temp_dir("modelport-")
+            tmp = None if extract_into is not None else directory
+            manifest = extract_verified(p, directory, expected_digest=expected, limits=limits)
+        if allow_code is not None and manifest.flavor.runs_code and not code_allowed(allow_code):
+            raise CodeExecutionRefused(f"the {manifest.flavor.name!r} flavor package {p}")
+        yield OpenedPackage(p, directory, manifest)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _expected(digest: str | None) -> str | None:
     return None if digest is None else expected_digest(digest)
 
@@ -183,10 +281,6 @@ def _runner(
         ) from exc
 
 
-def _remove_tree(path: Path, ignore_errors: bool) -> None:
-    shutil.rmtree(path, ignore_errors=ignore_errors)
-
-
 class Package:
     """A loaded, verified model package.
 
@@ -199,7 +293,7 @@ class Package:
         self.root = root
         self.manifest = manifest
         self._runner = runner
-        self._cleanup: weakref.finalize[[Path, bool], Package] | None = None
+        self._cleanup: weakref.finalize[[], Package] | None = None
 
     @property
     def signature(self) -> Signature:
@@ -299,24 +393,15 @@ def load(
         UsageError: ``expected_digest`` is not ``sha256:`` and 64 hex digits.
     """
     p = Path(path)
-    expected = _expected(expected_digest)
-    allow_code = allow_code or os.environ.get(ALLOW_CODE_ENV) == "1"
-    if not p.exists():
-        raise PackageError(f"{p}: no such file or directory")
-    if p.is_dir():
-        manifest = read_manifest(p, limits)
-        check_digest(p, manifest, expected)
-        problems = directory_problems(p, manifest)
-        if problems:
-            raise IntegrityError(problems)
-        return Package(p, p, manifest, _runner(p, p, manifest, allow_code, threads))
-
-    tmp = make_temp_dir("modelport-")
-    try:
-        manifest = extract_verified(p, tmp, expected_digest=expected, limits=limits)
-        package = Package(p, tmp, manifest, _runner(p, tmp, manifest, allow_code, threads))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    package._cleanup = weakref.finalize(package, _remove_tree, tmp, True)
+    # The runtime refuses code itself (with its own message), so the package is opened to read.
+    allowed = code_allowed(allow_code)
+    with contextlib.ExitStack() as stack:
+        opened = stack.enter_context(
+            open_package(p, expected_digest=expected_digest, limits=limits)
+        )
+        runner = _runner(p, opened.directory, opened.manifest, allowed, threads)
+        package = Package(p, opened.directory, opened.manifest, runner)
+        if opened.extracted:
+            # The extracted directory lives as long as the package (or until close()).
+            package._cleanup = weakref.finalize(package, stack.pop_all().close)
     return package

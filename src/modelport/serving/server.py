@@ -23,8 +23,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from modelport.errors import CodeExecutionRefused, IntegrityError, ModelportError
-from modelport.model_format.package import ALLOW_CODE_ENV, extract_verified, verify
+from modelport.errors import ModelportError
+from modelport.model_format.package import open_package
 from modelport.model_format.paths import make_temp_dir
 from modelport.serving.config import ServeConfig
 from modelport.serving.metrics import zero_gauges
@@ -49,42 +49,13 @@ def prepared_package(config: ServeConfig) -> Iterator[Path]:
         EnvironmentProblem: no writable temporary directory, or the disk filled up.
         CodeExecutionRefused: it carries code and ``allow_code`` is off.
     """
-    path = config.package
-    workdir: Path | None = None
-    try:
-        if path.is_dir():
-            report = verify(
-                path, expected_digest=config.expected_digest, limits=config.archive_limits
-            )
-            if not report.ok:
-                raise IntegrityError(report.problems)
-            manifest = report.manifest
-            package_dir = path
-        else:
-            # verify() raises PackageError for a missing path; extraction checks every digest.
-            verify_path_exists(path)
-            workdir = make_temp_dir("modelport-serve-")
-            package_dir = workdir / "package"
-            package_dir.mkdir()
-            manifest = extract_verified(
-                path,
-                package_dir,
-                expected_digest=config.expected_digest,
-                limits=config.archive_limits,
-            )
-        allowed = config.allow_code or os.environ.get(ALLOW_CODE_ENV) == "1"
-        if manifest.flavor.name != "onnx" and not allowed:
-            raise CodeExecutionRefused(f"the {manifest.flavor.name!r} flavor package {path}")
-        yield package_dir
-    finally:
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
-
-
-def verify_path_exists(path: Path) -> None:
-    """Raise the package format's own error for a path that does not exist."""
-    if not path.exists():
-        verify(path)  # raises PackageError naming the path
+    with open_package(
+        config.package,
+        allow_code=config.allow_code,
+        expected_digest=config.expected_digest,
+        limits=config.archive_limits,
+    ) as opened:
+        yield opened.directory
 
 
 @contextmanager

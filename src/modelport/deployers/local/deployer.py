@@ -227,13 +227,15 @@ class LocalDeployer(Deployer[LocalConfig]):
     # --- processes ------------------------------------------------------------------------
 
     def _env(self, package: Package) -> dict[str, str]:
+        from modelport.model_format.package import ALLOW_CODE_ENV
+
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         # The server refuses its private copy if it is ever not the package that was deployed.
         env["MODELPORT_EXPECT_DIGEST"] = package.digest
-        if package.manifest.flavor.name != "onnx":
+        if package.manifest.flavor.runs_code:
             # Only a caller who opted in could load a code-carrying package: pass it on.
-            env["MODELPORT_ALLOW_CODE"] = "1"
+            env[ALLOW_CODE_ENV] = "1"
         return env
 
     def _serve_command(self, package_path: Path, port: int) -> list[str]:
