@@ -58,6 +58,8 @@ def package_problems(
     from modelport.errors import PackageError
     from modelport.model_format.package import verify
 
+    # verify(), not open_package: every problem is listed (both digests too), none raised, and
+    # the server opens the package itself right after (serving.server.prepared_package).
     try:
         report = verify(path)
     except PackageError as exc:

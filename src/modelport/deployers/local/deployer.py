@@ -368,6 +368,8 @@ class LocalDeployer(Deployer[LocalConfig]):
         else:
             target = directory / f"package-{generation}.mport"
             shutil.copyfile(source, target)
+        # A verdict on the copy, not a directory to read: verify() checks an archive in place
+        # (open_package would extract it only to throw it away).
         report = verify(target)
         if not report.ok or report.manifest.digest != package.digest:
             LocalDeployer._remove_path(target)
