@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Real containers for modelport's image tests, without a Docker daemon (CONTRACTS.md §5):
+# Real containers for modelport's image tests, without a Docker daemon:
 #
 #   1. installs podman, buildah and friends from Debian (skipped when present);
 #   2. writes a containers.conf this sandbox can live with (no raising of resource limits, runc,

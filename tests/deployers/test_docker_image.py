@@ -2,7 +2,7 @@
 
 One image is built per session (the Dockerfile as written, on the Debian + python3-venv base
 image that ``.ci/setup-containers.sh`` makes) and every test runs its own container of it: the
-platform contracts of CONTRACTS.md §1 (SageMaker, Vertex AI, Azure ML, KServe V2), the signal
+platforms' serving contracts (SageMaker, Vertex AI, Azure ML, KServe V2), the signal
 handling, the user, the labels, and a tampered package that must not be served.
 """
 

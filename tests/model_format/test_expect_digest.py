@@ -1,4 +1,4 @@
-"""Pinning the package one expects (issue 10, item 8), and load() errors from the runtime.
+"""Pinning the package one expects, and load() errors from the runtime.
 
 "Verified" meant self-consistent only: any intact package passed. ``expected_digest=`` /
 ``--expect-digest`` / ``MODELPORT_EXPECT_DIGEST`` now refuse every package but the one named.

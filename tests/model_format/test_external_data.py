@@ -1,4 +1,4 @@
-"""ONNX external data: a package's model may read only files of the package (issue 10, item 1).
+"""ONNX external data: a package's model may read only files of the package.
 
 Every hostile package here is real and self-consistent (correct digests, valid manifest), so only
 the external-data check can refuse it; the model computes ``Y = X + W`` with ``W`` read from the

