@@ -5,15 +5,24 @@ PY := $(VENV)/bin/python
 
 .PHONY: install demo test lint
 
+# The demo's own install: modelport with scikit-learn conversion, and pandas for the example's
+# data frame (examples/sklearn_quickstart needs nothing else).
+$(VENV)/.demo-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[sklearn]' 'pandas>=2'
+	touch $@
+
+# Everything: every extra and the developer tools (tests, ruff, mypy). It covers the demo too.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[all]' --group dev
-	touch $@
+	touch $@ $(VENV)/.demo-installed
 
 install: $(VENV)/.installed
 
-demo: install
+demo: $(VENV)/.demo-installed
 	$(PY) examples/sklearn_quickstart/quickstart.py
 
 lint: install
