@@ -1,9 +1,11 @@
 """The manifest, ``modelport.json``, read in two layers.
 
 Layer one (:func:`read_raw`) turns bytes into a plain JSON object and fails only when the bytes are
-not a JSON object at all. Layer two (:func:`validate`) turns that object into frozen dataclasses and
-collects every problem it finds, each naming its field, before raising them together as one
-:class:`~modelport.errors.ManifestError`.
+not a JSON object at all. Layer two (:func:`validate`) turns that object into frozen dataclasses:
+one :class:`FieldValidator` per field (:data:`FIELDS`, each with the format version that added
+it) records :class:`FieldProblem` pairs ``(field, message)``, and every problem is raised together
+as one :class:`~modelport.errors.ManifestError`. A flavor's settings are checked by its entry
+(:mod:`modelport.model_format.flavors`).
 
 Versions: ``format_version`` is ``MAJOR.MINOR``. A newer major is refused; a newer minor is read
 with a warning, and keys this version does not know are kept and written back on round-trip.
@@ -16,11 +18,11 @@ import json
 import math
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from modelport.errors import (
     ManifestError,
@@ -28,6 +30,7 @@ from modelport.errors import (
     UnsupportedFormatError,
     UsageError,
 )
+from modelport.model_format.flavors import FLAVORS
 from modelport.model_format.paths import is_safe_relative_path
 from modelport.model_format.signature import DTYPES, Signature, TensorSpec
 
@@ -35,32 +38,11 @@ FORMAT_VERSION = "1.0"
 FORMAT_MAJOR, FORMAT_MINOR = (int(p) for p in FORMAT_VERSION.split("."))
 MANIFEST_NAME = "modelport.json"
 
-#: Flavors this version of the format knows how to load, with their required settings.
-FLAVORS: dict[str, tuple[str, ...]] = {
-    "onnx": ("model",),
-    "python": ("code", "class"),
-}
-
-KNOWN_KEYS = (
-    "format_version",
-    "name",
-    "version",
-    "flavor",
-    "signature",
-    "files",
-    "requirements",
-    "python",
-    "created_at",
-    "metadata",
-    "example",
-)
-
 # ``\Z``, not ``$``: ``$`` also matches before a trailing newline, so "name\n" would pass.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 PYTHON_PATTERN = re.compile(r"^\d+\.\d+(\.\d+)?\Z")
 VERSION_PATTERN = re.compile(r"^(\d+)\.(\d+)\Z")
-IDENTIFIER_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -76,8 +58,13 @@ class Flavor:
 
     @property
     def runs_code(self) -> bool:
-        """Whether loading runs code the package carries: every flavor but ``onnx``."""
-        return self.name != "onnx"
+        """Whether loading runs code the package carries, as the flavor's entry declares.
+
+        A flavor this version does not know (a newer minor version wrote it) counts as running
+        code: nothing would vouch that it does not.
+        """
+        entry = FLAVORS.get(self.name)
+        return entry is None or entry.runs_code
 
     def to_dict(self) -> dict[str, Any]:
         """Return the manifest form: ``{"name": ..., **settings}``."""
@@ -202,71 +189,93 @@ def _finite_float(text: str) -> float:
 # --- layer two ------------------------------------------------------------------------------
 
 
+class FieldProblem(NamedTuple):
+    """One problem of a manifest: the field it is in, and what is wrong with it.
+
+    ``field`` is a dotted path (``flavor.model``, ``signature.inputs[0].dtype``); it is empty for
+    the manifest as a whole (unknown keys). ``str()`` gives the line a :class:`ManifestError`
+    lists: ``"field: message"``.
+    """
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+@dataclass
+class ValidationContext:
+    """What the field validators of one manifest share.
+
+    The problems found so far, whether a newer minor version wrote it, and the fields already
+    validated (by key).
+    """
+
+    problems: list[FieldProblem] = field(default_factory=list)
+    newer_minor: bool = False
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def problem(self, where: str, message: str) -> None:
+        """Record a problem of the field ``where``."""
+        self.problems.append(FieldProblem(where, message))
+
+
+@dataclass(frozen=True)
+class FieldValidator:
+    """One manifest field: its key, the format version that added it, and its check.
+
+    Args:
+        key: the manifest key.
+        added: the ``format_version`` that added the field; in a manifest of an older version
+            the key is unknown, and the field takes its default.
+        check: gets the raw value (``default`` when absent), records problems in the context
+            and returns the validated value (a stand-in when invalid).
+        default: the value of an absent key; None for a required field (its check refuses it).
+    """
+
+    key: str
+    added: str
+    check: Callable[[Any, ValidationContext], Any]
+    default: Any = None
+
+    def applies_to(self, version: tuple[int, int]) -> bool:
+        """Whether a manifest of format ``version`` (major, minor) has this field."""
+        return _version_tuple(self.added) <= version
+
+
+def _version_tuple(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")
+    return int(major), int(minor)
+
+
 def validate(raw: Mapping[str, Any], source: str = MANIFEST_NAME) -> Manifest:
     """Validate a raw manifest object and build a :class:`Manifest`.
+
+    Each field of :data:`FIELDS` is checked in turn and every problem is collected before any is
+    raised.
 
     Raises:
         UnsupportedFormatError: written by a newer major version of the format.
         ManifestError: listing every problem found, each naming its field.
     """
-    problems: list[str] = []
-    newer_minor = _check_format_version(raw.get("format_version"), problems, source)
-
-    def text(key: str, *, pattern: re.Pattern[str] | None = None, hint: str = "") -> str:
-        value = raw.get(key)
-        if not isinstance(value, str) or not value:
-            problems.append(f"{key}: required, a non-empty string")
-            return ""
-        if pattern is not None and not pattern.match(value):
-            problems.append(f"{key}: {hint}")
-        return value
-
-    name = text(
-        "name",
-        pattern=NAME_PATTERN,
-        hint="letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128",
-    )
-    version = text("version")
-    files = _files(raw.get("files"), problems)
-    flavor = _flavor(raw.get("flavor"), files, problems, newer_minor)
-    signature = _signature(raw.get("signature"), problems)
-    requirements = _requirements(raw.get("requirements", []), problems)
-    python = raw.get("python", "")
-    if not isinstance(python, str) or (python and not PYTHON_PATTERN.match(python)):
-        problems.append("python: a version string such as '3.11.7'")
-        python = ""
-    created_at = raw.get("created_at")
-    if created_at is not None and not _is_iso_datetime(created_at):
-        problems.append("created_at: null or an ISO 8601 date and time")
-        created_at = None
-    metadata = raw.get("metadata", {})
-    if not isinstance(metadata, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
-    ):
-        problems.append("metadata: an object of string keys to string values")
-        metadata = {}
-    example = raw.get("example")
-    if example is not None and (not isinstance(example, str) or example not in files):
-        problems.append("example: null or the path of a file listed in files")
-        example = None
-
-    unknown = {k: v for k, v in raw.items() if k not in KNOWN_KEYS}
-    if unknown and not newer_minor:
-        problems.append(f"unknown key(s) {', '.join(sorted(unknown))}")
-    if problems:
-        raise ManifestError(problems, source)
-    assert flavor is not None and signature is not None
+    context = ValidationContext()
+    version = _check_format_version(raw.get("format_version"), context, source)
+    known = {"format_version"}
+    for validator in FIELDS:
+        applies = validator.applies_to(version)
+        value = raw.get(validator.key, validator.default) if applies else validator.default
+        context.values[validator.key] = validator.check(value, context)
+        if applies:
+            known.add(validator.key)
+    unknown = {k: v for k, v in raw.items() if k not in known}
+    if unknown and not context.newer_minor:
+        context.problem("", f"unknown key(s) {', '.join(sorted(unknown))}")
+    if context.problems:
+        raise ManifestError([str(p) for p in context.problems], source)
+    assert context.values["flavor"] is not None and context.values["signature"] is not None
     return Manifest(
-        name=name,
-        version=version,
-        flavor=flavor,
-        signature=signature,
-        files=_frozen(files),
-        requirements=requirements,
-        python=python,
-        created_at=created_at,
-        metadata=_frozen(metadata),
-        example=example,
+        **context.values,
         format_version=str(raw["format_version"]),
         extra=_freeze_json(unknown),
     )
@@ -277,12 +286,16 @@ def parse(data: bytes, source: str = MANIFEST_NAME) -> Manifest:
     return validate(read_raw(data, source), source)
 
 
-def _check_format_version(value: Any, problems: list[str], source: str) -> bool:
-    """Return True when the manifest comes from a newer minor version of the format."""
+def _check_format_version(value: Any, context: ValidationContext, source: str) -> tuple[int, int]:
+    """The version whose fields apply; sets ``context.newer_minor`` for a newer minor version.
+
+    An invalid or too old version is a problem, and the current version's fields are checked.
+    """
+    current = (FORMAT_MAJOR, FORMAT_MINOR)
     match = VERSION_PATTERN.match(value) if isinstance(value, str) else None
     if match is None:
-        problems.append("format_version: required, a string 'MAJOR.MINOR' such as '1.0'")
-        return False
+        context.problem("format_version", "required, a string 'MAJOR.MINOR' such as '1.0'")
+        return current
     major, minor = int(match.group(1)), int(match.group(2))
     if major > FORMAT_MAJOR:
         raise UnsupportedFormatError(
@@ -290,8 +303,8 @@ def _check_format_version(value: Any, problems: list[str], source: str) -> bool:
             f"({FORMAT_VERSION}); upgrade modelport to load this package"
         )
     if major < FORMAT_MAJOR:
-        problems.append(f"format_version: {value} predates 1.0 and is not supported")
-        return False
+        context.problem("format_version", f"{value} predates 1.0 and is not supported")
+        return current
     if minor > FORMAT_MINOR:
         warnings.warn(
             f"{source}: format_version {value} is newer than {FORMAT_VERSION}; reading it, and "
@@ -299,8 +312,198 @@ def _check_format_version(value: Any, problems: list[str], source: str) -> bool:
             ModelportWarning,
             stacklevel=3,
         )
-        return True
-    return False
+        context.newer_minor = True
+    return major, minor
+
+
+def _text(
+    key: str,
+    value: Any,
+    context: ValidationContext,
+    pattern: re.Pattern[str] | None = None,
+    hint: str = "",
+) -> str:
+    if not isinstance(value, str) or not value:
+        context.problem(key, "required, a non-empty string")
+        return ""
+    if pattern is not None and not pattern.match(value):
+        context.problem(key, hint)
+    return value
+
+
+def _name(value: Any, context: ValidationContext) -> str:
+    return _text(
+        "name",
+        value,
+        context,
+        NAME_PATTERN,
+        "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128",
+    )
+
+
+def _version(value: Any, context: ValidationContext) -> str:
+    return _text("version", value, context)
+
+
+def _files(value: Any, context: ValidationContext) -> Mapping[str, str]:
+    if not isinstance(value, dict):
+        context.problem("files", "required, an object of relative path to 'sha256:<hex>'")
+        return _frozen({})
+    files: dict[str, str] = {}
+    for path, digest in value.items():
+        if not is_safe_relative_path(path):
+            context.problem(
+                "files", f"{path!r} is not a safe relative POSIX path (no '..', no absolute path)"
+            )
+        elif path == MANIFEST_NAME:
+            context.problem("files", f"must not list {MANIFEST_NAME} itself")
+        elif not isinstance(digest, str) or not DIGEST_PATTERN.match(digest):
+            context.problem("files", f"{path!r} must map to 'sha256:' and 64 lowercase hex digits")
+        else:
+            files[path] = digest
+    # A path that is both a file and a folder of another file cannot be written to disk.
+    taken = set(files) | {MANIFEST_NAME}
+    for path in sorted(files):
+        parents = {"/".join(path.split("/")[:i]) for i in range(1, path.count("/") + 1)}
+        clash = sorted(parents & taken)
+        if clash:
+            context.problem("files", f"{path!r} lies under {clash[0]!r}, which is a file")
+    return _frozen(files)
+
+
+def _flavor(value: Any, context: ValidationContext) -> Flavor | None:
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+        context.problem("flavor", "required, an object with a string 'name'")
+        return None
+    name = value["name"]
+    settings = {k: v for k, v in value.items() if k != "name"}
+    entry = FLAVORS.get(name)
+    if entry is None:
+        # A newer minor version may add flavors: read the manifest, loading it will refuse.
+        if not context.newer_minor:
+            context.problem("flavor.name", f"unknown flavor {name!r}; known: {', '.join(FLAVORS)}")
+    else:
+        for key, message in entry.settings_problems(settings, context.values["files"]):
+            context.problem(f"flavor.{key}", message)
+    return Flavor(name, _freeze_json(settings))
+
+
+def _signature(value: Any, context: ValidationContext) -> Signature | None:
+    if not isinstance(value, dict):
+        context.problem("signature", "required, an object with 'inputs' and 'outputs'")
+        return None
+    inputs = _specs(value.get("inputs"), "signature.inputs", context, required=True)
+    outputs = _specs(value.get("outputs"), "signature.outputs", context, required=False)
+    return Signature(inputs, outputs)
+
+
+def _specs(
+    value: Any, where: str, context: ValidationContext, *, required: bool
+) -> tuple[TensorSpec, ...]:
+    if not isinstance(value, list) or (required and not value):
+        context.problem(where, f"required, a {'non-empty ' if required else ''}list")
+        return ()
+    specs: list[TensorSpec] = []
+    seen: set[str] = set()
+    for i, item in enumerate(value):
+        at = f"{where}[{i}]"
+        if not isinstance(item, dict):
+            context.problem(at, "an object with name, dtype and shape")
+            continue
+        name, dtype, shape = item.get("name"), item.get("dtype"), item.get("shape")
+        ok = True
+        if not isinstance(name, str) or not name:
+            context.problem(f"{at}.name", "a non-empty string")
+            ok = False
+        elif name in seen:
+            context.problem(f"{at}.name", f"{name!r} appears twice")
+            ok = False
+        if dtype not in DTYPES:
+            context.problem(f"{at}.dtype", f"one of {', '.join(DTYPES)}")
+            ok = False
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= -1 for d in shape
+        ):
+            context.problem(f"{at}.shape", "a list of integers, -1 for a variable dimension")
+            ok = False
+        unknown = set(item) - {"name", "dtype", "shape"}
+        if unknown:
+            context.problem(at, f"unknown key(s) {', '.join(sorted(unknown))}")
+            ok = False
+        if ok:
+            assert isinstance(name, str) and isinstance(dtype, str) and isinstance(shape, list)
+            seen.add(name)
+            specs.append(TensorSpec(name, dtype, tuple(shape)))
+    return tuple(specs)
+
+
+def _requirements(value: Any, context: ValidationContext) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        context.problem("requirements", "a list of requirement strings such as 'numpy==2.1.0'")
+        return ()
+    bad = False
+    for i, requirement in enumerate(value):
+        why = requirement_problem(requirement)
+        if why is not None:
+            context.problem(f"requirements[{i}]", why)
+            bad = True
+    return () if bad else tuple(value)
+
+
+def _python(value: Any, context: ValidationContext) -> str:
+    if not isinstance(value, str) or (value and not PYTHON_PATTERN.match(value)):
+        context.problem("python", "a version string such as '3.11.7'")
+        return ""
+    return value
+
+
+def _created_at(value: Any, context: ValidationContext) -> str | None:
+    if value is not None and not _is_iso_datetime(value):
+        context.problem("created_at", "null or an ISO 8601 date and time")
+        return None
+    return value  # type: ignore[no-any-return]
+
+
+def _metadata(value: Any, context: ValidationContext) -> Mapping[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        context.problem("metadata", "an object of string keys to string values")
+        return _frozen({})
+    return _frozen(value)
+
+
+def _example(value: Any, context: ValidationContext) -> str | None:
+    if value is not None and (not isinstance(value, str) or value not in context.values["files"]):
+        context.problem("example", "null or the path of a file listed in files")
+        return None
+    return value
+
+
+def _is_iso_datetime(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+#: The manifest's fields after ``format_version``, validated in this order (the order of the
+#: problems reported). ``files`` comes before the fields that name a file.
+FIELDS: tuple[FieldValidator, ...] = (
+    FieldValidator("name", "1.0", _name),
+    FieldValidator("version", "1.0", _version),
+    FieldValidator("files", "1.0", _files),
+    FieldValidator("flavor", "1.0", _flavor),
+    FieldValidator("signature", "1.0", _signature),
+    FieldValidator("requirements", "1.0", _requirements, default=[]),
+    FieldValidator("python", "1.0", _python, default=""),
+    FieldValidator("created_at", "1.0", _created_at),
+    FieldValidator("metadata", "1.0", _metadata, default={}),
+    FieldValidator("example", "1.0", _example),
+)
 
 
 def expected_digest(value: str, where: str = "expected digest") -> str:
@@ -317,106 +520,6 @@ def expected_digest(value: str, where: str = "expected digest") -> str:
         shown = value[:80] if isinstance(value, str) else type(value).__name__
         raise UsageError(f"{where}: expected 'sha256:' and 64 hex digits, got {shown!r}")
     return normal
-
-
-def _files(value: Any, problems: list[str]) -> dict[str, str]:
-    if not isinstance(value, dict):
-        problems.append("files: required, an object of relative path to 'sha256:<hex>'")
-        return {}
-    files: dict[str, str] = {}
-    for path, digest in value.items():
-        if not is_safe_relative_path(path):
-            problems.append(
-                f"files: {path!r} is not a safe relative POSIX path (no '..', no absolute path)"
-            )
-        elif path == MANIFEST_NAME:
-            problems.append(f"files: must not list {MANIFEST_NAME} itself")
-        elif not isinstance(digest, str) or not DIGEST_PATTERN.match(digest):
-            problems.append(f"files: {path!r} must map to 'sha256:' and 64 lowercase hex digits")
-        else:
-            files[path] = digest
-    # A path that is both a file and a folder of another file cannot be written to disk.
-    taken = set(files) | {MANIFEST_NAME}
-    for path in sorted(files):
-        parents = {"/".join(path.split("/")[:i]) for i in range(1, path.count("/") + 1)}
-        clash = sorted(parents & taken)
-        if clash:
-            problems.append(f"files: {path!r} lies under {clash[0]!r}, which is a file")
-    return files
-
-
-def _flavor(
-    value: Any, files: Mapping[str, str], problems: list[str], newer_minor: bool
-) -> Flavor | None:
-    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
-        problems.append("flavor: required, an object with a string 'name'")
-        return None
-    name = value["name"]
-    settings = {k: v for k, v in value.items() if k != "name"}
-    if name not in FLAVORS:
-        if not newer_minor:
-            problems.append(f"flavor.name: unknown flavor {name!r}; known: {', '.join(FLAVORS)}")
-        return Flavor(name, _freeze_json(settings))
-    for key in FLAVORS[name]:
-        if not isinstance(settings.get(key), str) or not settings[key]:
-            problems.append(f"flavor.{key}: required for the {name!r} flavor, a string")
-    for key in ("model", "code"):
-        path = settings.get(key)
-        if key in FLAVORS[name] and isinstance(path, str) and path and path not in files:
-            problems.append(f"flavor.{key}: {path!r} is not listed in files")
-    cls = settings.get("class")
-    if name == "python" and isinstance(cls, str) and not IDENTIFIER_PATTERN.match(cls):
-        problems.append("flavor.class: must be a Python identifier")
-    return Flavor(name, _freeze_json(settings))
-
-
-def _signature(value: Any, problems: list[str]) -> Signature | None:
-    if not isinstance(value, dict):
-        problems.append("signature: required, an object with 'inputs' and 'outputs'")
-        return None
-    inputs = _specs(value.get("inputs"), "signature.inputs", problems, required=True)
-    outputs = _specs(value.get("outputs"), "signature.outputs", problems, required=False)
-    return Signature(inputs, outputs)
-
-
-def _specs(
-    value: Any, where: str, problems: list[str], *, required: bool
-) -> tuple[TensorSpec, ...]:
-    if not isinstance(value, list) or (required and not value):
-        problems.append(f"{where}: required, a {'non-empty ' if required else ''}list")
-        return ()
-    specs: list[TensorSpec] = []
-    seen: set[str] = set()
-    for i, item in enumerate(value):
-        at = f"{where}[{i}]"
-        if not isinstance(item, dict):
-            problems.append(f"{at}: an object with name, dtype and shape")
-            continue
-        name, dtype, shape = item.get("name"), item.get("dtype"), item.get("shape")
-        ok = True
-        if not isinstance(name, str) or not name:
-            problems.append(f"{at}.name: a non-empty string")
-            ok = False
-        elif name in seen:
-            problems.append(f"{at}.name: {name!r} appears twice")
-            ok = False
-        if dtype not in DTYPES:
-            problems.append(f"{at}.dtype: one of {', '.join(DTYPES)}")
-            ok = False
-        if not isinstance(shape, list) or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d >= -1 for d in shape
-        ):
-            problems.append(f"{at}.shape: a list of integers, -1 for a variable dimension")
-            ok = False
-        unknown = set(item) - {"name", "dtype", "shape"}
-        if unknown:
-            problems.append(f"{at}: unknown key(s) {', '.join(sorted(unknown))}")
-            ok = False
-        if ok:
-            assert isinstance(name, str) and isinstance(dtype, str) and isinstance(shape, list)
-            seen.add(name)
-            specs.append(TensorSpec(name, dtype, tuple(shape)))
-    return tuple(specs)
 
 
 #: Longest requirement string accepted (a name, extras, specifiers and markers).
@@ -446,23 +549,3 @@ def requirement_problem(text: Any) -> str | None:
     if requirement.url is not None:
         return f"{shown} is a direct reference (a URL); only 'name<specifiers>' is allowed"
     return None
-
-
-def _requirements(value: Any, problems: list[str]) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        problems.append("requirements: a list of requirement strings such as 'numpy==2.1.0'")
-        return ()
-    found = [(i, requirement_problem(r)) for i, r in enumerate(value)]
-    bad = [f"requirements[{i}]: {why}" for i, why in found if why is not None]
-    problems.extend(bad)
-    return () if bad else tuple(value)
-
-
-def _is_iso_datetime(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return True

@@ -1,16 +1,36 @@
-"""The ``onnx`` flavor: an ONNX model run by ONNX Runtime. Loading it never runs carried code."""
+"""The ``onnx`` flavor: an ONNX model run by ONNX Runtime. Loading it never runs carried code.
+
+Packed from an ``.onnx`` file or an ``onnx.ModelProto``; scikit-learn and MLflow sources convert
+into it (:mod:`modelport.model_format.sources`).
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelport.errors import PackError
+from modelport.model_format.examples import refine, resolve_example
+from modelport.model_format.flavors.base import (
+    FileOpener,
+    FlavorEntry,
+    PackRequest,
+    PackSource,
+    Staged,
+)
+from modelport.model_format.flavors.onnx_refs import (
+    OnnxFormatError,
+    external_data_problems,
+    external_refs,
+)
 from modelport.model_format.signature import ONNX_TYPES, Signature, TensorSpec
+
+if TYPE_CHECKING:
+    from modelport.model_format.manifest import Manifest
 
 
 def usable_cpus() -> int:
@@ -24,15 +44,13 @@ def usable_cpus() -> int:
 def make_session(model: Path | bytes, threads: int | None = None) -> Any:
     """Create an ONNX Runtime CPU session sized to the CPUs this process may use.
 
-    A model given as a path must have been checked (:func:`~.runtime.content_problems`); one
+    A model given as a path must have been checked (:func:`content_problems`); one
     given as bytes may not keep tensors in other files at all.
 
     Raises:
         PackError: ``model`` is bytes of a model with external data.
     """
     if isinstance(model, bytes):
-        from modelport.model_format.flavors.onnx_refs import OnnxFormatError, external_refs
-
         try:
             refs = external_refs(model)
         except OnnxFormatError:
@@ -123,3 +141,87 @@ class OnnxRunner:
         """Run the model; inputs already match the signature."""
         values = self.session.run(self.output_names, dict(inputs))
         return dict(zip(self.output_names, values, strict=True))
+
+
+def runtime_requirements() -> list[str]:
+    """The pinned packages an ONNX package needs at run time, as installed here."""
+    import onnxruntime
+
+    return [f"numpy=={np.__version__}", f"onnxruntime=={onnxruntime.__version__}"]
+
+
+def stage_onnx(
+    onnx_bytes: bytes,
+    example: Any,
+    *,
+    default_name: str,
+    settings: Mapping[str, Any] | None = None,
+    checked_example: dict[str, np.ndarray] | None = None,
+) -> Staged:
+    """Stage an ONNX model: signature from the graph, refined and checked by the example."""
+    onnx_bytes = strip_zipmap(onnx_bytes)
+    try:
+        session = make_session(onnx_bytes, threads=1)
+    except Exception as exc:
+        raise PackError(f"ONNX Runtime cannot load this model: {exc}") from None
+    signature = session_signature(session)
+    arrays = checked_example
+    if arrays is None and example is not None:
+        arrays = resolve_example(example, signature)
+    if arrays is not None:
+        signature = refine(signature, arrays)
+        arrays = signature.enforce(arrays)
+        try:
+            session.run(None, arrays)
+        except Exception as exc:
+            raise PackError(f"the model fails on the example: {exc}") from None
+    return Staged(
+        flavor="onnx",
+        settings={"model": "model.onnx", **(settings or {})},
+        signature=signature,
+        files={"model.onnx": onnx_bytes},
+        example=arrays,
+        requirements=runtime_requirements(),
+        default_name=default_name,
+    )
+
+
+def _is_model_proto(model: Any) -> bool:
+    return type(model).__name__ == "ModelProto" and hasattr(model, "SerializeToString")
+
+
+def _accepts(model: Any) -> bool:
+    is_file = isinstance(model, Path) and model.suffix == ".onnx" and model.is_file()
+    return is_file or _is_model_proto(model)
+
+
+def _stage(model: Any, request: PackRequest) -> Staged:
+    if isinstance(model, Path):
+        return stage_onnx(model.read_bytes(), request.example, default_name=model.stem)
+    graph_name = getattr(getattr(model, "graph", None), "name", "") or "model"
+    return stage_onnx(model.SerializeToString(), request.example, default_name=graph_name)
+
+
+def _open(root: Path, manifest: Manifest, threads: int | None) -> OnnxRunner:
+    return OnnxRunner(root / str(manifest.flavor.settings["model"]), threads)
+
+
+def content_problems(manifest: Manifest, open_file: FileOpener) -> list[str]:
+    """Every external-data location of the model must be a file of the package (:mod:`.onnx_refs`).
+
+    Checked by verify and again at load: no runtime sees a model that reads other files.
+    """
+    model = str(manifest.flavor.settings["model"])
+    with open_file(model) as (fh, size):
+        return external_data_problems(fh, size, model, manifest.files)
+
+
+ONNX = FlavorEntry(
+    name="onnx",
+    runs_code=False,
+    required=("model",),
+    file_settings=("model",),
+    source=PackSource("onnx", _accepts, _stage),
+    open=_open,
+    content_problems=content_problems,
+)

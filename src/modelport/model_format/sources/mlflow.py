@@ -1,4 +1,4 @@
-"""Packing a directory written by MLflow (an ``MLmodel`` file) into the matching flavor.
+"""A pack source: a directory written by MLflow (an ``MLmodel`` file), staged as a flavor.
 
 - ``onnx`` -> the ``onnx`` flavor, as is.
 - ``sklearn`` -> converted to ONNX and checked, like any scikit-learn estimator. A ``skops`` file
@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from modelport.errors import CodeExecutionRefused, MissingDependencyError, PackError
+from modelport.model_format.examples import PAYLOAD_KEY
+from modelport.model_format.flavors.base import PackRequest, PackSource, Staged
+from modelport.model_format.flavors.onnx import stage_onnx
+from modelport.model_format.flavors.python import stage_python
 from modelport.model_format.paths import make_temp_dir
+from modelport.model_format.sources.sklearn import stage_sklearn
 
 #: MLflow column types -> numpy dtype names.
 MLFLOW_COLUMN_TYPES = {
@@ -138,7 +143,7 @@ def _example(source: Path, mlmodel: dict[str, Any]) -> Any:
     raise PackError(f"{path}: MLflow input examples of type {kind!r} are not supported")
 
 
-def stage_mlflow(source: Path, example: Any, tolerance: float, allow_code: bool) -> Any:
+def stage_mlflow(source: Path, example: Any, tolerance: float, allow_code: bool) -> Staged:
     """Stage an MLflow model directory as a modelport package.
 
     Args:
@@ -147,8 +152,6 @@ def stage_mlflow(source: Path, example: Any, tolerance: float, allow_code: bool)
         tolerance: parity tolerance for scikit-learn conversion.
         allow_code: allow unpickling (pickle/cloudpickle) and running carried code.
     """
-    from modelport.model_format.pack import stage_onnx, stage_python, stage_sklearn
-
     mlmodel = read_mlmodel(source)
     flavors = mlmodel["flavors"]
     if example is None:
@@ -172,7 +175,7 @@ def stage_mlflow(source: Path, example: Any, tolerance: float, allow_code: bool)
     elif "python_function" in flavors:
         if not allow_code:
             raise CodeExecutionRefused("an MLflow python_function model")
-        staged = _stage_pyfunc(source, mlmodel, example, stage_python)
+        staged = _stage_pyfunc(source, mlmodel, example)
     else:
         raise PackError(
             f"{source}: MLflow flavors {', '.join(sorted(flavors))} are not supported; "
@@ -194,7 +197,7 @@ def _read(source: Path, rel: str) -> bytes:
 def _as_payload(example: Any) -> Any:
     if type(example).__name__ == "DataFrame":
         return {
-            "__payload__": {
+            PAYLOAD_KEY: {
                 "dataframe_split": {
                     "columns": [str(c) for c in example.columns],
                     "data": example.to_numpy(dtype=object).tolist(),
@@ -235,7 +238,7 @@ def _load_sklearn(source: Path, flavor: dict[str, Any], allow_code: bool) -> Any
     raise PackError(f"{source}: unknown MLflow sklearn serialization format {fmt!r}")
 
 
-def _stage_pyfunc(source: Path, mlmodel: dict[str, Any], example: Any, stage_python: Any) -> Any:
+def _stage_pyfunc(source: Path, mlmodel: dict[str, Any], example: Any) -> Staged:
     if example is None:
         raise PackError(
             f"{source}: the MLflow model has no input example; pass one with --example "
@@ -267,3 +270,15 @@ def _stage_pyfunc(source: Path, mlmodel: dict[str, Any], example: Any, stage_pyt
         ]
     staged.default_name = source.name
     return staged
+
+
+def _accepts(model: Any) -> bool:
+    return isinstance(model, Path) and model.is_dir() and (model / "MLmodel").is_file()
+
+
+def _stage(model: Path, request: PackRequest) -> Staged:
+    return stage_mlflow(model, request.example, request.tolerance, request.allow_code)
+
+
+#: An MLflow model directory.
+MLFLOW = PackSource("mlflow", _accepts, _stage)

@@ -1,4 +1,4 @@
-"""scikit-learn estimators converted to ONNX at pack time, and checked against the original.
+"""A pack source: scikit-learn estimators, converted to the ``onnx`` flavor and checked.
 
 The packer converts with skl2onnx, runs the estimator and the converted model on the example, and
 records the largest absolute difference per output. Above the tolerance, packing fails and names
@@ -14,6 +14,9 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import ConversionMismatchError, MissingDependencyError, PackError
+from modelport.model_format.examples import example_columns, is_payload
+from modelport.model_format.flavors.base import PackRequest, PackSource, Staged
+from modelport.model_format.flavors.onnx import make_session, stage_onnx
 from modelport.model_format.signature import dtype_name
 
 #: skl2onnx's name for a regressor's output, and the name modelport gives it.
@@ -48,19 +51,6 @@ def _require() -> tuple[Any, Any, Any]:
             "packing a scikit-learn model", "sklearn", exc.name or "skl2onnx"
         ) from None
     return sklearn, skl2onnx, onnx
-
-
-def _is_dataframe(obj: Any) -> bool:
-    return type(obj).__name__ == "DataFrame" and hasattr(obj, "columns") and hasattr(obj, "dtypes")
-
-
-def example_columns(example: Any) -> tuple[dict[str, np.ndarray], bool]:
-    """Split an example into named arrays; True when it is a table (one input per column)."""
-    if _is_dataframe(example):
-        return {str(c): example[c].to_numpy() for c in example.columns}, True
-    if isinstance(example, Mapping):
-        return {str(k): np.asarray(v) for k, v in example.items()}, False
-    return {"input": np.asarray(example)}, False
 
 
 def _onnx_dtype(array: np.ndarray) -> np.dtype[Any]:
@@ -130,8 +120,6 @@ def convert(estimator: Any, example: Any, tolerance: float) -> Converted:
     }
     sk_input = _sklearn_input(estimator, example, fed, table)
     expected = _sklearn_outputs(estimator, sk_input)
-
-    from modelport.model_format.flavors.onnx import make_session
 
     session = make_session(onnx_bytes, threads=1)
     names = [o.name for o in session.get_outputs()]
@@ -287,3 +275,28 @@ def _max_abs_diff(want: np.ndarray, got: np.ndarray) -> float:
     if want.size == 0:
         return 0.0
     return float(np.max(np.abs(want.astype(np.float64) - got.astype(np.float64))))
+
+
+def stage_sklearn(estimator: Any, example: Any, tolerance: float) -> Staged:
+    """Convert a scikit-learn estimator to ONNX and stage it with its parity report."""
+    if is_payload(example):
+        raise PackError(
+            "a scikit-learn example must be an array or a DataFrame, not a JSON file: the "
+            "input types come from it"
+        )
+    converted = convert(estimator, example, tolerance)
+    return stage_onnx(
+        converted.onnx_bytes,
+        None,
+        default_name=type(estimator).__name__.lower(),
+        settings=converted.settings,
+        checked_example=converted.example,
+    )
+
+
+def _stage(model: Any, request: PackRequest) -> Staged:
+    return stage_sklearn(model, request.example, request.tolerance)
+
+
+#: A scikit-learn estimator or pipeline object.
+SKLEARN = PackSource("sklearn", is_sklearn_estimator, _stage)
