@@ -6,12 +6,16 @@ does). Messages are written for the person at the terminal: they name the field,
 target at fault and never repeat the data a user sent. Like pip's diagnostic errors, an error may
 also carry a ``hint`` (what to check or run next) and a ``reference`` (where to read more); both
 are rendered once, by :meth:`ModelportError.render`, and are part of ``--json`` output.
+
+Beside its exit code, an error class carries how the server answers it: the HTTP status, its type
+in the server's error metrics, and (for a failure on the server's side) the fixed message that
+replaces its own, which may quote a request's data.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -30,6 +34,13 @@ class ModelportError(Exception):
     """
 
     exit_code: int = EXIT_ERROR
+    #: The status the server answers this error with.
+    http_status: ClassVar[int] = 500
+    #: The error's type in the server's metrics (one of ``serving.metrics.ERROR_TYPES``).
+    error_type: ClassVar[str] = "internal"
+    #: What the server's answer says instead of the message (None: the message itself); such
+    #: errors are logged with their cause.
+    http_message: ClassVar[str | None] = "internal server error; see the server log"
 
     def __init__(
         self, message: str = "", *, hint: str | None = None, reference: str | None = None
@@ -230,9 +241,73 @@ class InputError(ModelportError):
     The message names the input and what was expected; it never contains the values sent.
     """
 
+    http_status = 400
+    error_type = "bad_input"
+    http_message = None
+
 
 class ModelError(ModelportError):
     """The model itself failed while predicting (not the caller's fault)."""
+
+    error_type = "model_failure"
+    http_message = "the model failed while predicting; see the server log"
+
+
+# --- serving --------------------------------------------------------------------------------
+
+
+class ServeError(ModelportError):
+    """The server stopped because of an error (the log above says which)."""
+
+
+class NotReady(ModelportError):
+    """The model is not loaded and warmed up yet."""
+
+    http_status = 503
+    error_type = "not_ready"
+    http_message = None
+
+
+class Overloaded(ModelportError):
+    """A request waited longer than the server's timeout for its prediction."""
+
+    http_status = 503
+    error_type = "overloaded"
+    http_message = None
+
+
+class RequestRefused(ModelportError):
+    """The server refuses a request for what it is, not for its inputs (route, media type, size)."""
+
+    http_message = None
+
+
+class ModelNotFound(RequestRefused):
+    """The request names a model or version this server does not serve."""
+
+    http_status = 404
+    error_type = "not_found"
+
+
+class NotAcceptable(RequestRefused):
+    """The client accepts no answer format the route can give (``Accept``)."""
+
+    http_status = 406
+    error_type = "not_acceptable"
+
+
+class BodyTooLarge(RequestRefused):
+    """The request body is larger than the server's limit."""
+
+    http_status = 413
+    error_type = "too_large"
+
+
+class UnsupportedMediaType(RequestRefused):
+    """The body's ``Content-Type`` or ``Content-Encoding`` is not one the route reads."""
+
+    http_status = 415
+    error_type = "unsupported_media_type"
 
 
 # --- plugins and deployments ----------------------------------------------------------------

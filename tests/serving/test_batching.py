@@ -22,8 +22,8 @@ import pytest
 from serving_support import Server, post_json, request, start_server
 
 import modelport
-from modelport.errors import ModelError
-from modelport.serving.batcher import Batcher, Overloaded, batchable
+from modelport.errors import ModelError, Overloaded
+from modelport.serving.batcher import Batcher, batchable
 
 
 class Recorder:

@@ -27,15 +27,22 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.http import HTTP_STATUS_CODES
 
 from modelport import __version__
-from modelport.errors import InputError, ModelError, ModelportError, quote_name, quote_names
+from modelport.errors import (
+    InputError,
+    ModelError,
+    ModelportError,
+    NotReady,
+    Overloaded,
+    quote_name,
+    quote_names,
+)
 from modelport.model_format.payload import IGNORED_KEYS, instances_to_inputs, parse_payload
 from modelport.model_format.signature import Signature
 from modelport.serving import codec
-from modelport.serving.batcher import Overloaded
 from modelport.serving.config import ServeConfig
 from modelport.serving.metrics import UNMATCHED_ROUTE, Layout, WorkerMetrics, render
 from modelport.serving.openapi import document
-from modelport.serving.service import ModelService, NotReady
+from modelport.serving.service import ModelService
 
 log = logging.getLogger("modelport.serving")
 

@@ -31,7 +31,7 @@ from typing import Protocol
 
 import numpy as np
 
-from modelport.errors import ModelportError
+from modelport.errors import Overloaded
 from modelport.model_format.signature import Signature
 
 log = logging.getLogger("modelport.serving")
@@ -51,10 +51,6 @@ class BatchObserver(Protocol):
 
     def set_queue_depth(self, depth: int) -> None:
         """This many requests now wait for the model."""
-
-
-class Overloaded(ModelportError):
-    """A request waited longer than the server's timeout for its prediction."""
 
 
 class _Item:

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from modelport.errors import ModelportError
+from modelport.errors import ServeError
 from modelport.model_format.package import open_package
 from modelport.model_format.paths import make_temp_dir
 from modelport.serving.config import ServeConfig
@@ -33,10 +33,6 @@ log = logging.getLogger("modelport.serving")
 
 #: gunicorn's exit status for "worker failed to boot": the master stops the whole server.
 WORKER_BOOT_ERROR = 3
-
-
-class ServeError(ModelportError):
-    """The server stopped because of an error (the log above says which)."""
 
 
 @contextmanager

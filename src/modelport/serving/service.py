@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.errors import InputError, ModelportError
+from modelport.errors import InputError, ModelportError, NotReady
 from modelport.model_format.package import Package, load, read_manifest
 from modelport.model_format.signature import DTYPES, Signature
 from modelport.serving.batcher import Batcher, BatchObserver
@@ -26,10 +26,6 @@ log = logging.getLogger("modelport.serving")
 
 #: Longest a prediction request waits for a worker that is still loading the model.
 READY_WAIT_S = 10.0
-
-
-class NotReady(ModelportError):
-    """The model is not loaded and warmed up yet."""
 
 
 def warmup_inputs(package: Package, example: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
