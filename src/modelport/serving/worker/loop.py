@@ -181,11 +181,16 @@ class ModelportWorker(Worker):  # type: ignore[misc]
         that is still arriving) make room; with none idle, accepting pauses until one closes.
         """
         assert self.selector is not None
-        for _ in range(64):
-            if len(self.connections) >= self.cfg.worker_connections and not self.evict_idle():
-                self.set_accepting(False)  # the main loop resumes shortly
-                self.accept_paused_until = time.monotonic() + 0.1
-                return
+        for attempt in range(64):
+            if len(self.connections) >= self.cfg.worker_connections:
+                if attempt:
+                    # Room is made only when the selector said a connection waits: past the
+                    # first, none may (another worker may take it), and the next wake-up says.
+                    return
+                if not self.evict_idle():
+                    self.set_accepting(False)  # the main loop resumes shortly
+                    self.accept_paused_until = time.monotonic() + 0.1
+                    return
             try:
                 sock, client = listener.accept()
             except OSError as exc:
