@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from modelport.errors import InputError
-from modelport.model_format.signature import Signature, TensorSpec
+from modelport.model_format.signature import (
+    JsonBooleans,
+    Signature,
+    TensorSpec,
+    json_value_loss,
+)
 
 NUMBERS = Signature((TensorSpec("x", "float32", (-1,)),), ())
 TEXT = Signature((TensorSpec("s", "string", (-1,)),), ())
@@ -30,11 +35,20 @@ def test_plain_values_still_pass() -> None:
     assert FLAGS.enforce({"b": [True, False]})["b"].tolist() == [True, False]
 
 
-def test_a_caller_that_checked_may_skip_the_walk() -> None:
+def test_a_caller_that_knows_there_are_no_booleans_may_skip_the_walk() -> None:
     # The server searches the raw body for true/false and skips the walk when there are none.
-    NUMBERS.check_json_values({"x": [1.0, 2.0]}, may_hold_booleans=False)
-    arrays = NUMBERS.enforce({"x": [1.0, 2.0]}, values_checked=True)
+    body = b'{"x": [1.0, 2.0]}'
+    assert JsonBooleans.in_text(body) is JsonBooleans.ABSENT
+    arrays = NUMBERS.enforce({"x": [1.0, 2.0]}, JsonBooleans.in_text(body))
     assert arrays["x"].dtype.name == "float32"
+    assert JsonBooleans.in_text(b'{"x": [true, 0.5]}') is JsonBooleans.POSSIBLE
     # And the walk really is skipped: what it would refuse goes through unchecked.
-    NUMBERS.check_json_values({"x": [True, 0.5]}, may_hold_booleans=False)
-    assert NUMBERS.enforce({"x": [True, 0.5]}, values_checked=True)["x"].tolist() == [1.0, 0.5]
+    assert NUMBERS.enforce({"x": [True, 0.5]}, JsonBooleans.ABSENT)["x"].tolist() == [1.0, 0.5]
+
+
+def test_the_rule_is_one_function() -> None:
+    # The V2 decoder and Signature.enforce word their messages; the rule itself is here.
+    assert json_value_loss([1, [True]], "float32") == "booleans"
+    assert json_value_loss([1, [True]], "float32", JsonBooleans.ABSENT) is None
+    assert json_value_loss(["a", 1], "string") == "other values"
+    assert json_value_loss([True], "bool") is None

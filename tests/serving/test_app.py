@@ -15,6 +15,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from modelport.errors import ModelNotFound
 from modelport.serving.app import create_app
 from modelport.serving.config import ServeConfig
 from modelport.serving.server import prepared_package
@@ -262,3 +263,21 @@ def test_vertex_predict_route_may_take_over_invocations(
         # Vertex AI's shape: one object per row, not MLflow's columnar answer.
         assert isinstance(predictions, list)
         assert set(predictions[0]) == {"label", "probabilities"}
+
+
+def test_a_view_is_a_method_called_with_an_environ(iris_app: Flask) -> None:
+    endpoints = iris_app.extensions["modelport.endpoints"]
+    body = json.dumps({"inputs": [ROW]}).encode()
+    environ = {
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+    }
+    answer = endpoints.invocations(environ)
+    assert (answer.status, answer.content_type) == (200, "application/json")
+    assert set(json.loads(answer.body)["predictions"]) == {"label", "probabilities"}
+    with pytest.raises(ModelNotFound) as raised:
+        endpoints.v2_model({}, "other")
+    answer = endpoints.error(raised.value, "GET", "/v2/models/other")
+    assert answer.status == 404
+    assert json.loads(answer.body) == {"error": str(raised.value)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -67,6 +68,46 @@ def dtype_name(dtype: npt.DTypeLike) -> str:
     raise InputError(f"unsupported dtype {dt}; supported: {', '.join(DTYPES)}")
 
 
+class JsonBooleans(Enum):
+    """Whether decoded JSON values may hold booleans (the walk for them costs a call per value)."""
+
+    POSSIBLE = "possible"
+    ABSENT = "absent"
+
+    @staticmethod
+    def in_text(text: bytes) -> JsonBooleans:
+        """What the JSON ``text`` the values come from allows: a byte search, no parsing."""
+        return _POSSIBLE if b"true" in text or b"false" in text else _ABSENT
+
+
+# Looked up on every request: a module global is faster than an Enum member's attribute.
+_POSSIBLE, _ABSENT = JsonBooleans.POSSIBLE, JsonBooleans.ABSENT
+
+
+def json_value_loss(
+    value: Any, dtype: str, booleans: JsonBooleans = JsonBooleans.POSSIBLE
+) -> str | None:
+    """The lossless-JSON rule: what numpy would change silently reading ``value`` as ``dtype``.
+
+    numpy turns ``[false, 0.5]`` into ``[0.0, 0.5]`` and ``[1, "a"]`` into ``["1", "a"]``;
+    neither is lossless. Every entry point refuses both through this one function.
+
+    Args:
+        value: decoded JSON (nested lists of plain values).
+        dtype: the signature dtype name of the tensor it is for.
+        booleans: :attr:`JsonBooleans.ABSENT` skips the walk for booleans.
+
+    Returns:
+        What was found, for a message ending "got ...": ``"other values"`` (not all text, for a
+        string tensor) or ``"booleans"`` (for a numeric one); None when nothing would be lost.
+    """
+    if dtype == "string":
+        return None if all_text(value) else "other values"
+    if dtype != "bool" and booleans is _POSSIBLE and has_boolean(value):
+        return "booleans"
+    return None
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """One named input or output: its dtype name and shape (``-1`` marks a variable dimension)."""
@@ -121,47 +162,25 @@ class Signature:
             "outputs": [s.to_dict() for s in self.outputs],
         }
 
-    def check_json_values(self, inputs: Any, *, may_hold_booleans: bool = True) -> None:
-        """Refuse plain-Python values that numpy would convert silently.
-
-        numpy turns ``[false, 0.5]`` into ``[0.0, 0.5]`` and ``[1, "a"]`` into ``["1", "a"]``
-        without a word; neither is lossless. This walks nested lists, so a caller that knows no
-        boolean can be present (the server searches the raw body for ``true``/``false``) passes
-        ``may_hold_booleans=False`` and numeric requests pay nothing.
-
-        Raises:
-            InputError: naming the input, never the values.
-        """
-        if not isinstance(inputs, Mapping):
-            if len(self.inputs) != 1:
-                return  # enforce() reports the missing mapping
-            inputs = {self.inputs[0].name: inputs}
-        for spec in self.inputs:
-            value = inputs.get(spec.name)
-            if type(value) is not list:
-                continue
-            if spec.dtype == "string":
-                if not all_text(value):
-                    raise InputError(f"input {spec.name!r} expects string, got other values")
-            elif spec.dtype != "bool" and may_hold_booleans and has_boolean(value):
-                raise InputError(f"input {spec.name!r} expects {spec.dtype}, got booleans")
-
-    def enforce(self, inputs: Any, *, values_checked: bool = False) -> dict[str, np.ndarray]:
+    def enforce(
+        self, inputs: Any, booleans: JsonBooleans = JsonBooleans.POSSIBLE
+    ) -> dict[str, np.ndarray]:
         """Check and convert inputs to exactly what the model takes.
 
         Args:
             inputs: a mapping of input name to array-like, or (for a model with a single input)
                 one array-like.
-            values_checked: the caller already ran :meth:`check_json_values` on ``inputs``.
+            booleans: whether the values may hold booleans; a caller that read them from JSON
+                text knows (:meth:`JsonBooleans.in_text`), and numeric requests then skip a walk.
 
         Returns:
             A dict of input name to a numpy array of the declared dtype.
 
         Raises:
-            InputError: listing every missing, unknown, mistyped or misshapen input at once.
+            InputError: a value numpy would convert silently (:func:`json_value_loss`), or else
+                listing every missing, unknown, mistyped or misshapen input at once.
         """
-        if not values_checked:
-            self.check_json_values(inputs)
+        self._refuse_lossy_values(inputs, booleans)
         if not isinstance(inputs, Mapping):
             if len(self.inputs) != 1:
                 raise InputError(
@@ -194,6 +213,17 @@ class Signature:
         if problems:
             raise InputError("; ".join(problems))
         return converted
+
+    def _refuse_lossy_values(self, inputs: Any, booleans: JsonBooleans) -> None:
+        if not isinstance(inputs, Mapping):
+            if len(self.inputs) != 1:
+                return  # enforce() reports the missing mapping
+            inputs = {self.inputs[0].name: inputs}
+        for spec in self.inputs:
+            value = inputs.get(spec.name)
+            # Scalars and arrays are left to convert(), which names their kind.
+            if type(value) is list and (lost := json_value_loss(value, spec.dtype, booleans)):
+                raise InputError(f"input {spec.name!r} expects {spec.dtype}, got {lost}")
 
 
 def has_boolean(value: Any) -> bool:

@@ -16,11 +16,21 @@ _STATUS_LINES: dict[int, bytes] = {
     status.value: f"{status.value} {status.phrase}".encode("ascii") for status in HTTPStatus
 }
 
+_WSGI_STATUSES: dict[int, str] = {
+    code: line.decode("ascii") for code, line in _STATUS_LINES.items()
+}
+
 
 def status_line(code: int) -> bytes:
     """``b"404 Not Found"``: the status code and its reason phrase (RFC 9110)."""
     line = _STATUS_LINES.get(code)
     return line if line is not None else str(code).encode("ascii") + b" Unknown"
+
+
+def wsgi_status(code: int) -> str:
+    """``"404 Not Found"``: :func:`status_line` as the ``str`` a WSGI application hands on."""
+    status = _WSGI_STATUSES.get(code)
+    return status if status is not None else status_line(code).decode("ascii")
 
 
 def error_body(message: str) -> bytes:

@@ -26,12 +26,12 @@ from modelport.errors import InputError, quote_name
 from modelport.model_format.payload import format_predictions, table_to_inputs, to_jsonable
 from modelport.model_format.signature import (
     DTYPES,
+    JsonBooleans,
     Signature,
     TensorSpec,
-    all_text,
     convert,
     dtype_name,
-    has_boolean,
+    json_value_loss,
 )
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
@@ -138,21 +138,6 @@ def loads(body: bytes) -> Any:
         except UnicodeEncodeError:
             raise InputError("malformed JSON body (a string holds a lone surrogate)") from None
     return value
-
-
-def mentions_booleans(body: bytes) -> bool:
-    """Whether a JSON body may hold ``true``/``false`` (a fast byte search, no parsing)."""
-    return b"true" in body or b"false" in body
-
-
-def refuse_lossy_json(inputs: Any, signature: Signature, booleans: bool) -> Any:
-    """Run the signature's check for values numpy converts silently, with the body's hint.
-
-    ``booleans`` comes from :func:`mentions_booleans`: without ``true``/``false`` in the body, the
-    walk for booleans is skipped, so numeric requests pay nothing.
-    """
-    signature.check_json_values(inputs, may_hold_booleans=booleans)
-    return inputs
 
 
 def dumps(value: Any) -> bytes:
@@ -393,13 +378,12 @@ def _shape(value: Any, name: str, most: int) -> tuple[int, ...]:
 
 
 def _from_json(
-    data: Any, name: str, dtype: str, shape: tuple[int, ...], booleans: bool
+    data: Any, name: str, dtype: str, shape: tuple[int, ...], booleans: JsonBooleans
 ) -> np.ndarray:
     count = math.prod(shape)
-    if dtype == "string" and not all_text(data):
-        raise InputError(f"input {quote_name(name)} is declared BYTES, got other values")
-    if booleans and dtype not in ("bool", "string") and has_boolean(data):
-        raise InputError(f"input {quote_name(name)} is declared {DTYPE_TO_V2[dtype]}, got booleans")
+    lost = json_value_loss(data, dtype, booleans)
+    if lost is not None:
+        raise InputError(f"input {quote_name(name)} is declared {DTYPE_TO_V2[dtype]}, got {lost}")
     try:
         array = np.asarray(data, dtype=object if dtype == "string" else None)
     except (ValueError, TypeError):
@@ -495,7 +479,7 @@ def parse_v2(body: bytes, header_length: int | None, input_names: Collection[str
     head = body if header_length is None else body[:header_length]
     binary = memoryview(body)[header_length:] if header_length is not None else memoryview(b"")
     request = _object(loads(head), "the request")
-    booleans = mentions_booleans(head)
+    booleans = JsonBooleans.in_text(head)
     request_id = request.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InputError("'id' must be a string")

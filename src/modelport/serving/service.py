@@ -18,7 +18,7 @@ import numpy as np
 
 from modelport.errors import InputError, ModelportError, NotReady
 from modelport.model_format.package import Package, load, read_manifest
-from modelport.model_format.signature import DTYPES, Signature
+from modelport.model_format.signature import DTYPES, JsonBooleans, Signature
 from modelport.serving.batcher import Batcher, BatchObserver
 from modelport.serving.config import ServeConfig
 
@@ -153,12 +153,14 @@ class ModelService:
             raise NotReady("the model is not ready yet; retry shortly")
         return self.batcher
 
-    def predict(self, parse: Callable[[], Any]) -> dict[str, np.ndarray]:
+    def predict(self, parse: Callable[[], tuple[Any, JsonBooleans]]) -> dict[str, np.ndarray]:
         """Parse a request, enforce the signature and predict (possibly batched).
 
         Args:
             parse: reads the request and returns ``{input name: array-like}`` (or one array-like
-                for a single-input model); called once the model is ready.
+                for a single-input model) and whether its values may hold booleans (the
+                signature's lossless-JSON rule then walks for them); called once the model is
+                ready.
 
         Raises:
             NotReady: the model is still loading.
@@ -170,7 +172,8 @@ class ModelService:
         # Announce the request before reading its body, so a forming batch may wait for it.
         batcher.expect()
         try:
-            arrays = self.signature.enforce(parse(), values_checked=True)
+            inputs, booleans = parse()
+            arrays = self.signature.enforce(inputs, booleans)
             for name, array in arrays.items():
                 if array.size == 0:
                     raise InputError(f"input {name!r} is empty; send at least one row")
