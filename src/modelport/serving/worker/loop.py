@@ -414,13 +414,17 @@ class ModelportWorker(Worker):  # type: ignore[misc]
             except BaseException:
                 # Never lose a pool thread (or leave a connection busy forever) to a bug.
                 self.log.exception("Error answering on a connection; closing it")
-                with connection.lock:
-                    dropped = list(connection.ready)
-                    connection.ready.clear()
-                    connection.busy = False
-                    eof = connection.eof
-                self.budget.release(dropped)
-                self.finish(connection, eof)
+                self.abandon(connection)
+
+    def abandon(self, connection: Connection) -> None:
+        """Drop the requests still waiting on a connection (their budget too), then finish it."""
+        with connection.lock:
+            dropped = list(connection.ready)
+            connection.ready.clear()
+            connection.busy = False
+            eof = connection.eof
+        self.budget.release(dropped)
+        self.finish(connection, eof)
 
     def serve(self, connection: Connection) -> None:
         """Answer every ready request of a connection, in order, then give it back.
@@ -456,13 +460,7 @@ class ModelportWorker(Worker):  # type: ignore[misc]
                 self.jobs.put(connection)  # still busy: whichever thread takes it goes on
                 return
             if not keep:
-                with connection.lock:
-                    dropped = list(connection.ready)
-                    connection.ready.clear()
-                    connection.busy = False
-                    eof = connection.eof
-                self.budget.release(dropped)
-                self.finish(connection, eof)
+                self.abandon(connection)
                 return
         if eof:
             self.closing.put(connection)  # the main thread saw the end and stopped watching
