@@ -95,11 +95,13 @@ def _stage_package(package: str | os.PathLike[str] | Package, dest: Path) -> Man
         manifest = package.manifest
     else:
         # Building an image runs none of the package's code: any flavor opens. An archive is
-        # extracted straight into the context (no temporary copy).
+        # extracted straight into the context (no temporary copy), and the extraction already
+        # checked what landed there.
         with open_package(package, extract_into=dest) as opened:
-            if not opened.extracted:
-                _copy_package(opened.directory, opened.manifest, dest)
             manifest = opened.manifest
+            if opened.extracted:
+                return manifest
+            _copy_package(opened.directory, manifest, dest)
     # What lands in the context is what the image gets: check the copy, not only the source.
     problems = directory_problems(dest, manifest)
     if problems:
