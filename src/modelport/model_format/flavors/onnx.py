@@ -209,7 +209,8 @@ def _open(root: Path, manifest: Manifest, threads: int | None) -> OnnxRunner:
 def content_problems(manifest: Manifest, open_file: FileOpener) -> list[str]:
     """Every external-data location of the model must be a file of the package (:mod:`.onnx_refs`).
 
-    Checked by verify and again at load: no runtime sees a model that reads other files.
+    Checked by verify and by every load (:func:`~modelport.model_format.package.open_package`):
+    no runtime sees a model that reads other files.
     """
     model = str(manifest.flavor.settings["model"])
     with open_file(model) as (fh, size):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modelport.errors import CodeExecutionRefused, IntegrityError
+from modelport.errors import CodeExecutionRefused
 from modelport.model_format.flavors import FLAVORS, flavor_entry
 from modelport.model_format.flavors.base import (
     FileOpener,
@@ -21,21 +21,20 @@ def open_runner(
 ) -> ModelRunner:
     """Load the model of a verified package directory with its flavor's entry.
 
+    ``root`` must come from :func:`~modelport.model_format.package.open_package`, which has
+    checked its files' contents too (:func:`content_problems`: no runtime sees a model that
+    refers to something outside the package).
+
     ``threads`` sizes ONNX Runtime's intra-op pool (default: the CPUs this process may use); a
     server with several worker processes gives each a share.
 
     Raises:
         CodeExecutionRefused: the flavor runs carried code and ``allow_code`` is false.
-        IntegrityError: a file refers to something outside the package (checked here too, not
-            only by verify: no runtime sees such a model).
         PackageError: the flavor is unknown to this version of modelport.
     """
     entry = flavor_entry(manifest.flavor.name)
     if entry.runs_code and not allow_code:
         raise CodeExecutionRefused(f"a {entry.name!r} flavor package")
-    problems = entry.content_problems(manifest, directory_opener(root))
-    if problems:
-        raise IntegrityError(problems)
     return entry.open(root, manifest, threads)
 
 
