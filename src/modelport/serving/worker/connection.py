@@ -46,7 +46,6 @@ class Connection:
         "eof",
         "events",
         "fields",
-        "flushing",
         "head_bytes",
         "head_started",
         "in_head",
@@ -87,10 +86,9 @@ class Connection:
         self.reading = True
         #: the main thread wants to know when it can write (main thread only)
         self.writing = False
-        #: answer bytes the client has not taken yet, sent by the main thread as it can
+        #: answer bytes the client has not taken yet, sent by the main thread as it can; the
+        #: main thread is told (through ``unsent``) each time it stops being empty
         self.out = bytearray()
-        #: the main thread has been told that ``out`` holds bytes
-        self.flushing = False
         #: what the main thread does once ``out`` is sent: "finish" or "close"
         self.after_flush: str | None = None
         #: sending failed: the client is gone
@@ -292,19 +290,17 @@ class Connection:
         with self.lock:
             if self.broken:
                 raise ConnectionResetError("the client is gone")
-            if not self.out:
-                try:
-                    sent = self.sock.send(data)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                if sent == len(data):
-                    return
-                data = data[sent:]
-                self.write_progress = time.monotonic()
-            self.out += data
-            if self.flushing:
+            if self.out:
+                self.out += data  # the main thread, told already, sends it after the rest
                 return
-            self.flushing = True
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            if sent == len(data):
+                return
+            self.out += data[sent:]
+            self.write_progress = time.monotonic()
         worker = self.worker
         worker.unsent.put(self)
         worker.wake()
@@ -332,7 +328,6 @@ class Connection:
             if out:
                 return None
             self.writing = False
-            self.flushing = False
             action, self.after_flush = self.after_flush, None
             return action, self.busy
 
