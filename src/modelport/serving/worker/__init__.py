@@ -27,7 +27,7 @@ heartbeats) and replaces only the request loop:
 The modules, in the order they depend on each other (uvicorn's connection / request-cycle split):
 
 - :mod:`.request`: one parsed request (:class:`Request`), and a refusal the worker answers itself.
-- :mod:`.limits`: what a client may cost (the constants below), and the :class:`BufferBudget`.
+- :mod:`.limits`: what a client may cost (its constants), and the :class:`BufferBudget`.
 - :mod:`.connection`: one client (:class:`Connection`): its state, the httptools callbacks
   that parse into requests, and its send buffer.
 - :mod:`.cycle`: one request answered (:class:`RequestCycle`): the WSGI environ, the
@@ -36,32 +36,6 @@ The modules, in the order they depend on each other (uvicorn's connection / requ
   and evicting, deadlines, wake-ups, and the pool threads.
 """
 
-from modelport.serving.worker.limits import (
-    BODY_GRACE_S,
-    HEAD_TIMEOUT_S,
-    LINGER_S,
-    MAX_HEAD_BYTES,
-    MAX_PIPELINED,
-    MAX_UNSENT_BYTES,
-    MIN_BODY_RATE,
-    MIN_BUFFERED_BUDGET,
-    SEND_TIMEOUT_S,
-    SMALL_BODY_BYTES,
-    STOP_LINGER_S,
-)
 from modelport.serving.worker.loop import ModelportWorker
 
-__all__ = [
-    "BODY_GRACE_S",
-    "HEAD_TIMEOUT_S",
-    "LINGER_S",
-    "MAX_HEAD_BYTES",
-    "MAX_PIPELINED",
-    "MAX_UNSENT_BYTES",
-    "MIN_BODY_RATE",
-    "MIN_BUFFERED_BUDGET",
-    "SEND_TIMEOUT_S",
-    "SMALL_BODY_BYTES",
-    "STOP_LINGER_S",
-    "ModelportWorker",
-]
+__all__ = ["ModelportWorker"]
