@@ -200,6 +200,8 @@ class Endpoints:
         self.metrics = metrics
         self.signature = service.signature
         self.max_body = config.max_body_bytes
+        #: what a 413 says, whether this server's check or Flask's refused the body
+        self._too_large_message = f"the body is larger than {self.max_body} bytes"
         self._metrics_dir = metrics_dir
         flavor = service.manifest.flavor
         self._platform = "onnxruntime_onnx" if not flavor.runs_code else f"modelport_{flavor.name}"
@@ -244,7 +246,7 @@ class Endpoints:
         return b"".join(parts)
 
     def _too_large(self) -> BodyTooLarge:
-        return BodyTooLarge(f"the body is larger than {self.max_body} bytes")
+        return BodyTooLarge(self._too_large_message)
 
     def json_inputs(
         self, environ: Environ, to_inputs: Callable[[Any, Signature], Any]
@@ -435,7 +437,7 @@ class Endpoints:
             400: "bad request",
             404: "no such route",
             405: f"method {quote_name(method)} is not allowed here",
-            413: f"the body is larger than {self.max_body} bytes",
+            413: self._too_large_message,
         }
         headers: tuple[tuple[str, str], ...] = ()
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
