@@ -1,5 +1,6 @@
 """Helpers for tests that start processes: find them by command line, reap them, wait them out;
-wait for an event with a deadline (:func:`wait_for`); and what a fresh interpreter imports."""
+wait for an event with a deadline (:func:`wait_for`); what a fresh interpreter imports; and code
+run where every write past a few bytes fails (:func:`run_with_file_size_limit`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -101,3 +103,26 @@ def imports_after(code: str, modules: Iterable[str]) -> ImportCheck:
     last = result.stdout.rstrip("\n").rsplit("\n", 1)[-1]
     assert last.startswith("IMPORTED="), result.stdout[-2000:]
     return ImportCheck({m for m in last[len("IMPORTED=") :].split(",") if m}, result.stdout)
+
+
+def run_with_file_size_limit(
+    code: str, *, env: dict[str, str] | None = None, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter where every write past 64 bytes fails.
+
+    RLIMIT_FSIZE makes such writes fail with EFBIG, as a full disk fails with ENOSPC (SIGXFSZ is
+    ignored, so the write raises instead of killing the process).
+    """
+    script = (
+        "import resource, signal\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))\n" + textwrap.dedent(code)
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=check,
+    )

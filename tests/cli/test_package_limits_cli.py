@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
-import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +14,7 @@ import pytest
 from hostile_archives import END, TIB, entry, gnu_sparse_entry, gzip_parts
 from modelport.cli.main import main
 from modelport.model_format.manifest import MANIFEST_NAME
+from process_helpers import run_with_file_size_limit
 
 LIMIT_FLAGS = ("--max-expanded-mb", "--max-entries", "--max-manifest-mb", "--max-ratio")
 
@@ -141,23 +139,13 @@ def test_a_full_disk_while_extracting_exits_1_and_leaves_nothing(
 ) -> None:
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    # RLIMIT_FSIZE makes writes past 64 bytes fail with EFBIG, as a full disk fails with ENOSPC.
-    script = textwrap.dedent(
+    result = run_with_file_size_limit(
         f"""
-        import resource, signal, sys
+        import sys
         from modelport.cli.main import main
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))
         sys.exit(main(["predict", {str(package)!r}, "-i", {str(inputs)!r}]))
-        """
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
+        """,
         env={**os.environ, "TMPDIR": str(scratch)},
-        timeout=60,
-        check=False,
     )
     assert result.returncode == 1, result.stderr
     assert result.stderr.startswith(f"Error: disk full while extracting {package} into {scratch}/")

@@ -49,6 +49,7 @@ from modelport.errors import (
 from modelport.model_format.archive import archive_problems, extract_archive
 from modelport.model_format.limits import DEFAULT_LIMITS, ArchiveLimits
 from modelport.model_format.manifest import MANIFEST_NAME
+from process_helpers import run_with_file_size_limit
 
 #: Raised ratio and size limits: what is left to refuse a member is the check under test.
 NO_RATIO = ArchiveLimits(max_ratio=1e9, max_expanded_mb=1e9)
@@ -329,31 +330,21 @@ def test_no_writable_temporary_directory_is_an_environment_problem(
 def test_extracting_over_a_file_size_limit_is_an_environment_problem(
     pack_tiny: Callable[..., Any], tmp_path: Path
 ) -> None:
-    import subprocess
-    import sys
-    import textwrap
-
     pack_tiny("big.mport").close()
     dest = tmp_path / "dest"
     dest.mkdir()
-    # RLIMIT_FSIZE makes writes past 64 bytes fail with EFBIG, as a full disk fails with ENOSPC.
-    script = textwrap.dedent(
+    result = run_with_file_size_limit(
         f"""
-        import resource, signal
         from pathlib import Path
         from modelport.errors import EnvironmentProblem
         from modelport.model_format.archive import extract_archive
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))
         try:
             extract_archive(Path({str(tmp_path / "big.mport")!r}), Path({str(dest)!r}))
         except EnvironmentProblem as exc:
             print(exc)
             print(exc.hint)
-        """
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+        """,
+        check=True,
     )
     message, hint = result.stdout.splitlines()
     assert message == (
