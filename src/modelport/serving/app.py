@@ -42,6 +42,7 @@ from modelport.errors import (
     ModelNotFound,
     ModelportError,
     NotAcceptable,
+    Overloaded,
     UnsupportedMediaType,
     quote_name,
     quote_names,
@@ -64,16 +65,19 @@ OCTET = "application/octet-stream"
 CSV_TYPE = "text/csv; charset=utf-8"
 TEXT_TYPE = "text/plain; charset=utf-8"
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
-#: The metrics' error type of an answer werkzeug raises (no route, wrong method, ...).
+#: The metrics' error type of an answer werkzeug raises (no route, wrong method, ...): the one
+#: modelport's error class of that status carries.
 _HTTP_ERROR_TYPES = {
-    400: "bad_input",
-    404: "not_found",
-    405: "method_not_allowed",
-    406: "not_acceptable",
-    413: "too_large",
-    415: "unsupported_media_type",
-    503: "overloaded",
-}
+    kind.http_status: kind.error_type
+    for kind in (
+        InputError,
+        ModelNotFound,
+        NotAcceptable,
+        BodyTooLarge,
+        UnsupportedMediaType,
+        Overloaded,
+    )
+} | {405: "method_not_allowed"}
 _JSON_TYPES = frozenset({"", JSON, "text/json"})
 
 #: The WSGI environ (PEP 3333: a dict).
