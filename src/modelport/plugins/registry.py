@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import difflib
 import importlib.machinery
-import importlib.metadata
 import importlib.util
 import sys
 from collections.abc import Iterable, Sequence
@@ -39,6 +38,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from modelport.errors import PluginError
 
 if TYPE_CHECKING:
+    import importlib.metadata
+
     from modelport.deployers.base import Deployer
 
 GROUP = "modelport.deployers.v1"
@@ -104,6 +105,10 @@ def parse_target(spec: str) -> tuple[str, str | None]:
 
 
 def _entry_points() -> list[importlib.metadata.EntryPoint]:
+    # Imported here, not at the top: ``import modelport.deployers`` (every plugin, the serving
+    # image's entrypoint) imports this module, and importlib.metadata costs more than the rest.
+    import importlib.metadata
+
     return list(importlib.metadata.entry_points(group=GROUP))
 
 
