@@ -289,9 +289,11 @@ def load_target(name: str) -> type[Deployer[Any]]:
     if name in _registered:
         return _registered[name]
     eps = _entry_points()
-    info = get_info(name, discover(eps))
-    ep = next(e for e in eps if e.name == name)
-    return _load(ep, info)
+    # Inspect only the entry points that claim ``name`` (two make it broken); every target is
+    # inspected only when none does, for the "did you mean" hint.
+    claims = [e for e in eps if e.name == name]
+    info = get_info(name, discover(claims or eps))
+    return _load(claims[0], info)
 
 
 class BrokenTargetError(PluginError):
