@@ -14,7 +14,6 @@ from typing import Any
 
 import click
 
-from modelport.cli._io import emit_json, printed_json
 from modelport.errors import EXIT_ERROR, EXIT_USAGE, ModelportError
 
 # name -> ("module:attribute", one-line help shown by --help without importing the module).
@@ -83,6 +82,14 @@ def cli(debug: bool) -> None:
     """Package a trained model once; verify, predict, serve or deploy it anywhere."""
 
 
+def _print_json_error(error: dict[str, Any]) -> None:
+    """``--json``: print the error on stdout, unless the command already printed its result."""
+    from modelport.cli._io import emit_json, printed_json
+
+    if not printed_json():
+        emit_json({"error": error})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and turn every error into an exit code; the single exit-code boundary.
 
@@ -93,7 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("MODELPORT_DEBUG") == "1"
     as_json = "--json" in args
-    printed_json(reset=True)
+    if as_json:  # _io is imported only here: 'modelport --help' stays as cheap as it can be
+        from modelport.cli._io import printed_json
+
+        printed_json(reset=True)
     try:
         cli.main(args=args, prog_name="modelport", standalone_mode=False)
     except click.exceptions.Exit as exc:  # --help, --version
@@ -108,8 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         click.echo(exc.render(), err=True)
-        if as_json and not printed_json():
-            emit_json({"error": exc.to_dict()})
+        if as_json:
+            _print_json_error(exc.to_dict())
         return exc.exit_code
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
@@ -119,9 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         hint = "This is a bug in modelport or a plugin; run again with --debug for the traceback."
         click.echo(f"Error: unexpected {type(exc).__name__}: {exc}\n{hint}", err=True)
-        if as_json and not printed_json():
+        if as_json:
             error = {"type": type(exc).__name__, "message": str(exc), "hint": hint}
-            emit_json({"error": {**error, "reference": None, "exit_code": EXIT_ERROR}})
+            _print_json_error({**error, "reference": None, "exit_code": EXIT_ERROR})
         return EXIT_ERROR
     return 0
 
