@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelport.deployers import Deployer, Deployment, DeploymentStatus, utcnow
 from modelport.deployers.kit.rollout import Step
+from modelport.deployers.kit.state import default_home
 from modelport.errors import DeploymentError, DeploymentExists, DeploymentNotFound
 
 if TYPE_CHECKING:
@@ -38,8 +39,7 @@ RECORD = "deployment.json"
 
 
 def _default_root() -> Path:
-    home = os.environ.get("MODELPORT_HOME") or Path.home() / ".modelport"
-    return Path(home).expanduser() / "deployments" / "echo"
+    return default_home() / "deployments" / "echo"
 
 
 @dataclass(frozen=True)
