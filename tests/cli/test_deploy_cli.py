@@ -373,7 +373,7 @@ def test_deployment_errors_exit_1(
     code, _, err = run(
         capsys, "deployments", "predict", "-t", "local", "-n", "strict", "-i", str(body)
     )
-    assert code == 1 and "input is not valid JSON" in err
+    assert code == 1 and "malformed JSON body" in err
     body.write_text("[1, 2]")
     code, _, err = run(
         capsys, "deployments", "predict", "-t", "local", "-n", "strict", "-i", str(body)

@@ -18,6 +18,7 @@ from serving_support import Server, post_json, request, start_server
 from test_app import ROW, error_of, make_app, post
 
 from modelport.errors import InputError, quote_name
+from modelport.model_format import jsontext
 from modelport.serving import codec
 from modelport.serving.config import ServeConfig
 
@@ -97,17 +98,17 @@ def test_the_check_on_the_bytes_is_exact_for_strings_escapes_and_empties() -> No
         for text in (json.dumps(value), json.dumps(value, ensure_ascii=False, indent=1)):
             body = text.encode()
             depth, values = _depth(value), _counted_values(value)
-            codec.check_json_size(body, max_depth=depth, max_values=values)
+            jsontext.check_json_size(body, max_depth=depth, max_values=values)
             if depth:
                 with pytest.raises(InputError, match=f"deeper than {depth - 1} levels"):
-                    codec.check_json_size(body, max_depth=depth - 1, max_values=values)
+                    jsontext.check_json_size(body, max_depth=depth - 1, max_values=values)
             with pytest.raises(InputError, match=f"more than {values - 1} values"):
-                codec.check_json_size(body, max_depth=depth, max_values=values - 1)
+                jsontext.check_json_size(body, max_depth=depth, max_values=values - 1)
 
 
 def test_brackets_inside_strings_are_not_nesting() -> None:
     deep_text = json.dumps({"inputs": "[" * 500 + "{" * 500, "x": '\\"[[[[' * 100}).encode()
-    codec.check_json_size(deep_text, max_depth=1, max_values=3)
+    jsontext.check_json_size(deep_text, max_depth=1, max_values=3)
 
 
 # --- deep nesting and too many values ----------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from modelport.errors import InputError, UsageError
+from modelport.errors import UsageError
 
 #: Whether this run printed a JSON result (then a failure does not print a second document).
 _printed: set[str] = set()
@@ -34,18 +34,25 @@ def read_json_input(path: Path) -> Any:
 
     Raises:
         UsageError: the file cannot be read (exit 2).
-        InputError: it is not JSON (exit 1); the message gives the position, not the text.
+        InputError: it is not JSON (exit 1); the message gives the position, not the text
+            (:func:`modelport.model_format.jsontext.loads`, as the server).
     """
+    from modelport.model_format import jsontext
+
     try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text("utf-8")
+        data = _read_stdin() if str(path) == "-" else path.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"input file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise UsageError(f"cannot read input {path}: {exc}") from None
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise InputError(f"input is not valid JSON: {exc}") from None
+    # The server's reader: the CLI and every route accept exactly the same bodies.
+    return jsontext.loads(data)
+
+
+def _read_stdin() -> bytes:
+    # A text stream without a binary one underneath (a test's StringIO) gives text.
+    stream = getattr(sys.stdin, "buffer", None)
+    return stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
 
 
 def write_output(text: str, path: Path | None) -> None:

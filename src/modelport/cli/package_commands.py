@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -289,6 +288,7 @@ def predict(
 ) -> None:
     """Predict with PACKAGE in-process and print {"predictions": ...} as JSON."""
     from modelport.cli._io import read_json_input, write_output
+    from modelport.model_format import jsontext
     from modelport.model_format.package import load
     from modelport.model_format.payload import format_predictions, parse_payload
 
@@ -297,4 +297,6 @@ def predict(
     limits = _limits(limit_values)
     with load(package, allow_code=allow_code, expected_digest=expected, limits=limits) as loaded:
         outputs = loaded.predict(parse_payload(body, loaded.signature))
-    write_output(json.dumps(format_predictions(outputs), allow_nan=True), output_path)
+    # The server's writer: the same numbers (float32 shortest, NaN as NaN) as an answer over HTTP.
+    answer = jsontext.dumps(format_predictions(outputs), allow_nan=not jsontext.finite(outputs))
+    write_output(answer.decode(), output_path)

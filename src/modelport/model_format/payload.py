@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import InputError, quote_name, quote_names
+from modelport.model_format.jsontext import plain
 from modelport.model_format.signature import Signature
 
 PAYLOAD_KEYS = ("inputs", "instances", "dataframe_split", "dataframe_records")
@@ -138,14 +139,8 @@ def _is_column(signature: Signature) -> bool:
 
 
 def to_jsonable(array: np.ndarray) -> Any:
-    """Convert an output array to plain JSON values (strings stay strings)."""
-    if array.dtype.kind in ("U", "S", "O"):
-        return np.vectorize(_text, otypes=[object])(array).tolist() if array.size else []
-    return array.tolist()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    """Convert an output array to plain JSON values (see :func:`jsontext.plain`)."""
+    return plain(array)
 
 
 def format_predictions(

@@ -3,6 +3,7 @@
 | routes | protocol |
 |---|---|
 | ``GET /ping``, ``POST /invocations`` | SageMaker (and MLflow's scoring formats, CSV) |
+| ``GET /health``, ``GET /version`` | MLflow's scoring server (health as ``/ping``; version text) |
 | ``/v2/...`` | Open Inference Protocol (KServe V2), JSON and binary tensor data |
 | ``$AIP_HEALTH_ROUTE``, ``$AIP_PREDICT_ROUTE`` | Vertex AI |
 | ``GET /``, ``POST /score`` | Azure ML |
@@ -13,9 +14,10 @@ and returning an :class:`Answer`; :data:`ROUTES` says which route each serves. F
 request but ``POST /invocations``, which the application calls directly: Flask's per-request
 machinery costs as much CPU as the prediction on SageMaker's and MLflow's hottest route.
 
-Errors are always ``{"error": "<message>"}`` (the V2 error shape) with the status the error's
-class carries (:mod:`modelport.errors`); the message never contains a traceback or anything from
-the request's data.
+Errors come in the shape of the route's protocol (each :class:`Route` says which; the shapes
+are :func:`modelport.serving.answers.error_body`'s), with the status the error's class carries
+(:mod:`modelport.errors`); the message never contains a traceback or anything from the request's
+data.
 """
 
 from __future__ import annotations
@@ -47,10 +49,11 @@ from modelport.errors import (
     quote_name,
     quote_names,
 )
+from modelport.model_format import jsontext
 from modelport.model_format.payload import IGNORED_KEYS, instances_to_inputs, parse_payload
 from modelport.model_format.signature import JsonBooleans, Signature
 from modelport.serving import codec
-from modelport.serving.answers import error_body, wsgi_status
+from modelport.serving.answers import ENDPOINTS_EXTENSION, Protocol, error_body, wsgi_status
 from modelport.serving.config import ServeConfig
 from modelport.serving.metrics import UNMATCHED_ROUTE, Layout, WorkerMetrics, render
 from modelport.serving.openapi import document
@@ -79,6 +82,9 @@ _HTTP_ERROR_TYPES = {
     )
 } | {405: "method_not_allowed"}
 _JSON_TYPES = frozenset({"", JSON, "text/json"})
+_VERSION_TEXT = __version__.encode()
+#: Short names for the route table below.
+MLFLOW, V2, VERTEX, AZURE = Protocol.MLFLOW, Protocol.V2, Protocol.VERTEX, Protocol.AZURE
 
 #: The WSGI environ (PEP 3333: a dict).
 Environ = dict[str, Any]
@@ -142,7 +148,12 @@ def _check_parameters(body: Any) -> Any:
 
 
 def _json(value: Any) -> Answer:
-    return Answer(codec.dumps(value))
+    return Answer(jsontext.dumps(value))
+
+
+def _predictions(value: Any, outputs: Mapping[str, np.ndarray]) -> Answer:
+    """A JSON answer holding ``outputs``: non-finite floats as NaN/Infinity tokens, as the CLI."""
+    return Answer(jsontext.dumps(value, allow_nan=not jsontext.finite(outputs)))
 
 
 def azure_inputs(body: Any, signature: Signature) -> Any:
@@ -206,10 +217,12 @@ class Endpoints:
         self.max_body = config.max_body_bytes
         #: what a 413 says, whether this server's check or Flask's refused the body
         self._too_large_message = f"the body is larger than {self.max_body} bytes"
+        #: the protocol of each route without variables (Vertex AI's included), for errors
+        self._protocols = {r.rule: r.protocol for r in routes(config) if "<" not in r.rule}
         self._metrics_dir = metrics_dir
         flavor = service.manifest.flavor
         self._platform = "onnxruntime_onnx" if not flavor.runs_code else f"modelport_{flavor.name}"
-        self._openapi = codec.dumps(
+        self._openapi = jsontext.dumps(
             document(
                 name=service.name,
                 version=service.version,
@@ -257,7 +270,7 @@ class Endpoints:
     ) -> tuple[Any, JsonBooleans]:
         """Read a JSON body into inputs with ``to_inputs(body, signature)`` (for ``predict``)."""
         raw = self.read_body(environ)
-        inputs = to_inputs(_check_parameters(codec.loads(raw)), self.signature)
+        inputs = to_inputs(_check_parameters(jsontext.loads(raw)), self.signature)
         return inputs, JsonBooleans.in_text(raw)
 
     def _csv_inputs(self, environ: Environ) -> tuple[Any, JsonBooleans]:
@@ -278,9 +291,13 @@ class Endpoints:
     # --- SageMaker and MLflow -------------------------------------------------------------------
 
     def ping(self, environ: Environ) -> Answer:
-        """``GET /ping`` (and Vertex AI's health route): 200 once the model is ready."""
+        """``GET /ping``, ``GET /health`` and Vertex AI's health route: 200 once ready."""
         self.service.check_ready()
         return Answer(b"", TEXT_TYPE)
+
+    def version(self, environ: Environ) -> Answer:
+        """``GET /version``: modelport's version as text, as MLflow's server answers its own."""
+        return Answer(_VERSION_TEXT, TEXT_TYPE)
 
     def invocations(self, environ: Environ) -> Answer:
         """``POST /invocations``: any MLflow scoring format or CSV in, JSON or CSV out."""
@@ -300,7 +317,7 @@ class Endpoints:
             raise UnsupportedMediaType("Content-Type must be application/json or text/csv")
         if as_csv:
             return Answer(codec.format_csv(outputs), CSV_TYPE)
-        return Answer(codec.dumps(codec.predictions(outputs)))
+        return _predictions(codec.predictions(outputs), outputs)
 
     # --- Azure ML -------------------------------------------------------------------------------
 
@@ -312,7 +329,7 @@ class Endpoints:
         """``POST /score``: Azure ML's ``input_data`` or any MLflow format."""
         _require_json(environ)
         outputs = self.service.predict(lambda: self.json_inputs(environ, azure_inputs))
-        return Answer(codec.dumps(codec.predictions(outputs)))
+        return _predictions(codec.predictions(outputs), outputs)
 
     # --- Vertex AI ------------------------------------------------------------------------------
 
@@ -320,7 +337,7 @@ class Endpoints:
         """Vertex AI's predict route: ``instances`` in, one prediction per row out."""
         _require_json(environ)
         outputs = self.service.predict(lambda: self.json_inputs(environ, vertex_inputs))
-        return _json({"predictions": codec.row_predictions(outputs)})
+        return _predictions({"predictions": codec.row_predictions(outputs)}, outputs)
 
     # --- Open Inference Protocol (KServe V2) ----------------------------------------------------
 
@@ -413,16 +430,27 @@ class Endpoints:
 
     # --- errors ---------------------------------------------------------------------------------
 
+    def protocol_of(self, path: str) -> Protocol:
+        """The protocol of the route serving ``path``, which decides its errors' shape.
+
+        A path no route serves is :attr:`Protocol.PLAIN`, except under ``/v2/`` (V2's).
+        """
+        protocol = self._protocols.get(path)
+        if protocol is not None:
+            return protocol
+        return Protocol.V2 if path.startswith("/v2/") else Protocol.PLAIN
+
     def error(self, exc: BaseException, method: str, path: str) -> Answer:
         """The answer to what a view (or Flask's routing) raised, counted in the metrics.
 
-        The status, metric type and message come from the error's class. A failure on the
-        server's side is logged with its cause here and answered with a fixed message, since a
-        cause may quote the request's data; client errors are not logged, so a flood of them
-        costs the log nothing.
+        The status, metric type and message come from the error's class; the body's shape is
+        the protocol of ``path``'s route. A failure on the server's side is logged with its
+        cause here and answered with a fixed message, since a cause may quote the request's
+        data; client errors are not logged, so a flood of them costs the log nothing.
         """
+        protocol = self.protocol_of(path)
         if isinstance(exc, HTTPException):
-            return self._http_error(exc, method)
+            return self._http_error(exc, method, protocol)
         known = isinstance(exc, ModelportError)
         kind = type(exc) if isinstance(exc, ModelportError) else ModelportError
         message = kind.http_message
@@ -433,9 +461,9 @@ class Endpoints:
             cause = exc if known else "unexpected error"
             log.error("%.16s %.200s: %s", method, path, cause, exc_info=exc)
         self.metrics.count_error(kind.error_type)
-        return Answer(error_body(message), status=kind.http_status)
+        return Answer(error_body(protocol, kind.http_status, message), status=kind.http_status)
 
-    def _http_error(self, exc: HTTPException, method: str) -> Answer:
+    def _http_error(self, exc: HTTPException, method: str, protocol: Protocol) -> Answer:
         status = exc.code or 500
         messages = {
             400: "bad request",
@@ -447,7 +475,7 @@ class Endpoints:
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             headers = (("Allow", ", ".join(exc.valid_methods)),)
         self.metrics.count_error(_HTTP_ERROR_TYPES.get(status, "internal"))
-        body = error_body(messages.get(status, exc.name.lower()))
+        body = error_body(protocol, status, messages.get(status, exc.name.lower()))
         return Answer(body, status=status, headers=headers)
 
 
@@ -457,12 +485,14 @@ class Route:
 
     ``name`` is Flask's endpoint name where a view serves more than one rule (Flask needs one
     name per rule); a rule with ``/versions/`` is named after its view with ``_v``.
+    ``protocol`` is the protocol the route speaks: the shape of its error answers.
     """
 
     rule: str
     view: str
     methods: tuple[str, ...]
     name: str = ""
+    protocol: Protocol = Protocol.PLAIN
 
     @property
     def endpoint(self) -> str:
@@ -474,19 +504,31 @@ class Route:
 
 #: Every built-in route. Vertex AI's routes come from the config (:func:`routes`).
 ROUTES: tuple[Route, ...] = (
-    Route("/ping", "ping", ("GET",)),
-    Route("/invocations", "invocations", ("POST",)),
-    Route("/", "live", ("GET",)),
-    Route("/score", "score", ("POST",)),
-    Route("/v2", "v2_server", ("GET",)),
-    Route("/v2/health/live", "v2_live", ("GET",)),
-    Route("/v2/health/ready", "v2_ready", ("GET",)),
-    Route("/v2/models/<model_name>", "v2_model", ("GET",)),
-    Route("/v2/models/<model_name>/ready", "v2_model_ready", ("GET",)),
-    Route("/v2/models/<model_name>/infer", "v2_infer", ("POST",)),
-    Route("/v2/models/<model_name>/versions/<model_version>", "v2_model", ("GET",)),
-    Route("/v2/models/<model_name>/versions/<model_version>/ready", "v2_model_ready", ("GET",)),
-    Route("/v2/models/<model_name>/versions/<model_version>/infer", "v2_infer", ("POST",)),
+    Route("/ping", "ping", ("GET",), protocol=MLFLOW),
+    Route("/health", "ping", ("GET",), "health", MLFLOW),
+    Route("/version", "version", ("GET",), protocol=MLFLOW),
+    Route("/invocations", "invocations", ("POST",), protocol=MLFLOW),
+    Route("/", "live", ("GET",), protocol=AZURE),
+    Route("/score", "score", ("POST",), protocol=AZURE),
+    Route("/v2", "v2_server", ("GET",), protocol=V2),
+    Route("/v2/health/live", "v2_live", ("GET",), protocol=V2),
+    Route("/v2/health/ready", "v2_ready", ("GET",), protocol=V2),
+    Route("/v2/models/<model_name>", "v2_model", ("GET",), protocol=V2),
+    Route("/v2/models/<model_name>/ready", "v2_model_ready", ("GET",), protocol=V2),
+    Route("/v2/models/<model_name>/infer", "v2_infer", ("POST",), protocol=V2),
+    Route("/v2/models/<model_name>/versions/<model_version>", "v2_model", ("GET",), protocol=V2),
+    Route(
+        "/v2/models/<model_name>/versions/<model_version>/ready",
+        "v2_model_ready",
+        ("GET",),
+        protocol=V2,
+    ),
+    Route(
+        "/v2/models/<model_name>/versions/<model_version>/infer",
+        "v2_infer",
+        ("POST",),
+        protocol=V2,
+    ),
     Route("/metrics", "metrics_text", ("GET",)),
     Route("/openapi.json", "openapi", ("GET",)),
 )
@@ -497,9 +539,9 @@ DIRECT_VIEWS = frozenset({"invocations"})
 def _vertex_routes(config: ServeConfig) -> list[Route]:
     routes: list[Route] = []
     if config.health_route:
-        routes.append(Route(config.health_route, "ping", ("GET",), "vertex_health"))
+        routes.append(Route(config.health_route, "ping", ("GET",), "vertex_health", VERTEX))
     if config.predict_route:
-        routes.append(Route(config.predict_route, "vertex_predict", ("POST",)))
+        routes.append(Route(config.predict_route, "vertex_predict", ("POST",), protocol=VERTEX))
     return routes
 
 
@@ -555,7 +597,7 @@ def create_app(
     app = Flask("modelport.serving")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.extensions.update(
-        {"modelport": service, "modelport.metrics": metrics, "modelport.endpoints": endpoints}
+        {"modelport": service, "modelport.metrics": metrics, ENDPOINTS_EXTENSION: endpoints}
     )
     direct: dict[str, Callable[[Environ], Answer]] = {}
     for route in routes(config):

@@ -3,7 +3,8 @@
 - CSV in (a header row, then rows) and out, for SageMaker's ``text/csv``.
 - Open Inference Protocol (KServe V2) tensors, in JSON and with the binary tensor data extension
   that Triton's clients use by default.
-- Fast JSON answers: numeric output arrays go to orjson as they are, without ``tolist()``.
+- Fast JSON answers: numeric output arrays go to orjson as they are, without ``tolist()``
+  (:mod:`modelport.model_format.jsontext` reads and writes JSON for the server and the CLI).
 
 Every decoded payload still goes through ``Signature.enforce``; messages name inputs, never data.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import struct
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import orjson
 
 from modelport.errors import InputError, quote_name
+from modelport.model_format.jsontext import dumps, finite, loads
 from modelport.model_format.payload import format_predictions, table_to_inputs, to_jsonable
 from modelport.model_format.signature import (
     DTYPES,
@@ -34,115 +34,7 @@ from modelport.model_format.signature import (
     json_value_loss,
 )
 
-JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
-
 # --- JSON ---------------------------------------------------------------------------------------
-
-
-# orjson reads an integer literal beyond 64 bits as the nearest float. Every such float is out of
-# range for every integer dtype (so enforcement refuses it) except one: literals just below -2**63
-# round to exactly -2**63. Those all start with these digits; a body holding them (rare) is read
-# by the standard library, which keeps integers exact.
-_INT64_EDGE = b"922337203685477"
-
-
-#: The deepest a JSON body may nest arrays and objects: a tensor of numpy's 64 dimensions fits
-#: only without its protocol's wrapping, and no recursive walk of the decoded body comes near
-#: Python's recursion limit.
-MAX_JSON_DEPTH = 64
-#: The most values a JSON body may hold (each number, string, true/false/null, array and
-#: object; an empty array or object counts twice). Decoded, a value costs at most ~100 bytes
-#: (an empty list with its slot), so this bounds what one body costs a worker's memory.
-MAX_JSON_VALUES = 2_000_000
-
-#: Every byte but the ones that give a JSON text its structure: quotes, brackets, commas.
-_NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b'"[]{},')))
-_AS_SQUARE = bytes.maketrans(b"{}", b"[]")
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _structure(body: bytes) -> bytes:
-    """The body's brackets and commas outside strings, in order (C-speed byte operations)."""
-    if b"\\" in body:
-        # Escaped backslashes first, left to right as JSON pairs them; then what is left of an
-        # escaped quote is no string's end.
-        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
-    # Between the 2k-th and the next quote is a string's inside.
-    return b"".join(body.translate(None, _NOT_STRUCTURE).split(b'"')[::2])
-
-
-def check_json_size(
-    body: bytes, max_depth: int = MAX_JSON_DEPTH, max_values: int = MAX_JSON_VALUES
-) -> None:
-    """Refuse a JSON body that nests too deep or holds too many values, before decoding it.
-
-    Decoded JSON costs far more memory than its text (an empty list is 56 bytes for ``[],``) and
-    deep nesting breaks recursive walks, so both are bounded on the raw bytes. Small bodies pass
-    on two byte counts (a body holds no more values than bytes, and nests no deeper than it has
-    brackets); larger ones get one string-aware scan of C-speed byte operations.
-
-    Raises:
-        InputError: naming the limit that was passed.
-    """
-    if len(body) <= max_values and body.count(b"[") + body.count(b"{") <= max_depth:
-        return
-    structure = _structure(body)
-    # Arrays and objects nest alike: every bracket becomes [ or ].
-    brackets = structure.translate(_AS_SQUARE, b",")
-    opens = brackets.count(b"[")
-    # Each value but the body itself is an element of an array or object: at most one more than
-    # the commas inside it.
-    if 1 + opens + len(structure) - len(brackets) > max_values:
-        raise InputError(f"the JSON body has more than {max_values} values (the limit)")
-    if opens <= max_depth:
-        return
-    # Each round takes away the innermost pairs; what is left after max_depth rounds nests deeper.
-    for _ in range(max_depth):
-        shorter = brackets.replace(b"[]", b"")
-        if len(shorter) == len(brackets):
-            return
-        brackets = shorter
-    if b"[]" in brackets:
-        raise InputError(f"the JSON body nests deeper than {max_depth} levels (the limit)")
-
-
-def loads(body: bytes) -> Any:
-    """Decode a JSON body, after :func:`check_json_size`.
-
-    A body that may hold an integer literal just below int64's range is read by the standard
-    library, so the signature's range checks see the exact value (see ``_INT64_EDGE``).
-
-    Raises:
-        InputError: the body is not valid JSON (the message gives the position, not the text),
-            or it is too deep or too large (:func:`check_json_size`).
-    """
-    if not body:
-        raise InputError("the request body is empty; expected JSON")
-    check_json_size(body)
-    try:
-        if _INT64_EDGE not in body:
-            return orjson.loads(body)
-        value = json.loads(body, parse_constant=_no_constants)
-    except json.JSONDecodeError as exc:  # orjson's error derives from it
-        raise InputError(f"malformed JSON body (line {exc.lineno}, column {exc.colno})") from None
-    except (ValueError, RecursionError):
-        raise InputError("malformed JSON body") from None
-    if b"\\u" in body:
-        # The standard library lets a lone surrogate escape through (orjson refuses it); no
-        # answer or message could be encoded with it.
-        try:
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise InputError("malformed JSON body (a string holds a lone surrogate)") from None
-    return value
-
-
-def dumps(value: Any) -> bytes:
-    """Encode an answer; numpy arrays and scalars are written natively."""
-    return orjson.dumps(value, option=JSON_OPTIONS)
 
 
 def jsonable(array: np.ndarray) -> Any:
@@ -599,7 +491,7 @@ def format_v2(
     if request.id is not None:
         answer["id"] = request.id
     answer["outputs"] = entries
-    head = dumps(answer)
+    head = dumps(answer, allow_nan=not finite(outputs))
     if not blobs:
         return head, None
     return head + b"".join(blobs), len(head)
