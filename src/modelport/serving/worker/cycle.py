@@ -3,7 +3,8 @@
 It builds the WSGI environment (PEP 3333), runs the application with a ``start_response``,
 and turns what it returned into the bytes of the answer (status line, headers with Date and
 Connection, body), which go out through the connection's send buffer. Requests the worker
-refuses itself are answered here too, with :mod:`modelport.serving.answers`.
+refuses itself are answered here too, with :mod:`modelport.serving.answers`, in the error shape
+of the protocol the request's path speaks (the application says which).
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
-from modelport.serving.answers import error_body, error_headers, status_line
+from modelport.serving.answers import (
+    Protocol,
+    error_body,
+    error_headers,
+    protocol_finder,
+    status_line,
+)
 from modelport.serving.worker.request import Refused, Request
 
 if TYPE_CHECKING:
@@ -41,6 +48,8 @@ class RequestCycle:
     def __init__(self, worker: ModelportWorker) -> None:
         self.worker = worker
         self.wsgi: Callable[..., Any] = worker.wsgi
+        #: the protocol of a path (the shape of the worker's own error answers)
+        self.protocol_of = protocol_finder(worker.wsgi)
         self.log = worker.log
         self.release = worker.budget.release
         #: the worker keeps connections alive at all (gunicorn's ``keepalive`` > 0)
@@ -66,7 +75,7 @@ class RequestCycle:
         if request.refused is not None:
             code = request.refused.status
             status = status_line(code)
-            body = error_body(request.refused.message)
+            body = error_body(self.refusal_protocol(request), code, request.refused.message)
             headers = error_headers(code, body)
             keep = False
         if request.reserved:
@@ -78,6 +87,13 @@ class RequestCycle:
         head = self.head(status, headers, keep)
         connection.send(head if no_body else head + body)
         return keep
+
+    def refusal_protocol(self, request: Request) -> Protocol:
+        """The protocol of a refused request's path; PLAIN when none was read (or garbage)."""
+        target = request.target
+        if target[:1] != b"/" and b"://" not in target:
+            return Protocol.PLAIN
+        return self.protocol_of(split_target(target)[0].decode("latin-1"))
 
     def call_application(
         self, connection: Connection, request: Request
@@ -140,17 +156,7 @@ class RequestCycle:
 
     def environ(self, connection: Connection, request: Request) -> dict[str, Any]:
         """The WSGI environment of a request (PEP 3333)."""
-        target = request.target
-        if target[:1] != b"/" and target != b"*":
-            # absolute-form ("http://host/path"): keep the path only
-            try:
-                target = b"/" + target.split(b"://", 1)[1].split(b"/", 1)[1]
-            except IndexError:
-                target = b"/"
-        path, _, query = target.partition(b"?")
-        path = path.partition(b"#")[0]
-        if b"%" in path:
-            path = unquote_to_bytes(path)
+        path, query = split_target(request.target)
         server = connection.server
         client = connection.client
         environ: dict[str, Any] = {
@@ -186,6 +192,23 @@ class RequestCycle:
             elif key != "CONTENT_LENGTH":
                 environ[key] = text
         return environ
+
+
+def split_target(target: bytes) -> tuple[bytes, bytes]:
+    """A request target's path (percent-decoded) and query, as WSGI's PATH_INFO and QUERY_STRING.
+
+    The absolute form (``http://host/path``) keeps its path only; a fragment is dropped.
+    """
+    if target[:1] != b"/" and target != b"*":
+        try:
+            target = b"/" + target.split(b"://", 1)[1].split(b"/", 1)[1]
+        except IndexError:
+            target = b"/"
+    path, _, query = target.partition(b"?")
+    path = path.partition(b"#")[0]
+    if b"%" in path:
+        path = unquote_to_bytes(path)
+    return path, query
 
 
 def _cgi_name(name: bytes) -> str:
