@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from modelport.errors import InputError
-from modelport.model_format.payload import format_predictions, parse_payload, to_jsonable
+from modelport.model_format.payload import (
+    Payload,
+    answer_outputs,
+    format_predictions,
+    parse_payload,
+    python_inputs,
+    read_payload,
+    to_jsonable,
+)
 from modelport.model_format.signature import Signature, TensorSpec
 
 SINGLE = Signature((TensorSpec("x", "float32", (-1, 3)),), (TensorSpec("y", "float32", (-1,)),))
@@ -53,7 +61,6 @@ def test_params_and_parameters_are_ignored() -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        [1, 2, 3],
         "inputs",
         None,
         {},
@@ -134,10 +141,11 @@ def test_dataframe_split_for_several_inputs_goes_column_by_column() -> None:
         }
     }
     out = parse_payload(body, MULTI)
-    # 2-D inputs get one value per row; the 1-D input gets the plain column.
-    assert out == {"age": [[30.5], [41.0]], "color": [["red"], ["blue"]], "visits": [2, 0]}
+    # Each input gets its column; enforcement shapes a [-1, 1] input's column.
+    assert out == {"age": [30.5, 41.0], "color": ["red", "blue"], "visits": [2, 0]}
     arrays = MULTI.enforce(out)
     assert arrays["age"].shape == (2, 1)
+    assert arrays["color"].tolist() == [["red"], ["blue"]]
     assert arrays["visits"].dtype == np.int64
 
 
@@ -171,7 +179,7 @@ def test_dataframe_records_for_several_inputs_by_column_name() -> None:
         ]
     }
     out = parse_payload(body, MULTI)
-    assert out == {"age": [[30.5], [41.0]], "color": [["red"], ["blue"]], "visits": [2, 0]}
+    assert out == {"age": [30.5, 41.0], "color": ["red", "blue"], "visits": [2, 0]}
 
 
 def test_dataframe_records_missing_a_column_in_some_row() -> None:
@@ -254,3 +262,105 @@ def test_formatted_predictions_are_plain_json() -> None:
     assert json.loads(json.dumps(out)) == {
         "predictions": {"a": [1, 2], "b": [True, False], "c": [0.5]}
     }
+
+
+# --- bare arrays, ignored columns, requested outputs, the Python API ----------------------------
+
+
+def test_a_bare_array_is_the_tensor_of_a_single_input() -> None:
+    assert read_payload([[1, 2, 3]], SINGLE) == Payload({"x": [[1, 2, 3]]})
+
+
+def test_a_bare_array_of_objects_is_rows_for_named_inputs() -> None:
+    rows = [{"age": 30.5, "color": "red", "visits": 2}, {"age": 1, "color": "b", "visits": 0}]
+    out = read_payload(rows, MULTI).inputs
+    arrays = MULTI.enforce(out)
+    assert arrays["age"].tolist() == [[30.5], [1.0]]
+    assert arrays["visits"].tolist() == [2, 0]
+
+
+def test_a_bare_array_of_values_for_named_inputs_says_rows_must_be_objects() -> None:
+    assert "object of input name" in parse_error([[1.0, "red", 3]], MULTI)
+
+
+def test_one_value_per_column_in_every_form_is_the_same_batch() -> None:
+    forms: list[Any] = [
+        {"instances": [{"age": 30.5, "color": "red", "visits": 2}]},
+        {"inputs": {"age": [30.5], "color": ["red"], "visits": [2]}},
+        {"inputs": {"age": 30.5, "color": "red", "visits": [2]}},
+        {"dataframe_split": {"columns": ["age", "color", "visits"], "data": [[30.5, "red", 2]]}},
+        {"dataframe_records": [{"age": 30.5, "color": "red", "visits": 2}]},
+        [{"age": 30.5, "color": "red", "visits": 2}],
+    ]
+    for body in forms:
+        arrays = MULTI.enforce(parse_payload(body, MULTI))
+        assert arrays["age"].tolist() == [[30.5]], body
+        assert arrays["color"].tolist() == [["red"]], body
+        assert arrays["visits"].tolist() == [2], body
+
+
+def test_extra_table_columns_are_ignored_and_listed() -> None:
+    body = {
+        "dataframe_split": {
+            "columns": ["id", "age", "color", "visits", "note"],
+            "index": [7],
+            "data": [[1, 30.5, "red", 2, "x"]],
+        }
+    }
+    payload = read_payload(body, MULTI)
+    assert payload.ignored == ("id", "note")
+    assert set(payload.inputs) == {"age", "color", "visits"}
+    with pytest.raises(InputError, match=r"'id', 'note' feed no input.*strict"):
+        read_payload(body, MULTI, strict=True)
+
+
+def test_a_missing_input_leaves_the_unknown_columns_for_enforcement() -> None:
+    body = {"dataframe_records": [{"age": 1.0, "colour": "red", "visits": 1}]}
+    payload = read_payload(body, MULTI, strict=True)
+    assert payload.ignored == ()
+    with pytest.raises(InputError, match=r"missing input.*'color'.*unknown input.*'colour'"):
+        MULTI.enforce(payload.inputs)
+
+
+def test_repeated_columns_are_an_error() -> None:
+    body = {"dataframe_split": {"columns": ["age", "age"], "data": [[1.0, 2.0]]}}
+    assert "'age' appear more than once" in parse_error(body, MULTI)
+
+
+def test_params_outputs_names_the_outputs_to_answer() -> None:
+    signature = Signature(
+        SINGLE.inputs,
+        (TensorSpec("label", "int64", (-1,)), TensorSpec("probabilities", "float32", (-1, 2))),
+    )
+    body = {"inputs": [[1, 2, 3]], "params": {"outputs": ["probabilities"]}}
+    assert read_payload(body, signature).outputs == ("probabilities",)
+    with pytest.raises(InputError, match=r"unknown output.*'nope'"):
+        read_payload({"inputs": [[1, 2, 3]], "params": {"outputs": ["nope"]}}, signature)
+    with pytest.raises(InputError, match=r"params\.outputs must be"):
+        read_payload({"inputs": [[1, 2, 3]], "params": {"outputs": "label"}}, signature)
+
+
+def test_mlflow_answers_hold_a_classifier_s_labels_and_flat_columns() -> None:
+    outputs = {
+        "label": np.array([1, 0]),
+        "probabilities": np.array([[0.2, 0.8], [0.9, 0.1]], np.float32),
+    }
+    assert list(answer_outputs(outputs)) == ["label", "probabilities"]
+    assert list(answer_outputs(outputs, mode="mlflow")) == ["label"]
+    assert list(answer_outputs(outputs, ("probabilities",), "mlflow")) == ["probabilities"]
+    column = answer_outputs({"prediction": np.array([[1.5], [2.5]])}, mode="mlflow")
+    assert column["prediction"].shape == (2,)
+    assert answer_outputs({"prediction": np.array([[1.5]])})["prediction"].shape == (1, 1)
+
+
+def test_the_python_api_takes_a_dataframe_records_and_columns() -> None:
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"visits": [2, 0], "age": [30.5, 41.0], "color": ["red", "blue"]})
+    expected = MULTI.enforce({"age": [30.5, 41.0], "color": ["red", "blue"], "visits": [2, 0]})
+    for value in (frame, frame.to_dict(orient="records"), frame.to_dict(orient="list")):
+        arrays = MULTI.enforce(python_inputs(value, MULTI))
+        for name, array in expected.items():
+            np.testing.assert_array_equal(arrays[name], array)
+    matrix = pd.DataFrame([[1.0, 2.0, 3.0]], columns=["a", "b", "c"])
+    assert SINGLE.enforce(python_inputs(matrix, SINGLE))["x"].tolist() == [[1.0, 2.0, 3.0]]
+    assert python_inputs([[1, 2, 3]], SINGLE) == [[1, 2, 3]]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import InputError, PackError
-from modelport.model_format.payload import parse_payload, table_to_inputs
+from modelport.model_format.payload import column_inputs, is_dataframe, parse_payload
 from modelport.model_format.signature import Signature, TensorSpec
 
 #: The key under which an example read from a JSON file waits for the signature.
@@ -38,13 +38,9 @@ def is_payload(example: Any) -> bool:
     return isinstance(example, Mapping) and PAYLOAD_KEY in example
 
 
-def _is_dataframe(obj: Any) -> bool:
-    return type(obj).__name__ == "DataFrame" and hasattr(obj, "columns") and hasattr(obj, "dtypes")
-
-
 def example_columns(example: Any) -> tuple[dict[str, np.ndarray], bool]:
     """Split an example into named arrays; True when it is a table (one input per column)."""
-    if _is_dataframe(example):
+    if is_dataframe(example):
         return {str(c): example[c].to_numpy() for c in example.columns}, True
     if isinstance(example, Mapping):
         return {str(k): np.asarray(v) for k, v in example.items()}, False
@@ -68,12 +64,12 @@ def resolve_example(example: Any, signature: Signature) -> dict[str, np.ndarray]
 def _example_arrays(example: Any, signature: Signature) -> dict[str, np.ndarray]:
     if is_payload(example):
         example = parse_payload(example[PAYLOAD_KEY], signature)
-    if not isinstance(example, Mapping) and type(example).__name__ != "DataFrame":
+    if not isinstance(example, Mapping) and not is_dataframe(example):
         return _enforce_refined(signature, example)
     columns, table = example_columns(example)
     if table:
-        rows = list(zip(*(c.tolist() for c in columns.values()), strict=True))
-        return _enforce_refined(signature, table_to_inputs(list(columns), rows, signature))
+        values = [c.tolist() for c in columns.values()]
+        return _enforce_refined(signature, column_inputs(list(columns), values, signature).inputs)
     return _enforce_refined(signature, columns)
 
 
