@@ -23,7 +23,7 @@ import numpy as np
 
 from modelport.errors import InputError, quote_name
 from modelport.model_format.jsontext import dumps, finite, loads
-from modelport.model_format.payload import format_predictions, table_to_inputs, to_jsonable
+from modelport.model_format.payload import format_predictions, table_inputs, to_jsonable
 from modelport.model_format.signature import (
     DTYPES,
     JsonBooleans,
@@ -132,7 +132,8 @@ def parse_csv(body: bytes, signature: Signature) -> dict[str, Any]:
         else:
             for out, row in zip(converted, rows, strict=True):
                 out.append(_number(row[j], column))
-    return table_to_inputs(header, converted, signature)
+    inputs: dict[str, Any] = table_inputs(header, converted, signature).inputs
+    return inputs
 
 
 def _cells(array: np.ndarray) -> list[list[str]]:
