@@ -30,7 +30,9 @@ def _click_option(option: ServeOption) -> Callable[[Any], Any]:
                 raise click.BadParameter(str(exc).removeprefix(f"{option.flag}: ")) from None
         return value
 
-    kind = {int: click.INT, float: click.FLOAT, str: click.STRING}.get(option.kind)
+    kind: Any = {int: click.INT, float: click.FLOAT, str: click.STRING}.get(option.kind)
+    if option.choices:
+        kind = click.Choice(option.choices)
     return click.option(
         option.flag,
         option.name,

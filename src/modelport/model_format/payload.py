@@ -27,9 +27,6 @@ from modelport.model_format.signature import Signature
 PAYLOAD_KEYS = ("inputs", "instances", "dataframe_split", "dataframe_records")
 #: Keys that may come with the data and are not inputs (MLflow ``params``, Vertex ``parameters``).
 IGNORED_KEYS = ("params", "parameters")
-#: What an answer holds: ``full``, every output as the model gives it; ``mlflow``, what MLflow's
-#: scoring server answers for the same model (a classifier's labels, ``[n, 1]`` outputs flat).
-ANSWER_MODES = ("full", "mlflow")
 #: The output a classifier's labels are in (the sklearn source's name; MLflow answers only it).
 LABEL_OUTPUT = "label"
 

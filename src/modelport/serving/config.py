@@ -23,6 +23,9 @@ PREDICT_ROUTE_ENV = "AIP_PREDICT_ROUTE"
 #: SIGKILL 30 s after SIGTERM, so draining must end well before that.
 MAX_GRACEFUL_S = 25.0
 MAX_DEFAULT_WORKERS = 8
+#: What predictions hold: ``full``, every output as the model gives it; ``mlflow``, what MLflow's
+#: scoring server answers for the same model (``payload.answer_outputs``).
+ANSWER_MODES = ("full", "mlflow")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,9 @@ class ServeConfig:
             (503 beyond); None: four bodies at the limit, at least 64 MiB.
         timeout_s: the longest a request may wait for its prediction (then 503).
         allow_code: allow packages whose flavor runs code they carry.
+        answer: what predictions hold: ``full`` (every output) or ``mlflow`` (what MLflow's
+            scoring server answers for the same model; see ``payload.answer_outputs``).
+        strict_inputs: refuse table columns that feed no input instead of ignoring them.
         dev: use Flask's development server instead of gunicorn.
         health_route: Vertex AI's health route (``AIP_HEALTH_ROUTE``), if set.
         predict_route: Vertex AI's predict route (``AIP_PREDICT_ROUTE``), if set.
@@ -70,6 +76,8 @@ class ServeConfig:
     max_buffered_bytes: int | None = None
     timeout_s: float = 60.0
     allow_code: bool = False
+    answer: str = "full"
+    strict_inputs: bool = False
     dev: bool = False
     health_route: str | None = None
     predict_route: str | None = None

@@ -16,7 +16,7 @@ from typing import Any
 
 from modelport.errors import UsageError
 from modelport.model_format.limits import ArchiveLimits
-from modelport.serving.config import ServeConfig
+from modelport.serving.config import ANSWER_MODES, ServeConfig
 
 _MIB = 1024 * 1024
 SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
@@ -38,6 +38,7 @@ class ServeOption:
         low: the smallest value allowed.
         low_open: ``low`` itself is not allowed.
         high: the largest value allowed.
+        choices: the values allowed (for ``str`` options), if only some are.
     """
 
     name: str
@@ -48,6 +49,7 @@ class ServeOption:
     low: float | None = None
     low_open: bool = False
     high: float | None = None
+    choices: tuple[str, ...] = ()
 
     @property
     def flag(self) -> str:
@@ -77,8 +79,10 @@ class ServeOption:
         """Refuse a value outside the bounds.
 
         Raises:
-            UsageError: out of bounds.
+            UsageError: out of bounds, or not one of the choices.
         """
+        if self.choices and value not in self.choices:
+            raise UsageError(f"{where}: must be one of {', '.join(self.choices)}, got {value!r}")
         if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
             bound = f"greater than {self.low:g}" if self.low_open else f"at least {self.low:g}"
             raise UsageError(f"{where}: must be {bound}, got {value}")
@@ -215,6 +219,23 @@ SERVE_OPTIONS: tuple[ServeOption, ...] = (
         low_open=True,
     ),
     ServeOption(
+        "answer",
+        str,
+        "What predictions hold: full (every output), or mlflow (what MLflow's server answers: "
+        "a classifier's labels, [n, 1] outputs flat).",
+        env="MODELPORT_ANSWER",
+        default=ServeConfig.answer,
+        choices=ANSWER_MODES,
+    ),
+    ServeOption(
+        "strict_inputs",
+        bool,
+        "Refuse table columns that feed no input (CSV, Parquet, dataframe_*), instead of "
+        "ignoring them and naming them in the Modelport-Ignored-Columns header.",
+        env="MODELPORT_STRICT_INPUTS",
+        default=False,
+    ),
+    ServeOption(
         "allow_code",
         bool,
         "Allow a package that runs code it carries (python flavor). Also MODELPORT_ALLOW_CODE=1.",
@@ -330,6 +351,8 @@ def serve_config(
         ),
         timeout_s=values["timeout_s"],
         allow_code=bool(values["allow_code"]),
+        answer=values["answer"],
+        strict_inputs=bool(values["strict_inputs"]),
         dev=dev,
         health_route=cfg.vertex_route(cfg.HEALTH_ROUTE_ENV, env),
         predict_route=cfg.vertex_route(cfg.PREDICT_ROUTE_ENV, env),
