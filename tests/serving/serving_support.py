@@ -220,3 +220,84 @@ def start_server(
             server.stop()
             raise
     return server
+
+
+# --- error answers, each protocol in its own shape -----------------------------------------------
+
+#: MLflow's error_code of each status (the wire contract; written out here, not imported).
+MLFLOW_CODES = {
+    400: "BAD_REQUEST",
+    404: "ENDPOINT_NOT_FOUND",
+    405: "BAD_REQUEST",
+    406: "BAD_REQUEST",
+    408: "BAD_REQUEST",
+    413: "REQUEST_LIMIT_EXCEEDED",
+    414: "REQUEST_LIMIT_EXCEEDED",
+    415: "BAD_REQUEST",
+    431: "REQUEST_LIMIT_EXCEEDED",
+    500: "INTERNAL_ERROR",
+    503: "TEMPORARILY_UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+#: Google's google.rpc.Code name of each status, as Vertex AI's errors carry it.
+GOOGLE_CODES = {
+    400: "INVALID_ARGUMENT",
+    404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
+    406: "INVALID_ARGUMENT",
+    408: "DEADLINE_EXCEEDED",
+    413: "INVALID_ARGUMENT",
+    414: "INVALID_ARGUMENT",
+    415: "INVALID_ARGUMENT",
+    431: "INVALID_ARGUMENT",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+#: Vertex AI's routes of the test servers (AIP_HEALTH_ROUTE, AIP_PREDICT_ROUTE).
+VERTEX_ROUTES = ("/vertex/health", "/vertex/predict")
+
+
+def protocol_of(path: str, vertex: Sequence[str] = VERTEX_ROUTES) -> str:
+    """The protocol whose error shape answers ``path``: mlflow, v2, vertex, azure or plain."""
+    path = path.partition("?")[0]
+    if path in vertex:
+        return "vertex"
+    if path in ("/invocations", "/ping", "/health", "/version"):
+        return "mlflow"
+    if path in ("/", "/score"):
+        return "azure"
+    if path == "/v2" or path.startswith("/v2/"):
+        return "v2"
+    return "plain"
+
+
+def error_message(body: bytes | str | Any, protocol: str, status: int) -> str:
+    """The message of an error answer, asserting the body is exactly ``protocol``'s shape.
+
+    Shapes: mlflow ``{"error_code", "message"}``; vertex ``{"error": {"code", "message",
+    "status"}}``; azure ``{"message"}``; v2 and plain ``{"error"}``.
+    """
+    value = json.loads(body) if isinstance(body, bytes | str) else body
+    assert isinstance(value, dict), value
+    if protocol == "mlflow":
+        assert set(value) == {"error_code", "message"}, value
+        assert value["error_code"] == MLFLOW_CODES[status], (status, value)
+        message = value["message"]
+    elif protocol == "vertex":
+        assert set(value) == {"error"}, value
+        error = value["error"]
+        assert isinstance(error, dict) and set(error) == {"code", "message", "status"}, value
+        assert error["code"] == status and type(error["code"]) is int, (status, value)
+        assert error["status"] == GOOGLE_CODES[status], (status, value)
+        message = error["message"]
+    elif protocol == "azure":
+        assert set(value) == {"message"}, value
+        message = value["message"]
+    else:
+        assert protocol in ("v2", "plain"), protocol
+        assert set(value) == {"error"}, value
+        message = value["error"]
+    assert isinstance(message, str) and message, value
+    assert "Traceback" not in message
+    return message

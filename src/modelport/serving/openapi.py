@@ -1,4 +1,8 @@
-"""The OpenAPI 3 document of the server, with the served model's own input and output schemas."""
+"""The OpenAPI 3 document of the server, with the served model's own input and output schemas.
+
+Each route's error answers are described in its protocol's shape (exactly what
+:func:`modelport.serving.answers.error_body` writes for that status): :func:`error_schema`.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +13,65 @@ import numpy as np
 
 from modelport import __version__
 from modelport.model_format.signature import DTYPES, Signature, TensorSpec
+from modelport.serving.answers import Protocol, google_status, mlflow_error_code
 from modelport.serving.codec import DTYPE_TO_V2
 
+#: The plain error shape (``/metrics``, ``/openapi.json``, unknown paths), V2's too.
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["error"],
     "properties": {"error": {"type": "string"}},
     "additionalProperties": False,
 }
+#: An output float: a number, or a non-finite one written as Python's json module does (NaN,
+#: Infinity, -Infinity). Validators differ on whether those tokens are numbers (jsonschema-rs
+#: says no), so the schema says what the value is not.
+_OUTPUT_FLOAT: dict[str, Any] = {
+    "description": "A number, or one of the tokens NaN, Infinity, -Infinity.",
+    "not": {"anyOf": [{"type": t} for t in ("string", "boolean", "object", "array")]},
+}
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+def error_schema(protocol: Protocol, status: int) -> dict[str, Any]:
+    """JSON schema of an error answer with ``status`` on a route speaking ``protocol``."""
+    if protocol is Protocol.MLFLOW:
+        return _closed(
+            {
+                "error_code": {"type": "string", "enum": [mlflow_error_code(status)]},
+                "message": {"type": "string"},
+            }
+        )
+    if protocol is Protocol.VERTEX:
+        google = _closed(
+            {
+                "code": {"type": "integer", "enum": [status]},
+                "message": {"type": "string"},
+                "status": {"type": "string", "enum": [google_status(status)]},
+            }
+        )
+        return _closed({"error": google})
+    if protocol is Protocol.AZURE:
+        return _closed({"message": {"type": "string"}})
+    return dict(ERROR_SCHEMA)
+
+
+def _closed(properties: dict[str, Any]) -> dict[str, Any]:
+    """An object with exactly these properties."""
+    return {
+        "type": "object",
+        "required": list(properties),
+        "properties": properties,
+        "additionalProperties": False,
+    }
 
 
 def value_schema(dtype: str, *, output: bool = False) -> dict[str, Any]:
     """JSON schema of one element of a tensor of ``dtype``.
 
-    Input numbers carry the dtype's range; output floats may also be null (NaN and infinities
-    have no JSON form).
+    Input numbers carry the dtype's range; output floats may also be NaN, Infinity or -Infinity
+    (the JSON tokens Python's json module reads and writes).
     """
     if dtype == "string":
         return {"type": "string"}
@@ -39,7 +85,7 @@ def value_schema(dtype: str, *, output: bool = False) -> dict[str, Any]:
         info = np.iinfo(np_dtype)
         return {"type": "integer", "minimum": int(info.min), "maximum": int(info.max)}
     if output:
-        return {"type": "number", "nullable": True}
+        return dict(_OUTPUT_FLOAT)
     bound = {"float16": _FLOAT16_MAX, "float32": _FLOAT32_MAX}.get(dtype)
     if bound is None:
         return {"type": "number"}
@@ -60,44 +106,122 @@ def tensor_schema(dtype: str, shape: Sequence[int], *, output: bool = False) -> 
     return schema
 
 
-def _named(specs: Sequence[TensorSpec], *, rows: bool, output: bool = False) -> dict[str, Any]:
-    """An object of name -> tensor (or, with ``rows``, name -> one row of it)."""
+def _is_column(spec: TensorSpec) -> bool:
+    """A ``[-1, 1]`` input: one value per row (a DataFrame column)."""
+    return len(spec.shape) == 2 and spec.shape[0] < 0 and spec.shape[1] == 1
+
+
+def input_schema(spec: TensorSpec, *, rows: bool = False) -> dict[str, Any]:
+    """JSON schema of an input's value (with ``rows``: of one row of it).
+
+    A ``[-1, 1]`` column also takes a flat list (one value per row) and a scalar (one row),
+    as every body form does.
+    """
+    shape = spec.shape[1:] if rows else spec.shape
+    schema = tensor_schema(spec.dtype, shape)
+    if not _is_column(spec):
+        return schema
+    value = value_schema(spec.dtype)
+    if rows:
+        return {"anyOf": [schema, value]}
+    return {"anyOf": [schema, tensor_schema(spec.dtype, [-1]), value]}
+
+
+def _output_schemas(spec: TensorSpec, *, rows: bool) -> list[dict[str, Any]]:
+    """The forms of an output's value: as is, and flat for an ``[n, 1]`` output (``mlflow``)."""
+    shape = spec.shape[1:] if rows and spec.shape else spec.shape
+    forms = [tensor_schema(spec.dtype, shape, output=True)]
+    if len(spec.shape) == 2 and spec.shape[1] == 1:
+        flat = spec.shape[:1] if not rows else []
+        forms.append(tensor_schema(spec.dtype, flat, output=True))
+    return forms
+
+
+def _named(specs: Sequence[TensorSpec], *, rows: bool) -> dict[str, Any]:
+    """An object of input name -> tensor (or, with ``rows``, name -> one row of it)."""
     return {
         "type": "object",
         "required": [s.name for s in specs],
-        "properties": {
-            s.name: tensor_schema(s.dtype, s.shape[1:] if rows else s.shape, output=output)
-            for s in specs
-        },
+        "properties": {s.name: input_schema(s, rows=rows) for s in specs},
         "additionalProperties": False,
     }
+
+
+def _outputs(specs: Sequence[TensorSpec], *, rows: bool) -> dict[str, Any]:
+    """What an answer holds of the outputs: one output's value, or an object of some of them.
+
+    A request may name the outputs it wants (``params.outputs``), and one output is answered
+    as its value alone, so every output may be absent and each may stand alone.
+    """
+    forms = [form for spec in specs for form in _output_schemas(spec, rows=rows)]
+    if len(specs) == 1:
+        return forms[0] if len(forms) == 1 else {"anyOf": forms}
+    named = {
+        "type": "object",
+        "minProperties": 1,
+        "properties": {s.name: _one_of_forms(_output_schemas(s, rows=rows)) for s in specs},
+        "additionalProperties": False,
+    }
+    return {"anyOf": [named, *forms]}
+
+
+def _one_of_forms(forms: list[dict[str, Any]]) -> dict[str, Any]:
+    return forms[0] if len(forms) == 1 else {"anyOf": forms}
 
 
 def _inputs_schema(signature: Signature) -> dict[str, Any]:
     named = _named(signature.inputs, rows=False)
     if len(signature.inputs) == 1:
-        spec = signature.inputs[0]
-        return {"oneOf": [tensor_schema(spec.dtype, spec.shape), named]}
+        return {"oneOf": [input_schema(signature.inputs[0]), named]}
     return named
 
 
 def _instance_schema(signature: Signature) -> dict[str, Any]:
     if len(signature.inputs) == 1:
-        spec = signature.inputs[0]
-        return tensor_schema(spec.dtype, spec.shape[1:])
+        return input_schema(signature.inputs[0], rows=True)
     return _named(signature.inputs, rows=True)
+
+
+def _bare_array(signature: Signature) -> dict[str, Any]:
+    """A bare JSON array body: the tensor (one input), else records (rows as objects)."""
+    if len(signature.inputs) == 1:
+        spec = signature.inputs[0]
+        schema = input_schema(spec)
+        if _is_column(spec):
+            # A bare body is an array: not the scalar form of a column.
+            return {
+                "anyOf": [tensor_schema(spec.dtype, spec.shape), tensor_schema(spec.dtype, [-1])]
+            }
+        return schema
+    return {"type": "array", "minItems": 1, "items": _named(signature.inputs, rows=True)}
 
 
 _PARAMS = {"type": "object", "additionalProperties": True}
 _CELL = {"oneOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}]}
 
 
+def _choosing_outputs(signature: Signature) -> dict[str, Any]:
+    """``params`` (``parameters`` on Vertex AI): free, but ``outputs`` names model outputs."""
+    return {
+        "type": "object",
+        "properties": {
+            "outputs": {
+                "type": "array",
+                "items": {"type": "string", "enum": list(signature.output_names)},
+            }
+        },
+        "additionalProperties": True,
+    }
+
+
 def _mlflow_request(signature: Signature) -> dict[str, Any]:
+    params = _choosing_outputs(signature)
+
     def body(key: str, schema: dict[str, Any]) -> dict[str, Any]:
         return {
             "type": "object",
             "required": [key],
-            "properties": {key: schema, "params": _PARAMS, "parameters": _PARAMS},
+            "properties": {key: schema, "params": params, "parameters": _PARAMS},
             "additionalProperties": False,
         }
 
@@ -137,29 +261,21 @@ def _mlflow_request(signature: Signature) -> dict[str, Any]:
 
 
 def _predictions(signature: Signature) -> dict[str, Any]:
-    outputs = signature.outputs
-    if len(outputs) == 1:
-        value = tensor_schema(outputs[0].dtype, outputs[0].shape, output=True)
-    else:
-        value = _named(outputs, rows=False, output=True)
     return {
         "type": "object",
         "required": ["predictions"],
-        "properties": {"predictions": value},
+        "properties": {"predictions": _outputs(signature.outputs, rows=False)},
         "additionalProperties": False,
     }
 
 
 def _row_predictions(signature: Signature) -> dict[str, Any]:
-    outputs = signature.outputs
-    if len(outputs) == 1:
-        item = tensor_schema(outputs[0].dtype, outputs[0].shape[1:], output=True)
-    else:
-        item = _named(outputs, rows=True, output=True)
     return {
         "type": "object",
         "required": ["predictions"],
-        "properties": {"predictions": {"type": "array", "items": item}},
+        "properties": {
+            "predictions": {"type": "array", "items": _outputs(signature.outputs, rows=True)}
+        },
         "additionalProperties": False,
     }
 
@@ -168,36 +284,51 @@ def _json(schema: Mapping[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": dict(schema)}}
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": _json({"$ref": "#/components/schemas/Error"})}
-
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+_TEXT = {"schema": {"type": "string"}}
 
 _ERRORS = {
-    "400": "Bad input: malformed body, or inputs that do not match the model's signature.",
-    "404": "Unknown model name or version.",
-    "406": "None of the media types in Accept can be produced.",
-    "413": "The body is larger than the server's limit.",
-    "415": "Unsupported Content-Type or Content-Encoding.",
-    "500": "The model failed while predicting (details are in the server's log).",
-    "503": "The model is not loaded yet, or the server is overloaded.",
+    400: "Bad input: malformed body, or inputs that do not match the model's signature.",
+    404: "Unknown model name or version.",
+    406: "None of the media types in Accept can be produced.",
+    413: "The body (decompressed) is larger than the server's limit.",
+    415: "Unsupported Content-Type or Content-Encoding.",
+    500: "The model failed while predicting (details are in the server's log).",
+    503: "The model is not loaded yet, or the server is overloaded (Retry-After says when).",
+}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds after which the request may be retried.",
+        "schema": {"type": "integer", "minimum": 0},
+    }
 }
 
 
-def _errors(*codes: str) -> dict[str, Any]:
-    return {code: _error(_ERRORS[code]) for code in codes}
+def _errors(protocol: Protocol, codes: Sequence[int]) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    for code in codes:
+        response: dict[str, Any] = {
+            "description": _ERRORS[code],
+            "content": _json(error_schema(protocol, code)),
+        }
+        if code == 503:
+            response["headers"] = dict(_RETRY_AFTER)
+        responses[str(code)] = response
+    return responses
 
 
 def _post(
     summary: str,
     request: dict[str, Any],
     ok: dict[str, Any],
-    errors: Sequence[str],
+    errors: Sequence[int],
+    protocol: Protocol,
     parameters: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": summary,
         "requestBody": {"required": True, "content": request},
-        "responses": {"200": ok, **_errors(*errors)},
+        "responses": {"200": ok, **_errors(protocol, errors)},
     }
     if parameters:
         operation["parameters"] = list(parameters)
@@ -207,10 +338,14 @@ def _post(
 def _get(
     summary: str,
     ok: dict[str, Any],
-    errors: Sequence[str] = (),
+    protocol: Protocol = Protocol.PLAIN,
+    errors: Sequence[int] = (),
     parameters: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    operation: dict[str, Any] = {"summary": summary, "responses": {"200": ok, **_errors(*errors)}}
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "responses": {"200": ok, **_errors(protocol, errors)},
+    }
     if parameters:
         operation["parameters"] = list(parameters)
     return {"get": operation}
@@ -252,6 +387,61 @@ def _v2_metadata_tensor(*, with_data: bool = False) -> dict[str, Any]:
     return {"type": "object", "required": ["name", "datatype", "shape"], "properties": properties}
 
 
+#: Request bodies ``POST /invocations`` reads besides JSON (CSV takes ``header=present|absent``).
+INVOCATIONS_REQUEST_TYPES = (
+    "text/csv",
+    "application/x-npy",
+    "application/jsonlines",
+    "application/vnd.apache.parquet",
+)
+#: Answers ``POST /invocations`` gives, as the Accept header asks.
+INVOCATIONS_ANSWER_TYPES = (
+    "application/json",
+    "text/csv",
+    "application/x-npy",
+    "application/jsonlines",
+)
+_BINARY_TYPES = frozenset({"application/x-npy", "application/vnd.apache.parquet"})
+
+
+def _invocations(signature: Signature, predictions: dict[str, Any]) -> dict[str, Any]:
+    # The MLflow objects first (their order is what the document has always said), then an array.
+    formats = [*_mlflow_request(signature)["oneOf"], _bare_array(signature)]
+    request: dict[str, Any] = _json({"oneOf": formats})
+    for media_type in INVOCATIONS_REQUEST_TYPES:
+        request[media_type] = dict(_BINARY if media_type in _BINARY_TYPES else _TEXT)
+    ok_content: dict[str, Any] = {}
+    for media_type in INVOCATIONS_ANSWER_TYPES:
+        if media_type == "application/json":
+            ok_content.update(_json(predictions))
+        else:
+            ok_content[media_type] = dict(_BINARY if media_type in _BINARY_TYPES else _TEXT)
+    ok = {
+        "description": "Predictions, in the media type Accept asks for (JSON by default): "
+        "columnar JSON when the model has several outputs; CSV rows (a header row with "
+        "`text/csv; header=present`); one .npy array (a structured one for several outputs); "
+        "one JSON line per row.",
+        "headers": {
+            "Modelport-Ignored-Columns": {
+                "description": "Columns of a CSV or table body that are not model inputs "
+                "(comma-separated), which were ignored.",
+                "schema": {"type": "string"},
+            }
+        },
+        "content": ok_content,
+    }
+    return _post(
+        "SageMaker and MLflow scoring: JSON (inputs, instances, dataframe_split, "
+        "dataframe_records, or a bare array: the tensor of a one-input model, else records), "
+        "CSV (`header=present|absent`; without it, a first row naming the inputs is a header), "
+        ".npy, JSON lines or Parquet; `params.outputs` picks outputs.",
+        request,
+        ok,
+        [400, 406, 413, 415, 500, 503],
+        Protocol.MLFLOW,
+    )
+
+
 def document(
     *,
     name: str,
@@ -273,17 +463,7 @@ def document(
         "description": "Ready.",
         "content": {"text/plain": {"schema": {"type": "string", "maxLength": 0}}},
     }
-    predictions = {
-        "description": "Predictions (columnar when the model has several outputs).",
-        "content": {
-            **_json(_predictions(signature)),
-            "text/csv": {"schema": {"type": "string"}},
-        },
-    }
-    request_formats = {
-        **_json(_mlflow_request(signature)),
-        "text/csv": {"schema": {"type": "string"}},
-    }
+    predictions = _predictions(signature)
     score_request = {
         "oneOf": [
             {
@@ -304,7 +484,7 @@ def document(
                             },
                         ]
                     },
-                    "params": _PARAMS,
+                    "params": _choosing_outputs(signature),
                 },
                 "additionalProperties": False,
             },
@@ -348,15 +528,9 @@ def document(
     }
     v2_infer_ok = {
         "description": "Inference result (binary tensor data when asked for).",
-        "content": {
-            **_json(v2_response),
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-        },
+        "content": {**_json(v2_response), "application/octet-stream": dict(_BINARY)},
     }
-    v2_infer_request = {
-        **_json(v2_request),
-        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-    }
+    v2_infer_request = {**_json(v2_request), "application/octet-stream": dict(_BINARY)}
     model_metadata = {
         "type": "object",
         "required": ["name", "versions", "platform", "inputs", "outputs"],
@@ -375,17 +549,26 @@ def document(
     }
     name_param = _path_param("model_name", name)
     version_param = _path_param("model_version", version)
+    mlflow, v2 = Protocol.MLFLOW, Protocol.V2
     paths: dict[str, Any] = {
         "/ping": _get(
-            "SageMaker health check: 200 with an empty body once ready.", empty_ok, ["503"]
+            "SageMaker health check: 200 with an empty body once ready.", empty_ok, mlflow, [503]
         ),
-        "/invocations": _post(
-            "SageMaker and MLflow scoring: inputs, instances, dataframe_split, dataframe_records "
-            "or CSV with a header row.",
-            request_formats,
-            predictions,
-            ["400", "406", "413", "415", "500", "503"],
+        "/health": _get(
+            "MLflow health check (as /ping): 200 with an empty body once ready.",
+            empty_ok,
+            mlflow,
+            [503],
         ),
+        "/version": _get(
+            "The modelport version serving (MLflow's client reads it as text).",
+            {
+                "description": "The version.",
+                "content": {"text/plain": {"schema": {"type": "string", "minLength": 1}}},
+            },
+            mlflow,
+        ),
+        "/invocations": _invocations(signature, predictions),
         "/": _get(
             "Azure ML liveness.",
             {
@@ -398,13 +581,20 @@ def document(
                     }
                 ),
             },
+            Protocol.AZURE,
         ),
         "/score": _post(
             "Azure ML scoring: input_data (a tensor, named tensors or a columns/data table), or "
-            "any /invocations JSON format.",
+            "any /invocations JSON format; `params.outputs` picks outputs. Answered as Azure "
+            "ML's MLflow scoring script does: the predictions alone (a list for one output, "
+            "an object of lists for several).",
             _json(score_request),
-            {"description": "Predictions.", "content": _json(_predictions(signature))},
-            ["400", "413", "415", "500", "503"],
+            {
+                "description": "Predictions.",
+                "content": _json(_outputs(signature.outputs, rows=False)),
+            },
+            [400, 413, 415, 500, 503],
+            Protocol.AZURE,
         ),
         "/v2": _get(
             "Open Inference Protocol: server metadata.",
@@ -422,6 +612,7 @@ def document(
                     }
                 ),
             },
+            v2,
         ),
         "/v2/health/live": _get(
             "Open Inference Protocol: server liveness.",
@@ -429,6 +620,7 @@ def document(
                 "description": "Live.",
                 "content": _json({"type": "object", "properties": {"live": {"type": "boolean"}}}),
             },
+            v2,
         ),
         "/v2/health/ready": _get(
             "Open Inference Protocol: server readiness.",
@@ -436,7 +628,8 @@ def document(
                 "description": "Ready.",
                 "content": _json({"type": "object", "properties": {"ready": {"type": "boolean"}}}),
             },
-            ["503"],
+            v2,
+            [503],
         ),
     }
     for prefix, params in (
@@ -446,20 +639,23 @@ def document(
         paths[prefix] = _get(
             "Open Inference Protocol: model metadata.",
             {"description": "Model metadata.", "content": _json(model_metadata)},
-            ["404"],
+            v2,
+            [404],
             params,
         )
         paths[f"{prefix}/ready"] = _get(
             "Open Inference Protocol: model readiness.",
             {"description": "Ready.", "content": _json(model_ready)},
-            ["404", "503"],
+            v2,
+            [404, 503],
             params,
         )
         paths[f"{prefix}/infer"] = _post(
             "Open Inference Protocol: inference (JSON, or binary tensor data).",
             v2_infer_request,
             v2_infer_ok,
-            ["400", "404", "413", "415", "500", "503"],
+            [400, 404, 413, 415, 500, 503],
+            v2,
             params,
         )
     paths["/metrics"] = _get(
@@ -474,10 +670,11 @@ def document(
         {"description": "OpenAPI 3 document.", "content": _json({"type": "object"})},
     )
     if health_route:
-        paths[health_route] = _get("Vertex AI health check.", empty_ok, ["503"])
+        paths[health_route] = _get("Vertex AI health check.", empty_ok, Protocol.VERTEX, [503])
     if predict_route:
         paths[predict_route] = _post(
-            "Vertex AI prediction: {instances, parameters} -> {predictions}, one per row.",
+            "Vertex AI prediction: {instances, parameters} -> {predictions}, one per row; "
+            "`parameters.outputs` picks outputs.",
             _json(
                 {
                     "type": "object",
@@ -488,13 +685,14 @@ def document(
                             "minItems": 1,
                             "items": _instance_schema(signature),
                         },
-                        "parameters": _PARAMS,
+                        "parameters": _choosing_outputs(signature),
                     },
                     "additionalProperties": False,
                 }
             ),
             {"description": "Predictions.", "content": _json(_row_predictions(signature))},
-            ["400", "413", "415", "500", "503"],
+            [400, 413, 415, 500, 503],
+            Protocol.VERTEX,
         )
     return {
         "openapi": "3.0.3",
@@ -502,8 +700,11 @@ def document(
             "title": f"modelport: {name}",
             "version": version,
             "description": f"Model {name!r} version {version!r}, served by modelport "
-            f"{__version__}.",
+            f"{__version__}. Errors come in each protocol's own shape: MLflow's "
+            '{"error_code", "message"} on /ping, /health, /version and /invocations; '
+            '{"error": {"code", "message", "status"}} (Google\'s) on Vertex AI\'s routes; '
+            '{"message"} on Azure ML\'s; {"error"} on the Open Inference Protocol\'s and '
+            "everywhere else.",
         },
         "paths": paths,
-        "components": {"schemas": {"Error": ERROR_SCHEMA}},
     }

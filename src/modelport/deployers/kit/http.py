@@ -84,7 +84,9 @@ def predict_over_http(
         answer = json.loads(data)
     except ValueError:
         answer = None
-    message = answer.get("error") if isinstance(answer, dict) else None
+    # /invocations answers errors in MLflow's shape, {"error_code", "message"}; a proxy in
+    # front of it (the local target's) answers {"error": ...}.
+    message = (answer.get("message") or answer.get("error")) if isinstance(answer, dict) else None
     if status == 200 and isinstance(answer, dict):
         return answer
     if status in (400, 413, 415, 422):
