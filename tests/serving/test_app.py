@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from serving_support import error_message, protocol_of
 
 from modelport.errors import ModelNotFound
 from modelport.serving.app import create_app
@@ -46,12 +47,10 @@ def client(iris_app: Flask) -> FlaskClient:
 
 
 def error_of(resp: Any, status: int) -> str:
+    """The message of an error answer, in the error shape of the request path's protocol."""
     assert resp.status_code == status, resp.data
     assert resp.mimetype == "application/json"
-    body = json.loads(resp.data)
-    assert set(body) == {"error"}
-    assert "Traceback" not in body["error"]
-    return str(body["error"])
+    return error_message(resp.data, protocol_of(resp.request.path), status)
 
 
 def post(client: FlaskClient, path: str, value: Any, **kwargs: Any) -> Any:
@@ -146,7 +145,7 @@ def test_body_without_length_over_limit_is_413(iris_app: Flask, path: str) -> No
     statuses: list[str] = []
     answer = b"".join(iris_app(environ, lambda status, headers, *_: statuses.append(status)))
     assert statuses[0].startswith("413"), answer
-    assert "larger than 2048" in json.loads(answer)["error"]
+    assert "larger than 2048" in error_message(answer, protocol_of(path), 413)
 
 
 @pytest.mark.parametrize(
