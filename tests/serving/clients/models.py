@@ -35,14 +35,17 @@ def table_frame(n: int, seed: int = 0) -> pd.DataFrame:
     )
 
 
-def fit_table_pipeline(frame: pd.DataFrame) -> Any:
-    """The table model, fitted on ``frame`` (labels from both columns, so both matter)."""
+def fit_table_pipeline(frame: pd.DataFrame, classes: tuple[Any, Any] = (0, 1)) -> Any:
+    """The table model, fitted on ``frame`` (labels from both columns, so both matter).
+
+    ``classes``: the two class labels (ints by default; strings make string labels).
+    """
     from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    y = ((frame["num"] > 0) ^ (frame["cat"] == "a")).to_numpy().astype(np.int64)
+    y = np.where((frame["num"] > 0) ^ (frame["cat"] == "a"), classes[1], classes[0])
     pipeline = Pipeline(
         [
             (
