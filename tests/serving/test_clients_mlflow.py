@@ -141,8 +141,13 @@ def test_dict_of_columns(table_server: Server, table: TablePackage) -> None:
     want = predict(table.path, table_columns(frame))
     assert resp.json()["predictions"]["label"] == want["label"].tolist()
     # One value per column is one row, as a DataFrame of one row would be.
-    one = {"inputs": {"num": 0.25, "cat": "b"}}
-    resp = requests.post(table_server.url + "/invocations", json=one, timeout=30)
+    one = json.dumps({"inputs": {"num": 0.25, "cat": "b"}})
+    resp = requests.post(
+        table_server.url + "/invocations",
+        data=one,
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
     assert resp.status_code == 200, resp.text
     assert len(resp.json()["predictions"]["label"]) == 1
 

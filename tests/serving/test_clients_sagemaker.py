@@ -154,8 +154,9 @@ NUMERIC_PAIRS = {
         "pandas-json",
         "array",
     ),
+    # The header (a,b,c,d) does not name the model's input: the request says it is one.
     "csv-header+pandas-csv": (
-        CSVSerializer(),
+        CSVSerializer(content_type="text/csv; header=present"),
         PandasDeserializer(accept="text/csv"),
         "pandas-csv",
         "csv-with-header",
@@ -366,3 +367,20 @@ def test_csv_header_present_parameter(table_server: Server, table: TablePackage)
         )
         assert resp.status == 200, (content_type, resp.body)
         assert resp.json()["predictions"]["label"] == want, content_type
+
+
+def test_a_first_row_that_is_neither_header_nor_data_is_a_400_saying_what_to_send(
+    iris_server: Server, iris_x: np.ndarray
+) -> None:
+    # "a,b,c,d" does not name the model's input ("input") and is no row of floats: never guess.
+    body = pd.DataFrame(iris_x[:3], columns=["a", "b", "c", "d"]).to_csv(index=False)
+    resp = request(
+        iris_server.url + "/invocations",
+        "POST",
+        body,
+        {"Content-Type": "text/csv", "Accept": "application/json"},
+    )
+    assert resp.status == 400, resp.body
+    message = resp.json()["message"]
+    assert "header=present" in message
+    assert str(iris_x[0, 0]) not in message

@@ -69,7 +69,12 @@ def start_reference(model_dir: Path, log_dir: Path) -> Reference:
         warnings.simplefilter("ignore")
         from mlflow.pyfunc import scoring_server
 
-    command, env = scoring_server.get_cmd(model_uri=str(model_dir), host="127.0.0.1", nworkers=1)
+    # (get_cmd's host is annotated int; it is the address string mlflow models serve passes.)
+    command, env = scoring_server.get_cmd(
+        model_uri=str(model_dir),
+        host="127.0.0.1",  # type: ignore[arg-type]
+        nworkers=1,
+    )
     args = shlex.split(command)
     assert args[0] == "uvicorn", command
     # The venv's uvicorn, and port 0 (get_cmd drops a falsy port): uvicorn prints the one it got.

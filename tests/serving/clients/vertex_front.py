@@ -49,7 +49,7 @@ def _google_error(status: int, message: str, code_name: str) -> bytes:
 def forward(container: Container, body: bytes) -> tuple[int, bytes, str]:
     """POST ``body`` to the container's predict route: (status, body, Content-Type)."""
     parts = urlsplit(container.url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
     try:
         conn.request(
             "POST",
@@ -76,8 +76,7 @@ class VertexFront:
     @property
     def url(self) -> str:
         assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def start(self) -> VertexFront:
         front = self
