@@ -201,12 +201,18 @@ _CELL = {"oneOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}]}
 
 
 def _choosing_outputs(signature: Signature) -> dict[str, Any]:
-    """``params`` (``parameters`` on Vertex AI): free, but ``outputs`` names model outputs."""
+    """``params`` (``parameters`` on Vertex AI): free, but ``outputs`` names model outputs.
+
+    Either may be null, which is the same as leaving it out (every output).
+    """
     return {
         "type": "object",
+        "nullable": True,
         "properties": {
             "outputs": {
                 "type": "array",
+                "nullable": True,
+                "minItems": 1,
                 "items": {"type": "string", "enum": list(signature.output_names)},
             }
         },
