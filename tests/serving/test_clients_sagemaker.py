@@ -108,7 +108,12 @@ def labels_and_probabilities(kind: str, answer: Any) -> tuple[np.ndarray, np.nda
     if kind == "csv":  # list of rows of text: label, then one cell per probability
         rows = np.array(answer, dtype=object)
         return rows[:, 0].astype(np.float64).astype(np.int64), rows[:, 1:].astype(np.float32)
-    if kind == "csv-numpy":  # np.genfromtxt: float64 matrix
+    if kind == "csv-numpy":
+        # np.genfromtxt(dtype=None) guesses a dtype per column: an int label column and float
+        # ones make a structured array with fields f0, f1, ... (a float matrix if all are floats).
+        if answer.dtype.names:
+            columns = [answer[name] for name in answer.dtype.names]
+            return columns[0].astype(np.int64), np.stack(columns[1:], axis=1).astype(np.float32)
         return answer[:, 0].astype(np.int64), answer[:, 1:].astype(np.float32)
     if kind == "npy":  # a structured array, one field per output
         assert answer.dtype.names == ("label", "probabilities"), answer.dtype

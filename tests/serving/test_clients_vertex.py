@@ -116,11 +116,18 @@ def test_dataframe_model_row_objects(vertex: Vertex) -> None:
     )
 
 
-def test_parameters_outputs_names_the_outputs(vertex: Vertex, iris_x: np.ndarray) -> None:
+def test_parameters_outputs_names_the_outputs(
+    vertex: Vertex, packages: dict[str, Path], iris_x: np.ndarray
+) -> None:
+    # One output named: each row's prediction is that output's value (no object around it).
     prediction = vertex.numeric.predict(
         instances=iris_x[:2].tolist(), parameters={"outputs": ["label"]}
     )
-    assert [set(row) for row in prediction.predictions] == [{"label"}, {"label"}]
+    assert prediction.predictions == predict(packages["iris"], iris_x[:2])["label"].tolist()
+    both = vertex.numeric.predict(
+        instances=iris_x[:2].tolist(), parameters={"outputs": ["probabilities", "label"]}
+    )
+    assert [set(row) for row in both.predictions] == [{"label", "probabilities"}] * 2
 
 
 def test_an_error_raises_bad_request_with_the_servers_message(vertex: Vertex) -> None:
