@@ -76,8 +76,8 @@ ROW = [0.1, 0.2, 0.3, 0.4]
         ({"dataframe_split": {"columns": ["a"], "data": [[1, 2]]}}, "value(s)"),
         ({"dataframe_records": [{"a": 1}, {"b": 2}]}, "missing"),
         ({"inputs": [ROW], "instances": [ROW]}, "exactly one"),
-        ([1, 2, 3], "JSON object"),
-        ("text", "JSON object"),
+        ([1, 2, 3], "dimension"),  # a bare array is the tensor of a one-input model
+        ("text", "JSON array, or an object"),
     ],
 )
 def test_bad_input_is_400_and_names_the_problem(
@@ -112,7 +112,7 @@ def test_unsupported_content_type_and_encoding_are_415(client: FlaskClient, path
         path,
         data=json.dumps({"inputs": [ROW]}),
         content_type="application/json",
-        headers={"Content-Encoding": "gzip"},
+        headers={"Content-Encoding": "br"},  # gzip and deflate are read; others are not
     )
     error_of(resp, 415)
 
