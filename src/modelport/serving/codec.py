@@ -1,6 +1,7 @@
 """Body formats of the server that the package format does not already cover.
 
-- CSV in (a header row, then rows) and out, for SageMaker's ``text/csv``.
+- ``Content-Type`` parsing and ``Content-Encoding`` (gzip, deflate) undone under the body limit;
+  CSV, ``.npy``, JSON Lines and Parquet bodies: :mod:`modelport.serving.bodies`, gathered here.
 - Open Inference Protocol (KServe V2) tensors, in JSON and with the binary tensor data extension
   that Triton's clients use by default.
 - Fast JSON answers: numeric output arrays go to orjson as they are, without ``tolist()``
@@ -11,8 +12,6 @@ Every decoded payload still goes through ``Signature.enforce``; messages name in
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import struct
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -23,16 +22,50 @@ import numpy as np
 
 from modelport.errors import InputError, quote_name
 from modelport.model_format.jsontext import dumps, finite, loads
-from modelport.model_format.payload import format_predictions, table_inputs, to_jsonable
+from modelport.model_format.payload import format_predictions, to_jsonable
 from modelport.model_format.signature import (
     DTYPES,
     JsonBooleans,
-    Signature,
     TensorSpec,
     convert,
     dtype_name,
     json_value_loss,
 )
+from modelport.serving.bodies.csvtable import INDEX_COLUMN, format_csv, parse_csv
+from modelport.serving.bodies.encoding import CODINGS, decompress, media_type
+from modelport.serving.bodies.jsonlines import JSONLINES_TYPES, format_jsonlines, parse_jsonlines
+from modelport.serving.bodies.npy import format_npy, parse_npy, read_npy
+from modelport.serving.bodies.parquet import MAX_PARQUET_VALUES, PARQUET_TYPES, parse_parquet
+
+__all__ = [
+    "BINARY_HEADER",
+    "CODINGS",
+    "DTYPE_TO_V2",
+    "INDEX_COLUMN",
+    "JSONLINES_TYPES",
+    "MAX_DIMS",
+    "MAX_PARQUET_VALUES",
+    "PARQUET_TYPES",
+    "V2_TO_DTYPE",
+    "V2Request",
+    "decompress",
+    "format_csv",
+    "format_jsonlines",
+    "format_npy",
+    "format_v2",
+    "jsonable",
+    "media_type",
+    "parse_csv",
+    "parse_jsonlines",
+    "parse_npy",
+    "parse_parquet",
+    "parse_v2",
+    "predictions",
+    "read_npy",
+    "row_predictions",
+    "tensor_metadata",
+    "v2_datatype",
+]
 
 # --- JSON ---------------------------------------------------------------------------------------
 
@@ -62,125 +95,6 @@ def row_predictions(outputs: Mapping[str, np.ndarray]) -> list[Any]:
         return [columns]
     (rows,) = lengths
     return [{name: values[i] for name, values in columns.items()} for i in range(rows)]
-
-
-# --- CSV ----------------------------------------------------------------------------------------
-
-_TRUE = frozenset({"true", "1", "t", "yes"})
-_FALSE = frozenset({"false", "0", "f", "no"})
-
-
-def _number(cell: str, column: str) -> int | float:
-    text = cell.strip()
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        raise InputError(f"CSV column {quote_name(column)}: expected numbers") from None
-
-
-def _boolean(cell: str, column: str) -> bool:
-    text = cell.strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise InputError(f"CSV column {quote_name(column)}: expected booleans (true/false or 1/0)")
-
-
-def parse_csv(body: bytes, signature: Signature) -> dict[str, Any]:
-    """Read a CSV body with a header row into ``{input name: values}``.
-
-    Cells are converted by the dtype of the input they feed: a single-input model takes the
-    whole table as its matrix, a multi-input model takes columns by name (as MLflow does).
-
-    Raises:
-        InputError: not UTF-8, malformed, empty, ragged, or a cell of the wrong kind.
-    """
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError("the CSV body must be UTF-8 text") from None
-    try:
-        table = [row for row in csv.reader(io.StringIO(text, newline="")) if row]
-    except csv.Error as exc:
-        raise InputError(f"malformed CSV body ({type(exc).__name__})") from None
-    if len(table) < 2:
-        raise InputError("the CSV body needs a header row and at least one row of values")
-    header = [c.strip() for c in table[0]]
-    rows = table[1:]
-    width = len(header)
-    if any(len(r) != width for r in rows):
-        raise InputError(f"CSV rows must each have {width} value(s), one per header column")
-    single = signature.inputs[0].dtype if len(signature.inputs) == 1 else None
-    kinds: list[str] = []
-    for column in header:
-        spec = next((s for s in signature.inputs if s.name == column), None)
-        dtype = spec.dtype if spec is not None else single or "string"
-        kinds.append(dtype)
-    converted: list[list[Any]] = [[] for _ in rows]
-    for j, (column, dtype) in enumerate(zip(header, kinds, strict=True)):
-        if dtype == "string":
-            for out, row in zip(converted, rows, strict=True):
-                out.append(row[j])
-        elif dtype == "bool":
-            for out, row in zip(converted, rows, strict=True):
-                out.append(_boolean(row[j], column))
-        else:
-            for out, row in zip(converted, rows, strict=True):
-                out.append(_number(row[j], column))
-    inputs: dict[str, Any] = table_inputs(header, converted, signature).inputs
-    return inputs
-
-
-def _cells(array: np.ndarray) -> list[list[str]]:
-    """Rows of text cells for one output (one row per first-dimension entry)."""
-    if array.ndim == 0:
-        array = array.reshape(1, 1)
-    flat = array.reshape(array.shape[0], -1)
-    if flat.dtype.kind == "b":
-        text = np.where(flat, "true", "false")
-    elif flat.dtype.kind in "OSU":
-        text = np.vectorize(
-            lambda v: v.decode() if isinstance(v, bytes) else str(v), otypes=[object]
-        )(flat)
-    else:
-        # float32 values print in their own shortest form, not float64's.
-        text = flat.astype(str)
-    return [list(map(str, row)) for row in text.tolist()]
-
-
-def format_csv(outputs: Mapping[str, np.ndarray]) -> bytes:
-    """A CSV answer: a header row, then one row per input row.
-
-    A one-dimensional output is one column named after it; a wider output is flattened into
-    columns ``name_0``, ``name_1``, …
-
-    Raises:
-        InputError: the outputs do not have the same number of rows (no table can hold them).
-    """
-    header: list[str] = []
-    columns: list[list[list[str]]] = []
-    for name, array in outputs.items():
-        cells = _cells(np.asarray(array))
-        width = len(cells[0]) if cells else 1
-        if np.asarray(array).ndim <= 1:
-            header.append(name)
-        else:
-            header.extend(f"{name}_{i}" for i in range(width))
-        columns.append(cells)
-    counts = {len(c) for c in columns}
-    if len(counts) > 1:
-        raise InputError("the outputs have different numbers of rows; ask for application/json")
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    for parts in zip(*columns, strict=True):
-        writer.writerow([cell for part in parts for cell in part])
-    return buffer.getvalue().encode()
 
 
 # --- Open Inference Protocol (KServe V2) --------------------------------------------------------
