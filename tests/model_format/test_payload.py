@@ -118,7 +118,7 @@ def test_plain_instances_for_a_multi_input_model() -> None:
     assert "3 inputs" in parse_error({"instances": [[1.0, "red", 3]]}, MULTI)
 
 
-@pytest.mark.parametrize("value", [{"x": [1, 2, 3]}, "rows", 3])
+@pytest.mark.parametrize("value", ["rows", 3, None])
 def test_instances_must_be_a_list(value: Any) -> None:
     assert "list" in parse_error({"instances": value})
 
@@ -364,3 +364,11 @@ def test_the_python_api_takes_a_dataframe_records_and_columns() -> None:
     matrix = pd.DataFrame([[1.0, 2.0, 3.0]], columns=["a", "b", "c"])
     assert SINGLE.enforce(python_inputs(matrix, SINGLE))["x"].tolist() == [[1.0, 2.0, 3.0]]
     assert python_inputs([[1, 2, 3]], SINGLE) == [[1, 2, 3]]
+
+
+def test_mlflow_s_other_spellings_rows_in_inputs_and_columns_in_instances() -> None:
+    rows = [{"age": 30.5, "color": "red", "visits": 2}]
+    columns = {"age": [30.5], "color": ["red"], "visits": [2]}
+    for body in ({"inputs": rows}, {"instances": columns}):
+        arrays = MULTI.enforce(parse_payload(body, MULTI))
+        assert arrays["color"].tolist() == [["red"]], body

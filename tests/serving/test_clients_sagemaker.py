@@ -245,7 +245,9 @@ def test_pandas_deserializer_json_on_mlflow_answers(
 @pytest.mark.xfail(
     strict=True,
     reason="PandasDeserializer reads text/csv with pd.read_csv (a header row expected), while a "
-    "CSV answer has no header unless asked; 'text/csv; header=present' is refused by its == test",
+    "CSV answer to a JSON request has no header unless asked (what SageMaker's containers and "
+    "its Numpy and CSV deserializers expect); 'text/csv; header=present' is refused by its == "
+    "test. Its default Accept gets JSON, which it reads whole.",
 )
 def test_pandas_deserializer_csv_after_a_json_request(
     iris_server: Server, iris_x: np.ndarray
@@ -391,12 +393,6 @@ def test_a_first_row_that_is_neither_header_nor_data_is_a_400_saying_what_to_sen
     assert str(iris_x[0, 0]) not in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Accept 'text/csv, application/json' (equal q) is answered with the first type, "
-    "headerless CSV, which pd.read_csv reads with the first prediction as its header: a lead "
-    "decision (prefer JSON on ties, or a header) would make this pass",
-)
 def test_pandas_deserializer_default_accept_as_the_v2_predictor_sends_it(
     iris_server: Server, packages: dict[str, Path], iris_x: np.ndarray
 ) -> None:

@@ -76,10 +76,11 @@ def test_invocations_csv_in_and_out(
         iris_server.url + "/invocations",
         "POST",
         csv_body,
-        {"Content-Type": "text/csv", "Accept": "text/csv"},
+        {"Content-Type": "text/csv; header=present", "Accept": "text/csv"},
     )
     assert resp.status == 200, resp.body
-    assert resp.headers["content-type"].startswith("text/csv")
+    # A CSV request with a header row gets one back, labelled exactly as asked.
+    assert resp.headers["content-type"] == "text/csv"
     lines = resp.body.decode().strip().split("\n")
     assert lines[0] == "label,probabilities_0,probabilities_1,probabilities_2"
     want = expected(iris, rows)
@@ -94,7 +95,10 @@ def test_invocations_csv_in_json_out(iris_server: Server, iris_x: np.ndarray) ->
         iris_server.url + "/invocations",
         "POST",
         csv_body,
-        {"Content-Type": "text/csv; charset=utf-8", "Accept": "application/json, text/csv;q=0.5"},
+        {
+            "Content-Type": "text/csv; charset=utf-8; header=present",
+            "Accept": "application/json, text/csv;q=0.5",
+        },
     )
     assert resp.status == 200, resp.body
     assert len(resp.json()["predictions"]["label"]) == 1

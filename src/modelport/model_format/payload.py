@@ -83,6 +83,8 @@ def read_payload(body: Any, signature: Signature, *, strict: bool = False) -> Pa
             f"the body must have exactly one of the keys {', '.join(PAYLOAD_KEYS)} (found {found})"
         )
     outputs = requested_outputs(body.get("params"), signature, "params") if "params" in body else ()
+    if "parameters" in body and not isinstance(body["parameters"], Mapping):
+        raise InputError("'parameters' must be a JSON object")
     key = present[0]
     value = body[key]
     if key == "inputs":
@@ -128,6 +130,8 @@ def requested_outputs(params: Any, signature: Signature, where: str) -> tuple[st
 def _inputs(value: Any, signature: Signature) -> Any:
     if isinstance(value, Mapping):
         return dict(value)
+    if type(value) is list and value and isinstance(value[0], Mapping):
+        return instances_to_inputs(value, signature)  # rows, as MLflow reads them
     if len(signature.inputs) != 1:
         raise InputError(
             f"'inputs' must be an object of input name to value: the model has "
@@ -140,9 +144,12 @@ def instances_to_inputs(instances: Any, signature: Signature) -> dict[str, Any]:
     """Stack rows (``instances``) into one batch per input.
 
     A row is an object of input name to value, or, for a single-input model, the value itself.
+    An object of input name to column is taken as it is (MLflow takes it too).
     """
+    if isinstance(instances, Mapping):
+        return dict(instances)  # columns by input name, as MLflow reads them
     if not isinstance(instances, list):
-        raise InputError("'instances' must be a list of rows")
+        raise InputError("'instances' must be a list of rows, or an object of columns")
     if instances and all(isinstance(r, Mapping) for r in instances):
         names = list(dict.fromkeys(k for r in instances for k in r))
         for name in names:

@@ -335,8 +335,10 @@ def _convert_dtype(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
             ):
                 # Too large for the target (e.g. 1e300 -> float32, 70000 -> float16): never inf.
                 finite = np.isfinite(array) if kind == "f" else np.ones(array.shape, bool)
-                values = array[finite].astype(np.float64)
-                too_big = np.abs(values) > float(np.finfo(target).max)
+                # What rounds to the largest finite value is in range (3.4028235e38 is how
+                # float32's maximum prints); only what would become an infinity is not.
+                with np.errstate(over="ignore"):
+                    too_big = np.isinf(array[finite].astype(target))
                 if bool(too_big.any()):
                     raise InputError(f"{want}, got values outside the range of {spec.dtype}")
             return array.astype(target, copy=False)

@@ -22,6 +22,8 @@ data.
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import sys
 import time
@@ -32,9 +34,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from flask import Flask, Response, request
-from werkzeug.datastructures import MIMEAccept
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
-from werkzeug.http import parse_accept_header
 from werkzeug.wsgi import get_content_length
 
 from modelport import __version__
@@ -50,7 +50,13 @@ from modelport.errors import (
     quote_names,
 )
 from modelport.model_format import jsontext
-from modelport.model_format.payload import IGNORED_KEYS, instances_to_inputs, parse_payload
+from modelport.model_format.payload import (
+    Payload,
+    answer_outputs,
+    instances_to_inputs,
+    read_payload,
+    requested_outputs,
+)
 from modelport.model_format.signature import JsonBooleans, Signature
 from modelport.serving import codec
 from modelport.serving.answers import ENDPOINTS_EXTENSION, Protocol, error_body, wsgi_status
@@ -64,8 +70,29 @@ log = logging.getLogger("modelport.serving")
 ROUTE_KEY = "modelport.route"
 JSON = "application/json"
 CSV = "text/csv"
+NPY = "application/x-npy"
+JSONLINES = "application/jsonlines"
 OCTET = "application/octet-stream"
-CSV_TYPE = "text/csv; charset=utf-8"
+#: What ``/invocations`` reads, by media type (JSON types aside): each reader in ``_reader``.
+BODY_TYPES: dict[str, str] = {
+    CSV: "csv",
+    NPY: "npy",
+    JSONLINES: "jsonlines",
+    "application/jsonl": "jsonlines",
+    "application/x-jsonlines": "jsonlines",
+    "application/vnd.apache.parquet": "parquet",
+    "application/x-parquet": "parquet",  # MLflow's name for it
+}
+REQUEST_TYPES = (JSON, *BODY_TYPES)
+#: What ``/invocations`` answers, as ``Accept`` asks (the JSON Lines aliases answer as asked).
+ANSWER_TYPES = (JSON, CSV, NPY, JSONLINES, "application/jsonl", "application/x-jsonlines")
+#: The response header naming a table's columns that fed no input (and were ignored).
+IGNORED_HEADER = "Modelport-Ignored-Columns"
+#: A Parquet body may expand this many times its size limit while read (columnar data
+#: compresses well); past that it is refused before it is decoded.
+_PARQUET_EXPANSION = 16
+_NO_PARAMETERS: dict[str, str] = {}
+_ABSENT = JsonBooleans.ABSENT
 TEXT_TYPE = "text/plain; charset=utf-8"
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 #: The metrics' error type of an answer werkzeug raises (no route, wrong method, ...): the one
@@ -83,6 +110,7 @@ _HTTP_ERROR_TYPES = {
 } | {405: "method_not_allowed"}
 _JSON_TYPES = frozenset({"", JSON, "text/json"})
 _VERSION_TEXT = __version__.encode()
+_RETRY_SOON = (("Retry-After", "1"),)
 #: Short names for the route table below.
 MLFLOW, V2, VERTEX, AZURE = Protocol.MLFLOW, Protocol.V2, Protocol.VERTEX, Protocol.AZURE
 
@@ -119,32 +147,80 @@ class Answer(NamedTuple):
         return response
 
 
-def _mimetype(environ: Environ) -> str:
-    return str(environ.get("CONTENT_TYPE", "")).split(";", 1)[0].strip().lower()
-
-
 def _is_json(mimetype: str) -> bool:
     return mimetype in _JSON_TYPES or mimetype.endswith("+json")
 
 
-def _check_encoding(environ: Environ) -> None:
-    encoding = str(environ.get("HTTP_CONTENT_ENCODING", "")).strip().lower()
-    if encoding and encoding != "identity":
-        raise UnsupportedMediaType("Content-Encoding is not supported")
+def _content_type(environ: Environ) -> tuple[str, dict[str, str]]:
+    value = environ.get("CONTENT_TYPE")
+    if value == JSON:
+        return JSON, _NO_PARAMETERS  # the common case, without parsing
+    return codec.media_type(value)
 
 
 def _require_json(environ: Environ) -> None:
-    if not _is_json(_mimetype(environ)):
+    if not _is_json(_content_type(environ)[0]):
         raise UnsupportedMediaType("Content-Type must be application/json")
 
 
-def _check_parameters(body: Any) -> Any:
-    """``params`` (MLflow) and ``parameters`` (Vertex AI) are accepted and unused, but typed."""
-    if isinstance(body, Mapping):
-        for key in IGNORED_KEYS:
-            if key in body and not isinstance(body[key], Mapping):
-                raise InputError(f"{key!r} must be a JSON object")
-    return body
+def negotiate(accept: str | None) -> tuple[str, dict[str, str]]:
+    """The answer type an ``Accept`` header asks for on ``/invocations``, with its parameters.
+
+    The highest-quality entry that names a type the server writes (or a wildcard for one)
+    wins; among equals, the one first in :data:`ANSWER_TYPES`. Parameters other than ``q``
+    are the client's (``text/csv; header=present``) and are kept.
+
+    Raises:
+        NotAcceptable: the header allows none of :data:`ANSWER_TYPES`.
+    """
+    if not accept or accept in ("*/*", JSON):
+        return JSON, _NO_PARAMETERS
+    best: tuple[str, dict[str, str]] | None = None
+    best_q = 0.0
+    for part in accept.split(","):
+        mimetype, params = codec.media_type(part)
+        try:
+            q = float(params.pop("q", "1"))
+        except ValueError:
+            q = 0.0
+        if mimetype in ANSWER_TYPES:
+            offer = mimetype
+        elif mimetype == "*/*":
+            offer = JSON
+        elif mimetype.endswith("/*"):
+            prefix = mimetype[:-1]
+            offer = next((t for t in ANSWER_TYPES if t.startswith(prefix)), "")
+        else:
+            offer = ""
+        # Among equally wanted types, the server's order decides (JSON first): SageMaker's
+        # Predictor sends "text/csv, application/json" for pandas, which reads JSON whole.
+        if offer and (
+            q > best_q
+            or (best and q == best_q and ANSWER_TYPES.index(offer) < ANSWER_TYPES.index(best[0]))
+        ):
+            best, best_q = (offer, params), q
+    if best is None:
+        raise NotAcceptable(f"Accept must allow one of {', '.join(ANSWER_TYPES)}")
+    return best
+
+
+def _header_parameter(params: Mapping[str, str]) -> bool | None:
+    """RFC 4180's ``header=present|absent`` parameter of a CSV media type."""
+    value = params.get("header")
+    if value is None:
+        return None
+    value = value.lower()
+    if value not in ("present", "absent"):
+        raise InputError("the text/csv 'header' parameter must be 'present' or 'absent'")
+    return value == "present"
+
+
+def _header_list(names: Iterable[str]) -> str:
+    """Names as one header value: comma-separated, each quoted as a CSV cell where needed."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(names)
+    # A header value holds no line break or control character (the names are the client's).
+    return "".join(c if c.isprintable() else "?" for c in buffer.getvalue())
 
 
 def _json(value: Any) -> Answer:
@@ -156,27 +232,29 @@ def _predictions(value: Any, outputs: Mapping[str, np.ndarray]) -> Answer:
     return Answer(jsontext.dumps(value, allow_nan=not jsontext.finite(outputs)))
 
 
-def azure_inputs(body: Any, signature: Signature) -> Any:
-    """Azure ML's ``{"input_data": ...}`` (a table or tensors), else any MLflow format."""
+def azure_inputs(body: Any, signature: Signature, *, strict: bool = False) -> Payload:
+    """Azure ML's ``{"input_data": ...}`` (a table, tensors or columns), else any MLflow format."""
     if not isinstance(body, Mapping) or "input_data" not in body:
-        return parse_payload(body, signature)
+        return read_payload(body, signature, strict=strict)
     unknown = sorted(str(k) for k in body if k not in ("input_data", "params"))
     if unknown:
         raise InputError("with 'input_data', the only other key allowed is 'params'")
     data = body["input_data"]
+    params = {"params": body["params"]} if "params" in body else {}
     if isinstance(data, Mapping) and "columns" in data and "data" in data:
         table = {k: v for k, v in data.items() if k != "index"}
-        return parse_payload({"dataframe_split": table}, signature)
-    return parse_payload({"inputs": data}, signature)
+        return read_payload({"dataframe_split": table, **params}, signature, strict=strict)
+    return read_payload({"inputs": data, **params}, signature, strict=strict)
 
 
-def vertex_inputs(body: Any, signature: Signature) -> Any:
+def vertex_inputs(body: Any, signature: Signature, *, strict: bool = False) -> Payload:
     """Vertex AI's ``{"instances": [...], "parameters": {...}}``."""
     if not isinstance(body, Mapping) or "instances" not in body:
         raise InputError("the body must be an object with 'instances' (and 'parameters')")
     if any(k not in ("instances", "parameters") for k in body):
         raise InputError("the body may only have the keys 'instances' and 'parameters'")
-    return instances_to_inputs(body["instances"], signature)
+    outputs = requested_outputs(body.get("parameters"), signature, "parameters")
+    return Payload(instances_to_inputs(body["instances"], signature), (), outputs)
 
 
 def configure_logging() -> None:
@@ -215,6 +293,9 @@ class Endpoints:
         self.metrics = metrics
         self.signature = service.signature
         self.max_body = config.max_body_bytes
+        self.answer = config.answer
+        self.strict = config.strict_inputs
+        self._read_json = self._json_reader(read_payload)
         #: what a 413 says, whether this server's check or Flask's refused the body
         self._too_large_message = f"the body is larger than {self.max_body} bytes"
         #: the protocol of each route without variables (Vertex AI's included), for errors
@@ -235,8 +316,11 @@ class Endpoints:
     # --- reading a request ----------------------------------------------------------------------
 
     def read_body(self, environ: Environ) -> bytes:
-        """The request body, refused over ``max_body_bytes`` or with a Content-Encoding."""
-        _check_encoding(environ)
+        """The request body, decoded of its Content-Encoding; over ``max_body_bytes``, a 413.
+
+        A compressed body's decoded size counts against the limit: a compression bomb is a 413,
+        inflated no further than one byte past the limit.
+        """
         raw = environ.get("CONTENT_LENGTH")
         if raw and raw.isascii() and raw.isdigit() and "HTTP_TRANSFER_ENCODING" not in environ:
             length: int | None = int(raw)  # the common case, five times faster than werkzeug's
@@ -247,7 +331,15 @@ class Endpoints:
             # Refused before a byte of it is read. The worker hands on the whole body.
             if length > self.max_body:
                 raise self._too_large()
-            return bytes(stream.read(length))
+            body = bytes(stream.read(length))
+        else:
+            body = self._read_chunked(stream)
+        coding = environ.get("HTTP_CONTENT_ENCODING")
+        if coding:
+            return codec.decompress(body, coding, self.max_body)
+        return body
+
+    def _read_chunked(self, stream: Any) -> bytes:
         # A chunked body has no length: read up to one byte past the limit and refuse what is
         # larger (a body cut at the limit could still parse, as CSV does).
         parts: list[bytes] = []
@@ -265,17 +357,76 @@ class Endpoints:
     def _too_large(self) -> BodyTooLarge:
         return BodyTooLarge(self._too_large_message)
 
-    def json_inputs(
-        self, environ: Environ, to_inputs: Callable[[Any, Signature], Any]
-    ) -> tuple[Any, JsonBooleans]:
-        """Read a JSON body into inputs with ``to_inputs(body, signature)`` (for ``predict``)."""
-        raw = self.read_body(environ)
-        inputs = to_inputs(_check_parameters(jsontext.loads(raw)), self.signature)
-        return inputs, JsonBooleans.in_text(raw)
+    def _predict(
+        self, environ: Environ, read: Callable[[bytes], tuple[Payload, JsonBooleans]]
+    ) -> tuple[dict[str, np.ndarray], Payload]:
+        """Read the body with ``read`` once the model is ready, and predict.
 
-    def _csv_inputs(self, environ: Environ) -> tuple[Any, JsonBooleans]:
-        # CSV cells are read by their input's dtype: booleans only ever feed boolean inputs.
-        return codec.parse_csv(self.read_body(environ), self.signature), JsonBooleans.ABSENT
+        Returns:
+            The outputs the answer holds (those asked for, in the server's answer mode), and
+            the request's payload.
+        """
+        found: list[Payload] = []
+
+        def parse() -> tuple[Any, JsonBooleans]:
+            payload, booleans = read(self.read_body(environ))
+            found.append(payload)
+            return payload.inputs, booleans
+
+        outputs = self.service.predict(parse)
+        payload = found[0]
+        if payload.outputs or self.answer != "full":
+            outputs = dict(answer_outputs(outputs, payload.outputs, self.answer))
+        return outputs, payload
+
+    def _json_reader(
+        self, to_payload: Callable[..., Payload]
+    ) -> Callable[[bytes], tuple[Payload, JsonBooleans]]:
+        """A reader of JSON bodies with ``to_payload(body, signature, strict=...)``."""
+        signature, strict = self.signature, self.strict
+
+        def read(body: bytes) -> tuple[Payload, JsonBooleans]:
+            payload = to_payload(jsontext.loads(body), signature, strict=strict)
+            return payload, JsonBooleans.in_text(body)
+
+        return read
+
+    def _reader(
+        self, mimetype: str, params: Mapping[str, str], had_header: list[bool]
+    ) -> Callable[[bytes], tuple[Payload, JsonBooleans]]:
+        """How ``/invocations`` reads a body of ``mimetype`` into a payload.
+
+        A CSV reader appends to ``had_header`` whether the body had a header row.
+        """
+        if _is_json(mimetype):
+            return self._read_json
+        signature, strict = self.signature, self.strict
+        kind = BODY_TYPES.get(mimetype)
+        # CSV, npy and Parquet values are typed by the body or by their input's dtype:
+        # booleans only ever feed boolean inputs, so the JSON rule's walk is not needed.
+        if kind == "csv":
+            header = _header_parameter(params)
+
+            def read_csv(body: bytes) -> tuple[Payload, JsonBooleans]:
+                payload, header_row = codec.parse_csv(body, signature, header=header, strict=strict)
+                had_header.append(header_row)
+                return payload, _ABSENT
+
+            return read_csv
+        if kind == "npy":
+            return lambda body: (codec.parse_npy(body, signature, strict=strict), _ABSENT)
+        if kind == "jsonlines":
+            return lambda body: (
+                Payload(instances_to_inputs(codec.parse_jsonlines(body), signature)),
+                JsonBooleans.in_text(body),
+            )
+        if kind == "parquet":
+            limit = self.max_body * _PARQUET_EXPANSION
+            return lambda body: (
+                codec.parse_parquet(body, signature, strict=strict, limit=limit),
+                _ABSENT,
+            )
+        raise UnsupportedMediaType(f"Content-Type must be one of {', '.join(REQUEST_TYPES)}")
 
     def _check_model(self, model_name: str, model_version: str | None) -> None:
         if model_name != self.service.name:
@@ -300,24 +451,31 @@ class Endpoints:
         return Answer(_VERSION_TEXT, TEXT_TYPE)
 
     def invocations(self, environ: Environ) -> Answer:
-        """``POST /invocations``: any MLflow scoring format or CSV in, JSON or CSV out."""
-        accept = environ.get("HTTP_ACCEPT")
-        as_csv = False
-        if accept and accept not in ("*/*", JSON):
-            best = parse_accept_header(accept, MIMEAccept).best_match((JSON, CSV))
-            if best is None:
-                raise NotAcceptable("Accept must allow application/json or text/csv")
-            as_csv = best == CSV
-        mimetype = _mimetype(environ)
-        if mimetype == CSV:
-            outputs = self.service.predict(lambda: self._csv_inputs(environ))
-        elif _is_json(mimetype):
-            outputs = self.service.predict(lambda: self.json_inputs(environ, parse_payload))
+        """``POST /invocations``: every body type SageMaker's and MLflow's clients send.
+
+        JSON (MLflow's formats or a bare array), CSV, npy, JSON Lines or Parquet in; JSON, CSV,
+        npy or JSON Lines out, as ``Accept`` asks, labelled with exactly the type asked for.
+        """
+        answer_type, answer_params = negotiate(environ.get("HTTP_ACCEPT"))
+        mimetype, params = _content_type(environ)
+        had_header: list[bool] = []
+        outputs, payload = self._predict(environ, self._reader(mimetype, params, had_header))
+        headers: tuple[tuple[str, str], ...] = ()
+        if payload.ignored:
+            headers = ((IGNORED_HEADER, _header_list(payload.ignored)),)
+        if answer_type == JSON:
+            return _predictions(codec.predictions(outputs), outputs)._replace(headers=headers)
+        if answer_type == CSV:
+            header = _header_parameter(answer_params)
+            if header is None:
+                header = bool(had_header and had_header[0])
+            body = codec.format_csv(outputs, header=header)
+        elif answer_type == NPY:
+            body = codec.format_npy(outputs)
         else:
-            raise UnsupportedMediaType("Content-Type must be application/json or text/csv")
-        if as_csv:
-            return Answer(codec.format_csv(outputs), CSV_TYPE)
-        return _predictions(codec.predictions(outputs), outputs)
+            body = codec.format_jsonlines(outputs)
+        kept = "".join(f"; {k}={v}" for k, v in answer_params.items())
+        return Answer(body, answer_type + kept, headers=headers)
 
     # --- Azure ML -------------------------------------------------------------------------------
 
@@ -328,15 +486,16 @@ class Endpoints:
     def score(self, environ: Environ) -> Answer:
         """``POST /score``: Azure ML's ``input_data`` or any MLflow format."""
         _require_json(environ)
-        outputs = self.service.predict(lambda: self.json_inputs(environ, azure_inputs))
-        return _predictions(codec.predictions(outputs), outputs)
+        outputs, _ = self._predict(environ, self._json_reader(azure_inputs))
+        # Azure ML's MLflow scoring answers the predictions themselves, without a wrapper.
+        return _predictions(codec.predictions(outputs)["predictions"], outputs)
 
     # --- Vertex AI ------------------------------------------------------------------------------
 
     def vertex_predict(self, environ: Environ) -> Answer:
         """Vertex AI's predict route: ``instances`` in, one prediction per row out."""
         _require_json(environ)
-        outputs = self.service.predict(lambda: self.json_inputs(environ, vertex_inputs))
+        outputs, _ = self._predict(environ, self._json_reader(vertex_inputs))
         return _predictions({"predictions": codec.row_predictions(outputs)}, outputs)
 
     # --- Open Inference Protocol (KServe V2) ----------------------------------------------------
@@ -384,7 +543,7 @@ class Endpoints:
     ) -> Answer:
         """``POST /v2/models/{name}[/versions/{v}]/infer``: JSON or binary tensor data."""
         self._check_model(model_name, model_version)
-        mimetype = _mimetype(environ)
+        mimetype = _content_type(environ)[0]
         if not (_is_json(mimetype) or mimetype == OCTET):
             raise UnsupportedMediaType(
                 "Content-Type must be application/json or application/octet-stream"
@@ -461,7 +620,10 @@ class Endpoints:
             cause = exc if known else "unexpected error"
             log.error("%.16s %.200s: %s", method, path, cause, exc_info=exc)
         self.metrics.count_error(kind.error_type)
-        return Answer(error_body(protocol, kind.http_status, message), status=kind.http_status)
+        status = kind.http_status
+        # Not ready or overloaded: a client may come back soon (as the worker's own 503 says).
+        headers = _RETRY_SOON if status == 503 else ()
+        return Answer(error_body(protocol, status, message), status=status, headers=headers)
 
     def _http_error(self, exc: HTTPException, method: str, protocol: Protocol) -> Answer:
         status = exc.code or 500

@@ -187,6 +187,14 @@ def _is_header(
     inputs = signature.inputs
     if matrix:
         convert = _converter(inputs[0].dtype)
+        if len(first) > 1 and [c.strip() for c in first] == [str(j) for j in range(len(first))]:
+            # pandas names an array's columns 0, 1, ...: df.to_csv(index=False) of a matrix
+            # writes that header, which also reads as a row of numbers. Neither guess is safe.
+            raise InputError(
+                "the CSV body's first row is 0, 1, 2, ... (pandas' default column names, or "
+                "data?); send 'Content-Type: text/csv; header=present' if it is a header, or "
+                "header=absent"
+            )
         if all(_is_value(cell, convert) for cell in first):
             return False
     elif len(first) == len(inputs):
