@@ -514,3 +514,20 @@ def test_convert_checks_one_value() -> None:
     assert convert([1, 2], spec).dtype == np.int32
     with pytest.raises(InputError, match="'x'"):
         convert([1.5], spec)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "value", "want"),
+    [
+        # How float32's and float16's maxima print; read as float64 they are a hair above it.
+        ("float32", 3.4028235e38, float(np.finfo(np.float32).max)),
+        ("float32", -3.4028235e38, -float(np.finfo(np.float32).max)),
+        ("float16", 65504.0, 65504.0),
+        ("float16", 65519, 65504.0),
+    ],
+)
+def test_values_that_round_to_the_largest_finite_one_are_in_range(
+    dtype: str, value: float, want: float
+) -> None:
+    (array,) = one(dtype).enforce([value]).values()
+    assert array.tolist() == [want]
