@@ -7,15 +7,22 @@ itself (ONNX Runtime sessions are not fork-safe, so nothing model-related is cre
 fork), warms it up, and only then reports ready. Workers are modelport's own gunicorn worker
 class (:mod:`modelport.serving.worker`: one thread reads and parses, a pool answers), and
 requests go straight from its threads to the model: no hop between processes.
+
+The listening socket is bound first, before the package is even read: a port already in use
+fails at once, naming the port (gunicorn itself would retry for 5 s, then print a log line).
+The bound socket is handed to gunicorn as ``fd://N`` (and to Flask's server as its ``fd``), so
+nothing else can take the port between the check and the server.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
 import shutil
 import signal
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +40,64 @@ log = logging.getLogger("modelport.serving")
 
 #: gunicorn's exit status for "worker failed to boot": the master stops the whole server.
 WORKER_BOOT_ERROR = 3
+#: Connections the kernel queues before the server accepts them (gunicorn's default backlog).
+LISTEN_BACKLOG = 2048
+
+
+def _address(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+@contextmanager
+def listening_socket(host: str, port: int) -> Iterator[socket.socket]:
+    """Bind and listen on ``host:port`` now; closed on leaving unless handed on (detached).
+
+    Raises:
+        ServeError: the port is in use, may not be bound, or the host is not this machine's.
+    """
+    where = f"{_address(host)}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ServeError(
+            f"cannot listen on {where}: the host name does not resolve ({exc.strerror})",
+            hint="give --host an address of this machine (127.0.0.1, 0.0.0.0, ::1, ::)",
+        ) from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        # As gunicorn does: a port whose last connections are in TIME_WAIT is free to take.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise _listen_error(exc, host, port) from None
+    try:
+        yield sock
+    finally:
+        sock.close()  # a no-op once detached
+
+
+def _listen_error(exc: OSError, host: str, port: int) -> ServeError:
+    where = f"{_address(host)}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return ServeError(
+            f"port {port} is already in use (cannot listen on {where})",
+            hint="stop what listens there, or pick another port with --port (0 picks a free one)",
+        )
+    if exc.errno == errno.EACCES:
+        return ServeError(
+            f"not allowed to listen on port {port} ({where})",
+            hint="ports below 1024 need privileges; pick another port with --port",
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return ServeError(
+            f"cannot listen on {where}: {host} is not an address of this machine",
+            hint="give --host an address of this machine (127.0.0.1, 0.0.0.0, ::1, ::)",
+        )
+    return ServeError(f"cannot listen on {where}: {exc.strerror or exc}")
 
 
 @contextmanager
@@ -105,16 +170,23 @@ def run(config: ServeConfig) -> None:
     Raises:
         PackageError: the package is invalid.
         CodeExecutionRefused: the package carries code and ``allow_code`` is off.
-        ServeError: the server stopped with an error.
+        ServeError: the port cannot be listened on (in use, not allowed), checked first; or
+            the server stopped with an error.
     """
-    with prepared_package(config) as package_dir, metrics_directory() as metrics_dir:
+    with (
+        listening_socket(config.host, config.port) as sock,
+        prepared_package(config) as package_dir,
+        metrics_directory() as metrics_dir,
+    ):
         if config.dev:
-            _run_dev(config, package_dir, metrics_dir)
+            _run_dev(config, sock, package_dir, metrics_dir)
         else:
-            _run_gunicorn(config, package_dir, metrics_dir)
+            _run_gunicorn(config, sock, package_dir, metrics_dir)
 
 
-def _run_gunicorn(config: ServeConfig, package_dir: Path, metrics_dir: Path) -> None:
+def _run_gunicorn(
+    config: ServeConfig, sock: socket.socket, package_dir: Path, metrics_dir: Path
+) -> None:
     # Imported before the fork, so each worker starts with them already loaded.
     import onnxruntime  # noqa: F401
     from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
@@ -134,11 +206,8 @@ def _run_gunicorn(config: ServeConfig, package_dir: Path, metrics_dir: Path) -> 
 
     tmp_dir = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
     settings: dict[str, Any] = {
-        "bind": [
-            f"[{config.host}]:{config.port}"
-            if ":" in config.host
-            else f"{config.host}:{config.port}"
-        ],
+        # The socket bound above, handed over: gunicorn takes (and closes) the descriptor.
+        "bind": [f"fd://{sock.detach()}"],
         "workers": config.workers,
         "worker_class": ModelportWorker.configured(
             config.max_body_bytes, config.max_buffered_bytes
@@ -180,7 +249,9 @@ def _run_gunicorn(config: ServeConfig, package_dir: Path, metrics_dir: Path) -> 
             ) from None
 
 
-def _run_dev(config: ServeConfig, package_dir: Path, metrics_dir: Path) -> None:
+def _run_dev(
+    config: ServeConfig, sock: socket.socket, package_dir: Path, metrics_dir: Path
+) -> None:
     from werkzeug.serving import make_server
 
     from modelport.serving.app import create_app
@@ -188,9 +259,11 @@ def _run_dev(config: ServeConfig, package_dir: Path, metrics_dir: Path) -> None:
     app = create_app(config, package_dir, metrics_dir, start=False)
     service = app.extensions["modelport"]
     service.load()
-    server = make_server(config.host, config.port, app, threaded=True)
-    host = f"[{config.host}]" if ":" in config.host else config.host
-    _announce(config, f"http://{host}:{server.server_port}", service.name, service.version)
+    # Werkzeug serves a duplicate of the bound socket; ours is closed when run() leaves.
+    server = make_server(config.host, config.port, app, threaded=True, fd=sock.fileno())
+    _announce(
+        config, f"http://{_address(config.host)}:{server.port}", service.name, service.version
+    )
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
