@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import os
+import shlex
 import shutil
 import stat
 import weakref
@@ -40,6 +41,7 @@ from modelport.model_format.flavors.runtime import (
 from modelport.model_format.limits import DEFAULT_LIMITS, ArchiveLimits
 from modelport.model_format.manifest import MANIFEST_NAME, Manifest, expected_digest, parse
 from modelport.model_format.paths import make_temp_dir
+from modelport.model_format.payload import python_inputs
 from modelport.model_format.signature import Signature
 
 #: Set to ``1`` to allow packages that run code they carry (read by :func:`code_allowed` only).
@@ -86,6 +88,53 @@ def read_manifest(root: Path, limits: ArchiveLimits = DEFAULT_LIMITS) -> Manifes
     return parse(data, str(manifest_path))
 
 
+#: The first bytes of a gzip stream: what every ``.mport`` archive starts with.
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def check_package_path(path: Path) -> None:
+    """Refuse, before reading it, a path that cannot be a package: missing, or a bare model.
+
+    A bare ONNX file or an MLflow model directory is what ``modelport pack`` takes, not a
+    package; the error's hint says to pack it first.
+
+    Raises:
+        PackageError: the path does not exist, or it is a model that was not packed.
+    """
+    if not path.exists():
+        raise PackageError(f"{path}: no such file or directory")
+    if path.is_dir():
+        if (path / "MLmodel").is_file() and not (path / MANIFEST_NAME).exists():
+            raise PackageError(
+                f"{path} is an MLflow model directory, not a modelport package",
+                hint=_pack_hint(path),
+            )
+        return
+    if path.suffix.lower() == ".onnx" and not _starts_with(path, _GZIP_MAGIC):
+        raise PackageError(
+            f"{path} is an ONNX model, not a modelport package", hint=_pack_hint(path)
+        )
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(len(magic)) == magic
+    except OSError:
+        return False  # reading it for real will say why
+
+
+def _pack_hint(path: Path) -> str:
+    if path.is_dir():  # "." has no name of its own
+        out = Path(f"{path.resolve().name or 'model'}.mport")
+    else:
+        out = path.with_suffix(".mport")
+    return (
+        "pack it first (modelport.pack in Python), then use the package: "
+        f"modelport pack {shlex.quote(str(path))} -o {shlex.quote(str(out))}"
+    )
+
+
 @dataclass(frozen=True)
 class VerifyReport:
     """The result of :func:`verify`: the manifest (when readable) and every problem found."""
@@ -128,16 +177,15 @@ def verify(
             compression ratio); a package over a limit is refused before the bytes are read.
 
     Raises:
-        PackageError: the package cannot be read at all (no manifest, invalid manifest, unsafe
-            archive, over a limit). File-level problems are reported in the returned report
-            instead.
+        PackageError: the package cannot be read at all (missing, a bare model not packed yet,
+            no manifest, invalid manifest, unsafe archive, over a limit). File-level problems
+            are reported in the returned report instead.
         DigestMismatch: the package's digest is not ``expected_digest``.
         UsageError: ``expected_digest`` is not ``sha256:`` and 64 hex digits.
     """
     p = Path(path)
     expected = _expected(expected_digest)
-    if not p.exists():
-        raise PackageError(f"{p}: no such file or directory")
+    check_package_path(p)
     if p.is_dir():
         manifest = read_manifest(p, limits)
         check_digest(p, manifest, expected)
@@ -224,7 +272,8 @@ def open_package(
         The verified package.
 
     Raises:
-        PackageError: missing, unreadable, invalid, tampered with, unsafe or over a limit.
+        PackageError: missing, a bare model not packed yet (:func:`check_package_path`),
+            unreadable, invalid, tampered with, unsafe or over a limit.
         EnvironmentProblem: no writable temporary directory to extract an archive into, or the
             disk filled up while extracting.
         DigestMismatch: the package's digest is not ``expected_digest``.
@@ -234,8 +283,7 @@ def open_package(
     """
     p = Path(source)
     expected = _expected(expected_digest)
-    if not p.exists():
-        raise PackageError(f"{p}: no such file or directory")
+    check_package_path(p)
     tmp: Path | None = None
     try:
         if p.is_dir():
@@ -318,18 +366,29 @@ class Package:
     def predict(self, inputs: Any) -> dict[str, np.ndarray]:
         """Predict on ``inputs`` after enforcing the signature.
 
+        Takes what the HTTP routes take, read the same way and checked by the same enforcement
+        (lossless conversions only), so a model packed from a DataFrame takes a DataFrame:
+
+        - a pandas DataFrame: a table, as MLflow's ``dataframe_split`` (each input takes the
+          column of its name; a single-input model takes the whole table as its matrix);
+        - a mapping of input name to array-like (a ``[-1, 1]`` input also takes one value per
+          row, as ``df.to_dict("list")`` gives);
+        - a list of records, each a mapping of input name to value (``df.to_dict("records")``),
+          as ``instances``;
+        - for a model with a single input, the array-like itself (numpy array, nested list).
+
         Args:
-            inputs: a mapping of input name to array-like, or one array-like for a model with a
-                single input.
+            inputs: one of the above.
 
         Returns:
             A dict of output name to numpy array.
 
         Raises:
-            InputError: the inputs do not match the signature (the message names the input).
+            InputError: the inputs do not match the signature (the message names the input and
+                never quotes values).
             ModelError: the model itself failed.
         """
-        return self.predict_arrays(self.signature.enforce(inputs))
+        return self.predict_arrays(self.signature.enforce(python_inputs(inputs, self.signature)))
 
     def predict_arrays(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Predict on arrays that already passed :meth:`Signature.enforce` (the server's path)."""
