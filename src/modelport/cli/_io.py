@@ -9,7 +9,41 @@ from typing import Any
 
 import click
 
-from modelport.errors import UsageError
+from modelport.errors import ModelportError, UsageError
+
+
+class NoSuchFile(ModelportError):
+    """A file or directory named on the command line does not exist (exit 1).
+
+    Not a :class:`~modelport.errors.PackageError` (exit 4, "invalid package"): nothing was
+    read, so nothing can be said of the package.
+    """
+
+
+def existing(path: Path) -> Path:
+    """``path``, checked to exist (``-``, stdin, always does).
+
+    Raises:
+        NoSuchFile: ``no such file: PATH``.
+    """
+    if str(path) != "-" and not path.exists():
+        raise NoSuchFile(f"no such file: {path}")
+    return path
+
+
+def check_package_arg(path: Path) -> Path:
+    """A package argument, checked before any command reads it.
+
+    Raises:
+        NoSuchFile: it does not exist (exit 1).
+        PackageError: it is a bare model (an ``.onnx`` file, an MLflow model directory), with a
+            hint to ``modelport pack`` it first (exit 4).
+    """
+    from modelport.model_format.package import check_package_path
+
+    check_package_path(existing(path))
+    return path
+
 
 #: Whether this run printed a JSON result (then a failure does not print a second document).
 _printed: set[str] = set()
@@ -33,20 +67,30 @@ def read_json_input(path: Path) -> Any:
     """Read a JSON request from ``path`` (``-`` for stdin).
 
     Raises:
+        NoSuchFile: there is no such file (exit 1).
         UsageError: the file cannot be read (exit 2).
         InputError: it is not JSON (exit 1); the message gives the position, not the text
             (:func:`modelport.model_format.jsontext.loads`, as the server).
     """
     from modelport.model_format import jsontext
 
+    # The server's reader: the CLI and every route accept exactly the same bodies.
+    return jsontext.loads(read_input(path))
+
+
+def read_input(path: Path) -> bytes:
+    """The bytes of ``path`` (``-`` for stdin).
+
+    Raises:
+        NoSuchFile: there is no such file (exit 1).
+        UsageError: the file cannot be read (exit 2).
+    """
     try:
-        data = _read_stdin() if str(path) == "-" else path.read_bytes()
+        return _read_stdin() if str(path) == "-" else path.read_bytes()
     except FileNotFoundError:
-        raise UsageError(f"input file {path} does not exist") from None
+        raise NoSuchFile(f"no such file: {path}") from None
     except OSError as exc:
         raise UsageError(f"cannot read input {path}: {exc}") from None
-    # The server's reader: the CLI and every route accept exactly the same bodies.
-    return jsontext.loads(data)
 
 
 def _read_stdin() -> bytes:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from modelport.cli._io import emit_json, read_json_input, write_output
+from modelport.cli._io import check_package_arg, emit_json, read_json_input, write_output
 from modelport.errors import InputError, NotSupportedError, PluginError
 
 if TYPE_CHECKING:
@@ -212,6 +212,7 @@ def deploy(
     Options come from --config-file, MODELPORT_<TARGET>_<KEY> env vars, the target URI and
     -C key=value, the later winning. A failed deploy removes what it made.
     """
+    check_package_arg(package_path)  # before the target is even looked up
     deployer = _make_deployer(target, config_pairs, config_file)
     deployer.check_name(name)
     with _loaded(package_path, allow_code, expect_digest) as package:
@@ -298,6 +299,7 @@ def update_deployment(
 
     An unchanged package digest changes nothing; a failed update leaves the old version serving.
     """
+    check_package_arg(package_path)
     deployer = _make_deployer(target, config_pairs, config_file)
     if no_wait and not deployer.update_can_skip_waiting():
         raise NotSupportedError(

@@ -48,8 +48,10 @@ def dockerfile(
     and KServe V2 routes), runs as a non-root user, and verifies the package at build time and at
     every start. Build it with docker, podman or buildah.
     """
+    from modelport.cli._io import check_package_arg
     from modelport.image import write_context
 
+    check_package_arg(package)
     context = write_context(
         package,
         output,

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from modelport.cli._io import emit_json
-from modelport.errors import IntegrityError, PackageError, UsageError
+from modelport.cli._io import check_package_arg, emit_json, existing
+from modelport.errors import IntegrityError, UsageError
 from modelport.model_format.limits import ArchiveLimits, human_bytes
 
 
@@ -97,6 +97,9 @@ def pack(
     """
     from modelport.model_format.pack import pack as pack_model
 
+    existing(source)
+    if example is not None:
+        existing(example)
     package = pack_model(
         source,
         output,
@@ -192,8 +195,7 @@ def inspect(package: Path, as_json: bool, **limit_values: Any) -> None:
     from modelport.model_format.archive import read_archive_manifest
     from modelport.model_format.package import read_manifest
 
-    if not package.exists():
-        raise PackageError(f"{package}: no such file or directory")
+    check_package_arg(package)
     limits = _limits(limit_values)
     if package.is_dir():
         manifest = read_manifest(package, limits)
@@ -234,6 +236,7 @@ def verify(package: Path, expect_digest: str | None, as_json: bool, **limit_valu
     """
     from modelport.model_format.package import verify as verify_package
 
+    check_package_arg(package)
     report = verify_package(
         package, expected_digest=_expected(expect_digest), limits=_limits(limit_values)
     )
@@ -265,8 +268,8 @@ def verify(package: Path, expect_digest: str | None, as_json: bool, **limit_valu
     "input_path",
     required=True,
     type=click.Path(path_type=Path, allow_dash=True),
-    help="Input JSON ('-' for stdin): {\"inputs\": ...}, instances, dataframe_split or "
-    "dataframe_records.",
+    help="Input JSON ('-' for stdin), any body /invocations reads as JSON: {\"inputs\": ...}, "
+    "instances, dataframe_split, dataframe_records, or a bare array.",
 )
 @click.option(
     "-o",
@@ -286,17 +289,25 @@ def predict(
     expect_digest: str | None,
     **limit_values: Any,
 ) -> None:
-    """Predict with PACKAGE in-process and print {"predictions": ...} as JSON."""
+    """Predict with PACKAGE in-process and print {"predictions": ...} as JSON.
+
+    INPUT is read as `modelport serve` reads a JSON body on /invocations (the same reader, the
+    same formats, params.outputs included), and the answer is written as the server writes it.
+    """
     from modelport.cli._io import read_json_input, write_output
     from modelport.model_format import jsontext
     from modelport.model_format.package import load
-    from modelport.model_format.payload import format_predictions, parse_payload
+    from modelport.model_format.payload import answer_outputs, format_predictions, read_payload
 
     expected = _expected(expect_digest)
+    check_package_arg(package)
     body = read_json_input(input_path)
     limits = _limits(limit_values)
     with load(package, allow_code=allow_code, expected_digest=expected, limits=limits) as loaded:
-        outputs = loaded.predict(parse_payload(body, loaded.signature))
+        payload = read_payload(body, loaded.signature)
+        outputs = loaded.predict(payload.inputs)
+    if payload.outputs:
+        outputs = dict(answer_outputs(outputs, payload.outputs))
     # The server's writer: the same numbers (float32 shortest, NaN as NaN) as an answer over HTTP.
     answer = jsontext.dumps(format_predictions(outputs), allow_nan=not jsontext.finite(outputs))
     write_output(answer.decode(), output_path)

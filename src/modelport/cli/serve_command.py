@@ -61,7 +61,12 @@ def serve(package: str | None, **values: Any) -> None:
     PKG is a package directory or .mport archive (default: $MODELPORT_PACKAGE). Stop with
     SIGTERM or Ctrl-C: in-flight requests finish first.
     """
+    from pathlib import Path
+
+    from modelport.cli._io import check_package_arg
     from modelport.serving.options import serve_config
     from modelport.serving.server import run
 
+    if package is not None:  # none: serve_config says how to name one
+        check_package_arg(Path(package))
     run(serve_config(package, values, os.environ))
