@@ -62,9 +62,10 @@ def main(out_dir: Path) -> None:
         f"{', '.join(package.signature.output_names)}; parity {dict(parity)}"
     )
 
-    # 2. Predict in-process with the Python API, and compare with scikit-learn itself.
+    # 2. Predict in-process with the Python API (a DataFrame, as scikit-learn takes it; a dict of
+    #    columns or a list of records work too), and compare with scikit-learn itself.
     rows = x_test.head(3)
-    outputs = package.predict({c: rows[c].to_numpy().reshape(-1, 1) for c in rows.columns})
+    outputs = package.predict(rows)
     expected = pipeline.predict_proba(rows)
     print(
         f"  labels {outputs['label'].tolist()}; max difference to scikit-learn "
@@ -73,8 +74,10 @@ def main(out_dir: Path) -> None:
     package.close()
 
     # 3. The same through the CLI: verify every file, then predict on an MLflow-style request.
+    #    The same rows as CSV (header row: the column names) are for `modelport serve`.
     request = out_dir / "request.json"
     request.write_text(json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split"))}))
+    rows.to_csv(out_dir / "request.csv", index=False)
     cli("verify", str(package_path))
     cli("predict", str(package_path), "-i", str(request))
 
