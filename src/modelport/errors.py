@@ -156,6 +156,14 @@ class MissingDependencyError(ModelportError):
 # --- the package ----------------------------------------------------------------------------
 
 
+class NoSuchFile(ModelportError):
+    """A file or directory named on the command line does not exist (exit 1).
+
+    Not a :class:`PackageError` (exit 4, "invalid package"): nothing was read, so nothing can
+    be said of the package.
+    """
+
+
 class PackageError(ModelportError):
     """A model package is invalid: unreadable, malformed, tampered with or unsafe."""
 

@@ -153,7 +153,7 @@ def test_dev_server_with_package_and_port_from_the_environment(
 @pytest.mark.parametrize(
     ("args", "env", "code", "needle"),
     [
-        (["serve", "missing.mport"], {}, 4, "no such file"),
+        (["serve", "missing.mport"], {}, 1, "no such file"),
         (["serve", "TRICKY"], {}, 1, "--allow-code"),
         (["serve", "IRIS"], {"SAGEMAKER_BIND_TO_PORT": "eighty"}, 2, "SAGEMAKER_BIND_TO_PORT"),
         (["serve", "IRIS", "--workers", "0"], {}, 2, "--workers"),

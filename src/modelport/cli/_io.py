@@ -9,15 +9,7 @@ from typing import Any
 
 import click
 
-from modelport.errors import ModelportError, UsageError
-
-
-class NoSuchFile(ModelportError):
-    """A file or directory named on the command line does not exist (exit 1).
-
-    Not a :class:`~modelport.errors.PackageError` (exit 4, "invalid package"): nothing was
-    read, so nothing can be said of the package.
-    """
+from modelport.errors import NoSuchFile, UsageError
 
 
 def existing(path: Path) -> Path:
