@@ -172,7 +172,10 @@ def test_azure_score_and_liveness(client: Any, image: BuiltImage) -> None:
         base = f"http://127.0.0.1:{published_port(container, 8080)}"
         wait_http_ok(base + "/ping", container)
         assert http("GET", base + "/")[0] == 200
-        assert _predictions(http("POST", base + "/score", {"input_data": ROWS})) == EXPECTED
+        status, answer = http("POST", base + "/score", {"input_data": ROWS})
+        assert status == 200, answer
+        # Azure ML's MLflow scoring answers the predictions themselves, without a wrapper.
+        assert json.loads(answer) == EXPECTED
 
 
 def test_v2_infer(client: Any, image: BuiltImage) -> None:

@@ -30,8 +30,21 @@ _OUTPUT_FLOAT: dict[str, Any] = {
     "description": "A number, or one of the tokens NaN, Infinity, -Infinity.",
     "not": {"anyOf": [{"type": t} for t in ("string", "boolean", "object", "array")]},
 }
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-_FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+def _largest_finite(dtype: type[np.floating[Any]]) -> float:
+    """The largest number that reads as a finite ``dtype``.
+
+    Up to half a step past its maximum rounds down to it (3.4028235e38 is how float32's
+    maximum prints); the tie rounds up, to infinity.
+    """
+    largest = np.finfo(dtype).max
+    step = float(largest) - float(np.nextafter(largest, dtype(0)))  # the top binade's step
+    return float(np.nextafter(float(largest) + step / 2, 0.0))
+
+
+_FLOAT32_MAX = _largest_finite(np.float32)
+_FLOAT16_MAX = _largest_finite(np.float16)
 
 
 def error_schema(protocol: Protocol, status: int) -> dict[str, Any]:
