@@ -309,5 +309,5 @@ def predict(
     if payload.outputs:
         outputs = dict(answer_outputs(outputs, payload.outputs))
     # The server's writer: the same numbers (float32 shortest, NaN as NaN) as an answer over HTTP.
-    answer = jsontext.dumps(format_predictions(outputs), allow_nan=not jsontext.finite(outputs))
+    answer = jsontext.dumps_answer(format_predictions(outputs), outputs)
     write_output(answer.decode(), output_path)

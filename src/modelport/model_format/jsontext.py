@@ -177,3 +177,16 @@ def dumps(value: Any, *, allow_nan: bool = False) -> bytes:
     if orjson is not None and not allow_nan:
         return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
     return json.dumps(value, default=_default, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def dumps_answer(value: Any, outputs: Mapping[str, np.ndarray]) -> bytes:
+    """Encode an answer holding ``outputs``: non-finite floats among them as tokens.
+
+    orjson writes NaN and infinities as ``null``; only an answer where it wrote one, and whose
+    outputs are not all finite, is written again by the standard library (:func:`dumps`).
+    """
+    if orjson is not None:
+        body: bytes = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+        if b"null" not in body or finite(outputs):
+            return body
+    return dumps(value, allow_nan=True)

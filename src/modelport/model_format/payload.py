@@ -66,6 +66,8 @@ def read_payload(body: Any, signature: Signature, *, strict: bool = False) -> Pa
     Raises:
         InputError: the body is not one of the accepted formats.
     """
+    if type(body) is dict and len(body) == 1 and "inputs" in body:
+        return Payload(_inputs(body["inputs"], signature))  # the common case, first
     if type(body) is list:
         if len(signature.inputs) == 1 and not (body and isinstance(body[0], Mapping)):
             return Payload({signature.inputs[0].name: body})

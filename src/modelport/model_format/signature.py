@@ -8,6 +8,7 @@ and NaN never becomes an int. Errors name the input and what was expected, never
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -51,6 +52,18 @@ ONNX_TYPES: dict[str, str] = {
     "tensor(double)": "float64",
     "tensor(string)": "string",
 }
+
+
+@functools.cache
+def largest_finite(dtype: npt.DTypeLike) -> float:
+    """The largest number that reads as a finite value of a float ``dtype``.
+
+    Up to half a step past the dtype's maximum rounds down to it (3.4028235e38 is how float32's
+    maximum prints, a hair above it as a float64); the tie rounds up, to infinity.
+    """
+    largest = np.finfo(dtype).max
+    step = float(largest) - float(np.nextafter(largest, largest.dtype.type(0)))
+    return float(np.nextafter(float(largest) + step / 2, 0.0))
 
 
 def dtype_name(dtype: npt.DTypeLike) -> str:
@@ -335,11 +348,8 @@ def _convert_dtype(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
             ):
                 # Too large for the target (e.g. 1e300 -> float32, 70000 -> float16): never inf.
                 finite = np.isfinite(array) if kind == "f" else np.ones(array.shape, bool)
-                # What rounds to the largest finite value is in range (3.4028235e38 is how
-                # float32's maximum prints); only what would become an infinity is not.
-                with np.errstate(over="ignore"):
-                    too_big = np.isinf(array[finite].astype(target))
-                if bool(too_big.any()):
+                values = array[finite].astype(np.float64)
+                if values.size and float(np.abs(values).max()) > largest_finite(target):
                     raise InputError(f"{want}, got values outside the range of {spec.dtype}")
             return array.astype(target, copy=False)
         raise InputError(f"{want}, got {_kind_name(array)} values")

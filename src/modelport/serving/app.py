@@ -229,7 +229,7 @@ def _json(value: Any) -> Answer:
 
 def _predictions(value: Any, outputs: Mapping[str, np.ndarray]) -> Answer:
     """A JSON answer holding ``outputs``: non-finite floats as NaN/Infinity tokens, as the CLI."""
-    return Answer(jsontext.dumps(value, allow_nan=not jsontext.finite(outputs)))
+    return Answer(jsontext.dumps_answer(value, outputs))
 
 
 def azure_inputs(body: Any, signature: Signature, *, strict: bool = False) -> Payload:
@@ -294,6 +294,7 @@ class Endpoints:
         self.signature = service.signature
         self.max_body = config.max_body_bytes
         self.answer = config.answer
+        self._full = config.answer == "full"
         self.strict = config.strict_inputs
         self._read_json = self._json_reader(read_payload)
         #: what a 413 says, whether this server's check or Flask's refused the body
@@ -375,7 +376,7 @@ class Endpoints:
 
         outputs = self.service.predict(parse)
         payload = found[0]
-        if payload.outputs or self.answer != "full":
+        if payload.outputs or not self._full:
             outputs = dict(answer_outputs(outputs, payload.outputs, self.answer))
         return outputs, payload
 
@@ -464,7 +465,8 @@ class Endpoints:
         if payload.ignored:
             headers = ((IGNORED_HEADER, _header_list(payload.ignored)),)
         if answer_type == JSON:
-            return _predictions(codec.predictions(outputs), outputs)._replace(headers=headers)
+            body = jsontext.dumps_answer(codec.predictions(outputs), outputs)
+            return Answer(body, JSON, 200, headers)
         if answer_type == CSV:
             header = _header_parameter(answer_params)
             if header is None:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import InputError, quote_name
-from modelport.model_format.jsontext import dumps, finite, loads
+from modelport.model_format.jsontext import dumps_answer, loads
 from modelport.model_format.payload import format_predictions, to_jsonable
 from modelport.model_format.signature import (
     DTYPES,
@@ -406,7 +406,7 @@ def format_v2(
     if request.id is not None:
         answer["id"] = request.id
     answer["outputs"] = entries
-    head = dumps(answer, allow_nan=not finite(outputs))
+    head = dumps_answer(answer, outputs)
     if not blobs:
         return head, None
     return head + b"".join(blobs), len(head)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from modelport import __version__
-from modelport.model_format.signature import DTYPES, Signature, TensorSpec
+from modelport.model_format.signature import DTYPES, Signature, TensorSpec, largest_finite
 from modelport.serving.answers import Protocol, google_status, mlflow_error_code
 from modelport.serving.codec import DTYPE_TO_V2
 
@@ -32,19 +32,8 @@ _OUTPUT_FLOAT: dict[str, Any] = {
 }
 
 
-def _largest_finite(dtype: type[np.floating[Any]]) -> float:
-    """The largest number that reads as a finite ``dtype``.
-
-    Up to half a step past its maximum rounds down to it (3.4028235e38 is how float32's
-    maximum prints); the tie rounds up, to infinity.
-    """
-    largest = np.finfo(dtype).max
-    step = float(largest) - float(np.nextafter(largest, dtype(0)))  # the top binade's step
-    return float(np.nextafter(float(largest) + step / 2, 0.0))
-
-
-_FLOAT32_MAX = _largest_finite(np.float32)
-_FLOAT16_MAX = _largest_finite(np.float16)
+_FLOAT32_MAX = largest_finite(np.float32)
+_FLOAT16_MAX = largest_finite(np.float16)
 
 
 def error_schema(protocol: Protocol, status: int) -> dict[str, Any]:
