@@ -9,8 +9,8 @@ ONNX models this module packs itself (no test fixtures needed):
   (named inputs, a ``[-1, 1]`` column, a float input and an integer input);
 - ``single``: ``x`` float32[N, 3] -> ``y`` float32[N, 2] = x @ W (one input: bare tensors).
 
-``run_cli_predictions(path, cases, workdir)`` runs ``modelport predict`` on every body (one
-interpreter for them all) for the CLI side of the comparison.
+``tests/serving/test_clients_corpus.py`` posts every body to a server;
+``tests/cli/test_predict_corpus.py`` feeds each to ``modelport predict`` and the server both.
 
 Use::
 
@@ -27,9 +27,6 @@ package's own ``predict`` takes; the answer must equal ``predict(case.inputs)`` 
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -328,55 +325,3 @@ def expected_predictions(package: Path, case: BodyCase) -> dict[str, np.ndarray]
 
 
 # --- modelport predict over the corpus --------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CliResult:
-    """What ``modelport predict PACKAGE -i BODY -o OUT`` did with one body."""
-
-    exit_code: int
-    output: str  # the answer written to OUT ("" when it failed)
-    stderr: str
-
-
-_CLI_BATCH = r"""
-import contextlib, io, json, sys
-from pathlib import Path
-
-from modelport.cli.main import main
-
-package, workdir = sys.argv[1], Path(sys.argv[2])
-results = {}
-for body in sorted(workdir.glob("*.body")):
-    out = body.with_suffix(".out")
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        code = main(["predict", package, "-i", str(body), "-o", str(out)])
-    text = out.read_text() if out.exists() else ""
-    results[body.stem] = {"exit_code": code, "output": text, "stderr": err.getvalue()}
-print(json.dumps(results))
-"""
-
-
-def run_cli_predictions(
-    package: Path, cases: Sequence[BodyCase], workdir: Path
-) -> dict[str, CliResult]:
-    """Run ``modelport predict PACKAGE -i FILE -o OUT`` on every case's body: {case name: result}.
-
-    One fresh interpreter runs the CLI's entry point (``modelport.cli.main.main``, what the
-    console script calls) once per body, so the corpus costs one interpreter start, not one per
-    body. Each body is written byte for byte to ``workdir/NAME.body``.
-    """
-    workdir.mkdir(parents=True, exist_ok=True)
-    for case in cases:
-        (workdir / f"{case.name}.body").write_bytes(case.body.encode())
-    done = subprocess.run(
-        [sys.executable, "-c", _CLI_BATCH, str(package), str(workdir)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(done.stdout.strip().splitlines()[-1])
-    return {name: CliResult(**value) for name, value in results.items()}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clients.models import TablePackage, table_package
 from serving_support import DTYPES, TRICKY_MODEL, Server, start_server
 
 import modelport
@@ -110,3 +111,32 @@ def dtypes_server(
 @pytest.fixture(scope="module")
 def iris_x(packages: dict[str, Path]) -> np.ndarray:
     return np.load(packages["iris_x"])
+
+
+@pytest.fixture(scope="session")
+def table(tmp_path_factory: pytest.TempPathFactory) -> TablePackage:
+    """A pipeline fitted on a DataFrame (a number and a text column, each a [-1, 1] input)."""
+    return table_package(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def table_server(table: TablePackage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_server(
+        table.path, ["--workers", "1"], log_dir=tmp_path_factory.mktemp("table-log")
+    )
+    yield server
+    assert server.stop() == 0, server.log()
+
+
+@pytest.fixture(scope="module")
+def table_mlflow_server(
+    table: TablePackage, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """The table model answering as MLflow's scoring server does (labels only)."""
+    server = start_server(
+        table.path,
+        ["--workers", "1", "--answer", "mlflow"],
+        log_dir=tmp_path_factory.mktemp("table-mlflow-log"),
+    )
+    yield server
+    assert server.stop() == 0, server.log()

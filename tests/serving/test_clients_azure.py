@@ -8,43 +8,15 @@ several. Errors are ``{"message": "…"}``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from clients.models import TablePackage, predict, table_columns, table_frame, table_package
-from serving_support import Server, post_json, request, start_server
+from clients.models import TablePackage, predict, table_columns, table_frame
+from serving_support import Server, post_json, request
 
 SECRET = 987654.125
-
-
-@pytest.fixture(scope="module")
-def table(tmp_path_factory: pytest.TempPathFactory) -> TablePackage:
-    return table_package(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def table_server(table: TablePackage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = start_server(
-        table.path, ["--workers", "1"], log_dir=tmp_path_factory.mktemp("azure-table-log")
-    )
-    yield server
-    assert server.stop() == 0, server.log()
-
-
-@pytest.fixture(scope="module")
-def table_mlflow_server(
-    table: TablePackage, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    server = start_server(
-        table.path,
-        ["--workers", "1", "--answer", "mlflow"],
-        log_dir=tmp_path_factory.mktemp("azure-table-mlflow-log"),
-    )
-    yield server
-    assert server.stop() == 0, server.log()
 
 
 def table_body(form: str, n: int, seed: int) -> tuple[dict[str, Any], Any]:

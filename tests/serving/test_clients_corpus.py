@@ -1,9 +1,9 @@
 """The shared body corpus (``tests/bodies_corpus.py``) posted to a real ``modelport serve``.
 
 Each body is answered (200, predictions equal to the package's own) or refused (400 in MLflow's
-error shape, quoting nothing of the body), as the corpus says. ``tests/cli`` feeds the same
-bodies to ``modelport predict``; here, too, ``modelport predict`` must accept exactly the bodies
-the server accepts and print the same predictions (NaN, Infinity and float32 alike).
+error shape, quoting nothing of the body), as the corpus says. ``tests/cli/test_predict_corpus.py``
+feeds the same bodies to ``modelport predict``, which must accept exactly the bodies the server
+accepts and print the same text.
 """
 
 from __future__ import annotations
@@ -18,13 +18,11 @@ from serving_support import Server, request, start_server
 from bodies_corpus import (
     SECRET,
     BodyCase,
-    CliResult,
     CorpusModel,
     answer_outputs,
     corpus_models,
     expected_predictions,
     named_cases,
-    run_cli_predictions,
     single_cases,
 )
 
@@ -72,46 +70,3 @@ def test_corpus_body(
     assert set(got) == set(want)
     for name, value in want.items():
         np.testing.assert_array_equal(got[name], value.astype(np.float32), err_msg=name)
-
-
-@pytest.fixture(scope="module")
-def cli_results(
-    corpus: dict[str, tuple[CorpusModel, Server]], tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, dict[str, CliResult]]:
-    root = tmp_path_factory.mktemp("corpus-cli")
-    return {
-        name: run_cli_predictions(model.path, model.cases, root / name)
-        for name, (model, _) in corpus.items()
-    }
-
-
-def _normal(text: str | bytes) -> str:
-    # Values, not spelling: NaN/Infinity tokens stay tokens, 0.9 and 0.90 are one number.
-    return json.dumps(json.loads(text), sort_keys=True)
-
-
-@pytest.mark.parametrize(
-    ("model", "case"), CASES, ids=[f"{m}-{c.name}-{'ok' if c.ok else 'refused'}" for m, c in CASES]
-)
-def test_modelport_predict_agrees_with_the_server(
-    corpus: dict[str, tuple[CorpusModel, Server]],
-    cli_results: dict[str, dict[str, CliResult]],
-    model: str,
-    case: BodyCase,
-) -> None:
-    _, server = corpus[model]
-    resp = request(
-        server.url + "/invocations",
-        "POST",
-        case.body.encode(),
-        {"Content-Type": "application/json"},
-    )
-    cli = cli_results[model][case.name]
-    if resp.status != 200:
-        assert resp.status == 400, resp.body[:300]
-        assert cli.exit_code == 1, (cli.exit_code, cli.output[:300], cli.stderr[-500:])
-        assert SECRET not in cli.stderr and "secret-cell" not in cli.stderr
-        assert "Traceback" not in cli.stderr
-        return
-    assert cli.exit_code == 0, cli.stderr[-500:]
-    assert _normal(cli.output) == _normal(resp.body)

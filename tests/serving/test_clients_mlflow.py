@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,7 @@ import pandas as pd
 import pytest
 import requests
 from clients.models import TABLE_COLUMNS, TablePackage, predict, table_columns, table_frame
-from clients.models import table_package as make_table_package
-from serving_support import Server, port_of, request, start_server
+from serving_support import Server, port_of, request
 
 import modelport
 
@@ -30,33 +28,6 @@ with warnings.catch_warnings():
     from mlflow.utils.proto_json_utils import dump_input_data
 
 SECRET = 987654.125
-
-
-@pytest.fixture(scope="module")
-def table(tmp_path_factory: pytest.TempPathFactory) -> TablePackage:
-    return make_table_package(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def table_server(table: TablePackage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = start_server(
-        table.path, ["--workers", "1"], log_dir=tmp_path_factory.mktemp("mlflow-table-log")
-    )
-    yield server
-    assert server.stop() == 0, server.log()
-
-
-@pytest.fixture(scope="module")
-def table_mlflow_server(
-    table: TablePackage, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    server = start_server(
-        table.path,
-        ["--workers", "1", "--answer", "mlflow"],
-        log_dir=tmp_path_factory.mktemp("mlflow-table-mlflow-log"),
-    )
-    yield server
-    assert server.stop() == 0, server.log()
 
 
 def client_of(server: Server) -> Any:

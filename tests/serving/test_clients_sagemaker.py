@@ -24,7 +24,6 @@ from clients.models import (
     predict,
     table_columns,
     table_frame,
-    table_package,
 )
 from sagemaker.core.deserializers import (
     CSVDeserializer,
@@ -51,20 +50,6 @@ def _no_aws_credentials_chain() -> Iterator[None]:
         patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
         patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
         yield
-
-
-@pytest.fixture(scope="module")
-def table(tmp_path_factory: pytest.TempPathFactory) -> TablePackage:
-    return table_package(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def table_server(table: TablePackage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = start_server(
-        table.path, ["--workers", "1"], log_dir=tmp_path_factory.mktemp("sm-table-log")
-    )
-    yield server
-    assert server.stop() == 0, server.log()
 
 
 @pytest.fixture(scope="module")

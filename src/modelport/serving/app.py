@@ -71,21 +71,17 @@ ROUTE_KEY = "modelport.route"
 JSON = "application/json"
 CSV = "text/csv"
 NPY = "application/x-npy"
-JSONLINES = "application/jsonlines"
 OCTET = "application/octet-stream"
 #: What ``/invocations`` reads, by media type (JSON types aside): each reader in ``_reader``.
 BODY_TYPES: dict[str, str] = {
     CSV: "csv",
     NPY: "npy",
-    JSONLINES: "jsonlines",
-    "application/jsonl": "jsonlines",
-    "application/x-jsonlines": "jsonlines",
-    "application/vnd.apache.parquet": "parquet",
-    "application/x-parquet": "parquet",  # MLflow's name for it
+    **dict.fromkeys(codec.JSONLINES_TYPES, "jsonlines"),
+    **dict.fromkeys(codec.PARQUET_TYPES, "parquet"),  # x-parquet is MLflow's name for it
 }
 REQUEST_TYPES = (JSON, *BODY_TYPES)
 #: What ``/invocations`` answers, as ``Accept`` asks (the JSON Lines aliases answer as asked).
-ANSWER_TYPES = (JSON, CSV, NPY, JSONLINES, "application/jsonl", "application/x-jsonlines")
+ANSWER_TYPES = (JSON, CSV, NPY, *codec.JSONLINES_TYPES)
 #: The response header naming a table's columns that fed no input (and were ignored).
 IGNORED_HEADER = "Modelport-Ignored-Columns"
 #: A Parquet body may expand this many times its size limit while read (columnar data
