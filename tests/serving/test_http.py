@@ -467,8 +467,10 @@ def test_openapi_describes_the_model(iris_server: Server) -> None:
         "type": "array",
         "items": {
             "type": "number",
-            "minimum": -3.4028234663852886e38,
-            "maximum": 3.4028234663852886e38,
+            # The largest numbers that read as a finite float32 (up to half a step past its
+            # maximum, 3.4028234663852886e38, rounds down to it).
+            "minimum": -3.4028235677973362e38,
+            "maximum": 3.4028235677973362e38,
         },
         "minItems": 4,
         "maxItems": 4,
