@@ -129,3 +129,71 @@ def test_non_finite_outputs_print_as_tokens(models: dict[str, Path]) -> None:
     printed = predict_cli(models["single"], b"[[NaN, 1.0, 2.0], [Infinity, 0.0, 0.0]]")
     assert printed.returncode == 0, printed.stderr
     assert printed.stdout == b'{"predictions":[[NaN,NaN],[NaN,Infinity]]}\n'
+
+
+MODES = ["--answer", "mlflow", "--strict-inputs"]
+
+
+@pytest.fixture(scope="module")
+def mlflow_strict_server(
+    models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    server = start(
+        models["classifier"],
+        MODES,
+        log_dir=tmp_path_factory.mktemp("mlflow-strict-logs"),
+    )
+    yield server
+    assert server.stop() == 0, server.log()
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ("[[0.25, -1.5, 2.0], [1.0, 1.0, 1.0]]", 200),  # labels only, as MLflow answers
+        ('{"instances": [[0.9, 0.1, 0.2]], "params": {"outputs": ["probabilities"]}}', 200),
+        # A single-input model's table is its matrix: no column is extra, strict or not.
+        ('{"dataframe_split": {"columns": ["a", "b", "c"], "data": [[0.5, 0.5, 0.5]]}}', 200),
+        ('{"inputs": [[0.1, 0.2]]}', 400),
+    ],
+)
+def test_predict_answers_as_the_server_in_its_modes(
+    models: dict[str, Path], mlflow_strict_server: Served, body: str, status: int
+) -> None:
+    answer = mlflow_strict_server.post(
+        "/invocations", body.encode(), {"Content-Type": "application/json"}
+    )
+    assert answer.status == status, answer.body
+    printed = subprocess.run(
+        [MODELPORT, "predict", str(models["classifier"]), "-i", "-", *MODES],
+        input=body.encode(),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    if status != 200:
+        assert printed.returncode == 1, printed.stderr
+        return
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == answer.body + b"\n"
+    if "params" not in body:
+        assert all(isinstance(v, int) for v in json.loads(printed.stdout)["predictions"])
+
+
+def test_predict_ignores_or_refuses_extra_columns_as_the_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    named = corpus_models(tmp_path_factory.mktemp("strict"))["named"].path  # inputs a and b
+    body = b'{"dataframe_records": [{"a": [1.0, 2.0], "b": [3], "note": "x"}]}'
+    loose = predict_cli(named, body)
+    assert loose.returncode == 0, loose.stderr
+    assert b"ignored column(s) 'note'" in loose.stderr
+    strict = subprocess.run(
+        [MODELPORT, "predict", str(named), "-i", "-", "--strict-inputs"],
+        input=body,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert strict.returncode == 1
+    assert b"'note' feed no input" in strict.stderr

@@ -8,8 +8,9 @@ from typing import Any
 import click
 
 from modelport.cli._io import check_package_arg, emit_json, existing
-from modelport.errors import IntegrityError, UsageError
+from modelport.errors import IntegrityError, UsageError, quote_names
 from modelport.model_format.limits import ArchiveLimits, human_bytes
+from modelport.serving.config import ANSWER_MODES
 
 
 def _size(path: Path) -> int:
@@ -279,6 +280,19 @@ def verify(package: Path, expect_digest: str | None, as_json: bool, **limit_valu
     help="Write predictions here instead of stdout.",
 )
 @click.option("--allow-code", is_flag=True, help="Allow packages that run code they carry.")
+@click.option(
+    "--answer",
+    type=click.Choice(ANSWER_MODES),
+    default="full",
+    show_default=True,
+    help="What predictions hold, as `modelport serve --answer`: full (every output), or mlflow "
+    "(what MLflow's server answers: a classifier's labels, [n, 1] outputs flat).",
+)
+@click.option(
+    "--strict-inputs",
+    is_flag=True,
+    help="Refuse table columns that feed no input, as `modelport serve --strict-inputs`.",
+)
 @_expect_digest_option
 @_limit_options
 def predict(
@@ -286,6 +300,8 @@ def predict(
     input_path: Path,
     output_path: Path | None,
     allow_code: bool,
+    answer: str,
+    strict_inputs: bool,
     expect_digest: str | None,
     **limit_values: Any,
 ) -> None:
@@ -304,10 +320,13 @@ def predict(
     body = read_json_input(input_path)
     limits = _limits(limit_values)
     with load(package, allow_code=allow_code, expected_digest=expected, limits=limits) as loaded:
-        payload = read_payload(body, loaded.signature)
+        payload = read_payload(body, loaded.signature, strict=strict_inputs)
         outputs = loaded.predict(payload.inputs)
-    if payload.outputs:
-        outputs = dict(answer_outputs(outputs, payload.outputs))
+    if payload.outputs or answer != "full":
+        outputs = dict(answer_outputs(outputs, payload.outputs, answer))
+    if payload.ignored:
+        # What the server names in its Modelport-Ignored-Columns header.
+        click.echo(f"ignored column(s) {quote_names(payload.ignored)}", err=True)
     # The server's writer: the same numbers (float32 shortest, NaN as NaN) as an answer over HTTP.
-    answer = jsontext.dumps_answer(format_predictions(outputs), outputs)
-    write_output(answer.decode(), output_path)
+    text = jsontext.dumps_answer(format_predictions(outputs), outputs)
+    write_output(text.decode(), output_path)
