@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from modelport.errors import InputError
+from modelport.model_format.jsontext import plain
 from modelport.model_format.payload import (
     Payload,
     answer_outputs,
@@ -15,7 +16,6 @@ from modelport.model_format.payload import (
     parse_payload,
     python_inputs,
     read_payload,
-    to_jsonable,
 )
 from modelport.model_format.signature import Signature, TensorSpec
 
@@ -244,9 +244,9 @@ def test_string_outputs_stay_strings() -> None:
     assert format_predictions({"s": np.array(["a", "b"], dtype=object)}) == {
         "predictions": ["a", "b"]
     }
-    assert to_jsonable(np.array([b"x", b"y"])) == ["x", "y"]
-    assert to_jsonable(np.array([["u"]], dtype="<U1")) == [["u"]]
-    assert to_jsonable(np.array([], dtype=object)) == []
+    assert plain(np.array([b"x", b"y"])) == ["x", "y"]
+    assert plain(np.array([["u"]], dtype="<U1")) == [["u"]]
+    assert plain(np.array([], dtype=object)) == []
 
 
 def test_formatted_predictions_are_plain_json() -> None:

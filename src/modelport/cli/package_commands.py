@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from modelport.cli._io import check_package_arg, emit_json, existing
+from modelport.cli.serve_command import _click_option
 from modelport.errors import IntegrityError, UsageError, quote_names
-from modelport.model_format.limits import ArchiveLimits, human_bytes
-from modelport.serving.config import ANSWER_MODES
+from modelport.model_format.limits import human_bytes
+from modelport.serving.options import ARCHIVE_LIMIT_OPTIONS, SERVE_OPTIONS, archive_limits
 
 
 def _size(path: Path) -> int:
@@ -145,19 +148,24 @@ def pack(
 
 def _limit_options(func: Any) -> Any:
     """The limits on reading a package (serve's own table entries) as options of a command."""
-    from modelport.cli.serve_command import _click_option
-    from modelport.serving.options import ARCHIVE_LIMIT_OPTIONS
-
     for option in reversed(ARCHIVE_LIMIT_OPTIONS):
         func = _click_option(option)(func)
     return func
 
 
-def _limits(values: dict[str, Any]) -> ArchiveLimits:
-    """The :class:`ArchiveLimits` the limit options give."""
-    from modelport.serving.options import archive_limits
+def _serve_options(*names: str) -> Callable[[Any], Any]:
+    """Options of ``modelport serve`` that mean the same to a command, from serve's own table.
 
-    return archive_limits(values)
+    Without their environment variables: what a command does is what its arguments say.
+    """
+    table = {option.name: option for option in SERVE_OPTIONS}
+
+    def decorate(func: Any) -> Any:
+        for name in reversed(names):
+            func = _click_option(dataclasses.replace(table[name], env=None))(func)
+        return func
+
+    return decorate
 
 
 def _describe(manifest: Any) -> list[str]:
@@ -197,7 +205,7 @@ def inspect(package: Path, as_json: bool, **limit_values: Any) -> None:
     from modelport.model_format.package import read_manifest
 
     check_package_arg(package)
-    limits = _limits(limit_values)
+    limits = archive_limits(limit_values)
     if package.is_dir():
         manifest = read_manifest(package, limits)
     else:
@@ -239,7 +247,7 @@ def verify(package: Path, expect_digest: str | None, as_json: bool, **limit_valu
 
     check_package_arg(package)
     report = verify_package(
-        package, expected_digest=_expected(expect_digest), limits=_limits(limit_values)
+        package, expected_digest=_expected(expect_digest), limits=archive_limits(limit_values)
     )
     if as_json:
         emit_json(
@@ -280,19 +288,7 @@ def verify(package: Path, expect_digest: str | None, as_json: bool, **limit_valu
     help="Write predictions here instead of stdout.",
 )
 @click.option("--allow-code", is_flag=True, help="Allow packages that run code they carry.")
-@click.option(
-    "--answer",
-    type=click.Choice(ANSWER_MODES),
-    default="full",
-    show_default=True,
-    help="What predictions hold, as `modelport serve --answer`: full (every output), or mlflow "
-    "(what MLflow's server answers: a classifier's labels, [n, 1] outputs flat).",
-)
-@click.option(
-    "--strict-inputs",
-    is_flag=True,
-    help="Refuse table columns that feed no input, as `modelport serve --strict-inputs`.",
-)
+@_serve_options("answer", "strict_inputs")
 @_expect_digest_option
 @_limit_options
 def predict(
@@ -318,12 +314,10 @@ def predict(
     expected = _expected(expect_digest)
     check_package_arg(package)
     body = read_json_input(input_path)
-    limits = _limits(limit_values)
+    limits = archive_limits(limit_values)
     with load(package, allow_code=allow_code, expected_digest=expected, limits=limits) as loaded:
         payload = read_payload(body, loaded.signature, strict=strict_inputs)
-        outputs = loaded.predict(payload.inputs)
-    if payload.outputs or answer != "full":
-        outputs = dict(answer_outputs(outputs, payload.outputs, answer))
+        outputs = answer_outputs(loaded.predict(payload.inputs), payload.outputs, answer)
     if payload.ignored:
         # What the server names in its Modelport-Ignored-Columns header.
         click.echo(f"ignored column(s) {quote_names(payload.ignored)}", err=True)

@@ -15,7 +15,12 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import InputError, PackError
-from modelport.model_format.payload import column_inputs, is_dataframe, parse_payload
+from modelport.model_format.payload import (
+    column_inputs,
+    dataframe_columns,
+    is_dataframe,
+    parse_payload,
+)
 from modelport.model_format.signature import Signature, TensorSpec
 
 #: The key under which an example read from a JSON file waits for the signature.
@@ -41,7 +46,7 @@ def is_payload(example: Any) -> bool:
 def example_columns(example: Any) -> tuple[dict[str, np.ndarray], bool]:
     """Split an example into named arrays; True when it is a table (one input per column)."""
     if is_dataframe(example):
-        return {str(c): example[c].to_numpy() for c in example.columns}, True
+        return dataframe_columns(example), True
     if isinstance(example, Mapping):
         return {str(k): np.asarray(v) for k, v in example.items()}, False
     return {"input": np.asarray(example)}, False

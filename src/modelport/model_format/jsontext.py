@@ -48,10 +48,6 @@ _NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b'"[]{},')))
 _AS_SQUARE = bytes.maketrans(b"{}", b"[]")
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _structure(body: bytes) -> bytes:
     """The body's brackets and commas outside strings, in order (C-speed byte operations)."""
     if b"\\" in body:
@@ -146,7 +142,7 @@ def plain(array: np.ndarray) -> Any:
     if array.dtype.kind in ("U", "S", "O"):
         if not array.size:
             return []
-        return np.vectorize(_text, otypes=[object])(array).tolist()
+        return np.vectorize(as_text, otypes=[object])(array).tolist()
     if array.dtype.kind == "f" and array.dtype.itemsize < 8:
         # float32 0.9 widened is 0.8999999761581421; its own shortest repr, read as a float64,
         # prints as 0.9 again.
@@ -154,7 +150,8 @@ def plain(array: np.ndarray) -> Any:
     return array.tolist()
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """A text value of an array (bytes decoded as UTF-8), as answers write it."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 

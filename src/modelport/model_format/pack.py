@@ -31,6 +31,7 @@ from modelport.model_format.archive import (
 from modelport.model_format.examples import read_example_file
 from modelport.model_format.flavors import FLAVORS
 from modelport.model_format.flavors.base import PackRequest, PackSource, Staged, write_files
+from modelport.model_format.jsontext import plain
 from modelport.model_format.manifest import (
     MANIFEST_NAME,
     NAME_PATTERN,
@@ -42,7 +43,6 @@ from modelport.model_format.manifest import (
 )
 from modelport.model_format.package import Package, code_allowed, load, open_package
 from modelport.model_format.paths import make_temp_dir
-from modelport.model_format.payload import to_jsonable
 from modelport.model_format.sources.mlflow import MLFLOW
 from modelport.model_format.sources.sklearn import SKLEARN
 
@@ -195,7 +195,7 @@ def _sanitize(text: str) -> str:
 
 
 def _example_json(example: Mapping[str, np.ndarray]) -> bytes:
-    body = {"inputs": {n: to_jsonable(np.asarray(v)) for n, v in example.items()}}
+    body = {"inputs": {n: plain(np.asarray(v)) for n, v in example.items()}}
     return (json.dumps(body, indent=None, separators=(",", ":"), allow_nan=False) + "\n").encode()
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from modelport.errors import InputError, quote_name, quote_names
 from modelport.model_format.jsontext import plain
-from modelport.model_format.signature import Signature
+from modelport.model_format.signature import Signature, TensorSpec
 
 PAYLOAD_KEYS = ("inputs", "instances", "dataframe_split", "dataframe_records")
 #: Keys that may come with the data and are not inputs (MLflow ``params``, Vertex ``parameters``).
@@ -120,13 +120,22 @@ def requested_outputs(params: Any, signature: Signature, where: str) -> tuple[st
         return ()
     if not isinstance(wanted, list) or not all(isinstance(n, str) for n in wanted) or not wanted:
         raise InputError(f"{where}.outputs must be a non-empty list of output names")
-    unknown = [n for n in wanted if n not in signature.output_names]
+    check_outputs(wanted, signature)
+    return tuple(dict.fromkeys(wanted))
+
+
+def check_outputs(names: Sequence[str], signature: Signature) -> None:
+    """Refuse output names the model does not have (``params.outputs``, V2's ``outputs``).
+
+    Raises:
+        InputError: naming the unknown outputs and listing the model's.
+    """
+    unknown = [n for n in names if n not in signature.output_names]
     if unknown:
         raise InputError(
             f"unknown output(s) {quote_names(unknown)}; the model's outputs are "
             f"{', '.join(map(repr, signature.output_names))}"
         )
-    return tuple(dict.fromkeys(wanted))
 
 
 def _inputs(value: Any, signature: Signature) -> Any:
@@ -189,15 +198,17 @@ def table_inputs(
     signature: Signature,
     *,
     strict: bool = False,
+    index: Sequence[str] = (),
 ) -> Payload:
     """Feed a table given as rows to the model (see :func:`column_inputs`)."""
     width = len(columns)
     if any(len(r) != width for r in rows):
         raise InputError(f"table rows must each have {width} value(s), one per column")
     if _as_matrix(columns, signature):
-        return Payload({signature.inputs[0].name: _matrix_of_rows(rows, signature)})
+        matrix = Payload({signature.inputs[0].name: _matrix_of_rows(rows, signature)})
+        return _with_ignored(matrix, index, (), signature, strict)
     values = [[r[i] for r in rows] for i in range(width)]
-    return column_inputs(columns, values, signature, strict=strict)
+    return column_inputs(columns, values, signature, strict=strict, index=index)
 
 
 def column_inputs(
@@ -206,6 +217,7 @@ def column_inputs(
     signature: Signature,
     *,
     strict: bool = False,
+    index: Sequence[str] = (),
 ) -> Payload:
     """Feed a table given as columns (lists or arrays) to the model, as MLflow does.
 
@@ -214,6 +226,14 @@ def column_inputs(
     input are ignored (and listed), or refused with ``strict``. When an input is missing, the
     other columns are left in, so enforcement names both the missing inputs and the unknown
     columns.
+
+    Args:
+        columns: the columns' names.
+        values: each column's values.
+        signature: the model's.
+        strict: columns that feed no input are an error instead of ignored.
+        index: the table's index columns (pandas' ``index``), already left out of ``columns``:
+            never an input, listed first among the ignored ones (refused with ``strict``).
 
     Raises:
         InputError: a column appears twice, or ``strict`` and a column feeds no input.
@@ -224,28 +244,46 @@ def column_inputs(
     if _as_matrix(columns, signature):
         spec = signature.inputs[0]
         if len(values) == 1 and len(spec.shape) == 1:
-            return Payload({spec.name: values[0]})
-        if values and all(isinstance(v, np.ndarray) for v in values):
-            return Payload({spec.name: np.column_stack(values)})
-        return Payload({spec.name: [list(r) for r in zip(*values, strict=True)]})
+            matrix = Payload({spec.name: values[0]})
+        elif values and all(isinstance(v, np.ndarray) for v in values):
+            matrix = Payload({spec.name: np.column_stack(values)})
+        else:
+            matrix = Payload({spec.name: [list(r) for r in zip(*values, strict=True)]})
+        return _with_ignored(matrix, index, (), signature, strict)
     names = signature.input_names
     table = dict(zip(columns, values, strict=True))
     extra = [c for c in columns if c not in names]
     if not extra or any(n not in table for n in names):
-        return Payload(table)
+        return _with_ignored(Payload(table), index, (), signature, strict)
+    return _with_ignored(Payload({n: table[n] for n in names}), index, extra, signature, strict)
+
+
+def _with_ignored(
+    payload: Payload,
+    index: Sequence[str],
+    extra: Sequence[str],
+    signature: Signature,
+    strict: bool,
+) -> Payload:
+    """``payload`` with the columns that feed no input listed, or refused with ``strict``."""
+    ignored = (*index, *extra)
+    if not ignored:
+        return payload
     if strict:
+        what = f"; {quote_names(index)} the table's index" if index else ""
         raise InputError(
-            f"column(s) {quote_names(extra)} feed no input of the model (strict inputs); "
-            f"its inputs are {', '.join(map(repr, names))}"
+            f"column(s) {quote_names(ignored)} feed no input of the model (strict inputs{what}); "
+            f"its inputs are {', '.join(map(repr, signature.input_names))}"
         )
-    return Payload({n: table[n] for n in names}, tuple(extra))
+    return payload._replace(ignored=ignored)
 
 
 def _as_matrix(columns: Sequence[str], signature: Signature) -> bool:
     """Whether a table is a single input's matrix (not that input's column by name)."""
     if len(signature.inputs) != 1:
         return False
-    return not (_is_column(signature) and signature.inputs[0].name in columns)
+    spec = signature.inputs[0]
+    return not (is_column(spec) and spec.name in columns)
 
 
 def _matrix_of_rows(rows: Sequence[Sequence[Any]], signature: Signature) -> Any:
@@ -254,8 +292,9 @@ def _matrix_of_rows(rows: Sequence[Sequence[Any]], signature: Signature) -> Any:
     return [list(r) for r in rows]
 
 
-def _is_column(signature: Signature) -> bool:
-    shape = signature.inputs[0].shape
+def is_column(spec: TensorSpec) -> bool:
+    """Whether an input is one column of a table: ``[-1]`` or ``[-1, 1]``."""
+    shape = spec.shape
     return len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)
 
 
@@ -268,6 +307,11 @@ def is_dataframe(value: Any) -> bool:
     )
 
 
+def dataframe_columns(frame: Any) -> dict[str, np.ndarray]:
+    """A pandas DataFrame's columns by name (as text), each as a numpy array."""
+    return {str(c): frame[c].to_numpy() for c in frame.columns}
+
+
 def python_inputs(value: Any, signature: Signature) -> Any:
     """What the Python API takes, read as the wire's bodies are.
 
@@ -276,10 +320,8 @@ def python_inputs(value: Any, signature: Signature) -> Any:
     anything else is the tensor of a single-input model.
     """
     if is_dataframe(value):
-        columns = [str(c) for c in value.columns]
-        return column_inputs(
-            columns, [value[c].to_numpy() for c in value.columns], signature
-        ).inputs
+        columns = dataframe_columns(value)
+        return column_inputs(list(columns), list(columns.values()), signature).inputs
     if isinstance(value, Mapping):
         return value
     if type(value) is list and value and all(isinstance(r, Mapping) for r in value):
@@ -295,6 +337,8 @@ def answer_outputs(
     In ``mlflow`` mode a classifier answers its labels only, and an ``[n, 1]`` output is a
     flat list of ``n``, as MLflow's scoring server answers an sklearn model.
     """
+    if not requested and mode != "mlflow":
+        return outputs  # the common case: every output, as the model gives it
     if requested:
         outputs = {name: outputs[name] for name in requested}
     elif mode == "mlflow" and LABEL_OUTPUT in outputs:
@@ -306,13 +350,26 @@ def answer_outputs(
     return outputs
 
 
-def to_jsonable(array: np.ndarray) -> Any:
-    """Convert an output array to plain JSON values (see :func:`jsontext.plain`)."""
-    return plain(array)
+def output_rows(outputs: Mapping[str, np.ndarray]) -> list[Any] | None:
+    """One prediction per row, as plain values (None when the outputs share no row count).
+
+    With one output, a row's prediction is its value; with several, an object of output name
+    to value.
+    """
+    if len(outputs) == 1:
+        (array,) = outputs.values()
+        value = plain(np.asarray(array))
+        return value if isinstance(value, list) else [value]
+    columns = {name: plain(np.asarray(a)) for name, a in outputs.items()}
+    counts = {len(v) if isinstance(v, list) else -1 for v in columns.values()}
+    if len(counts) != 1 or -1 in counts:
+        return None
+    names = list(columns)
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
 
 def format_predictions(
-    outputs: Mapping[str, np.ndarray], encode: Callable[[np.ndarray], Any] = to_jsonable
+    outputs: Mapping[str, np.ndarray], encode: Callable[[np.ndarray], Any] = plain
 ) -> dict[str, Any]:
     """MLflow-style response: one output as a list, several as ``{name: list}`` (columnar).
 

@@ -47,12 +47,12 @@ from modelport.errors import (
     Overloaded,
     UnsupportedMediaType,
     quote_name,
-    quote_names,
 )
 from modelport.model_format import jsontext
 from modelport.model_format.payload import (
     Payload,
     answer_outputs,
+    check_outputs,
     instances_to_inputs,
     read_payload,
     requested_outputs,
@@ -290,9 +290,10 @@ class Endpoints:
         self.signature = service.signature
         self.max_body = config.max_body_bytes
         self.answer = config.answer
-        self._full = config.answer == "full"
         self.strict = config.strict_inputs
         self._read_json = self._json_reader(read_payload)
+        self._read_azure = self._json_reader(azure_inputs)
+        self._read_vertex = self._json_reader(vertex_inputs)
         #: what a 413 says, whether this server's check or Flask's refused the body
         self._too_large_message = f"the body is larger than {self.max_body} bytes"
         #: the protocol of each route without variables (Vertex AI's included), for errors
@@ -356,7 +357,7 @@ class Endpoints:
 
     def _predict(
         self, environ: Environ, read: Callable[[bytes], tuple[Payload, JsonBooleans]]
-    ) -> tuple[dict[str, np.ndarray], Payload]:
+    ) -> tuple[Mapping[str, np.ndarray], Payload]:
         """Read the body with ``read`` once the model is ready, and predict.
 
         Returns:
@@ -372,9 +373,7 @@ class Endpoints:
 
         outputs = self.service.predict(parse)
         payload = found[0]
-        if payload.outputs or not self._full:
-            outputs = dict(answer_outputs(outputs, payload.outputs, self.answer))
-        return outputs, payload
+        return answer_outputs(outputs, payload.outputs, self.answer), payload
 
     def _json_reader(
         self, to_payload: Callable[..., Payload]
@@ -484,7 +483,7 @@ class Endpoints:
     def score(self, environ: Environ) -> Answer:
         """``POST /score``: Azure ML's ``input_data`` or any MLflow format."""
         _require_json(environ)
-        outputs, _ = self._predict(environ, self._json_reader(azure_inputs))
+        outputs, _ = self._predict(environ, self._read_azure)
         # Azure ML's MLflow scoring answers the predictions themselves, without a wrapper.
         return _predictions(codec.predictions(outputs)["predictions"], outputs)
 
@@ -493,7 +492,7 @@ class Endpoints:
     def vertex_predict(self, environ: Environ) -> Answer:
         """Vertex AI's predict route: ``instances`` in, one prediction per row out."""
         _require_json(environ)
-        outputs, _ = self._predict(environ, self._json_reader(vertex_inputs))
+        outputs, _ = self._predict(environ, self._read_vertex)
         return _predictions({"predictions": codec.row_predictions(outputs)}, outputs)
 
     # --- Open Inference Protocol (KServe V2) ----------------------------------------------------
@@ -558,12 +557,7 @@ class Endpoints:
 
         def inputs() -> tuple[dict[str, np.ndarray], JsonBooleans]:
             v2 = codec.parse_v2(self.read_body(environ), header_length, signature.input_names)
-            unknown = [n for n in v2.outputs if n not in signature.output_names]
-            if unknown:
-                raise InputError(
-                    f"unknown output(s) {quote_names(unknown)}; the model's outputs "
-                    f"are {', '.join(map(repr, signature.output_names))}"
-                )
+            check_outputs(v2.outputs, signature)
             parsed.append(v2)
             # Arrays already: parse_v2 applied the lossless-JSON rule to each tensor's data.
             return v2.inputs, JsonBooleans.ABSENT

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import InputError, quote_name
-from modelport.model_format.jsontext import dumps_answer, loads
-from modelport.model_format.payload import format_predictions, to_jsonable
+from modelport.model_format.jsontext import dumps_answer, loads, plain
+from modelport.model_format.payload import format_predictions, output_rows
 from modelport.model_format.signature import (
     DTYPES,
     JsonBooleans,
@@ -31,20 +31,17 @@ from modelport.model_format.signature import (
     dtype_name,
     json_value_loss,
 )
-from modelport.serving.bodies.csvtable import INDEX_COLUMN, format_csv, parse_csv
-from modelport.serving.bodies.encoding import CODINGS, decompress, media_type
+from modelport.serving.bodies.csvtable import format_csv, parse_csv
+from modelport.serving.bodies.encoding import decompress, media_type
 from modelport.serving.bodies.jsonlines import JSONLINES_TYPES, format_jsonlines, parse_jsonlines
 from modelport.serving.bodies.npy import format_npy, parse_npy, read_npy
-from modelport.serving.bodies.parquet import MAX_PARQUET_VALUES, PARQUET_TYPES, parse_parquet
+from modelport.serving.bodies.parquet import PARQUET_TYPES, parse_parquet
 
 __all__ = [
     "BINARY_HEADER",
-    "CODINGS",
     "DTYPE_TO_V2",
-    "INDEX_COLUMN",
     "JSONLINES_TYPES",
     "MAX_DIMS",
-    "MAX_PARQUET_VALUES",
     "PARQUET_TYPES",
     "V2_TO_DTYPE",
     "V2Request",
@@ -74,7 +71,7 @@ def jsonable(array: np.ndarray) -> Any:
     """An output array in the form orjson writes fastest (the array itself when it can)."""
     if array.dtype.kind in "biuf" and array.dtype.isnative and array.flags.c_contiguous:
         return array
-    return to_jsonable(array)
+    return plain(array)
 
 
 def predictions(outputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
@@ -84,17 +81,11 @@ def predictions(outputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
 
 def row_predictions(outputs: Mapping[str, np.ndarray]) -> list[Any]:
     """Vertex AI style: one prediction per row; with several outputs, each an object by name."""
-    if len(outputs) == 1:
-        (array,) = outputs.values()
-        value = to_jsonable(array)
-        return value if isinstance(value, list) else [value]
-    columns = {name: to_jsonable(a) for name, a in outputs.items()}
-    lengths = {len(v) if isinstance(v, list) else -1 for v in columns.values()}
-    if len(lengths) != 1 or -1 in lengths:
+    rows = output_rows(outputs)
+    if rows is None:
         # Outputs without one row each cannot be split per row: answer them whole.
-        return [columns]
-    (rows,) = lengths
-    return [{name: values[i] for name, values in columns.items()} for i in range(rows)]
+        return [{name: plain(a) for name, a in outputs.items()}]
+    return rows
 
 
 # --- Open Inference Protocol (KServe V2) --------------------------------------------------------

@@ -108,7 +108,7 @@ def tensor_schema(dtype: str, shape: Sequence[int], *, output: bool = False) -> 
     return schema
 
 
-def _is_column(spec: TensorSpec) -> bool:
+def _is_frame_column(spec: TensorSpec) -> bool:
     """A ``[-1, 1]`` input: one value per row (a DataFrame column)."""
     return len(spec.shape) == 2 and spec.shape[0] < 0 and spec.shape[1] == 1
 
@@ -121,7 +121,7 @@ def input_schema(spec: TensorSpec, *, rows: bool = False) -> dict[str, Any]:
     """
     shape = spec.shape[1:] if rows else spec.shape
     schema = tensor_schema(spec.dtype, shape)
-    if not _is_column(spec):
+    if not _is_frame_column(spec):
         return schema
     value = value_schema(spec.dtype)
     if rows:
@@ -189,7 +189,7 @@ def _bare_array(signature: Signature) -> dict[str, Any]:
     if len(signature.inputs) == 1:
         spec = signature.inputs[0]
         schema = input_schema(spec)
-        if _is_column(spec):
+        if _is_frame_column(spec):
             # A bare body is an array: not the scalar form of a column.
             return {
                 "anyOf": [tensor_schema(spec.dtype, spec.shape), tensor_schema(spec.dtype, [-1])]

@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from modelport.errors import UsageError
-from modelport.model_format.limits import ArchiveLimits
+from modelport.model_format.limits import MIB, ArchiveLimits
 from modelport.serving.config import ANSWER_MODES, ServeConfig
 
-_MIB = 1024 * 1024
 SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
 PACKAGE_ENV = "MODELPORT_PACKAGE"
 _TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
@@ -188,7 +187,7 @@ SERVE_OPTIONS: tuple[ServeOption, ...] = (
         float,
         "Largest request body accepted, in MiB (413 above; SageMaker's own limit is 6 MB).",
         env="MODELPORT_MAX_BODY_MB",
-        default=ServeConfig.max_body_bytes / _MIB,
+        default=ServeConfig.max_body_bytes / MIB,
         low=0,
         low_open=True,
     ),
@@ -344,10 +343,10 @@ def serve_config(
         batching=not values["no_batching"],
         max_batch_size=values["max_batch_size"],
         max_batch_wait_s=values["max_batch_wait_ms"] / 1000.0,
-        max_body_bytes=max(1, int(values["max_body_mb"] * _MIB)),
+        max_body_bytes=max(1, int(values["max_body_mb"] * MIB)),
         max_connections=values["max_connections"],
         max_buffered_bytes=(
-            max(1, int(values["max_buffered_mb"] * _MIB)) if values["max_buffered_mb"] else None
+            max(1, int(values["max_buffered_mb"] * MIB)) if values["max_buffered_mb"] else None
         ),
         timeout_s=values["timeout_s"],
         allow_code=bool(values["allow_code"]),

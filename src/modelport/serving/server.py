@@ -195,7 +195,7 @@ def _run_gunicorn(
     from modelport.serving.app import create_app
     from modelport.serving.worker import ModelportWorker
 
-    manifest = read_manifest(package_dir)
+    manifest = read_manifest(package_dir, config.archive_limits)
 
     def when_ready(server: Any) -> None:
         for listener in server.LISTENERS:

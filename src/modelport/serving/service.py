@@ -67,7 +67,7 @@ class ModelService:
     ) -> None:
         self.config = config
         self.package_dir = package_dir
-        self.manifest = read_manifest(package_dir)
+        self.manifest = read_manifest(package_dir, config.archive_limits)
         self.signature = self.manifest.signature
         self.name = self.manifest.name
         self.version = self.manifest.version
@@ -87,7 +87,10 @@ class ModelService:
         """
         started = time.perf_counter()
         package = load(
-            self.package_dir, allow_code=self.config.allow_code, threads=self.config.ort_threads
+            self.package_dir,
+            allow_code=self.config.allow_code,
+            limits=self.config.archive_limits,
+            threads=self.config.ort_threads,
         )
         example = package.example()
         inputs = warmup_inputs(package, example)

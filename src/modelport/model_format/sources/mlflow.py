@@ -23,7 +23,8 @@ from modelport.model_format.examples import PAYLOAD_KEY
 from modelport.model_format.flavors.base import PackRequest, PackSource, Staged
 from modelport.model_format.flavors.onnx import stage_onnx
 from modelport.model_format.flavors.python import stage_python
-from modelport.model_format.paths import make_temp_dir
+from modelport.model_format.paths import temp_dir
+from modelport.model_format.payload import is_dataframe
 from modelport.model_format.sources.sklearn import stage_sklearn
 
 #: MLflow column types -> numpy dtype names.
@@ -195,7 +196,7 @@ def _read(source: Path, rel: str) -> bytes:
 
 
 def _as_payload(example: Any) -> Any:
-    if type(example).__name__ == "DataFrame":
+    if is_dataframe(example):
         return {
             PAYLOAD_KEY: {
                 "dataframe_split": {
@@ -245,11 +246,10 @@ def _stage_pyfunc(source: Path, mlmodel: dict[str, Any], example: Any) -> Staged
             "(the signature and a check run come from it)"
         )
     columns = [str(s["name"]) for s in _signature_columns(mlmodel) or [] if s.get("name")]
-    if type(example).__name__ == "DataFrame":
+    if is_dataframe(example):
         columns = columns or [str(c) for c in example.columns]
         example = {c: example[c].to_numpy() for c in columns}
-    tmp = make_temp_dir("modelport-mlflow-")
-    try:
+    with temp_dir("modelport-mlflow-") as tmp:
         loader = tmp / "mlflow_pyfunc.py"
         loader.write_text(PYFUNC_LOADER.format(columns=columns), "utf-8")
         shutil.copytree(source, tmp / "mlflow_model", symlinks=True)
@@ -259,8 +259,6 @@ def _stage_pyfunc(source: Path, mlmodel: dict[str, Any], example: Any) -> Staged
         staged.files = {
             rel: (p.read_bytes() if isinstance(p, Path) else p) for rel, p in staged.files.items()
         }
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     requirements_file = source / "requirements.txt"
     if requirements_file.is_file():
         staged.requirements += [

@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from modelport.errors import InputError, NotAcceptable, quote_name, quote_names
-from modelport.model_format.payload import Payload, column_inputs, table_inputs
+from modelport.errors import InputError, NotAcceptable, quote_name
+from modelport.model_format.jsontext import as_text
+from modelport.model_format.payload import Payload, column_inputs, is_column, table_inputs
 from modelport.model_format.signature import Signature, TensorSpec
 
 #: The name an ignored leading index column (pandas', with an empty header cell) is listed by.
@@ -134,12 +135,6 @@ def _rows(body: bytes) -> list[list[str]]:
         return [row for row in csv.reader(io.StringIO(text, newline=""), strict=True) if row]
     except csv.Error as exc:
         raise InputError(f"malformed CSV body ({type(exc).__name__})") from None
-
-
-def _is_column(spec: TensorSpec) -> bool:
-    """Whether an input is one column of a table (``[-1]`` or ``[-1, 1]``), as payload reads it."""
-    shape = spec.shape
-    return len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)
 
 
 def _names(signature: Signature) -> str:
@@ -264,7 +259,7 @@ def parse_csv(
         raise InputError("the CSV body is empty; it needs at least one row of values")
     inputs = signature.inputs
     first = table[0]
-    matrix = len(inputs) == 1 and not _is_column(inputs[0])
+    matrix = len(inputs) == 1 and not is_column(inputs[0])
     has_header = _is_header(first, signature, matrix, header)
     index = has_header and len(first) > 1 and not first[0].strip()
     rows = table[1:] if has_header else table
@@ -290,21 +285,12 @@ def parse_csv(
             raise _column_count_error(signature, width)
         columns = list(signature.input_names)
         labels = [repr(c) for c in columns]
-    ignored: tuple[str, ...] = ()
-    if index:
-        if strict:
-            names = signature.input_names
-            extra = [INDEX_COLUMN] + ([] if matrix else [c for c in columns if c not in names])
-            raise InputError(
-                f"column(s) {quote_names(extra)} feed no input of the model (strict inputs; "
-                f"{INDEX_COLUMN!r} is the leading index column); its inputs are {_names(signature)}"
-            )
-        ignored = (INDEX_COLUMN,)
+    index_columns = (INDEX_COLUMN,) if index else ()
     if matrix or (len(inputs) == 1 and inputs[0].name not in columns):
         # The table is the one input's matrix: every cell by its dtype.
         spec = inputs[0]
         values = _convert_rows(rows, _converter(spec.dtype), labels, spec)
-        payload = table_inputs(columns, values, signature, strict=strict)
+        payload = table_inputs(columns, values, signature, strict=strict, index=index_columns)
     else:
         specs: Mapping[str, TensorSpec] = {s.name: s for s in inputs}
         data: list[Any] = []
@@ -314,9 +300,7 @@ def parse_csv(
                 data.append(list(cells))  # feeds no input: left as text
             else:
                 data.append(_convert_column(cells, _converter(spec_j.dtype), labels[j], spec_j))
-        payload = column_inputs(columns, data, signature, strict=strict)
-    if ignored:
-        payload = payload._replace(ignored=ignored + payload.ignored)
+        payload = column_inputs(columns, data, signature, strict=strict, index=index_columns)
     return payload, has_header
 
 
@@ -336,7 +320,7 @@ def _cells(array: np.ndarray) -> tuple[int, list[list[Any]]]:
     if kind == "b":
         cells: list[list[Any]] = np.where(flat, "true", "false").tolist()
     elif kind in "OSU":
-        cells = [[_decoded(v) for v in row] for row in flat.tolist()]
+        cells = [[as_text(v) for v in row] for row in flat.tolist()]
     elif kind == "f" and flat.dtype.itemsize < 8:
         # float32 widened is 0.8999999761581421; its own shortest form is 0.9.
         cells = flat.astype(str).tolist()
@@ -344,10 +328,6 @@ def _cells(array: np.ndarray) -> tuple[int, list[list[Any]]]:
         # The csv module writes a float with repr(): the shortest form, nan, inf.
         cells = flat.tolist()
     return flat.shape[1], cells
-
-
-def _decoded(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def format_csv(outputs: Mapping[str, np.ndarray], *, header: bool) -> bytes:

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import InputError, NotAcceptable
-from modelport.model_format.jsontext import check_json_size, dumps, finite, loads, plain
+from modelport.model_format.jsontext import check_json_size, dumps, finite, loads
+from modelport.model_format.payload import output_rows
 
 #: The media types of JSON Lines: SageMaker's name first.
 JSONLINES_TYPES = ("application/jsonlines", "application/jsonl", "application/x-jsonlines")
@@ -65,20 +66,10 @@ def format_jsonlines(outputs: Mapping[str, np.ndarray]) -> bytes:
         NotAcceptable: several outputs without one row count in common.
     """
     allow_nan = not finite(outputs)
-    if len(outputs) == 1:
-        (array,) = outputs.values()
-        value = plain(np.asarray(array))
-        rows = value if isinstance(value, list) else [value]
-    else:
-        columns = {name: plain(np.asarray(a)) for name, a in outputs.items()}
-        counts = {len(v) if isinstance(v, list) else -1 for v in columns.values()}
-        if len(counts) != 1 or -1 in counts:
-            raise NotAcceptable(
-                "the outputs have different numbers of rows, which JSON Lines cannot hold "
-                "one per line; ask for application/json"
-            )
-        names = list(columns)
-        rows = [
-            dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)
-        ]
+    rows = output_rows(outputs)
+    if rows is None:
+        raise NotAcceptable(
+            "the outputs have different numbers of rows, which JSON Lines cannot hold "
+            "one per line; ask for application/json"
+        )
     return b"".join(dumps(row, allow_nan=allow_nan) + b"\n" for row in rows)

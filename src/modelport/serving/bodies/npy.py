@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import InputError, NotAcceptable, quote_name
+from modelport.model_format.jsontext import as_text
 from modelport.model_format.payload import Payload, column_inputs
 from modelport.model_format.signature import Signature
 
@@ -168,7 +169,7 @@ def _savable(array: np.ndarray) -> np.ndarray:
     """An output as ``np.save`` writes it without pickling: text as a unicode array."""
     if array.dtype.kind != "O":
         return array
-    text = [v.decode() if isinstance(v, bytes) else str(v) for v in array.ravel().tolist()]
+    text = [as_text(v) for v in array.ravel().tolist()]
     if not text:
         return np.empty(array.shape, dtype="<U1")
     return np.array(text, dtype=str).reshape(array.shape)

@@ -16,7 +16,6 @@ from modelport.errors import (
     BodyTooLarge,
     InputError,
     UnsupportedMediaType,
-    quote_name,
     quote_names,
 )
 from modelport.model_format.jsontext import MAX_JSON_VALUES
@@ -118,22 +117,14 @@ def parse_parquet(
     except (pa.ArrowException, OSError, ValueError, TypeError):
         raise InputError(_UNREADABLE) from None
     index = _index_columns(schema)
-    if index:
-        kept = [i for i, name in enumerate(columns) if name not in index]
-        if strict:
-            names = signature.input_names
-            extra = [*index, *(columns[i] for i in kept if columns[i] not in names)]
-            raise InputError(
-                f"column(s) {quote_names(extra)} feed no input of the model (strict inputs; "
-                f"{quote_name(index[0])} is the table's pandas index); its inputs are "
-                f"{', '.join(map(repr, names))}"
-            )
-        columns = [columns[i] for i in kept]
-        values = [values[i] for i in kept]
-    payload = column_inputs(columns, values, signature, strict=strict)
-    if index:
-        payload = payload._replace(ignored=(*index, *payload.ignored))
-    return payload
+    kept = [i for i, name in enumerate(columns) if name not in index]
+    return column_inputs(
+        [columns[i] for i in kept],
+        [values[i] for i in kept],
+        signature,
+        strict=strict,
+        index=index,
+    )
 
 
 def _numpy(pa: Any, column: Any) -> np.ndarray:

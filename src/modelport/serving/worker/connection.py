@@ -143,11 +143,8 @@ class Connection:
     def refuse_current(self, request: Request, refused: Refused) -> None:
         """Answer the request being read with ``refused``, then close; drop further input."""
         request.refused = refused
-        request.close_after = True
-        self.current = None
         self.in_head = False
-        self.discarding = True
-        self.ready.append(request)
+        self._finish_early(request)
 
     def _finish_early(self, request: Request) -> None:
         request.close_after = True

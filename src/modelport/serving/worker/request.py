@@ -8,7 +8,7 @@ class Refused(Exception):
 
     Attributes:
         status: the HTTP status of the answer.
-        message: what the answer's ``{"error": ...}`` body says.
+        message: what the answer's error body says (in the shape of its path's protocol).
     """
 
     def __init__(self, status: int, message: str) -> None:
