@@ -6,6 +6,9 @@ file, fitted scikit-learn estimators); nothing of modelport's own is mocked.
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import socket
 import tempfile
 import textwrap
 import warnings
@@ -19,6 +22,56 @@ import pytest
 
 if TYPE_CHECKING:
     import onnx
+
+# --- no request ever leaves 127.0.0.1 ------------------------------------------------------------
+# Set before any test module imports a client library (this conftest is imported first), and
+# inherited by every process the tests start: credential chains never probe cloud metadata
+# addresses, telemetry never phones home, and loopback never goes through a proxy.
+_LOOPBACK = "127.0.0.1,localhost,::1"
+os.environ.update(
+    {
+        "AWS_EC2_METADATA_DISABLED": "true",  # boto3 would probe 169.254.169.254
+        "NO_GCE_CHECK": "True",  # google-auth would probe the GCE metadata server
+        "GCE_METADATA_HOST": "127.0.0.1:9",
+        "GCE_METADATA_IP": "127.0.0.1:9",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+    }
+)
+for _name in ("NO_PROXY", "no_proxy"):
+    os.environ[_name] = ",".join(filter(None, (os.environ.get(_name, ""), _LOOPBACK)))
+
+_connect = socket.socket.connect
+_connect_ex = socket.socket.connect_ex
+
+
+def _check_loopback(address: Any) -> None:
+    """Refuse a TCP connection to anything but this machine (Unix sockets pass)."""
+    if not isinstance(address, tuple):
+        return
+    host = str(address[0]).split("%", 1)[0]
+    if host == "localhost":
+        return
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise OSError(f"tests may not connect to {host!r}: only 127.0.0.1") from None
+    if not (ip.is_loopback or ip.is_unspecified):
+        raise OSError(f"tests may not connect to {host}: only 127.0.0.1")
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> None:
+    _check_loopback(address)
+    _connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
+    _check_loopback(address)
+    return _connect_ex(self, address)
+
+
+socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
 
 # --- ONNX models built by hand ----------------------------------------------------------------
 
