@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,9 +65,39 @@ def args_for(command: str, package: Path | str, inputs: Path | str, out: Path) -
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    """The CLI in-process: its exit status, and what it wrote to stderr."""
-    code = main(list(args))
+    """The CLI in-process: its exit status, and what it wrote to stderr (a ``serve`` here must
+    refuse, so it gets a deadline)."""
+    code = serve_refusal(list(args)) if args[0] == "serve" else main(list(args))
     return code, capsys.readouterr().err
+
+
+#: How long a ``serve`` that must refuse may take before the test calls it serving instead.
+REFUSAL_DEADLINE_S = 60.0
+
+
+def serve_refusal(args: list[str]) -> int:
+    """``main(args)`` for a ``serve`` that must refuse: in a thread, so that one that serves
+    instead fails the test after ``REFUSAL_DEADLINE_S`` rather than hanging it."""
+    outcome: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, main(args)))
+        except BaseException as exc:  # re-raised in the test's thread
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, name="modelport-serve", daemon=True)
+    thread.start()
+    thread.join(REFUSAL_DEADLINE_S)
+    if thread.is_alive():
+        pytest.fail(
+            f"modelport {' '.join(args)} still ran after {REFUSAL_DEADLINE_S:g} s: "
+            "it served instead of refusing"
+        )
+    ((returned, value),) = outcome
+    if not returned:
+        raise value
+    return int(value)
 
 
 # --- a path that does not exist -------------------------------------------------------------------

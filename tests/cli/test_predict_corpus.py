@@ -3,7 +3,7 @@
 Every body of the shared corpus (``tests/bodies_corpus.py``) goes to ``modelport predict -i FILE``
 and to a real server's ``POST /invocations``: the same ones are answered (exit 0, 200) with the
 same text and the predictions the package itself gives, and the same ones are refused (exit 1,
-400), neither quoting the body.
+400, in MLflow's error shape), neither quoting the body.
 """
 
 from __future__ import annotations
@@ -66,7 +66,9 @@ def test_predict_and_serve_take_the_same_bodies(
 
     if not case.ok:
         assert (code, answer.status) == (1, 400), (err, answer.body[:300])
-        for text in (err, json.loads(answer.body)["message"]):
+        refusal = json.loads(answer.body)
+        assert refusal["error_code"] == "BAD_REQUEST" and "message" in refusal, refusal
+        for text in (err, refusal["message"]):
             assert SECRET not in text and "secret-cell" not in text, text
         assert err.startswith("Error: ") and "Traceback" not in err
         return

@@ -147,12 +147,20 @@ def test_nan_in_a_float_column_is_answered(table_server: Server, table: TablePac
     )
 
 
-def test_nan_in_a_numpy_array_is_answered(iris_server: Server, iris_x: np.ndarray) -> None:
+def test_nan_in_a_numpy_array_is_answered(
+    iris_server: Server, packages: dict[str, Path], iris_x: np.ndarray
+) -> None:
     rows = iris_x[:3].copy()
     rows[0, 2] = np.nan
     rows[2, 0] = np.inf
     answer = client_of(iris_server).invoke(rows)
     assert len(answer["predictions"]["label"]) == 3
+    want = predict(packages["iris"], rows)
+    assert set(answer["predictions"]) == set(want)
+    for name, array in want.items():
+        np.testing.assert_array_equal(  # NaN where the package gives NaN
+            np.asarray(answer["predictions"][name], array.dtype), array, err_msg=name
+        )
 
 
 # --- errors: MLflow's shape, parseable, never quoting the request ------------------------------

@@ -574,35 +574,6 @@ def test_headerless_table_of_n_rows_is_n_rows(count: int, header: bool | None) -
     assert arrays["b"].ravel().tolist() == list(range(count))
 
 
-_CELL = st.sampled_from(
-    ["1", "2.5", "-3", "", " ", "nan", "inf", "a", "b", "c", "d", "x", "true", "0"]
-)
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    table=st.integers(1, 5).flatmap(
-        lambda width: st.lists(st.lists(_CELL, min_size=width, max_size=width), max_size=6)
-    ),
-    signature=st.sampled_from([MATRIX, TABLE, COLUMN]),
-    header=st.sampled_from([None, True, False]),
-    strict=st.booleans(),
-)
-def test_predictions_are_always_one_per_data_row(
-    table: list[list[str]], signature: Signature, header: bool | None, strict: bool
-) -> None:
-    # Whatever a body holds: a 400, or exactly one row of inputs per data row.
-    body = csv_of(table)
-    try:
-        payload, had_header = codec.parse_csv(body, signature, header=header, strict=strict)
-        arrays = signature.enforce(payload.inputs)
-    except InputError:
-        return
-    if header is not None:
-        assert had_header is header
-    assert {a.shape[0] for a in arrays.values()} == {len(table) - had_header}
-
-
 _FLOAT_CELLS = ["1", "2.5", "-3", "", "nan", "inf", " 4 ", "1e3"]
 #: Cells a client may send for each input, and the header names of a matrix's columns.
 _POOLS: dict[str, list[list[str]]] = {
@@ -616,6 +587,33 @@ _POOLS: dict[str, list[list[str]]] = {
     "column": [_FLOAT_CELLS],
 }
 _MODELS = {"matrix": MATRIX, "table": TABLE, "column": COLUMN}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.data(),
+    model=st.sampled_from(list(_MODELS)),
+    count=st.integers(1, 6),
+    header=st.sampled_from([None, True, False]),
+    names=st.booleans(),
+    strict=st.booleans(),
+)
+def test_predictions_are_always_one_per_data_row(
+    data: st.DataObject, model: str, count: int, header: bool | None, names: bool, strict: bool
+) -> None:
+    # Whatever cells a client sends its inputs: exactly one row of inputs per data row.
+    signature, pools = _MODELS[model], _POOLS[model]
+    rows = [[data.draw(st.sampled_from(pool)) for pool in pools] for _ in range(count)]
+    # Told, the body follows; untold, it may start with the inputs' names (a matrix's columns
+    # have no names of their own, so there an untold header is ambiguous and refused).
+    has_names = header if header is not None else names and model != "matrix"
+    columns = ["w", "x", "y", "z"] if model == "matrix" else list(signature.input_names)
+    table = [columns, *rows] if has_names else rows
+    payload, had_header = codec.parse_csv(csv_of(table), signature, header=header, strict=strict)
+    arrays = signature.enforce(payload.inputs)
+    if header is not None:
+        assert had_header is header
+    assert {a.shape[0] for a in arrays.values()} == {len(table) - had_header}
 
 
 @settings(max_examples=300, deadline=None)

@@ -247,6 +247,8 @@ def test_both_refuse_a_missing_column(servers: dict[str, Pair]) -> None:
     theirs = post(pair.reference.url, body, "application/json")
     ours = post(pair.modelport.url, body, "application/json")
     assert theirs.status == ours.status == 400, (theirs.body[:300], ours.body[:300])
+    # Both MLflow-shaped, but not the same code: MLflow answers INVALID_PARAMETER_VALUE (with its
+    # sqlstate and error_class), modelport BAD_REQUEST; so only the shape is compared.
     assert {"error_code", "message"} <= set(theirs.json())
     assert set(ours.json()) == {"error_code", "message"}
 
@@ -259,7 +261,6 @@ def test_version_route_like_mlflow(servers: dict[str, Pair]) -> None:
     assert ours.body.decode() == modelport.__version__
     # MLflow labels its version text application/json; the contract says text/plain (MLflow's
     # client reads .text, whatever the label).
-    assert theirs.body.decode() == theirs.body.decode().strip()
     assert ours.headers["content-type"].split(";")[0] == "text/plain"
     for route in ("/ping", "/health"):
         assert request(pair.reference.url + route).status == 200
