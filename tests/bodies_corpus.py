@@ -9,8 +9,7 @@ ONNX models this module packs itself (no test fixtures needed):
   (named inputs, a ``[-1, 1]`` column, a float input and an integer input);
 - ``single``: ``x`` float32[N, 3] -> ``y`` float32[N, 2] = x @ W (one input: bare tensors).
 
-``tests/serving/test_clients_corpus.py`` posts every body to a server;
-``tests/cli/test_predict_corpus.py`` feeds each to ``modelport predict`` and the server both.
+``tests/cli/test_predict_corpus.py`` feeds each body to ``modelport predict`` and to a server.
 
 Use::
 
