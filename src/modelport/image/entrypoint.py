@@ -8,6 +8,10 @@ The image runs ``ENTRYPOINT ["/opt/venv/bin/python", "/opt/modelport/entrypoint.
 - ``docker run IMAGE serve --workers 2`` or ``docker run IMAGE --workers 2`` (the options of
   ``modelport serve``, from the same table: :mod:`modelport.serving.options`).
 
+The package is ``$MODELPORT_PACKAGE``, else the one baked in; a *runtime* image (the shared
+image without a package, which SageMaker deployments use) serves the package SageMaker unpacked
+from ``model.tar.gz`` into ``/opt/ml/model``.
+
 Before serving, the package is verified: every file against the manifest, and the manifest against
 the digest the image was built for (``MODELPORT_PACKAGE_DIGEST``, set by the Dockerfile) and the
 one whoever runs the container pins (``MODELPORT_EXPECT_DIGEST``, as ``modelport serve
@@ -36,6 +40,8 @@ DIGEST_ENV = "MODELPORT_PACKAGE_DIGEST"
 #: The digest the person running the container expects (the serve option's variable).
 EXPECT_DIGEST_ENV = "MODELPORT_EXPECT_DIGEST"
 DEFAULT_PACKAGE = "/opt/modelport/package"
+#: Where SageMaker unpacks ``model.tar.gz``: the package of a runtime image (none baked in).
+MOUNTED_PACKAGE = "/opt/ml/model"
 #: The route the image's HEALTHCHECK probes: 200 only once the model is loaded and warmed up.
 READY_ROUTE = "/ping"
 EXIT_REFUSED = 4
@@ -98,6 +104,13 @@ def healthcheck(env: Mapping[str, str], timeout_s: float = 2.0) -> int:
     return 0
 
 
+def default_package() -> str:
+    """The package baked into the image; else, in a runtime image, the one mounted by SageMaker."""
+    if not os.path.isdir(DEFAULT_PACKAGE) and os.path.isfile(f"{MOUNTED_PACKAGE}/modelport.json"):
+        return MOUNTED_PACKAGE
+    return DEFAULT_PACKAGE
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     """Run the image's command; returns the process exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -110,7 +123,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         print(f"Usage: docker run IMAGE [serve] [OPTIONS]\n\n{usage()}")
         return 0
 
-    package = env.get(PACKAGE_ENV) or DEFAULT_PACKAGE
+    package = env.get(PACKAGE_ENV) or default_package()
     verify_only = args[:1] == ["verify"]
     from modelport.errors import UsageError
     from modelport.model_format.manifest import expected_digest

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,10 +47,14 @@ __all__ = [
     "BuiltImage",
     "PushedImage",
     "RegistryAuth",
+    "RuntimeContext",
+    "RuntimeImage",
     "build_package_image",
+    "build_runtime_image",
     "push_image",
     "registry_of",
     "remove_image",
+    "runtime_context",
     "runtime_key",
     "split_reference",
 ]
@@ -290,6 +295,105 @@ def _build(engine: Engine, what: str, progress: Progress, **kwargs: Any) -> str:
         return engine.build(on_output=on_output, **kwargs)
 
 
+@dataclass(frozen=True)
+class RuntimeImage:
+    """A package's runtime image: everything but the package, shared by every package alike.
+
+    Alike: the same requirements, modelport and base image.
+
+    Attributes:
+        ref: its local reference, ``localhost/modelport-runtime:<key>``.
+        key: what it is made of (:func:`runtime_key`): the tag a registry copy carries too.
+        base_image: the base image under it.
+        reused: whether it was there already (not built now).
+    """
+
+    ref: str
+    key: str
+    base_image: str
+    reused: bool
+
+
+@dataclass(frozen=True)
+class RuntimeContext:
+    """A written build context and the key of the runtime image it builds.
+
+    Attributes:
+        context: the build context (package, requirements, wheel, entrypoint, Dockerfile).
+        key: the runtime image's key (:func:`runtime_key`).
+    """
+
+    context: BuildContext
+    key: str
+
+    @property
+    def ref(self) -> str:
+        """The runtime image's local reference."""
+        return f"{RUNTIME_REPOSITORY}:{self.key}"
+
+
+@contextlib.contextmanager
+def runtime_context(
+    engine: Engine,
+    package: Package,
+    *,
+    base_image: str | None = None,
+    index_url: str | None = None,
+    pip_cert: Path | None = None,
+    progress: Progress | None = None,
+) -> Iterator[RuntimeContext]:
+    """Write the package's build context in a temporary directory and compute its runtime key.
+
+    The key says which runtime image the package needs before anything is built: a target
+    that keeps runtime images in a registry asks it for the key and builds nothing when it is
+    there. The directory is removed when the block ends.
+
+    Raises:
+        PackageError: the package fails verification.
+        DeploymentError: the engine cannot inspect the base image.
+    """
+    with tempfile.TemporaryDirectory(prefix="modelport-image-") as tmp:
+        (progress or Progress())(f"writing the build context for {package.name} {package.version}")
+        context = write_context(
+            package,
+            Path(tmp) / "context",
+            base_image=base_image,
+            index_url=index_url,
+            pip_cert=pip_cert,
+        )
+        # Keyed on the package-independent stages only: packages that need the same runtime
+        # share one runtime image.
+        yield RuntimeContext(context, runtime_key(engine, context))
+
+
+def build_runtime_image(
+    engine: Engine, prepared: RuntimeContext, *, progress: Progress | None = None
+) -> RuntimeImage:
+    """The runtime image of ``prepared``: reused when the engine has it, else built.
+
+    Raises:
+        DeploymentError: the build failed, or the engine cannot be reached.
+    """
+    progress = progress or Progress()
+    context = prepared.context
+    with ENGINE_ERRORS.translating(f"inspecting the runtime image {prepared.ref}"):
+        reused = engine.image(prepared.ref) is not None
+    if reused:
+        progress(f"reusing the runtime image {prepared.ref}")
+    else:
+        progress(f"building the runtime image {prepared.ref} on {context.base_image}")
+        _build(
+            engine,
+            "runtime image",
+            progress,
+            context=context.directory,
+            tag=prepared.ref,
+            target="runtime",
+            labels={LABEL_RUNTIME: prepared.key},
+        )
+    return RuntimeImage(prepared.ref, prepared.key, context.base_image, reused)
+
+
 def build_package_image(
     engine: Engine,
     package: Package,
@@ -323,39 +427,21 @@ def build_package_image(
     if "@" in ref:
         raise UsageError(f"cannot build the image {ref}: a reference with a digest is not a tag")
     ref = ":".join(split_reference(ref))
-    with tempfile.TemporaryDirectory(prefix="modelport-image-") as tmp:
-        progress(f"writing the build context for {package.name} {package.version}")
-        context = write_context(
-            package,
-            Path(tmp) / "context",
-            base_image=base_image,
-            index_url=index_url,
-            pip_cert=pip_cert,
-        )
-        # Keyed on the package-independent stages only: packages that need the same runtime
-        # share one runtime image.
-        key = runtime_key(engine, context)
-        runtime_ref = f"{RUNTIME_REPOSITORY}:{key}"
-        with ENGINE_ERRORS.translating(f"inspecting the runtime image {runtime_ref}"):
-            reused = engine.image(runtime_ref) is not None
-        if reused:
-            progress(f"reusing the runtime image {runtime_ref}")
-        else:
-            progress(f"building the runtime image {runtime_ref} on {context.base_image}")
-            _build(
-                engine,
-                "runtime image",
-                progress,
-                context=context.directory,
-                tag=runtime_ref,
-                target="runtime",
-                labels={LABEL_RUNTIME: key},
-            )
+    with runtime_context(
+        engine,
+        package,
+        base_image=base_image,
+        index_url=index_url,
+        pip_cert=pip_cert,
+        progress=progress,
+    ) as prepared:
+        runtime = build_runtime_image(engine, prepared, progress=progress)
+        context = prepared.context
         # The same last stage as the context's Dockerfile, on the runtime image: the result is
         # what `docker build` of the context gives.
         dockerfile = context.directory / "Dockerfile.package"
         dockerfile.write_text(
-            package_stage(package.manifest, from_image=runtime_ref, base_image=context.base_image),
+            package_stage(package.manifest, from_image=runtime.ref, base_image=context.base_image),
             encoding="utf-8",
         )
         progress(f"building the image {ref}")
@@ -371,8 +457,8 @@ def build_package_image(
     return BuiltImage(
         id=image_id,
         ref=ref,
-        runtime_ref=runtime_ref,
-        runtime_reused=reused,
+        runtime_ref=runtime.ref,
+        runtime_reused=runtime.reused,
         package_digest=context.package_digest,
         base_image=context.base_image,
     )

@@ -1,0 +1,277 @@
+"""The options of the ``sagemaker`` target, checked against SageMaker's rules before any call."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+#: What SageMaker accepts for a serverless variant's memory (MB), and its concurrency range.
+SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+SERVERLESS_MAX_CONCURRENCY = 200
+#: The most alarms an AutoRollbackConfiguration takes, and the longest bake between steps.
+MAX_ROLLBACK_ALARMS = 10
+MAX_WAIT_INTERVAL_S = 3600
+_TRAFFIC = re.compile(r"^(?P<kind>canary|linear):(?P<percent>\d{1,2}):(?P<wait>\d+)$")
+_S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """How an update shifts traffic (``-C traffic``): all at once, a canary, or linear steps.
+
+    Attributes:
+        kind: ``all_at_once``, ``canary`` or ``linear``.
+        percent: the canary's share, or each linear step's (1-99).
+        wait_s: how long each step bakes before the next (alarms are watched meanwhile).
+    """
+
+    kind: Literal["all_at_once", "canary", "linear"] = "all_at_once"
+    percent: int = 0
+    wait_s: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> Traffic:
+        """``all_at_once``, ``canary:<percent>:<wait_s>`` or ``linear:<percent>:<wait_s>``.
+
+        Raises:
+            ValueError: anything else, or values SageMaker refuses.
+        """
+        if text == "all_at_once":
+            return cls()
+        match = _TRAFFIC.match(text)
+        if match is None:
+            raise ValueError(
+                f"traffic must be all_at_once, canary:<percent>:<wait_s> or "
+                f"linear:<percent>:<wait_s>, got {text!r}"
+            )
+        percent, wait_s = int(match["percent"]), int(match["wait"])
+        if not 1 <= percent <= 99:
+            raise ValueError(f"traffic: the percent must be 1-99, got {percent}")
+        if wait_s > MAX_WAIT_INTERVAL_S:
+            raise ValueError(f"traffic: the wait must be at most {MAX_WAIT_INTERVAL_S} s")
+        kind: Literal["canary", "linear"] = "canary" if match["kind"] == "canary" else "linear"
+        return cls(kind, percent, wait_s)
+
+    def routing(self) -> dict[str, Any]:
+        """SageMaker's ``TrafficRoutingConfiguration`` for it."""
+        if self.kind == "all_at_once":
+            return {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0}
+        size_key = "CanarySize" if self.kind == "canary" else "LinearStepSize"
+        return {
+            "Type": self.kind.upper(),
+            "WaitIntervalInSeconds": self.wait_s,
+            size_key: {"Type": "CAPACITY_PERCENT", "Value": self.percent},
+        }
+
+
+@dataclass(frozen=True)
+class SageMakerConfig:
+    """Options of the ``sagemaker`` target.
+
+    Only ``create`` and ``update`` need ``role_arn`` and the image settings: ``get``, ``list``,
+    ``predict``, ``logs`` and ``delete`` work with a region and credentials alone.
+    """
+
+    region: str | None = field(
+        default=None,
+        metadata={"help": "AWS region (also: -t sagemaker:/REGION); default boto3's chain."},
+    )
+    profile: str | None = field(
+        default=None, metadata={"help": "Named profile from ~/.aws/config to use."}
+    )
+    assume_role_arn: str | None = field(
+        default=None,
+        metadata={"help": "Role to assume (sts:AssumeRole) before any other call."},
+    )
+    role_arn: str | None = field(
+        default=None,
+        metadata={
+            "help": "Execution role SageMaker runs the model as (create and update need it): "
+            "it must allow s3:GetObject on the bucket, ecr:GetAuthorizationToken and "
+            "ecr:BatchGetImage/GetDownloadUrlForLayer on the repository, and logs:PutLogEvents."
+        },
+    )
+    bucket: str | None = field(
+        default=None,
+        metadata={
+            "help": "S3 bucket for model.tar.gz; default modelport-<region>-<account>, "
+            "created if missing."
+        },
+    )
+    kms_key: str | None = field(
+        default=None,
+        metadata={"help": "KMS key for the uploaded model (SSE-KMS); default SSE-S3 (AES256)."},
+    )
+    image_uri: str | None = field(
+        default=None,
+        metadata={
+            "help": "Serving image to use as is; default the modelport runtime image, "
+            "built and pushed to ECR when its requirements change."
+        },
+    )
+    ecr_repository: str = field(
+        default="modelport-runtime",
+        metadata={"help": "ECR repository of the runtime image (created if missing)."},
+    )
+    base_image: str | None = field(
+        default=None,
+        metadata={"help": "Image the runtime image builds on; default python:<x.y>-slim."},
+    )
+    index_url: str | None = field(
+        default=None, metadata={"help": "Python package index the image build installs from."}
+    )
+    pip_cert: Path | None = field(
+        default=None,
+        metadata={"help": "CA bundle pip trusts during the image build; default $PIP_CERT."},
+    )
+    docker_host: str | None = field(
+        default=None,
+        metadata={"help": "Docker Engine API that builds and pushes; default $DOCKER_HOST."},
+    )
+    instance_type: str = field(
+        default="ml.m5.large", metadata={"help": "Instance type of a real-time variant."}
+    )
+    instance_count: int = field(
+        default=1, metadata={"help": "Instances of a real-time variant at creation."}
+    )
+    serverless_memory_mb: int | None = field(
+        default=None,
+        metadata={"help": "Serverless variant instead of instances: memory, 1024-6144 by 1024."},
+    )
+    serverless_max_concurrency: int = field(
+        default=5, metadata={"help": "Concurrent invocations of a serverless variant (1-200)."}
+    )
+    async_output_s3: str | None = field(
+        default=None,
+        metadata={"help": "Asynchronous inference: s3:// prefix its answers are written to."},
+    )
+    async_sns_topic: str | None = field(
+        default=None,
+        metadata={"help": "SNS topic ARN told of each asynchronous answer and error."},
+    )
+    data_capture_s3: str | None = field(
+        default=None,
+        metadata={"help": "Capture requests and answers to this s3:// prefix."},
+    )
+    data_capture_percent: int = field(
+        default=100, metadata={"help": "Share of requests captured (1-100)."}
+    )
+    subnets: list[str] = field(
+        default_factory=list, metadata={"help": "VPC subnet ids, as a JSON list."}
+    )
+    security_groups: list[str] = field(
+        default_factory=list, metadata={"help": "VPC security group ids, as a JSON list."}
+    )
+    min_instances: int | None = field(
+        default=None, metadata={"help": "Autoscaling: the fewest instances (with max_instances)."}
+    )
+    max_instances: int | None = field(
+        default=None, metadata={"help": "Autoscaling: the most instances (with min_instances)."}
+    )
+    target_invocations_per_instance: float = field(
+        default=100.0,
+        metadata={"help": "Autoscaling: invocations per instance per minute to track."},
+    )
+    traffic: str = field(
+        default="all_at_once",
+        metadata={
+            "help": "How an update shifts traffic: all_at_once, canary:<percent>:<wait_s> or "
+            "linear:<percent>:<wait_s> (SageMaker's blue/green guardrails)."
+        },
+    )
+    rollback_alarms: list[str] = field(
+        default_factory=list,
+        metadata={"help": "CloudWatch alarms that roll an update back, as a JSON list."},
+    )
+    keep_old: bool = field(
+        default=False,
+        metadata={"help": "Keep the old model and endpoint config after a successful update."},
+    )
+    env: dict[str, str] = field(
+        default_factory=dict, metadata={"help": "Extra container environment, as a JSON object."}
+    )
+    tags: dict[str, str] = field(
+        default_factory=dict, metadata={"help": "Extra tags on every resource, a JSON object."}
+    )
+    startup_timeout: float = field(
+        default=1800.0,
+        metadata={"help": "Seconds an endpoint may take to be InService (create or update)."},
+    )
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        pip_cert: Any = self.pip_cert  # the Python API may pass a str
+        if pip_cert is not None and not isinstance(pip_cert, Path):
+            object.__setattr__(self, "pip_cert", Path(pip_cert))
+
+    @property
+    def serverless(self) -> bool:
+        """The variant is serverless."""
+        return self.serverless_memory_mb is not None
+
+    @property
+    def autoscaling(self) -> bool:
+        """Autoscaling is asked for."""
+        return self.min_instances is not None or self.max_instances is not None
+
+    @property
+    def traffic_policy(self) -> Traffic:
+        """:attr:`traffic`, parsed."""
+        return Traffic.parse(self.traffic)
+
+    def problems(self) -> list[str]:
+        """Everything SageMaker would refuse in these options, found before any call."""
+        found: list[str] = []
+        if self.region is not None and not _REGION.match(self.region):
+            found.append(f"region {self.region!r} is not an AWS region name (e.g. eu-west-1)")
+        for key in ("role_arn", "assume_role_arn"):
+            value = getattr(self, key)
+            if value is not None and not _ROLE_ARN.match(value):
+                found.append(f"{key} must be an IAM role ARN (arn:aws:iam::<account>:role/NAME)")
+        for key in ("async_output_s3", "data_capture_s3"):
+            value = getattr(self, key)
+            if value is not None and not _S3_URI.match(value):
+                found.append(f"{key} must be an s3://bucket/prefix URI, got {value!r}")
+        if not _INSTANCE_TYPE.match(self.instance_type):
+            found.append(f"instance_type must look like ml.m5.large, got {self.instance_type!r}")
+        if self.instance_count < 1:
+            found.append("instance_count must be at least 1")
+        if self.serverless:
+            if self.serverless_memory_mb not in SERVERLESS_MEMORY_MB:
+                allowed = ", ".join(map(str, SERVERLESS_MEMORY_MB))
+                found.append(f"serverless_memory_mb must be one of {allowed}")
+            if self.async_output_s3:
+                found.append("serverless endpoints do not take asynchronous inference")
+            if self.data_capture_s3:
+                found.append("serverless endpoints do not take data capture")
+            if self.autoscaling:
+                found.append("serverless endpoints scale by themselves: drop min/max_instances")
+        if not 1 <= self.serverless_max_concurrency <= SERVERLESS_MAX_CONCURRENCY:
+            found.append(f"serverless_max_concurrency must be 1-{SERVERLESS_MAX_CONCURRENCY}")
+        if self.async_sns_topic and not self.async_output_s3:
+            found.append("async_sns_topic needs async_output_s3")
+        if not 1 <= self.data_capture_percent <= 100:
+            found.append("data_capture_percent must be 1-100")
+        if self.autoscaling:
+            if self.min_instances is None or self.max_instances is None:
+                found.append("autoscaling needs both min_instances and max_instances")
+            elif not 1 <= self.min_instances <= self.max_instances:
+                found.append("autoscaling needs 1 <= min_instances <= max_instances")
+            if self.target_invocations_per_instance <= 0:
+                found.append("target_invocations_per_instance must be positive")
+        try:
+            Traffic.parse(self.traffic)
+        except ValueError as exc:
+            found.append(str(exc))
+        if len(self.rollback_alarms) > MAX_ROLLBACK_ALARMS:
+            found.append(f"rollback_alarms takes at most {MAX_ROLLBACK_ALARMS} alarms")
+        if self.startup_timeout <= 0:
+            found.append("startup_timeout must be positive")
+        return found

@@ -1,0 +1,1334 @@
+"""The ``sagemaker`` target: a package as an AWS SageMaker endpoint, with plain boto3.
+
+What one deployment ``NAME`` is made of, generation ``N`` at a time (``-gN`` names, from
+:mod:`modelport.deployers.kit.naming`):
+
+- ``s3://BUCKET/modelport/NAME/gN/model.tar.gz``: the package's files, ``modelport.json``
+  first, at the archive's root (SageMaker unpacks it into ``/opt/ml/model``, where the serving
+  image looks), encrypted at rest, its sha256 in the object's metadata and the model's tags;
+- the serving image: the shared **runtime image** (:mod:`modelport.deployers.kit.images`),
+  tagged with its runtime key in the ECR repository ``modelport-runtime``. It is built and
+  pushed only when ECR lacks that key, so a second model with the same requirements deploys
+  with no build. Shared: no deployment removes it;
+- the SageMaker model ``NAME-gN`` (the image, the S3 URL, ``MODELPORT_EXPECT_DIGEST`` so the
+  container refuses any other package), the endpoint config ``NAME-gN`` (a real-time,
+  serverless or asynchronous variant, optional data capture) and the endpoint ``NAME``;
+- optionally, an application-autoscaling target and target-tracking policy on the variant.
+
+``create`` and ``update`` are rollouts (:mod:`modelport.deployers.kit.rollout`): each step's
+undo removes what it made when a later one fails, ``--dry-run`` prints the same steps with the
+exact request of every call, and each step has a failpoint. ``update`` makes generation
+``N+1`` beside ``N`` and calls ``UpdateEndpoint`` (SageMaker's blue/green, with its canary or
+linear traffic shifting and alarm rollback when asked); when SageMaker rolls back, the update
+fails with its reason and removes what it made; on success the old generation is deleted unless
+``keep_old``. Every resource is tagged (:func:`~modelport.deployers.kit.naming.labels`), and
+SageMaker's own state is the only state: any machine with the credentials can ``get``, ``list``,
+``predict``, ``logs``, ``update`` or ``delete``.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelport import __version__
+from modelport.deployers.base import Deployer, Deployment, DeploymentStatus, utcnow
+from modelport.deployers.kit import background
+from modelport.deployers.kit.naming import (
+    Facts,
+    Platform,
+    generation_name,
+    label_key,
+    labels,
+    next_generation,
+    parse_generation,
+    read_labels,
+)
+from modelport.deployers.kit.rollout import Step
+from modelport.deployers.kit.state import default_home
+from modelport.deployers.kit.waiting import Seen, wait_until
+from modelport.deployers.sagemaker.aws import AWS_ERRORS, TARGET, Aws, error_code
+from modelport.deployers.sagemaker.config import SageMakerConfig
+from modelport.errors import (
+    ConfigError,
+    DeploymentError,
+    DeploymentExists,
+    DeploymentNotFound,
+    InputError,
+    ModelError,
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    from modelport.deployers.kit.engine import Engine
+    from modelport.model_format.package import Package
+
+VARIANT = "AllTraffic"
+MODEL_DIR = "/opt/ml/model"
+#: How long a predict waits for an asynchronous endpoint's answer to land in S3.
+ASYNC_ANSWER_TIMEOUT_S = 900.0
+LOG_GROUP = "/aws/sagemaker/Endpoints/{name}"
+SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+TAG_DEPLOYMENT = label_key(Platform.AWS, "deployment")
+TAG_TARGET = label_key(Platform.AWS, "target")
+TAG_MODEL_SHA256 = "modelport:model-data-sha256"
+_STATUS = {
+    "InService": DeploymentStatus.READY,
+    "Creating": DeploymentStatus.STARTING,
+    "Updating": DeploymentStatus.UPDATING,
+    "SystemUpdating": DeploymentStatus.UPDATING,
+    "RollingBack": DeploymentStatus.UPDATING,
+    "Failed": DeploymentStatus.FAILED,
+    "UpdateRollbackFailed": DeploymentStatus.FAILED,
+    "OutOfService": DeploymentStatus.FAILED,
+}
+_SETTLED = ("InService", "Failed", "UpdateRollbackFailed", "OutOfService")
+
+
+def _aws_tags(values: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in values.items()]
+
+
+def _tag_dict(tags: Sequence[Mapping[str, str]]) -> dict[str, str]:
+    return {str(t["Key"]): str(t["Value"]) for t in tags}
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def _time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).replace(microsecond=0)
+    return utcnow()
+
+
+def _call(service: str, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """One AWS call as the plan shows it."""
+    return {"call": f"{service}.{operation}", "params": dict(params)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Generation:
+    """The names of one generation of a deployment's resources.
+
+    Attributes:
+        name: the deployment (and endpoint) name.
+        number: the generation.
+        bucket: the bucket its ``model.tar.gz`` goes to.
+    """
+
+    name: str
+    number: int
+    bucket: str
+
+    @property
+    def model(self) -> str:
+        """The SageMaker model (and endpoint config) name, ``NAME-gN``."""
+        return generation_name(self.name, self.number)
+
+    @property
+    def key(self) -> str:
+        """The S3 key of its ``model.tar.gz``."""
+        return f"{prefix(self.name)}g{self.number}/model.tar.gz"
+
+    @property
+    def model_data_url(self) -> str:
+        """``s3://BUCKET/KEY``."""
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def prefix(name: str) -> str:
+    """The S3 prefix of everything deployment ``name`` uploads (with its trailing slash)."""
+    return f"modelport/{name}/"
+
+
+class SageMakerDeployer(Deployer[SageMakerConfig]):
+    """Deploy a package as a SageMaker endpoint (real-time, serverless or asynchronous)."""
+
+    name = TARGET
+    config_class = SageMakerConfig
+    error_map = AWS_ERRORS
+
+    def __init__(self, config: SageMakerConfig | None = None, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        self._aws: Aws | None = None
+        self._engine: Engine | None = None
+
+    @classmethod
+    def options_from_uri(cls, uri: str) -> dict[str, Any]:
+        """``sagemaker:/REGION`` (or ``sagemaker:REGION``) sets the region."""
+        region = uri.strip("/")
+        if not region:
+            return {}
+        if "/" in region:
+            raise ConfigError([f"the target URI is sagemaker:/REGION, got sagemaker:{uri}"], TARGET)
+        return {"region": region}
+
+    # --- AWS ------------------------------------------------------------------------------
+
+    @property
+    def aws(self) -> Aws:
+        """The boto3 session and clients, made on first use."""
+        if self._aws is None:
+            self._aws = Aws(self.config.region, self.config.profile, self.config.assume_role_arn)
+        return self._aws
+
+    def _sm(self) -> Any:
+        return self.aws.client("sagemaker")
+
+    @property
+    def engine(self) -> Engine:
+        """The Docker Engine API that builds and pushes the runtime image."""
+        if self._engine is None:
+            from modelport.deployers.kit.engine import Engine, EngineError
+
+            try:
+                self._engine = Engine(self.config.docker_host or os.environ.get("DOCKER_HOST"))
+            except EngineError as exc:
+                raise UsageError(str(exc), hint="set -C docker_host or DOCKER_HOST") from None
+        return self._engine
+
+    def _bucket(self) -> str:
+        return self.config.bucket or f"modelport-{self.aws.region}-{self.aws.account}"
+
+    def _describe_endpoint(self, name: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = self._sm().describe_endpoint(EndpointName=name)
+        except Exception as exc:
+            if error_code(exc) == "ValidationException" and "Could not find" in str(exc):
+                return None
+            raise
+        return found
+
+    def _tags(self, arn: str) -> dict[str, str]:
+        return _tag_dict(self._sm().list_tags(ResourceArn=arn).get("Tags") or [])
+
+    def _ours(self, name: str) -> dict[str, Any]:
+        """The endpoint of deployment ``name``, when modelport made it.
+
+        Raises:
+            DeploymentNotFound: no such endpoint, or one modelport did not make.
+        """
+        found = self._describe_endpoint(name)
+        if found is None or self._tags(found["EndpointArn"]).get(TAG_TARGET) != TARGET:
+            raise DeploymentNotFound(
+                f"no sagemaker deployment named {name!r} in {self.aws.region}",
+                hint="check the name and the region (modelport deployments list -t sagemaker)",
+            )
+        return found
+
+    def _require_role(self) -> str:
+        if not self.config.role_arn:
+            raise ConfigError(
+                [
+                    "role_arn is required to create or update: the IAM role SageMaker runs the "
+                    "model as (-C role_arn=arn:aws:iam::ACCOUNT:role/NAME); it needs "
+                    "s3:GetObject on the model bucket, ecr:GetAuthorizationToken, "
+                    "ecr:BatchGetImage and ecr:GetDownloadUrlForLayer on the image's "
+                    "repository, and logs:CreateLogStream and logs:PutLogEvents"
+                ],
+                TARGET,
+            )
+        return self.config.role_arn
+
+    # --- what each resource is made of (the run and the plan use the same) -----------------
+
+    def _facts(self, name: str, package: Package, generation: int) -> dict[str, str]:
+        facts = Facts(
+            package_digest=package.digest,
+            package_name=package.name,
+            package_version=package.version,
+            flavor=package.manifest.flavor.name,
+            modelport_version=__version__,
+            deployment=name,
+            target=TARGET,
+            generation=generation,
+        )
+        return {**self.config.tags, **labels(Platform.AWS, facts)}
+
+    def _environment(self, package: Package) -> dict[str, str]:
+        env = {
+            **self.config.env,
+            "MODELPORT_PACKAGE": MODEL_DIR,
+            "MODELPORT_EXPECT_DIGEST": package.digest,
+        }
+        if package.manifest.flavor.runs_code:
+            # Loading the package was the opt-in (--allow-code); the container needs it too.
+            env["MODELPORT_ALLOW_CODE"] = "1"
+        return env
+
+    def _model_params(
+        self, gen: Generation, package: Package, image: str, sha256: str
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "ModelName": gen.model,
+            "PrimaryContainer": {
+                "Image": image,
+                "ModelDataUrl": gen.model_data_url,
+                "Environment": self._environment(package),
+            },
+            "ExecutionRoleArn": self.config.role_arn or "<role_arn>",
+            "Tags": _aws_tags(
+                {**self._facts(gen.name, package, gen.number), TAG_MODEL_SHA256: sha256}
+            ),
+        }
+        if self.config.subnets or self.config.security_groups:
+            params["VpcConfig"] = {
+                "Subnets": list(self.config.subnets),
+                "SecurityGroupIds": list(self.config.security_groups),
+            }
+        return params
+
+    def _variant(self, gen: Generation) -> dict[str, Any]:
+        variant: dict[str, Any] = {"VariantName": VARIANT, "ModelName": gen.model}
+        if self.config.serverless:
+            variant["ServerlessConfig"] = {
+                "MemorySizeInMB": self.config.serverless_memory_mb,
+                "MaxConcurrency": self.config.serverless_max_concurrency,
+            }
+        else:
+            variant["InstanceType"] = self.config.instance_type
+            variant["InitialInstanceCount"] = self.config.instance_count
+            variant["InitialVariantWeight"] = 1.0
+        return variant
+
+    def _config_params(self, gen: Generation, package: Package) -> dict[str, Any]:
+        config = self.config
+        params: dict[str, Any] = {
+            "EndpointConfigName": gen.model,
+            "ProductionVariants": [self._variant(gen)],
+            "Tags": _aws_tags(self._facts(gen.name, package, gen.number)),
+        }
+        if config.async_output_s3:
+            output: dict[str, Any] = {"S3OutputPath": config.async_output_s3}
+            if config.async_sns_topic:
+                output["NotificationConfig"] = {
+                    "SuccessTopic": config.async_sns_topic,
+                    "ErrorTopic": config.async_sns_topic,
+                }
+            params["AsyncInferenceConfig"] = {"OutputConfig": output}
+        if config.data_capture_s3:
+            params["DataCaptureConfig"] = {
+                "EnableCapture": True,
+                "InitialSamplingPercentage": config.data_capture_percent,
+                "DestinationS3Uri": config.data_capture_s3,
+                "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            }
+        if config.kms_key:
+            params["KmsKeyId"] = config.kms_key
+        return params
+
+    def _deployment_config(self) -> dict[str, Any] | None:
+        """``UpdateEndpoint``'s DeploymentConfig: blue/green guardrails, when asked."""
+        traffic = self.config.traffic_policy
+        if traffic.kind == "all_at_once" and not self.config.rollback_alarms:
+            return None
+        deployment: dict[str, Any] = {
+            "BlueGreenUpdatePolicy": {
+                "TrafficRoutingConfiguration": traffic.routing(),
+                "TerminationWaitInSeconds": 0,
+            }
+        }
+        if self.config.rollback_alarms:
+            deployment["AutoRollbackConfiguration"] = {
+                "Alarms": [{"AlarmName": a} for a in self.config.rollback_alarms]
+            }
+        return deployment
+
+    def _scaling_params(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        resource = f"endpoint/{name}/variant/{VARIANT}"
+        target = {
+            "ServiceNamespace": "sagemaker",
+            "ResourceId": resource,
+            "ScalableDimension": SCALABLE_DIMENSION,
+            "MinCapacity": self.config.min_instances,
+            "MaxCapacity": self.config.max_instances,
+        }
+        policy = {
+            "PolicyName": f"modelport-{name}-invocations",
+            "ServiceNamespace": "sagemaker",
+            "ResourceId": resource,
+            "ScalableDimension": SCALABLE_DIMENSION,
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingScalingPolicyConfiguration": {
+                "TargetValue": self.config.target_invocations_per_instance,
+                "PredefinedMetricSpecification": {
+                    "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+                },
+                "ScaleInCooldown": 300,
+                "ScaleOutCooldown": 60,
+            },
+        }
+        return target, policy
+
+    def _put_params(self, gen: Generation, package: Package) -> dict[str, Any]:
+        extra: dict[str, Any] = {
+            "ServerSideEncryption": "aws:kms" if self.config.kms_key else "AES256",
+            "Metadata": {"package-digest": package.digest, "sha256": "<sha256 of the archive>"},
+        }
+        if self.config.kms_key:
+            extra["SSEKMSKeyId"] = self.config.kms_key
+        return {"Bucket": gen.bucket, "Key": gen.key, **extra}
+
+    # --- the steps --------------------------------------------------------------------------
+
+    def _bucket_step(self, bucket: str) -> Step:
+        region = self.aws.region
+
+        def ensure(_: Mapping[str, Any]) -> str:
+            s3 = self.aws.client("s3")
+            try:
+                s3.head_bucket(Bucket=bucket)
+                return bucket
+            except Exception as exc:
+                if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+                    raise
+            self.progress(f"creating the bucket {bucket}")
+            create: dict[str, Any] = {"Bucket": bucket}
+            if region != "us-east-1":
+                create["CreateBucketConfiguration"] = {"LocationConstraint": region}
+            s3.create_bucket(**create)
+            s3.put_public_access_block(
+                Bucket=bucket,
+                PublicAccessBlockConfiguration={
+                    "BlockPublicAcls": True,
+                    "IgnorePublicAcls": True,
+                    "BlockPublicPolicy": True,
+                    "RestrictPublicBuckets": True,
+                },
+            )
+            s3.put_bucket_encryption(
+                Bucket=bucket,
+                ServerSideEncryptionConfiguration={
+                    "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+                },
+            )
+            return bucket
+
+        return Step(
+            "ensure-bucket",
+            f"use the bucket {bucket}, created (private, encrypted) if missing; shared: it stays",
+            ensure,
+            kind="bucket",
+            details={
+                "calls": [
+                    _call("s3", "head_bucket", {"Bucket": bucket}),
+                    _call("s3", "create_bucket (only if missing)", {"Bucket": bucket}),
+                ]
+            },
+        )
+
+    def _upload_step(self, gen: Generation, package: Package) -> Step:
+        put = self._put_params(gen, package)
+
+        def upload(_: Mapping[str, Any]) -> dict[str, str]:
+            from modelport.model_format.archive import write_archive
+
+            with tempfile.TemporaryDirectory(prefix="modelport-sagemaker-") as tmp:
+                archive = Path(tmp) / "model.tar.gz"
+                # The .mport archive is already what SageMaker wants: modelport.json first,
+                # every file at the root, byte-identical for the same package.
+                write_archive(package.root, package.manifest, archive)
+                digest = hashlib.sha256()
+                with archive.open("rb") as f:
+                    while chunk := f.read(1 << 20):
+                        digest.update(chunk)
+                sha256 = digest.hexdigest()
+                self.progress(
+                    f"uploading model.tar.gz ({archive.stat().st_size} bytes, sha256 {sha256}) "
+                    f"to {gen.model_data_url}"
+                )
+                extra = {k: v for k, v in put.items() if k not in ("Bucket", "Key")}
+                extra["Metadata"] = {**put["Metadata"], "sha256": sha256}
+                extra["ChecksumSHA256"] = base64.b64encode(digest.digest()).decode()
+                with archive.open("rb") as body:
+                    self.aws.client("s3").put_object(
+                        Bucket=gen.bucket, Key=gen.key, Body=body, **extra
+                    )
+            return {"bucket": gen.bucket, "key": gen.key, "sha256": sha256}
+
+        def remove(done: Mapping[str, str]) -> None:
+            self.aws.client("s3").delete_object(Bucket=done["bucket"], Key=done["key"])
+
+        return Step(
+            "upload-model",
+            f"upload the package as {gen.model_data_url} (its files at the archive's root)",
+            upload,
+            undo=remove,
+            kind="object",
+            details={"calls": [_call("s3", "put_object", put)]},
+            resource=lambda d: f"the object s3://{d['bucket']}/{d['key']}",
+            remove_with=lambda d: f"aws s3 rm s3://{d['bucket']}/{d['key']}",
+        )
+
+    def _image_step(self, package: Package) -> Step:
+        if self.config.image_uri:
+            uri = self.config.image_uri
+            return Step(
+                "use-image",
+                f"serve with the image {uri} (given: nothing is built)",
+                lambda _: uri,
+                kind="image",
+                details={"image": uri},
+            )
+        repository = self.config.ecr_repository
+        return Step(
+            "push-image",
+            f"make sure ECR's {repository} holds the runtime image this package needs "
+            "(built and pushed only when missing; shared: it stays)",
+            lambda _: self._ensure_image(package),
+            kind="image",
+            details={
+                "calls": [
+                    _call("ecr", "describe_repositories", {"repositoryNames": [repository]}),
+                    _call(
+                        "ecr",
+                        "create_repository (only if missing)",
+                        {
+                            "repositoryName": repository,
+                            "imageTagMutability": "IMMUTABLE",
+                            "imageScanningConfiguration": {"scanOnPush": True},
+                        },
+                    ),
+                    _call(
+                        "ecr",
+                        "describe_images",
+                        {
+                            "repositoryName": repository,
+                            "imageIds": [{"imageTag": "<runtime key>"}],
+                        },
+                    ),
+                    _call("ecr", "get_authorization_token (only to push)", {}),
+                ],
+                "build": "only when ECR lacks the runtime key: the runtime image is built "
+                "(or reused locally) and pushed as <registry>/"
+                f"{repository}:<runtime key>",
+            },
+        )
+
+    def _ensure_image(self, package: Package) -> str:
+        """The runtime image's ECR URI, pinned to its digest: pushed only when ECR lacks it."""
+        from modelport.deployers.kit import images
+
+        ecr = self.aws.client("ecr")
+        repository = self.config.ecr_repository
+        try:
+            ecr.describe_repositories(repositoryNames=[repository])
+        except Exception as exc:
+            if error_code(exc) != "RepositoryNotFoundException":
+                raise
+            self.progress(f"creating the ECR repository {repository}")
+            ecr.create_repository(
+                repositoryName=repository,
+                imageTagMutability="IMMUTABLE",
+                imageScanningConfiguration={"scanOnPush": True},
+                tags=[{"Key": TAG_TARGET, "Value": TARGET}],
+            )
+        auth = ecr.get_authorization_token()["authorizationData"][0]
+        registry = str(auth["proxyEndpoint"]).removeprefix("https://").removeprefix("http://")
+        pip_cert = self.config.pip_cert or (
+            Path(os.environ["PIP_CERT"]) if os.environ.get("PIP_CERT") else None
+        )
+        with images.runtime_context(
+            self.engine,
+            package,
+            base_image=self.config.base_image,
+            index_url=self.config.index_url,
+            pip_cert=pip_cert,
+            progress=self.progress,
+        ) as prepared:
+            remote = f"{registry}/{repository}"
+            found = self._ecr_digest(repository, prepared.key)
+            if found is not None:
+                self.progress(f"ECR has the runtime image {remote}:{prepared.key}: no build")
+                return f"{remote}@{found}"
+            runtime = images.build_runtime_image(self.engine, prepared, progress=self.progress)
+            with images.ENGINE_ERRORS.translating(f"tagging {runtime.ref}"):
+                self.engine.tag(runtime.ref, remote, prepared.key)
+        user, _, password = base64.b64decode(auth["authorizationToken"]).decode().partition(":")
+        pushed = images.push_image(
+            self.engine,
+            f"{remote}:{prepared.key}",
+            auth=images.RegistryAuth(registry, username=user, password=password),
+            progress=self.progress,
+        )
+        return pushed.pinned
+
+    def _ecr_digest(self, repository: str, tag: str) -> str | None:
+        try:
+            found = self.aws.client("ecr").describe_images(
+                repositoryName=repository, imageIds=[{"imageTag": tag}]
+            )
+        except Exception as exc:
+            if error_code(exc) == "ImageNotFoundException":
+                return None
+            raise
+        details = found.get("imageDetails") or []
+        return str(details[0]["imageDigest"]) if details else None
+
+    def _model_step(self, gen: Generation, package: Package, image_step: str) -> Step:
+        sm = self._sm
+
+        def create(done: Mapping[str, Any]) -> str:
+            params = self._model_params(
+                gen, package, done[image_step], done["upload-model"]["sha256"]
+            )
+            params["ExecutionRoleArn"] = self._require_role()
+            sm().create_model(**params)
+            return gen.model
+
+        return Step(
+            "create-model",
+            f"create the SageMaker model {gen.model}",
+            create,
+            undo=lambda model: sm().delete_model(ModelName=model),
+            kind="model",
+            details={
+                "calls": [
+                    _call(
+                        "sagemaker",
+                        "create_model",
+                        self._model_params(gen, package, f"<{image_step}>", "<sha256>"),
+                    )
+                ]
+            },
+            resource=lambda m: f"the SageMaker model {m}",
+            remove_with=lambda m: f"aws sagemaker delete-model --model-name {m}",
+        )
+
+    def _config_step(self, gen: Generation, package: Package) -> Step:
+        params = self._config_params(gen, package)
+        sm = self._sm
+
+        def create(_: Mapping[str, Any]) -> str:
+            sm().create_endpoint_config(**params)
+            return gen.model
+
+        kind = (
+            "serverless"
+            if self.config.serverless
+            else ("asynchronous" if self.config.async_output_s3 else "real-time")
+        )
+        return Step(
+            "create-endpoint-config",
+            f"create the endpoint config {gen.model} ({kind})",
+            create,
+            undo=lambda config: sm().delete_endpoint_config(EndpointConfigName=config),
+            kind="endpoint-config",
+            details={"calls": [_call("sagemaker", "create_endpoint_config", params)]},
+            resource=lambda c: f"the endpoint config {c}",
+            remove_with=lambda c: (
+                f"aws sagemaker delete-endpoint-config --endpoint-config-name {c}"
+            ),
+        )
+
+    def _wait_settled(self, name: str, *, what: str) -> dict[str, Any]:
+        """Wait until the endpoint leaves Creating/Updating; its last description."""
+        seen: list[dict[str, Any]] = []
+
+        def poll() -> Seen:
+            found = self._describe_endpoint(name)
+            if found is None:
+                return Seen(failed="the endpoint disappeared")
+            seen.append(found)
+            status = str(found.get("EndpointStatus"))
+            return Seen(done=status in _SETTLED, status=status)
+
+        wait_until(
+            poll,
+            what=what,
+            timeout_s=self.config.startup_timeout,
+            progress=self.progress,
+            interval_s=0.25,
+            max_interval_s=10.0,
+            log=lambda: self._log_lines(name, 15),
+            timeout_hint="allow more time with -C startup_timeout=SECONDS",
+        )
+        return seen[-1]
+
+    def _failure(self, found: Mapping[str, Any]) -> str:
+        reason = found.get("FailureReason") or "no reason given"
+        return f"endpoint {found.get('EndpointName')} is {found.get('EndpointStatus')}: {reason}"
+
+    def _wait_in_service(self, name: str) -> None:
+        found = self._wait_settled(name, what=f"the endpoint {name} to be InService")
+        if found.get("EndpointStatus") != "InService":
+            lines = self._log_lines(name, 15)
+            tail = "; its log ends:\n" + "\n".join(f"  {x}" for x in lines) if lines else ""
+            raise DeploymentError(self._failure(found) + tail)
+
+    def _delete_endpoint(self, name: str) -> None:
+        """Delete the endpoint and wait until it is gone (its configs may then go)."""
+        found = self._describe_endpoint(name)
+        if found is None:
+            return
+        if found.get("EndpointStatus") in ("Creating", "Updating", "SystemUpdating"):
+            # Deleting an endpoint mid-change is allowed, but what it leaves is not defined.
+            self._wait_settled(name, what=f"the endpoint {name} to settle before deleting")
+        try:
+            self._sm().delete_endpoint(EndpointName=name)
+        except Exception as exc:
+            if "Could not find" not in str(exc):
+                raise
+        wait_until(
+            lambda: self._describe_endpoint(name) is None,
+            what=f"the endpoint {name} to be deleted",
+            timeout_s=self.config.startup_timeout,
+            progress=self.progress,
+            interval_s=0.25,
+            max_interval_s=10.0,
+        )
+
+    def _endpoint_steps(self, gen: Generation, package: Package, *, wait: bool) -> list[Step]:
+        name = gen.name
+        params = {
+            "EndpointName": name,
+            "EndpointConfigName": gen.model,
+            "Tags": _aws_tags(self._facts(name, package, gen.number)),
+        }
+
+        def create(_: Mapping[str, Any]) -> str:
+            self._sm().create_endpoint(**params)
+            return name
+
+        steps = [
+            Step(
+                "create-endpoint",
+                f"create the endpoint {name}",
+                create,
+                undo=lambda _: self._delete_endpoint(name),
+                kind="endpoint",
+                details={"calls": [_call("sagemaker", "create_endpoint", params)]},
+                resource=lambda _: f"the endpoint {name}",
+                remove_with=lambda _: f"aws sagemaker delete-endpoint --endpoint-name {name}",
+            )
+        ]
+        if wait or self.config.autoscaling:
+            steps.append(
+                Step(
+                    "wait-in-service",
+                    f"wait until the endpoint {name} is InService (at most "
+                    f"{self.config.startup_timeout:g} s)",
+                    lambda _: self._wait_in_service(name),
+                    kind="wait",
+                    details={
+                        "calls": [_call("sagemaker", "describe_endpoint", {"EndpointName": name})]
+                    },
+                )
+            )
+        if self.config.autoscaling:
+            steps.append(self._scaling_step(name))
+        return steps
+
+    def _scaling_step(self, name: str) -> Step:
+        target, policy = self._scaling_params(name)
+
+        def register(_: Mapping[str, Any]) -> str:
+            scaling = self.aws.client("application-autoscaling")
+            scaling.register_scalable_target(**target)
+            scaling.put_scaling_policy(**policy)
+            return name
+
+        return Step(
+            "autoscaling",
+            f"scale the variant between {self.config.min_instances} and "
+            f"{self.config.max_instances} instances on invocations per instance",
+            register,
+            undo=lambda _: self._deregister_scaling(name),
+            kind="autoscaling",
+            details={
+                "calls": [
+                    _call("application-autoscaling", "register_scalable_target", target),
+                    _call("application-autoscaling", "put_scaling_policy", policy),
+                ]
+            },
+            resource=lambda _: f"the scalable target endpoint/{name}/variant/{VARIANT}",
+        )
+
+    def _scalable_target(self, name: str) -> dict[str, Any] | None:
+        found = self.aws.client("application-autoscaling").describe_scalable_targets(
+            ServiceNamespace="sagemaker",
+            ResourceIds=[f"endpoint/{name}/variant/{VARIANT}"],
+            ScalableDimension=SCALABLE_DIMENSION,
+        )
+        targets = found.get("ScalableTargets") or []
+        return dict(targets[0]) if targets else None
+
+    def _deregister_scaling(self, name: str) -> None:
+        scaling = self.aws.client("application-autoscaling")
+        resource = f"endpoint/{name}/variant/{VARIANT}"
+        policies = (
+            scaling.describe_scaling_policies(
+                ServiceNamespace="sagemaker",
+                ResourceId=resource,
+                ScalableDimension=SCALABLE_DIMENSION,
+            ).get("ScalingPolicies")
+            or []
+        )
+        for policy in policies:
+            scaling.delete_scaling_policy(
+                PolicyName=policy["PolicyName"],
+                ServiceNamespace="sagemaker",
+                ResourceId=resource,
+                ScalableDimension=SCALABLE_DIMENSION,
+            )
+        if self._scalable_target(name) is not None:
+            scaling.deregister_scalable_target(
+                ServiceNamespace="sagemaker",
+                ResourceId=resource,
+                ScalableDimension=SCALABLE_DIMENSION,
+            )
+
+    def _generation_steps(self, gen: Generation, package: Package) -> list[Step]:
+        image = self._image_step(package)
+        return [
+            self._bucket_step(gen.bucket),
+            self._upload_step(gen, package),
+            image,
+            self._model_step(gen, package, image.name),
+            self._config_step(gen, package),
+        ]
+
+    def _next_generation(self, name: str) -> int:
+        """One more than any generation of ``name`` left in SageMaker (1 for a new name)."""
+        sm = self._sm()
+        names = [m["ModelName"] for m in self._paged(sm.list_models, "Models", NameContains=name)]
+        names += [
+            c["EndpointConfigName"]
+            for c in self._paged(sm.list_endpoint_configs, "EndpointConfigs", NameContains=name)
+        ]
+        return next_generation(names, name)
+
+    @staticmethod
+    def _paged(method: Any, key: str, **params: Any) -> Iterator[dict[str, Any]]:
+        token: str | None = None
+        while True:
+            page = method(**params, **({"NextToken": token} if token else {}))
+            yield from page.get(key) or []
+            token = page.get("NextToken")
+            if not token:
+                return
+
+    # --- records --------------------------------------------------------------------------
+
+    def _record(self, found: Mapping[str, Any], *, updating: bool = False) -> Deployment:
+        name = str(found["EndpointName"])
+        sm = self._sm()
+        config_name = str(found.get("EndpointConfigName") or "")
+        details: dict[str, Any] = {
+            "region": self.aws.region,
+            "endpoint_arn": found.get("EndpointArn"),
+            "endpoint_status": found.get("EndpointStatus"),
+            "endpoint_config": config_name,
+            "generation": parse_generation(config_name, name),
+        }
+        digest = ""
+        updated = _time(found.get("CreationTime"))
+        config: dict[str, Any] = {}
+        with contextlib.suppress(Exception):
+            config = sm.describe_endpoint_config(EndpointConfigName=config_name)
+        if config:
+            updated = _time(config.get("CreationTime"))
+            facts = read_labels(Platform.AWS, self._tags(config["EndpointConfigArn"]))
+            digest = facts.package_digest or ""
+            variants = config.get("ProductionVariants") or []
+            if variants:
+                details["model"] = variants[0].get("ModelName")
+                details["variant"] = {
+                    k: variants[0][k]
+                    for k in ("InstanceType", "InitialInstanceCount", "ServerlessConfig")
+                    if k in variants[0]
+                }
+            if config.get("AsyncInferenceConfig"):
+                output = config["AsyncInferenceConfig"].get("OutputConfig") or {}
+                details["async_output_s3"] = output.get("S3OutputPath")
+            if (config.get("DataCaptureConfig") or {}).get("DestinationS3Uri"):
+                details["data_capture_s3"] = config["DataCaptureConfig"]["DestinationS3Uri"]
+        live = (found.get("ProductionVariants") or [{}])[0]
+        for key in ("CurrentInstanceCount", "DesiredInstanceCount", "CurrentServerlessConfig"):
+            if key in live:
+                details.setdefault("variant", {})[key] = live[key]
+        if found.get("FailureReason"):
+            details["failure_reason"] = found["FailureReason"]
+        with contextlib.suppress(Exception):
+            scaling = self._scalable_target(name)
+            if scaling:
+                details["autoscaling"] = {
+                    "min_instances": scaling.get("MinCapacity"),
+                    "max_instances": scaling.get("MaxCapacity"),
+                }
+        job = background.last(default_home(), TARGET, name)
+        if job is not None:
+            details["update_job"] = job.to_dict()
+            updating = updating or job.status == "running"
+        status = _STATUS.get(str(found.get("EndpointStatus")), DeploymentStatus.UNKNOWN)
+        if updating and status is DeploymentStatus.READY:
+            status = DeploymentStatus.UPDATING
+        runtime = self.aws.client("sagemaker-runtime").meta.endpoint_url
+        return Deployment(
+            name=name,
+            target=TARGET,
+            status=status,
+            endpoint=f"{runtime}/endpoints/{name}/invocations",
+            package_digest=digest,
+            created_at=_time(found.get("CreationTime")),
+            updated_at=updated,
+            details=details,
+        )
+
+    # --- the verbs ------------------------------------------------------------------------
+
+    def create_steps(self, name: str, package: Package, *, wait: bool = True) -> list[Step]:
+        """Upload, image, model, endpoint config, endpoint, wait (and autoscaling)."""
+        gen = Generation(name, self._next_generation(name), self._bucket())
+        return self._generation_steps(gen, package) + self._endpoint_steps(gen, package, wait=wait)
+
+    @AWS_ERRORS.translated("creating a sagemaker deployment")
+    def create(self, name: str, package: Package, *, wait: bool = True) -> Deployment:
+        """Make the endpoint ``name`` serving ``package`` (see the module's docstring)."""
+        self.check_name(name)
+        self._require_role()
+        if self._describe_endpoint(name) is not None:
+            raise DeploymentExists(f"an endpoint named {name!r} exists in {self.aws.region}")
+        self.rollout("create", self.create_steps(name, package, wait=wait)).run()
+        found = self._describe_endpoint(name)
+        if found is None:
+            raise DeploymentError(f"the endpoint {name} vanished right after it was created")
+        return self._record(found)
+
+    def _update_steps(
+        self, name: str, package: Package, gen: Generation, old_config: str
+    ) -> list[Step]:
+        steps = self._generation_steps(gen, package)
+        scaling = self._scalable_target(name)
+        if scaling is not None:
+            # Autoscaling survives the update: off while the variant changes, then on again,
+            # with the options given now or else the settings it had.
+            old_policies = (
+                self.aws.client("application-autoscaling")
+                .describe_scaling_policies(
+                    ServiceNamespace="sagemaker",
+                    ResourceId=f"endpoint/{name}/variant/{VARIANT}",
+                    ScalableDimension=SCALABLE_DIMENSION,
+                )
+                .get("ScalingPolicies")
+                or []
+            )
+
+            def restore(_: Any) -> None:
+                self._restore_scaling(scaling, old_policies)
+
+            steps.append(
+                Step(
+                    "suspend-autoscaling",
+                    f"deregister the scalable target of {name} while the variant changes",
+                    lambda _: self._deregister_scaling(name),
+                    undo=restore,
+                    kind="autoscaling",
+                )
+            )
+        update: dict[str, Any] = {"EndpointName": name, "EndpointConfigName": gen.model}
+        deployment = self._deployment_config()
+        if deployment is not None:
+            update["DeploymentConfig"] = deployment
+
+        def start(_: Mapping[str, Any]) -> str:
+            self._sm().update_endpoint(**update)
+            return name
+
+        def switch_back(_: Any) -> None:
+            found = self._wait_settled(name, what=f"the endpoint {name} to settle")
+            if found.get("EndpointConfigName") == gen.model:
+                self.progress(f"switching {name} back to {old_config}")
+                self._sm().update_endpoint(EndpointName=name, EndpointConfigName=old_config)
+                self._wait_in_service(name)
+
+        steps += [
+            Step(
+                "update-endpoint",
+                f"switch the endpoint {name} to {gen.model}"
+                + (" with SageMaker's blue/green guardrails" if deployment else ""),
+                start,
+                undo=switch_back,
+                kind="endpoint",
+                details={"calls": [_call("sagemaker", "update_endpoint", update)]},
+                resource=lambda _: f"the endpoint {name} switched to {gen.model}",
+                remove_with=lambda _: (
+                    f"aws sagemaker update-endpoint --endpoint-name {name} "
+                    f"--endpoint-config-name {old_config}"
+                ),
+            ),
+            Step(
+                "wait-updated",
+                f"wait until {name} serves {gen.model}, or SageMaker rolls it back",
+                lambda _: self._wait_updated(name, gen.model),
+                kind="wait",
+            ),
+        ]
+        if scaling is not None or self.config.autoscaling:
+            if self.config.autoscaling:
+                steps.append(self._scaling_step(name))
+            else:
+                steps.append(
+                    Step(
+                        "restore-autoscaling",
+                        f"register the scalable target of {name} again",
+                        lambda _: self._restore_scaling(scaling or {}, old_policies),
+                        undo=lambda _: self._deregister_scaling(name),
+                        kind="autoscaling",
+                    )
+                )
+        return steps
+
+    def _restore_scaling(
+        self, target: Mapping[str, Any], policies: Sequence[Mapping[str, Any]]
+    ) -> None:
+        scaling = self.aws.client("application-autoscaling")
+        keep = ("ServiceNamespace", "ResourceId", "ScalableDimension", "MinCapacity", "MaxCapacity")
+        scaling.register_scalable_target(**{k: target[k] for k in keep if k in target})
+        for policy in policies:
+            fields = ("PolicyName", "ServiceNamespace", "ResourceId", "ScalableDimension")
+            params = {k: policy[k] for k in (*fields, "PolicyType") if k in policy}
+            for key in (
+                "TargetTrackingScalingPolicyConfiguration",
+                "StepScalingPolicyConfiguration",
+            ):
+                if key in policy:
+                    params[key] = policy[key]
+            scaling.put_scaling_policy(**params)
+
+    def _wait_updated(self, name: str, new_config: str) -> None:
+        found = self._wait_settled(name, what=f"the endpoint {name} to finish updating")
+        if found.get("EndpointStatus") == "InService" and found.get("EndpointConfigName") == (
+            new_config
+        ):
+            return
+        if found.get("EndpointStatus") == "InService":
+            raise DeploymentError(
+                f"SageMaker rolled the update of {name} back; the old version still serves: "
+                f"{found.get('FailureReason') or 'no reason given'}"
+            )
+        raise DeploymentError(self._failure(found))
+
+    @AWS_ERRORS.translated("updating a sagemaker deployment")
+    def update(self, name: str, package: Package, *, wait: bool = True) -> Deployment:
+        """Switch the endpoint to ``package`` with a new generation (see the module docstring).
+
+        With ``wait=False`` the same update runs in a background job and the record returned
+        says ``updating``.
+        """
+        self.check_name(name)
+        found = self._ours(name)
+        current = self._record(found)
+        if current.package_digest == package.digest:
+            return current
+        self._require_role()
+        if not wait:
+            job = background.start(self, "update", name, package, home=default_home())
+            record = self._record(found, updating=True)
+            return dataclasses.replace(
+                record, details={**record.details, "update_job": job.to_dict()}
+            )
+        background.refuse_if_busy(default_home(), TARGET, name)
+        if found.get("EndpointStatus") != "InService":
+            raise DeploymentError(
+                f"the endpoint {name} is {found.get('EndpointStatus')}: it can be updated only "
+                "when InService",
+                hint="wait for it (modelport deployments get), or delete and deploy again",
+            )
+        old_config = str(found["EndpointConfigName"])
+        gen = Generation(name, self._next_generation(name), self._bucket())
+        self.rollout("update", self._update_steps(name, package, gen, old_config)).run()
+        self._retire(name, package, gen, old_config)
+        return self._record(self._ours(name))
+
+    def _retire(self, name: str, package: Package, gen: Generation, old_config: str) -> None:
+        """After a switch: tag the endpoint with the new facts, and remove the old generation."""
+        sm = self._sm()
+        try:
+            with AWS_ERRORS.translating(f"tagging the endpoint {name}"):
+                found = self._ours(name)
+                sm.add_tags(
+                    ResourceArn=found["EndpointArn"],
+                    Tags=_aws_tags(self._facts(name, package, gen.number)),
+                )
+                if self.config.keep_old:
+                    self.progress(f"keeping the old generation {old_config} (keep_old)")
+                    return
+                self._remove_generation(old_config)
+        except DeploymentError as exc:  # the new version serves: say what is left, do not fail
+            self.progress.warn(
+                f"the update succeeded, but cleaning up {old_config} failed ({exc}); "
+                f"'modelport deployments delete -t sagemaker -n {name}' removes it with the rest"
+            )
+
+    def _remove_generation(self, config_name: str) -> None:
+        """Delete an endpoint config, its models and their S3 objects."""
+        sm = self._sm()
+        try:
+            config = sm.describe_endpoint_config(EndpointConfigName=config_name)
+        except Exception as exc:
+            if "Could not find" not in str(exc):
+                raise
+            config = {"ProductionVariants": []}
+        else:
+            sm.delete_endpoint_config(EndpointConfigName=config_name)
+        models = [v["ModelName"] for v in config.get("ProductionVariants") or []]
+        for model in models or [config_name]:
+            self._remove_model(model)
+
+    def _remove_model(self, model: str) -> None:
+        sm = self._sm()
+        try:
+            found = sm.describe_model(ModelName=model)
+        except Exception as exc:
+            if "Could not find" in str(exc):
+                return
+            raise
+        url = str((found.get("PrimaryContainer") or {}).get("ModelDataUrl") or "")
+        sm.delete_model(ModelName=model)
+        if url.startswith("s3://"):
+            bucket, key = _split_s3(url)
+            with contextlib.suppress(Exception):
+                self.aws.client("s3").delete_object(Bucket=bucket, Key=key)
+
+    @AWS_ERRORS.translated("deleting a sagemaker deployment")
+    def delete(self, name: str) -> None:
+        """Remove the endpoint, its configs, models, autoscaling and uploads; fine if absent."""
+        self.check_name(name)
+        background.cancel(default_home(), TARGET, name, timeout=self.config.startup_timeout)
+        found = self._describe_endpoint(name)
+        if found is not None and self._tags(found["EndpointArn"]).get(TAG_TARGET) != TARGET:
+            raise DeploymentError(
+                f"the endpoint {name} was not made by modelport: it is left alone"
+            )
+        if self._scalable_target(name) is not None:
+            self._deregister_scaling(name)
+        if found is not None:
+            self._delete_endpoint(name)
+        sm = self._sm()
+        buckets = {self._bucket()}
+        for config in list(
+            self._paged(sm.list_endpoint_configs, "EndpointConfigs", NameContains=name)
+        ):
+            config_name = config["EndpointConfigName"]
+            if parse_generation(config_name, name) is None:
+                continue
+            arn = config["EndpointConfigArn"]
+            if self._tags(arn).get(TAG_DEPLOYMENT) == name:
+                sm.delete_endpoint_config(EndpointConfigName=config_name)
+        for model in builtins.list(self._paged(sm.list_models, "Models", NameContains=name)):
+            model_name = model["ModelName"]
+            if parse_generation(model_name, name) is None:
+                continue
+            if self._tags(model["ModelArn"]).get(TAG_DEPLOYMENT) != name:
+                continue
+            described = sm.describe_model(ModelName=model_name)
+            url = str((described.get("PrimaryContainer") or {}).get("ModelDataUrl") or "")
+            if url.startswith("s3://"):
+                buckets.add(_split_s3(url)[0])
+            sm.delete_model(ModelName=model_name)
+        s3 = self.aws.client("s3")
+        for bucket in sorted(buckets):
+            try:
+                objects = list(self._paged_objects(bucket, prefix(name)))
+            except Exception as exc:
+                if error_code(exc) in ("NoSuchBucket", "404"):
+                    continue
+                raise
+            for key in objects:
+                s3.delete_object(Bucket=bucket, Key=key)
+
+    def _paged_objects(self, bucket: str, key_prefix: str) -> Iterator[str]:
+        s3 = self.aws.client("s3")
+        token: str | None = None
+        while True:
+            page = s3.list_objects_v2(
+                Bucket=bucket, Prefix=key_prefix, **({"ContinuationToken": token} if token else {})
+            )
+            for item in page.get("Contents") or []:
+                yield str(item["Key"])
+            token = page.get("NextContinuationToken")
+            if not token:
+                return
+
+    @AWS_ERRORS.translated("reading a sagemaker deployment")
+    def get(self, name: str) -> Deployment:
+        """The endpoint's status, variant, package digest, URL and times."""
+        self.check_name(name)
+        return self._record(self._ours(name))
+
+    @AWS_ERRORS.translated("listing the sagemaker deployments")
+    def list(self) -> Sequence[Deployment]:
+        """Every endpoint in the region that modelport made (by its tags), by name."""
+        sm = self._sm()
+        result = []
+        for summary in self._paged(sm.list_endpoints, "Endpoints"):
+            tags = self._tags(summary["EndpointArn"])
+            if tags.get(TAG_TARGET) != TARGET:
+                continue
+            with contextlib.suppress(DeploymentNotFound, UsageError):
+                self.check_name(str(summary["EndpointName"]))
+                found = self._describe_endpoint(str(summary["EndpointName"]))
+                if found is not None:
+                    result.append(self._record(found))
+        return sorted(result, key=lambda d: d.name)
+
+    @AWS_ERRORS.translated("asking a sagemaker deployment")
+    def predict(self, name: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """``InvokeEndpoint`` with a JSON body (asynchronous endpoints: through S3)."""
+        self.check_name(name)
+        found = self._ours(name)
+        body = json.dumps(payload).encode()
+        config: dict[str, Any] = {}
+        with contextlib.suppress(Exception):
+            config = self._sm().describe_endpoint_config(
+                EndpointConfigName=found["EndpointConfigName"]
+            )
+        if config.get("AsyncInferenceConfig"):
+            return self._predict_async(name, config, body)
+        if found.get("EndpointStatus") not in ("InService", "Updating", "SystemUpdating"):
+            raise DeploymentError(
+                f"the endpoint {name} is {found.get('EndpointStatus')}: it does not serve",
+                hint=found.get("FailureReason"),
+            )
+        runtime = self.aws.client("sagemaker-runtime")
+        try:
+            answer = runtime.invoke_endpoint(
+                EndpointName=name,
+                ContentType="application/json",
+                Accept="application/json",
+                Body=body,
+            )
+        except Exception as exc:
+            if error_code(exc) == "ModelError":
+                raise self._model_error(name, exc) from None
+            raise
+        return self._json_answer(name, answer["Body"].read())
+
+    @staticmethod
+    def _json_answer(name: str, raw: bytes) -> dict[str, Any]:
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            raise DeploymentError(f"the endpoint {name} answered something not JSON") from None
+        if not isinstance(answer, dict):
+            raise DeploymentError(f"the endpoint {name} answered JSON that is not an object")
+        return answer
+
+    @staticmethod
+    def _model_error(name: str, exc: Any) -> Exception:
+        """SageMaker's ModelError (the container answered an error) as modelport's error."""
+        status = exc.response.get("OriginalStatusCode")
+        original = exc.response.get("OriginalMessage") or ""
+        message = str(original)
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            message = str(json.loads(original).get("message") or original)
+        if isinstance(status, int) and 400 <= status < 500:
+            return InputError(message or f"the endpoint {name} refused the input ({status})")
+        if status == 500:
+            return ModelError(message or "the model failed (HTTP 500)")
+        return DeploymentError(f"the endpoint {name} answered HTTP {status}: {message}")
+
+    def _predict_async(self, name: str, config: Mapping[str, Any], body: bytes) -> dict[str, Any]:
+        """Put the request in S3, invoke asynchronously, wait for the answer object."""
+        s3 = self.aws.client("s3")
+        output = config["AsyncInferenceConfig"]["OutputConfig"]["S3OutputPath"]
+        bucket, key_prefix = _split_s3(output.rstrip("/") + "/")
+        key = f"{key_prefix}modelport-requests/{uuid.uuid4().hex}.json"
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+        try:
+            answer = self.aws.client("sagemaker-runtime").invoke_endpoint_async(
+                EndpointName=name,
+                ContentType="application/json",
+                Accept="application/json",
+                InputLocation=f"s3://{bucket}/{key}",
+            )
+            out_bucket, out_key = _split_s3(answer["OutputLocation"])
+            failure = answer.get("FailureLocation")
+
+            def landed() -> Seen:
+                for where, failed in ((answer["OutputLocation"], False), (failure, True)):
+                    if not where:
+                        continue
+                    b, k = _split_s3(where)
+                    try:
+                        s3.head_object(Bucket=b, Key=k)
+                    except Exception as exc:
+                        if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                            continue
+                        raise
+                    if failed:
+                        text = (
+                            s3.get_object(Bucket=b, Key=k)["Body"].read().decode(errors="replace")
+                        )
+                        return Seen(failed=f"the asynchronous request failed: {text[:500]}")
+                    return Seen(done=True)
+                return Seen(status="pending")
+
+            wait_until(
+                landed,
+                what=f"the answer of {name} at {answer['OutputLocation']}",
+                timeout_s=ASYNC_ANSWER_TIMEOUT_S,
+                interval_s=0.1,
+                max_interval_s=5.0,
+            )
+            raw = s3.get_object(Bucket=out_bucket, Key=out_key)["Body"].read()
+        finally:
+            with contextlib.suppress(Exception):
+                s3.delete_object(Bucket=bucket, Key=key)
+        return self._json_answer(name, raw)
+
+    def _log_lines(self, name: str, tail: int | None) -> builtins.list[str]:
+        """The endpoint's CloudWatch log lines, oldest first (none when it has no log yet)."""
+        logs = self.aws.client("logs")
+        group = LOG_GROUP.format(name=name)
+        try:
+            streams = (
+                logs.describe_log_streams(
+                    logGroupName=group, orderBy="LastEventTime", descending=True, limit=50
+                ).get("logStreams")
+                or []
+            )
+            events: list[tuple[int, str, str]] = []
+            for stream in streams:
+                params: dict[str, Any] = {
+                    "logGroupName": group,
+                    "logStreamName": stream["logStreamName"],
+                    "startFromHead": tail is None,
+                }
+                if tail is not None:
+                    params["limit"] = tail
+                page = logs.get_log_events(**params)
+                events += [
+                    (int(e["timestamp"]), stream["logStreamName"], str(e["message"]))
+                    for e in page.get("events") or []
+                ]
+        except Exception as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                return []
+            if AWS_ERRORS.translate(exc, "reading the log") is None:
+                raise
+            return []
+        lines = [f"[{stream}] {message.rstrip()}" for _, stream, message in sorted(events)]
+        return lines[-tail:] if tail else ([] if tail == 0 else lines)
+
+    @AWS_ERRORS.translated("reading a sagemaker deployment's log")
+    def logs(self, name: str, *, tail: int | None = 100) -> Iterator[str]:
+        """The endpoint's CloudWatch log lines (every instance's stream), oldest first."""
+        self.check_name(name)
+        self._ours(name)
+        return iter(self._log_lines(name, tail))
