@@ -40,7 +40,27 @@ def files(*roots: Path) -> list[Path]:
 
 
 def test_the_targets_are_the_ones_expected() -> None:
-    assert TARGETS == ["docker", "kit", "local"]
+    assert TARGETS == ["docker", "kit", "local", "sagemaker"]
+
+
+#: Each cloud SDK, and the one folder of src/modelport allowed to import it.
+SDK_HOMES = {"boto3": "deployers/sagemaker", "botocore": "deployers/sagemaker"}
+
+
+@pytest.mark.parametrize("sdk", sorted(SDK_HOMES))
+def test_each_cloud_sdk_is_imported_only_inside_its_target(sdk: str) -> None:
+    home = SRC / SDK_HOMES[sdk]
+    outside = [
+        str(p.relative_to(SRC))
+        for p in files(SRC)
+        if home not in p.parents and any(m.split(".")[0] == sdk for m in imported_modules(p))
+    ]
+    assert outside == []
+
+
+def test_importing_a_cloud_target_loads_no_sdk_until_it_talks_to_the_cloud() -> None:
+    code = "import modelport.deployers.sagemaker\n"
+    assert imports_after(code, ("boto3", "botocore")).imported == set()
 
 
 @pytest.mark.parametrize(

@@ -180,7 +180,18 @@ def _print_plan(deployer: Deployer[Any], name: str, package: Package, as_json: b
         step = f"{action.step} " if action.step else ""
         click.echo(f"  {i}. {step}[{action.kind}] {action.description}")
         for key, value in action.details.items():
-            shown = " ".join(value) if isinstance(value, list) else value
+            if key == "calls" and isinstance(value, list):
+                # One line per AWS/REST call: its name, then its exact parameters as JSON.
+                for call in value:
+                    params = json.dumps(call.get("params", {}), default=str)
+                    click.echo(f"       call {call.get('call')} {params}")
+                continue
+            if isinstance(value, dict) or (
+                isinstance(value, list) and not all(isinstance(v, str) for v in value)
+            ):
+                shown = json.dumps(value, default=str)
+            else:
+                shown = " ".join(value) if isinstance(value, list) else value
             click.echo(f"       {key}: {shown}")
     click.echo("Nothing was created.")
 

@@ -601,7 +601,9 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
                     _call(
                         "sagemaker",
                         "create_model",
-                        self._model_params(gen, package, f"<{image_step}>", "<sha256>"),
+                        self._model_params(
+                            gen, package, f"<the image of step {image_step}>", "<sha256>"
+                        ),
                     )
                 ]
             },
