@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 from modelport.deployers import connect
-from modelport.deployers.sagemaker import SageMakerConfig, SageMakerDeployer, Traffic
+from modelport.deployers.sagemaker import SageMakerDeployer, Traffic
 from modelport.deployers.sagemaker.aws import AWS_ERRORS
 from modelport.errors import (
     ConfigError,
