@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from modelport.errors import ConfigError
 
 #: What SageMaker accepts for a serverless variant's memory (MB), and its concurrency range.
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
@@ -133,18 +137,27 @@ class SageMakerConfig:
         default=None,
         metadata={"help": "Docker Engine API that builds and pushes; default $DOCKER_HOST."},
     )
-    instance_type: str = field(
-        default="ml.m5.large", metadata={"help": "Instance type of a real-time variant."}
+    instance_type: str | None = field(
+        default=None,
+        metadata={
+            "help": "Instance type of a real-time variant; default ml.m5.large "
+            "(an update keeps the deployment's)."
+        },
     )
-    instance_count: int = field(
-        default=1, metadata={"help": "Instances of a real-time variant at creation."}
+    instance_count: int | None = field(
+        default=None,
+        metadata={
+            "help": "Instances of a real-time variant; default 1 (an update keeps the "
+            "deployment's current count)."
+        },
     )
     serverless_memory_mb: int | None = field(
         default=None,
         metadata={"help": "Serverless variant instead of instances: memory, 1024-6144 by 1024."},
     )
-    serverless_max_concurrency: int = field(
-        default=5, metadata={"help": "Concurrent invocations of a serverless variant (1-200)."}
+    serverless_max_concurrency: int | None = field(
+        default=None,
+        metadata={"help": "Concurrent invocations of a serverless variant (1-200); default 5."},
     )
     async_output_s3: str | None = field(
         default=None,
@@ -239,10 +252,12 @@ class SageMakerConfig:
             value = getattr(self, key)
             if value is not None and not _S3_URI.match(value):
                 found.append(f"{key} must be an s3://bucket/prefix URI, got {value!r}")
-        if not _INSTANCE_TYPE.match(self.instance_type):
+        if self.instance_type is not None and not _INSTANCE_TYPE.match(self.instance_type):
             found.append(f"instance_type must look like ml.m5.large, got {self.instance_type!r}")
-        if self.instance_count < 1:
+        if self.instance_count is not None and self.instance_count < 1:
             found.append("instance_count must be at least 1")
+        if self.serverless and (self.instance_type or self.instance_count):
+            found.append("a variant is serverless or has instances: drop instance_type/count")
         if self.serverless:
             if self.serverless_memory_mb not in SERVERLESS_MEMORY_MB:
                 allowed = ", ".join(map(str, SERVERLESS_MEMORY_MB))
@@ -253,7 +268,8 @@ class SageMakerConfig:
                 found.append("serverless endpoints do not take data capture")
             if self.autoscaling:
                 found.append("serverless endpoints scale by themselves: drop min/max_instances")
-        if not 1 <= self.serverless_max_concurrency <= SERVERLESS_MAX_CONCURRENCY:
+        concurrency = self.serverless_max_concurrency
+        if concurrency is not None and not 1 <= concurrency <= SERVERLESS_MAX_CONCURRENCY:
             found.append(f"serverless_max_concurrency must be 1-{SERVERLESS_MAX_CONCURRENCY}")
         if self.async_sns_topic and not self.async_output_s3:
             found.append("async_sns_topic needs async_output_s3")
@@ -275,3 +291,72 @@ class SageMakerConfig:
         if self.startup_timeout <= 0:
             found.append("startup_timeout must be positive")
         return found
+
+    def inherit(
+        self,
+        *,
+        endpoint_config: Mapping[str, Any],
+        model: Mapping[str, Any],
+        instance_count: int | None,
+        ours: frozenset[str],
+    ) -> SageMakerConfig:
+        """These options, with what was not given taken from a deployment's current resources.
+
+        Args:
+            endpoint_config: ``DescribeEndpointConfig`` of the generation serving now.
+            model: ``DescribeModel`` of its model (empty when unknown).
+            instance_count: the variant's current instance count (autoscaling may have moved
+                it from the config's initial count).
+            ours: environment variables modelport sets itself, not carried as extra ones.
+
+        Raises:
+            ConfigError: the options given do not go with what is kept (e.g. serverless with
+                the deployment's asynchronous output).
+        """
+        kept: dict[str, Any] = {}
+        variant = (endpoint_config.get("ProductionVariants") or [{}])[0]
+        serverless = variant.get("ServerlessConfig") or {}
+        variant_given = self.serverless or self.instance_type or self.instance_count
+        if not variant_given:
+            if serverless:
+                kept["serverless_memory_mb"] = serverless.get("MemorySizeInMB")
+                kept["serverless_max_concurrency"] = serverless.get("MaxConcurrency")
+            else:
+                kept["instance_type"] = variant.get("InstanceType")
+                kept["instance_count"] = instance_count or variant.get("InitialInstanceCount")
+        elif self.serverless and serverless and self.serverless_max_concurrency is None:
+            kept["serverless_max_concurrency"] = serverless.get("MaxConcurrency")
+        elif not self.serverless and not serverless:
+            if self.instance_type is None:
+                kept["instance_type"] = variant.get("InstanceType")
+            if self.instance_count is None:
+                kept["instance_count"] = instance_count or variant.get("InitialInstanceCount")
+        output = (endpoint_config.get("AsyncInferenceConfig") or {}).get("OutputConfig") or {}
+        if self.async_output_s3 is None and output.get("S3OutputPath"):
+            kept["async_output_s3"] = output["S3OutputPath"]
+            topic = (output.get("NotificationConfig") or {}).get("SuccessTopic")
+            if self.async_sns_topic is None and topic:
+                kept["async_sns_topic"] = topic
+        capture = endpoint_config.get("DataCaptureConfig") or {}
+        if self.data_capture_s3 is None and capture.get("DestinationS3Uri"):
+            kept["data_capture_s3"] = capture["DestinationS3Uri"]
+            kept["data_capture_percent"] = capture.get("InitialSamplingPercentage", 100)
+        if self.kms_key is None and endpoint_config.get("KmsKeyId"):
+            kept["kms_key"] = endpoint_config["KmsKeyId"]
+        if self.role_arn is None and model.get("ExecutionRoleArn"):
+            kept["role_arn"] = model["ExecutionRoleArn"]
+        vpc = model.get("VpcConfig") or {}
+        if not (self.subnets or self.security_groups) and vpc:
+            kept["subnets"] = list(vpc.get("Subnets") or [])
+            kept["security_groups"] = list(vpc.get("SecurityGroupIds") or [])
+        environment = (model.get("PrimaryContainer") or {}).get("Environment") or {}
+        extra = {k: str(v) for k, v in environment.items() if k not in ours}
+        if not self.env and extra:
+            kept["env"] = extra
+        kept = {k: v for k, v in kept.items() if v is not None}
+        try:
+            return dataclasses.replace(self, **kept)
+        except ValueError as exc:
+            raise ConfigError(
+                [f"{exc} (with the settings the deployment has now)"], "sagemaker"
+            ) from None

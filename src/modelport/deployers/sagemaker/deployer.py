@@ -75,6 +75,8 @@ if TYPE_CHECKING:
     from modelport.model_format.package import Package
 
 VARIANT = "AllTraffic"
+DEFAULT_INSTANCE_TYPE = "ml.m5.large"
+DEFAULT_MAX_CONCURRENCY = 5
 MODEL_DIR = "/opt/ml/model"
 #: How long a predict waits for an asynchronous endpoint's answer to land in S3.
 ASYNC_ANSWER_TIMEOUT_S = 900.0
@@ -230,8 +232,8 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             )
         return found
 
-    def _require_role(self) -> str:
-        if not self.config.role_arn:
+    def _require_role(self, config: SageMakerConfig) -> str:
+        if not config.role_arn:
             raise ConfigError(
                 [
                     "role_arn is required to create or update: the IAM role SageMaker runs the "
@@ -242,11 +244,13 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
                 ],
                 TARGET,
             )
-        return self.config.role_arn
+        return config.role_arn
 
     # --- what each resource is made of (the run and the plan use the same) -----------------
 
-    def _facts(self, name: str, package: Package, generation: int) -> dict[str, str]:
+    def _facts(
+        self, name: str, package: Package, generation: int, config: SageMakerConfig
+    ) -> dict[str, str]:
         facts = Facts(
             package_digest=package.digest,
             package_name=package.name,
@@ -257,11 +261,12 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             target=TARGET,
             generation=generation,
         )
-        return {**self.config.tags, **labels(Platform.AWS, facts)}
+        return {**config.tags, **labels(Platform.AWS, facts)}
 
-    def _environment(self, package: Package) -> dict[str, str]:
+    @staticmethod
+    def _environment(package: Package, config: SageMakerConfig) -> dict[str, str]:
         env = {
-            **self.config.env,
+            **config.env,
             "MODELPORT_PACKAGE": MODEL_DIR,
             "MODELPORT_EXPECT_DIGEST": package.digest,
         }
@@ -271,46 +276,53 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
         return env
 
     def _model_params(
-        self, gen: Generation, package: Package, image: str, sha256: str
+        self,
+        gen: Generation,
+        package: Package,
+        image: str,
+        sha256: str,
+        config: SageMakerConfig,
     ) -> dict[str, Any]:
         params: dict[str, Any] = {
             "ModelName": gen.model,
             "PrimaryContainer": {
                 "Image": image,
                 "ModelDataUrl": gen.model_data_url,
-                "Environment": self._environment(package),
+                "Environment": self._environment(package, config),
             },
-            "ExecutionRoleArn": self.config.role_arn or "<role_arn>",
+            "ExecutionRoleArn": config.role_arn or "<role_arn>",
             "Tags": _aws_tags(
-                {**self._facts(gen.name, package, gen.number), TAG_MODEL_SHA256: sha256}
+                {**self._facts(gen.name, package, gen.number, config), TAG_MODEL_SHA256: sha256}
             ),
         }
-        if self.config.subnets or self.config.security_groups:
+        if config.subnets or config.security_groups:
             params["VpcConfig"] = {
-                "Subnets": list(self.config.subnets),
-                "SecurityGroupIds": list(self.config.security_groups),
+                "Subnets": list(config.subnets),
+                "SecurityGroupIds": list(config.security_groups),
             }
         return params
 
-    def _variant(self, gen: Generation) -> dict[str, Any]:
+    @staticmethod
+    def _variant(gen: Generation, config: SageMakerConfig) -> dict[str, Any]:
         variant: dict[str, Any] = {"VariantName": VARIANT, "ModelName": gen.model}
-        if self.config.serverless:
+        if config.serverless:
             variant["ServerlessConfig"] = {
-                "MemorySizeInMB": self.config.serverless_memory_mb,
-                "MaxConcurrency": self.config.serverless_max_concurrency,
+                "MemorySizeInMB": config.serverless_memory_mb,
+                "MaxConcurrency": config.serverless_max_concurrency or DEFAULT_MAX_CONCURRENCY,
             }
         else:
-            variant["InstanceType"] = self.config.instance_type
-            variant["InitialInstanceCount"] = self.config.instance_count
+            variant["InstanceType"] = config.instance_type or DEFAULT_INSTANCE_TYPE
+            variant["InitialInstanceCount"] = config.instance_count or 1
             variant["InitialVariantWeight"] = 1.0
         return variant
 
-    def _config_params(self, gen: Generation, package: Package) -> dict[str, Any]:
-        config = self.config
+    def _config_params(
+        self, gen: Generation, package: Package, config: SageMakerConfig
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {
             "EndpointConfigName": gen.model,
-            "ProductionVariants": [self._variant(gen)],
-            "Tags": _aws_tags(self._facts(gen.name, package, gen.number)),
+            "ProductionVariants": [self._variant(gen, config)],
+            "Tags": _aws_tags(self._facts(gen.name, package, gen.number, config)),
         }
         if config.async_output_s3:
             output: dict[str, Any] = {"S3OutputPath": config.async_output_s3}
@@ -374,13 +386,14 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
         }
         return target, policy
 
-    def _put_params(self, gen: Generation, package: Package) -> dict[str, Any]:
+    @staticmethod
+    def _put_params(gen: Generation, package: Package, config: SageMakerConfig) -> dict[str, Any]:
         extra: dict[str, Any] = {
-            "ServerSideEncryption": "aws:kms" if self.config.kms_key else "AES256",
+            "ServerSideEncryption": "aws:kms" if config.kms_key else "AES256",
             "Metadata": {"package-digest": package.digest, "sha256": "<sha256 of the archive>"},
         }
-        if self.config.kms_key:
-            extra["SSEKMSKeyId"] = self.config.kms_key
+        if config.kms_key:
+            extra["SSEKMSKeyId"] = config.kms_key
         return {"Bucket": gen.bucket, "Key": gen.key, **extra}
 
     # --- the steps --------------------------------------------------------------------------
@@ -431,8 +444,8 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             },
         )
 
-    def _upload_step(self, gen: Generation, package: Package) -> Step:
-        put = self._put_params(gen, package)
+    def _upload_step(self, gen: Generation, package: Package, config: SageMakerConfig) -> Step:
+        put = self._put_params(gen, package, config)
 
         def upload(_: Mapping[str, Any]) -> dict[str, str]:
             from modelport.model_format.archive import write_archive
@@ -579,14 +592,16 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
         details = found.get("imageDetails") or []
         return str(details[0]["imageDigest"]) if details else None
 
-    def _model_step(self, gen: Generation, package: Package, image_step: str) -> Step:
+    def _model_step(
+        self, gen: Generation, package: Package, image_step: str, config: SageMakerConfig
+    ) -> Step:
         sm = self._sm
 
         def create(done: Mapping[str, Any]) -> str:
             params = self._model_params(
-                gen, package, done[image_step], done["upload-model"]["sha256"]
+                gen, package, done[image_step], done["upload-model"]["sha256"], config
             )
-            params["ExecutionRoleArn"] = self._require_role()
+            params["ExecutionRoleArn"] = self._require_role(config)
             sm().create_model(**params)
             return gen.model
 
@@ -602,7 +617,7 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
                         "sagemaker",
                         "create_model",
                         self._model_params(
-                            gen, package, f"<the image of step {image_step}>", "<sha256>"
+                            gen, package, f"<the image of step {image_step}>", "<sha256>", config
                         ),
                     )
                 ]
@@ -611,8 +626,8 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             remove_with=lambda m: f"aws sagemaker delete-model --model-name {m}",
         )
 
-    def _config_step(self, gen: Generation, package: Package) -> Step:
-        params = self._config_params(gen, package)
+    def _config_step(self, gen: Generation, package: Package, config: SageMakerConfig) -> Step:
+        params = self._config_params(gen, package, config)
         sm = self._sm
 
         def create(_: Mapping[str, Any]) -> str:
@@ -621,8 +636,8 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
 
         kind = (
             "serverless"
-            if self.config.serverless
-            else ("asynchronous" if self.config.async_output_s3 else "real-time")
+            if config.serverless
+            else ("asynchronous" if config.async_output_s3 else "real-time")
         )
         return Step(
             "create-endpoint-config",
@@ -699,7 +714,7 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
         params = {
             "EndpointName": name,
             "EndpointConfigName": gen.model,
-            "Tags": _aws_tags(self._facts(name, package, gen.number)),
+            "Tags": _aws_tags(self._facts(name, package, gen.number, self.config)),
         }
 
         def create(_: Mapping[str, Any]) -> str:
@@ -794,14 +809,16 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
                 ScalableDimension=SCALABLE_DIMENSION,
             )
 
-    def _generation_steps(self, gen: Generation, package: Package) -> list[Step]:
+    def _generation_steps(
+        self, gen: Generation, package: Package, config: SageMakerConfig
+    ) -> list[Step]:
         image = self._image_step(package)
         return [
             self._bucket_step(gen.bucket),
-            self._upload_step(gen, package),
+            self._upload_step(gen, package, config),
             image,
-            self._model_step(gen, package, image.name),
-            self._config_step(gen, package),
+            self._model_step(gen, package, image.name, config),
+            self._config_step(gen, package, config),
         ]
 
     def _next_generation(self, name: str) -> int:
@@ -896,13 +913,15 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
     def create_steps(self, name: str, package: Package, *, wait: bool = True) -> list[Step]:
         """Upload, image, model, endpoint config, endpoint, wait (and autoscaling)."""
         gen = Generation(name, self._next_generation(name), self._bucket())
-        return self._generation_steps(gen, package) + self._endpoint_steps(gen, package, wait=wait)
+        return self._generation_steps(gen, package, self.config) + self._endpoint_steps(
+            gen, package, wait=wait
+        )
 
     @AWS_ERRORS.translated("creating a sagemaker deployment")
     def create(self, name: str, package: Package, *, wait: bool = True) -> Deployment:
         """Make the endpoint ``name`` serving ``package`` (see the module's docstring)."""
         self.check_name(name)
-        self._require_role()
+        self._require_role(self.config)
         if self._describe_endpoint(name) is not None:
             raise DeploymentExists(f"an endpoint named {name!r} exists in {self.aws.region}")
         self.rollout("create", self.create_steps(name, package, wait=wait)).run()
@@ -912,9 +931,14 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
         return self._record(found)
 
     def _update_steps(
-        self, name: str, package: Package, gen: Generation, old_config: str
+        self,
+        name: str,
+        package: Package,
+        gen: Generation,
+        old_config: str,
+        settings: SageMakerConfig,
     ) -> list[Step]:
-        steps = self._generation_steps(gen, package)
+        steps = self._generation_steps(gen, package, settings)
         scaling = self._scalable_target(name)
         if scaling is not None:
             # Autoscaling survives the update: off while the variant changes, then on again,
@@ -1025,6 +1049,42 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             )
         raise DeploymentError(self._failure(found))
 
+    def _settings_for_update(
+        self, endpoint: Mapping[str, Any], config_name: str
+    ) -> SageMakerConfig:
+        """The options of the next generation: those given, else what the deployment has now.
+
+        An update without ``-C`` keeps the deployment as it is (instance type and count,
+        serverless settings, asynchronous output, data capture, execution role, VPC, extra
+        environment, KMS key), changing only the package. Giving any variant option replaces
+        the variant with the options given.
+        """
+        sm = self._sm()
+        try:
+            current = sm.describe_endpoint_config(EndpointConfigName=config_name)
+        except Exception as exc:
+            if "Could not find" not in str(exc):
+                raise
+            return self.config  # its config is gone: nothing to keep
+        variant = (current.get("ProductionVariants") or [{}])[0]
+        model: dict[str, Any] = {}
+        if variant.get("ModelName"):
+            with contextlib.suppress(Exception):
+                model = sm.describe_model(ModelName=variant["ModelName"])
+        return self.config.inherit(
+            endpoint_config=current,
+            model=model,
+            instance_count=(endpoint.get("ProductionVariants") or [{}])[0].get(
+                "CurrentInstanceCount"
+            ),
+            ours=frozenset(self._environment_keys()),
+        )
+
+    @staticmethod
+    def _environment_keys() -> tuple[str, ...]:
+        """The container variables modelport sets itself (never "extra environment")."""
+        return ("MODELPORT_PACKAGE", "MODELPORT_EXPECT_DIGEST", "MODELPORT_ALLOW_CODE")
+
     @AWS_ERRORS.translated("updating a sagemaker deployment")
     def update(self, name: str, package: Package, *, wait: bool = True) -> Deployment:
         """Switch the endpoint to ``package`` with a new generation (see the module docstring).
@@ -1037,7 +1097,9 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
         current = self._record(found)
         if current.package_digest == package.digest:
             return current
-        self._require_role()
+        old_config = str(found["EndpointConfigName"])
+        settings = self._settings_for_update(found, old_config)
+        self._require_role(settings)
         if not wait:
             job = background.start(self, "update", name, package, home=default_home())
             record = self._record(found, updating=True)
@@ -1051,9 +1113,9 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
                 "when InService",
                 hint="wait for it (modelport deployments get), or delete and deploy again",
             )
-        old_config = str(found["EndpointConfigName"])
         gen = Generation(name, self._next_generation(name), self._bucket())
-        self.rollout("update", self._update_steps(name, package, gen, old_config)).run()
+        steps = self._update_steps(name, package, gen, old_config, settings)
+        self.rollout("update", steps).run()
         self._retire(name, package, gen, old_config)
         return self._record(self._ours(name))
 
@@ -1065,7 +1127,7 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
                 found = self._ours(name)
                 sm.add_tags(
                     ResourceArn=found["EndpointArn"],
-                    Tags=_aws_tags(self._facts(name, package, gen.number)),
+                    Tags=_aws_tags(self._facts(name, package, gen.number, self.config)),
                 )
                 if self.config.keep_old:
                     self.progress(f"keeping the old generation {old_config} (keep_old)")
