@@ -28,6 +28,7 @@ Only one FakeAWS runs at a time (moto's backends are global to the process).
 
 from __future__ import annotations
 
+import atexit
 import base64
 import contextlib
 import datetime
@@ -55,6 +56,7 @@ from fake_hosting import (
     ProcessHost,
     exchange,
     extract_model_data,
+    split_image,
 )
 
 ACCOUNT = "123456789012"
@@ -495,6 +497,8 @@ class FakeAWS:
             self._server.start()
             host, port = self._server.get_host_and_port()
             self.url = f"http://{host}:{port}"
+            # A run that ends without stop() (an interrupted session) leaves no hosts behind.
+            atexit.register(self._stop_all_hosts)
         except BaseException:
             self.stop()
             raise
@@ -502,6 +506,7 @@ class FakeAWS:
 
     def stop(self) -> None:
         """Stop every host, the server, and undo the patches (idempotent)."""
+        atexit.unregister(self._stop_all_hosts)
         try:
             self._stop_all_hosts()
         finally:
@@ -915,6 +920,11 @@ class FakeAWS:
         """CreateEndpoint accepted: Creating, and a host starts for the configuration."""
         config = backend.endpoint_configs[endpoint.endpoint_config_name]
         endpoint.endpoint_status = "Creating"
+        # Nothing runs yet: what is desired, not what is current.
+        endpoint.production_variants = [
+            {k: v for k, v in variant.items() if not k.startswith("Current")}
+            for variant in endpoint.production_variants
+        ]
         if config.async_inference_config:
             endpoint.async_inference_config = config.async_inference_config
         run = _Run(backend.region_name, endpoint.endpoint_name, backend, endpoint)
@@ -932,13 +942,46 @@ class FakeAWS:
                     run.endpoint.failure_reason = failure.reason
                     run.endpoint.last_modified_time = _now()
             return
+        deployed = self._deployed_image(host)
         with self._lock:
             if self._current(run):
                 run.serving, run.pending = host, None
+                self._show_variants(run, host, deployed)
                 run.endpoint.endpoint_status = "InService"
                 run.endpoint.last_modified_time = _now()
                 return
         self._retire(host)
+
+    def _show_variants(self, run: _Run, host: Host, deployed: dict[str, Any] | None) -> None:
+        """The endpoint's ProductionVariants as they run on ``host``'s configuration."""
+        config = run.backend.endpoint_configs.get(host.spec.endpoint_config)
+        if config is None:
+            return
+        variants = run.endpoint._process_production_variants(config.production_variants)
+        for variant in variants:
+            if variant["VariantName"] == host.spec.variant and deployed:
+                variant["DeployedImages"] = [deployed]
+        run.endpoint.production_variants = variants
+
+    def _deployed_image(self, host: Host) -> dict[str, Any] | None:
+        """DeployedImages' entry: the image as given and as resolved to a digest (when the
+        local registry can say)."""
+        image = host.spec.image
+        if not image:
+            return None
+        resolved = None
+        if "@" in image:
+            resolved = image
+        elif image.startswith(f"{self.registry}/"):
+            repository, tag = split_image(image)
+            with contextlib.suppress(Exception):
+                found = self._manifest(repository.split("/", 1)[1], tag)
+                if found is not None:
+                    resolved = f"{repository}@{found['digest']}"
+        entry = {"SpecifiedImage": image, "ResolutionTime": _now()}
+        if resolved:
+            entry["ResolvedImage"] = resolved
+        return entry
 
     def _launch(self, run: _Run, config_name: str) -> Host:
         """Start a host for ``config_name``'s (first) production variant and wait until ready.
@@ -1120,6 +1163,7 @@ class FakeAWS:
                 "state during the deployment.",
             )
             return
+        deployed = self._deployed_image(host)
         with self._lock:
             if not self._current(run):
                 old = None
@@ -1128,10 +1172,8 @@ class FakeAWS:
                 old, run.serving, run.pending = run.serving, host, None
                 config = run.backend.endpoint_configs.get(config_name)
                 endpoint.endpoint_config_name = config_name
+                self._show_variants(run, host, deployed)
                 if config is not None:
-                    endpoint.production_variants = endpoint._process_production_variants(
-                        config.production_variants
-                    )
                     endpoint.data_capture_config = config.data_capture_config
                     endpoint.async_inference_config = config.async_inference_config
                 endpoint.endpoint_status = "InService"

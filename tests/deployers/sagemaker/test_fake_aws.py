@@ -207,6 +207,7 @@ def test_endpoint_is_created_serves_and_is_deleted(
     create("life", tarballs["v1"])
     first = sm.describe_endpoint(EndpointName="life")
     assert first["EndpointStatus"] == "Creating"
+    assert first["ProductionVariants"] == [{"VariantName": "AllTraffic", "DesiredInstanceCount": 1}]
     assert sm.list_endpoints()["Endpoints"][0]["EndpointStatus"] == "Creating"
 
     # boto3's own waiter (polling every second here; its default is every 30 s).
@@ -217,9 +218,14 @@ def test_endpoint_is_created_serves_and_is_deleted(
     assert ready["EndpointStatus"] == "InService"
     assert ready["LastModifiedTime"] > first["LastModifiedTime"]
     assert "FailureReason" not in ready
-    assert ready["ProductionVariants"] == [
-        {"VariantName": "AllTraffic", "CurrentInstanceCount": 1, "DesiredInstanceCount": 1}
-    ]
+    (variant,) = ready["ProductionVariants"]
+    deployed = variant.pop("DeployedImages")
+    assert variant == {
+        "VariantName": "AllTraffic",
+        "CurrentInstanceCount": 1,
+        "DesiredInstanceCount": 1,
+    }
+    assert [d["SpecifiedImage"] for d in deployed] == [IMAGE]
 
     answer = c["sagemaker-runtime"].invoke_endpoint(
         EndpointName="life",
@@ -356,20 +362,12 @@ def test_serverless_variant(aws: FakeAWS, tarballs: dict[str, bytes]) -> None:
         tarballs["v2"],
         variant={"VariantName": "AllTraffic", "ModelName": "sls", "ServerlessConfig": serverless},
     )
-    described = aws.wait_status("sls", "InService")
-    assert described["ProductionVariants"] == [
-        {
-            "VariantName": "AllTraffic",
-            "CurrentServerlessConfig": serverless,
-            "DesiredServerlessConfig": serverless,
-        }
-    ]
-    assert (
-        boto3.client("sagemaker").describe_endpoint(EndpointName="sls")["ProductionVariants"][0][
-            "CurrentServerlessConfig"
-        ]
-        == serverless
-    )
+    aws.wait_status("sls", "InService")
+    described = boto3.client("sagemaker").describe_endpoint(EndpointName="sls")
+    (variant,) = described["ProductionVariants"]
+    assert variant["CurrentServerlessConfig"] == serverless
+    assert variant["DesiredServerlessConfig"] == serverless
+    assert "CurrentInstanceCount" not in variant
     assert predict("sls") == scaled(2)
 
 
@@ -844,6 +842,7 @@ def test_container_hosting_runs_the_image_as_sagemaker_does(
                 package,
                 ref=f"localhost/modelport-fake-aws/package:{uuid.uuid4().hex[:12]}",
                 base_image=base,
+                pip_cert=Path(os.environ["PIP_CERT"]) if os.environ.get("PIP_CERT") else None,
                 labels=run_labels(),
             )
             key = built.runtime_ref.rsplit(":", 1)[1]
@@ -879,6 +878,8 @@ def test_container_hosting_runs_the_image_as_sagemaker_does(
         sm.create_endpoint(EndpointName="boxed", EndpointConfigName="boxed")
         aws.wait_status("boxed", "InService", timeout=180)
         assert predict("boxed") == scaled(2)
+        (variant,) = sm.describe_endpoint(EndpointName="boxed")["ProductionVariants"]
+        assert variant["DeployedImages"][0]["ResolvedImage"] == image
 
         host = aws.host("boxed")
         assert host is not None
@@ -895,6 +896,26 @@ def test_container_hosting_runs_the_image_as_sagemaker_does(
         sm.delete_endpoint(EndpointName="boxed")
         aws.wait_status("boxed", None, timeout=60)
         assert host["ident"] not in [c.id for c in client.containers.list(all=True)]
+
+        # An image the registry does not have: the endpoint fails, no container is left.
+        missing = f"{aws.registry}/modelport-fake-aws/missing:{uuid.uuid4().hex[:8]}"
+        sm.create_model(
+            ModelName="noimage", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": missing}
+        )
+        serverless = {"MemorySizeInMB": 1024, "MaxConcurrency": 1}
+        sm.create_endpoint_config(
+            EndpointConfigName="noimage",
+            ProductionVariants=[
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": "noimage",
+                    "ServerlessConfig": serverless,
+                }
+            ],
+        )
+        sm.create_endpoint(EndpointName="noimage", EndpointConfigName="noimage")
+        reason = aws.wait_status("noimage", "Failed", timeout=120)["FailureReason"]
+        assert reason == f"Failed to pull the image {missing} for production variant AllTraffic."
     finally:
         package.close()
         remove_test_leftovers(client)
