@@ -32,6 +32,7 @@ import atexit
 import base64
 import contextlib
 import datetime
+import functools
 import io
 import json
 import os
@@ -772,7 +773,7 @@ class FakeAWS:
     def _install_patches(self) -> contextlib.ExitStack:
         from moto.ecr.models import ECRBackend
         from moto.ecr.responses import ECRResponse
-        from moto.sagemaker.models import SageMakerModelBackend
+        from moto.sagemaker.models import FakeEndpointConfig, SageMakerModelBackend
         from moto.sagemaker.responses import SageMakerResponse
         from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
@@ -784,6 +785,7 @@ class FakeAWS:
                 "create_endpoint_config",
                 "create_endpoint",
                 "delete_endpoint",
+                "delete_model",
             )
         }
         create_repository = ECRBackend.create_repository
@@ -815,6 +817,13 @@ class FakeAWS:
             _active()._on_created(backend, endpoint)
             return endpoint
 
+        def delete_model(backend: Any, *args: Any, **kwargs: Any) -> None:
+            name = kwargs.get("model_name", args[0] if args else None)
+            if name not in backend._models:
+                model_arn = arn("model", name, backend.region_name)
+                raise _validation(f'Could not find model "{model_arn}".')
+            originals["delete_model"](backend, *args, **kwargs)
+
         def delete_endpoint(backend: Any, *args: Any, **kwargs: Any) -> None:
             name = kwargs.get("endpoint_name", args[0] if args else None)
             if name not in backend.endpoints:
@@ -841,6 +850,15 @@ class FakeAWS:
         def invoke_endpoint_async(response: Any) -> Any:
             name = urllib.parse.unquote(response.path.split("/")[2])
             return _active()._invoke_async(response.region, name, response.headers)
+
+        def validate_instance_type(config: Any, instance_type: str) -> None:
+            # moto knows 66 instance types (no m6i, c6i, g5...): AWS takes its model's enum.
+            allowed = _instance_types()
+            if instance_type not in allowed:
+                raise _validation(
+                    f"Value '{instance_type}' at 'instanceType' failed to satisfy constraint: "
+                    f"Member must satisfy enum value set: {allowed}"
+                )
 
         def ecr_create_repository(backend: Any, *args: Any, **kwargs: Any) -> Any:
             repository = create_repository(backend, *args, **kwargs)
@@ -882,10 +900,12 @@ class FakeAWS:
             (backend, "create_endpoint_config", _aws_quotes(create_endpoint_config)),
             (backend, "create_endpoint", _aws_quotes(create_endpoint)),
             (backend, "delete_endpoint", delete_endpoint),
+            (backend, "delete_model", delete_model),
             (backend, "describe_model", _aws_quotes(backend.describe_model)),
             (backend, "describe_endpoint_config", _aws_quotes(backend.describe_endpoint_config)),
             (backend, "describe_endpoint", _aws_quotes(backend.describe_endpoint)),
             (backend, "delete_endpoint_config", _aws_quotes(backend.delete_endpoint_config)),
+            (FakeEndpointConfig, "validate_instance_type", validate_instance_type),
             (SageMakerResponse, "update_endpoint", update_endpoint),
             (SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint),
             (SageMakerRuntimeResponse, "invoke_endpoint_async", invoke_endpoint_async),
@@ -1254,7 +1274,8 @@ class FakeAWS:
                 self._retire(host)
         with self._lock:
             if backend.endpoints.get(name) is endpoint:
-                del backend.endpoints[name]
+                # A new dict, not a deletion: a request iterating the old one is undisturbed.
+                backend.endpoints = {k: v for k, v in backend.endpoints.items() if k != name}
             if run is not None and self._runs.get((run.region, run.name)) is run:
                 del self._runs[(run.region, run.name)]
 
@@ -1266,13 +1287,17 @@ class FakeAWS:
         def sink(line: str) -> None:
             if not line.strip():
                 return
-            from moto.logs.models import logs_backends
+            from moto.logs.models import LogGroup, LogStream, logs_backends
 
             with self._log_lock:
                 backend = logs_backends[ACCOUNT][region]
+                # New dicts, not insertions: requests iterating the old ones (this runs beside
+                # the server's threads) are undisturbed.
                 if group not in backend.groups:
-                    backend.create_log_group(group, tags={})
-                backend.ensure_log_stream(group, stream)
+                    backend.groups = {**backend.groups, group: LogGroup(ACCOUNT, region, group)}
+                found = backend.groups[group]
+                if stream not in found.streams:
+                    found.streams = {**found.streams, stream: LogStream(found, stream)}
                 event = {"timestamp": int(time.time() * 1000), "message": line}
                 backend.put_log_events(group, stream, [event])
 
@@ -1524,6 +1549,15 @@ class FakeAWS:
 def _answer(status: int, headers: dict[str, str], body: Any) -> tuple[int, dict[str, Any], Any]:
     """A raw answer of a moto response method (moto takes the status from the headers)."""
     return status, {**headers, "status": status}, body
+
+
+@functools.lru_cache(maxsize=1)
+def _instance_types() -> list[str]:
+    """The instance types a SageMaker production variant may have (botocore's model)."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    return list(model.shape_for("ProductionVariantInstanceType").enum)
 
 
 def _aws_quotes(method: Callable[..., Any]) -> Callable[..., Any]:

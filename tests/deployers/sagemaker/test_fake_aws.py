@@ -161,6 +161,44 @@ def test_duplicate_names_are_refused_like_aws(aws: FakeAWS, tarballs: dict[str, 
     assert predict("dup") == scaled(1)
 
 
+def test_instance_types_and_missing_names_are_awss(
+    aws: FakeAWS, tarballs: dict[str, bytes]
+) -> None:
+    sm = boto3.client("sagemaker")
+    create("types", tarballs["v1"], endpoint=False)
+    # moto's own list lacks the newer families; AWS takes every type in its model.
+    for instance_type in ("ml.g5.xlarge", "ml.m6i.large", "ml.c7i.large"):
+        sm.create_endpoint_config(
+            EndpointConfigName=f"types-{instance_type.replace('.', '-')}",
+            ProductionVariants=[
+                {"VariantName": "v", "ModelName": "types", "InstanceType": instance_type}
+            ],
+        )
+    refused = error_of(
+        sm.create_endpoint_config,
+        EndpointConfigName="types-bogus",
+        ProductionVariants=[{"VariantName": "v", "ModelName": "types", "InstanceType": "ml.x"}],
+    )
+    assert refused["Error"]["Message"].startswith(
+        "Value 'ml.x' at 'instanceType' failed to satisfy constraint"
+    )
+    base = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}"
+    for call, kwargs, what in (
+        (sm.describe_model, {"ModelName": "nope"}, f'model "{base}:model/nope"'),
+        (sm.delete_model, {"ModelName": "nope"}, f'model "{base}:model/nope"'),
+        (
+            sm.describe_endpoint_config,
+            {"EndpointConfigName": "nope"},
+            f'endpoint configuration "{base}:endpoint-config/nope"',
+        ),
+        (sm.delete_endpoint, {"EndpointName": "nope"}, f'endpoint "{base}:endpoint/nope"'),
+    ):
+        assert error_of(call, **kwargs)["Error"] == {
+            "Code": "ValidationException",
+            "Message": f"Could not find {what}.",
+        }
+
+
 def test_tags_given_at_creation_are_listed(aws: FakeAWS, tarballs: dict[str, bytes]) -> None:
     sm = boto3.client("sagemaker")
     url = put_model(tarballs["v1"], "tags/model.tar.gz")
@@ -249,6 +287,11 @@ def test_endpoint_is_created_serves_and_is_deleted(
         "model.onnx",
         "modelport.json",
     ]
+    # A host's output reaches CloudWatch Logs a moment after it is written.
+    wait_for(
+        lambda: any("modelport: serving" in line for line in aws.log_lines("life")),
+        "the host's output in the endpoint's log",
+    )
     group = "/aws/sagemaker/Endpoints/life"
     streams = c["logs"].describe_log_streams(logGroupName=group)["logStreams"]
     assert [s["logStreamName"] for s in streams] == [host["log_stream"]]
@@ -891,7 +934,12 @@ def test_container_hosting_runs_the_image_as_sagemaker_does(
         env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"])
         assert env["SAGEMAKER_BIND_TO_PORT"] == str(host["port"])
         assert env["MODELPORT_PACKAGE"] == "/opt/ml/model"
-        assert any("modelport: serving" in line for line in aws.log_lines("boxed"))
+        # The container's output reaches CloudWatch Logs a moment after it is written.
+        wait_for(
+            lambda: any("modelport: serving" in line for line in aws.log_lines("boxed")),
+            "the container's output in the endpoint's log",
+            log=lambda: "\n".join(aws.log_lines("boxed")),
+        )
 
         sm.delete_endpoint(EndpointName="boxed")
         aws.wait_status("boxed", None, timeout=60)
