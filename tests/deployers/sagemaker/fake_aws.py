@@ -122,7 +122,7 @@ def split_s3_url(url: str) -> tuple[str, str]:
 # --- what the middleware records -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass
 class Call:
     """One request the fake received.
 
@@ -133,7 +133,7 @@ class Call:
             protocols); for S3 ``Bucket``, ``Key``, ``Query`` and ``Headers`` (``x-amz-*`` and
             ``content-type``); for sagemaker-runtime ``EndpointName``, the header members and
             ``Body`` (bytes).
-        status: the HTTP status answered.
+        status: the HTTP status answered (0 while the request is being answered).
         error: the error code answered, if any.
         region: the region from the request's signature.
         injected: whether :meth:`FakeAWS.fail_next` answered it.
@@ -142,7 +142,7 @@ class Call:
     service: str
     operation: str
     params: dict[str, Any]
-    status: int
+    status: int = 0
     error: str | None = None
     region: str | None = None
     injected: bool = False
@@ -382,25 +382,28 @@ class _Middleware:
             start_response(status_line, headers)
             return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else data]
 
+        # Recorded as it arrives (the order requests were received), answered below.
+        call = Call(request.service, request.operation, request.params, region=request.region)
+        self.fake._record(call)
         seen: dict[str, Any] = {}
 
         def recording_start_response(status: str, headers: list, exc_info: Any = None) -> Any:
             seen["status"], seen["headers"] = int(status.split(maxsplit=1)[0]), headers
             return start_response(status, headers, exc_info)
 
-        result = self.app(environ, recording_start_response)
+        chunks: list[bytes] = []
         try:
-            chunks = list(result)
+            result = self.app(environ, recording_start_response)
+            try:
+                chunks = list(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
         finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
-        status = int(seen.get("status", 500))
-        data = b"".join(chunks)
-        error = _error_code_of(seen.get("headers", []), data) if status >= 400 else None
-        self.fake._record(
-            Call(request.service, request.operation, request.params, status, error, request.region)
-        )
+            call.status = int(seen.get("status", 500))
+            if call.status >= 400:
+                call.error = _error_code_of(seen.get("headers", []), b"".join(chunks))
         return chunks
 
 
@@ -512,6 +515,9 @@ class FakeAWS:
             self._stop_all_hosts()
         finally:
             if self._server is not None:
+                # moto's state is the process's: leave none behind for whoever uses moto next.
+                with contextlib.suppress(OSError):
+                    exchange(self._port(), "POST", "/moto-api/reset", b"", timeout=30)
                 self._server.stop()
                 self._server = None
             if self._patches is not None:
@@ -954,7 +960,7 @@ class FakeAWS:
 
     def _create_flow(self, run: _Run) -> None:
         try:
-            host = self._launch(run, run.endpoint.endpoint_config_name)
+            host = self._launch_reporting(run, run.endpoint.endpoint_config_name)
         except HostFailure as failure:
             with self._lock:
                 if self._current(run):
@@ -1002,6 +1008,16 @@ class FakeAWS:
         if resolved:
             entry["ResolvedImage"] = resolved
         return entry
+
+    def _launch_reporting(self, run: _Run, config_name: str) -> Host:
+        """:meth:`_launch`, a bug of the fake itself reported as the endpoint's FailureReason
+        (rather than lost in a thread, leaving the endpoint Creating forever)."""
+        try:
+            return self._launch(run, config_name)
+        except HostFailure:
+            raise
+        except Exception as exc:
+            raise HostFailure(f"fake AWS internal error: {type(exc).__name__}: {exc}") from exc
 
     def _launch(self, run: _Run, config_name: str) -> Host:
         """Start a host for ``config_name``'s (first) production variant and wait until ready.
@@ -1168,7 +1184,7 @@ class FakeAWS:
 
     def _update_flow(self, run: _Run, config_name: str, deployment_config: dict[str, Any]) -> None:
         try:
-            host = self._launch(run, config_name)
+            host = self._launch_reporting(run, config_name)
         except HostFailure as failure:
             self._roll_back(run, failure.reason)
             return

@@ -247,7 +247,17 @@ class Host:
     # -- to implement --------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the host (returns once it is launched, not ready)."""
+        """Start the host (returns once it is launched, not ready).
+
+        Raises:
+            HostFailure: it could not be started, or was stopped before it started.
+        """
+        with self._stop_lock:  # a stop() meanwhile waits, then stops what was started
+            if self.stopped:
+                raise HostFailure("The host was stopped before it started.")
+            self._launch()
+
+    def _launch(self) -> None:
         raise NotImplementedError
 
     def exit_status(self) -> int | None:
@@ -360,7 +370,7 @@ class ProcessHost(Host):
         """The server's pid."""
         return self.process.pid if self.process else None
 
-    def start(self) -> None:
+    def _launch(self) -> None:
         self.env = {
             **self.spec.environment,
             "SAGEMAKER_BIND_TO_PORT": str(self.port),
@@ -454,7 +464,7 @@ class ContainerHost(Host):
                 str(exc),
             ) from None
 
-    def start(self) -> None:
+    def _launch(self) -> None:
         image = self.spec.image
         if not image:
             raise HostFailure(f"The model {self.spec.model} has no container image.")
