@@ -910,10 +910,14 @@ class FakeAWS:
             (backend, "describe_model", _aws_quotes(backend.describe_model)),
             (backend, "describe_endpoint_config", _aws_quotes(backend.describe_endpoint_config)),
             (backend, "describe_endpoint", _aws_quotes(backend.describe_endpoint)),
+            (SageMakerResponse, "describe_endpoint", _omit_empty("EndpointName")),
+            (SageMakerResponse, "describe_endpoint_config", _omit_empty("EndpointConfigName")),
             (backend, "delete_endpoint_config", _aws_quotes(backend.delete_endpoint_config)),
             (FakeEndpointConfig, "validate_instance_type", validate_instance_type),
             (SageMakerResponse, "update_endpoint", update_endpoint),
             (SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint),
+            # Bodies are bytes (application/x-npy, Parquet...): moto would decode them as UTF-8.
+            (SageMakerRuntimeResponse, "use_raw_body", True),
             (SageMakerRuntimeResponse, "invoke_endpoint_async", invoke_endpoint_async),
             (ECRBackend, "create_repository", ecr_create_repository),
             (ECRResponse, "get_authorization_token", get_authorization_token),
@@ -1590,6 +1594,28 @@ def _aws_quotes(method: Callable[..., Any]) -> Callable[..., Any]:
             raise _validation(message) from None
 
     return wrapper
+
+
+def _omit_empty(name_param: str) -> Callable[..., Any]:
+    """A describe action that leaves out an empty ``DataCaptureConfig``, as AWS does.
+
+    moto answers ``{}`` for an endpoint (config) without data capture, and the SageMaker SDK's
+    pydantic shapes refuse it. Only the answer changes: moto's backend still reads its own.
+    """
+    from moto.core.responses import ActionResult
+
+    def action(response: Any) -> Any:
+        backend = response.sagemaker_backend
+        name = response._get_param(name_param)
+        if name_param == "EndpointName":
+            found = backend.describe_endpoint(name)
+        else:
+            found = backend.describe_endpoint_config(name)
+        if found.get("DataCaptureConfig") == {}:
+            found = {k: v for k, v in found.items() if k != "DataCaptureConfig"}
+        return ActionResult(found)
+
+    return action
 
 
 def _validation(message: str) -> Exception:
