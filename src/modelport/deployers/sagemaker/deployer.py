@@ -512,7 +512,7 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
                         "create_repository (only if missing)",
                         {
                             "repositoryName": repository,
-                            "imageTagMutability": "IMMUTABLE",
+                            "imageTagMutability": "MUTABLE",
                             "imageScanningConfiguration": {"scanOnPush": True},
                         },
                     ),
@@ -544,9 +544,11 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             if error_code(exc) != "RepositoryNotFoundException":
                 raise
             self.progress(f"creating the ECR repository {repository}")
+            # Tags are content keys, so mutable costs nothing; immutable would fail the second
+            # of two deploys that push the same key at once.
             ecr.create_repository(
                 repositoryName=repository,
-                imageTagMutability="IMMUTABLE",
+                imageTagMutability="MUTABLE",
                 imageScanningConfiguration={"scanOnPush": True},
                 tags=[{"Key": TAG_TARGET, "Value": TARGET}],
             )
