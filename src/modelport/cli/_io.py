@@ -96,6 +96,11 @@ def write_output(text: str, path: Path | None) -> None:
     if path is None:
         click.echo(text)
         return
+    write_bytes((text + "\n").encode("utf-8"), path)
+
+
+def write_bytes(data: bytes, path: Path) -> None:
+    """Write ``data`` to ``path`` atomically (never a half-written file)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text + "\n", "utf-8")
+    tmp.write_bytes(data)
     tmp.replace(path)

@@ -20,8 +20,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from modelport.cli._io import check_package_arg, emit_json, read_json_input, write_output
-from modelport.errors import InputError, NotSupportedError, PluginError
+from modelport.cli._io import (
+    check_package_arg,
+    emit_json,
+    read_input,
+    read_json_input,
+    write_bytes,
+    write_output,
+)
+from modelport.errors import InputError, NotSupportedError, PluginError, UsageError
 
 if TYPE_CHECKING:
     from modelport.deployers.base import Deployer, Deployment
@@ -414,6 +421,12 @@ def deployment_logs(
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write the predictions here instead of printing them.",
 )
+@click.option(
+    "--content-type",
+    help="Send INPUT as it is, with this media type (text/csv, application/x-npy, ...), "
+    "where the target can; default: INPUT is a JSON object.",
+)
+@click.option("--accept", help="The answer's media type to ask for (with --content-type).")
 def predict_deployment(
     target: str,
     config_pairs: tuple[str, ...],
@@ -421,12 +434,36 @@ def predict_deployment(
     name: str,
     input_path: Path,
     output_path: Path | None,
+    content_type: str | None,
+    accept: str | None,
 ) -> None:
-    """Send INPUT to a deployment and print {"predictions": ...} (as 'modelport predict' does)."""
+    """Send INPUT to a deployment and print {"predictions": ...} (as 'modelport predict' does).
+
+    With --content-type, INPUT is sent as it is and the answer printed as it comes (binary
+    answers need -o).
+    """
+    deployer = _make_deployer(target, config_pairs, config_file)
+    if content_type is not None:
+        raw = read_input(input_path)
+        answer_body, answer_type = deployer.predict_body(
+            name, raw, content_type=content_type, accept=accept
+        )
+        if output_path is not None:
+            write_bytes(answer_body, output_path)
+            return
+        try:
+            click.echo(answer_body.decode("utf-8").rstrip("\n"))
+        except UnicodeDecodeError:
+            raise UsageError(
+                f"the answer is binary ({answer_type}): write it to a file with -o"
+            ) from None
+        return
+    if accept is not None:
+        raise UsageError("--accept goes with --content-type")
     body = read_json_input(input_path)
     if not isinstance(body, dict):
         raise InputError('the input must be a JSON object such as {"inputs": ...}')
-    answer = _make_deployer(target, config_pairs, config_file).predict(name, body)
+    answer = deployer.predict(name, body)
     write_output(json.dumps(answer, allow_nan=True), output_path)
 
 

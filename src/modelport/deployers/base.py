@@ -280,6 +280,37 @@ class Deployer(abc.ABC, Generic[ConfigT]):
         """
         raise NotSupportedError(f"target {self.name!r} does not provide logs")
 
+    def predict_body(
+        self, name: str, body: bytes, *, content_type: str, accept: str | None = None
+    ) -> tuple[bytes, str]:
+        """Send one request body as it is (CSV, NumPy, JSON Lines, ...) and return the answer.
+
+        For callers whose data is not a JSON object (``deployments predict --content-type``).
+
+        Args:
+            name: the deployment.
+            body: the request body.
+            content_type: its media type (``text/csv``, ``application/x-npy``, ...).
+            accept: the media type asked for; None lets the server choose.
+
+        Returns:
+            The answer's body and its media type.
+
+        Raises:
+            DeploymentNotFound: no such deployment.
+            InputError: the server refused the body.
+            NotSupportedError: the target sends JSON objects only (the default).
+        """
+        raise NotSupportedError(
+            f"target {self.name!r} sends JSON objects only",
+            hint="convert the input to JSON, or drop --content-type",
+        )
+
+    @classmethod
+    def supports_bodies(cls) -> bool:
+        """True when the target overrides :meth:`predict_body`."""
+        return cls.predict_body is not Deployer.predict_body
+
     @classmethod
     def supports_logs(cls) -> bool:
         """True when the target overrides :meth:`logs`."""

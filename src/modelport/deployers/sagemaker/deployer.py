@@ -75,6 +75,7 @@ if TYPE_CHECKING:
     from modelport.model_format.package import Package
 
 VARIANT = "AllTraffic"
+JSON = "application/json"
 DEFAULT_INSTANCE_TYPE = "ml.m5.large"
 DEFAULT_MAX_CONCURRENCY = 5
 MODEL_DIR = "/opt/ml/model"
@@ -1256,16 +1257,25 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
     @AWS_ERRORS.translated("asking a sagemaker deployment")
     def predict(self, name: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """``InvokeEndpoint`` with a JSON body (asynchronous endpoints: through S3)."""
+        raw, _ = self.predict_body(
+            name, json.dumps(payload).encode(), content_type=JSON, accept=JSON
+        )
+        return self._json_answer(name, raw)
+
+    @AWS_ERRORS.translated("asking a sagemaker deployment")
+    def predict_body(
+        self, name: str, body: bytes, *, content_type: str, accept: str | None = None
+    ) -> tuple[bytes, str]:
+        """``InvokeEndpoint`` with a body as it is (CSV, NumPy, ...); asynchronous: via S3."""
         self.check_name(name)
         found = self._ours(name)
-        body = json.dumps(payload).encode()
         config: dict[str, Any] = {}
         with contextlib.suppress(Exception):
             config = self._sm().describe_endpoint_config(
                 EndpointConfigName=found["EndpointConfigName"]
             )
         if config.get("AsyncInferenceConfig"):
-            return self._predict_async(name, config, body)
+            return self._predict_async(name, config, body, content_type, accept)
         if found.get("EndpointStatus") not in ("InService", "Updating", "SystemUpdating"):
             raise DeploymentError(
                 f"the endpoint {name} is {found.get('EndpointStatus')}: it does not serve",
@@ -1275,15 +1285,15 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
         try:
             answer = runtime.invoke_endpoint(
                 EndpointName=name,
-                ContentType="application/json",
-                Accept="application/json",
+                ContentType=content_type,
                 Body=body,
+                **({"Accept": accept} if accept else {}),
             )
         except Exception as exc:
             if error_code(exc) == "ModelError":
                 raise self._model_error(name, exc) from None
             raise
-        return self._json_answer(name, answer["Body"].read())
+        return answer["Body"].read(), str(answer.get("ContentType") or "")
 
     @staticmethod
     def _json_answer(name: str, raw: bytes) -> dict[str, Any]:
@@ -1309,19 +1319,26 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             return ModelError(message or "the model failed (HTTP 500)")
         return DeploymentError(f"the endpoint {name} answered HTTP {status}: {message}")
 
-    def _predict_async(self, name: str, config: Mapping[str, Any], body: bytes) -> dict[str, Any]:
+    def _predict_async(
+        self,
+        name: str,
+        config: Mapping[str, Any],
+        body: bytes,
+        content_type: str,
+        accept: str | None,
+    ) -> tuple[bytes, str]:
         """Put the request in S3, invoke asynchronously, wait for the answer object."""
         s3 = self.aws.client("s3")
         output = config["AsyncInferenceConfig"]["OutputConfig"]["S3OutputPath"]
         bucket, key_prefix = _split_s3(output.rstrip("/") + "/")
-        key = f"{key_prefix}modelport-requests/{uuid.uuid4().hex}.json"
-        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+        key = f"{key_prefix}modelport-requests/{uuid.uuid4().hex}"
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
         try:
             answer = self.aws.client("sagemaker-runtime").invoke_endpoint_async(
                 EndpointName=name,
-                ContentType="application/json",
-                Accept="application/json",
+                ContentType=content_type,
                 InputLocation=f"s3://{bucket}/{key}",
+                **({"Accept": accept} if accept else {}),
             )
             out_bucket, out_key = _split_s3(answer["OutputLocation"])
             failure = answer.get("FailureLocation")
@@ -1352,11 +1369,11 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
                 interval_s=0.1,
                 max_interval_s=5.0,
             )
-            raw = s3.get_object(Bucket=out_bucket, Key=out_key)["Body"].read()
+            result = s3.get_object(Bucket=out_bucket, Key=out_key)
         finally:
             with contextlib.suppress(Exception):
                 s3.delete_object(Bucket=bucket, Key=key)
-        return self._json_answer(name, raw)
+        return result["Body"].read(), str(result.get("ContentType") or "")
 
     def _log_lines(self, name: str, tail: int | None) -> builtins.list[str]:
         """The endpoint's CloudWatch log lines, oldest first (none when it has no log yet)."""
