@@ -13,44 +13,13 @@ from typing import Any
 
 import pytest
 from fake_aws import FakeAWS
+from sagemaker_support import BUCKET, IMAGE, ROLE, resources, sagemaker_target  # noqa: F401
 
-from modelport.deployers import connect
 from modelport.deployers.base import Deployer
-from modelport.deployers.sagemaker import SageMakerDeployer
 from modelport.model_format.package import Package
 from modelport.plugins.testing import DeployerContract
 
-ROLE = "arn:aws:iam::123456789012:role/modelport-tests"
-#: The process hosts ignore the image; the container test pushes and runs a real one.
-IMAGE = "127.0.0.1:5000/modelport-runtime:contract"
-BUCKET = "modelport-us-east-1-123456789012"
-
-
-def sagemaker_target(**options: Any) -> SageMakerDeployer:
-    """The target as the CLI makes it, pointed at the fake by the environment."""
-    target = connect(
-        "sagemaker:/us-east-1",
-        {"role_arn": ROLE, "image_uri": IMAGE, "startup_timeout": "120", **options},
-    )
-    assert isinstance(target, SageMakerDeployer)
-    return target
-
-
-def resources(fake: FakeAWS, name: str) -> dict[str, list[str]]:
-    """Everything of deployment ``name`` in SageMaker and S3."""
-    sm = fake.client("sagemaker", internal=True)
-    s3 = fake.client("s3", internal=True)
-    models = [m["ModelName"] for m in sm.list_models(NameContains=name)["Models"]]
-    configs = [
-        c["EndpointConfigName"]
-        for c in sm.list_endpoint_configs(NameContains=name)["EndpointConfigs"]
-    ]
-    endpoints = [e["EndpointName"] for e in sm.list_endpoints(NameContains=name)["Endpoints"]]
-    objects: list[str] = []
-    if BUCKET in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
-        found = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"modelport/{name}/")
-        objects = [o["Key"] for o in found.get("Contents") or []]
-    return {"models": models, "configs": configs, "endpoints": endpoints, "objects": objects}
+# ROLE, IMAGE and BUCKET live in sagemaker_support.py now; they stay importable from here.
 
 
 class TestSageMakerContract(DeployerContract):

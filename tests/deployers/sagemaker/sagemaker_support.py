@@ -1,0 +1,135 @@
+"""What the sagemaker target's tests share: the target as the CLI makes it, what a deployment
+left in SageMaker and S3, the tags modelport puts on every resource, and the in-process answer a
+deployment must give.
+
+Imported by module name (``from sagemaker_support import ...``), like ``fake_aws``: pytest puts
+this folder on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from fake_aws import ACCOUNT, REGION, FakeAWS
+
+from modelport import __version__
+from modelport.deployers import connect
+from modelport.deployers.sagemaker import SageMakerDeployer
+from modelport.model_format.package import Package
+from modelport.model_format.payload import format_predictions, parse_payload
+
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/modelport-tests"
+#: The process hosts ignore the image; the container test pushes and runs a real one.
+IMAGE = "127.0.0.1:5000/modelport-runtime:contract"
+#: The bucket the target uses by default in the fake's account (``modelport-REGION-ACCOUNT``).
+BUCKET = f"modelport-{REGION}-{ACCOUNT}"
+PAYLOAD = {"inputs": {"X": [[1.0, 2.0], [3.0, 4.0]]}}
+
+
+def bucket_of(region: str = REGION) -> str:
+    """The target's default bucket in ``region``."""
+    return f"modelport-{region}-{ACCOUNT}"
+
+
+def sagemaker_target(**options: Any) -> SageMakerDeployer:
+    """The target as the CLI makes it, pointed at the fake by the environment."""
+    target = connect(
+        "sagemaker:/us-east-1",
+        {"role_arn": ROLE, "image_uri": IMAGE, "startup_timeout": "120", **options},
+    )
+    assert isinstance(target, SageMakerDeployer)
+    return target
+
+
+def resources(fake: FakeAWS, name: str, region: str = REGION) -> dict[str, list[str]]:
+    """Everything of deployment ``name`` in SageMaker and S3 (the default bucket)."""
+    sm = fake.client("sagemaker", internal=True, region=region)
+    s3 = fake.client("s3", internal=True, region=region)
+    models = [m["ModelName"] for m in sm.list_models(NameContains=name)["Models"]]
+    configs = [
+        c["EndpointConfigName"]
+        for c in sm.list_endpoint_configs(NameContains=name)["EndpointConfigs"]
+    ]
+    endpoints = [e["EndpointName"] for e in sm.list_endpoints(NameContains=name)["Endpoints"]]
+    objects: list[str] = []
+    bucket = bucket_of(region)
+    if bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        found = s3.list_objects_v2(Bucket=bucket, Prefix=f"modelport/{name}/")
+        objects = [o["Key"] for o in found.get("Contents") or []]
+    return {
+        "models": sorted(models),
+        "configs": sorted(configs),
+        "endpoints": endpoints,
+        "objects": sorted(objects),
+    }
+
+
+def only_generation(name: str, *generations: int) -> dict[str, list[str]]:
+    """What :func:`resources` says when exactly ``generations`` of ``name`` exist (and its
+    endpoint)."""
+    gens = sorted(generations)
+    return {
+        "models": [f"{name}-g{g}" for g in gens],
+        "configs": [f"{name}-g{g}" for g in gens],
+        "endpoints": [name] if gens else [],
+        "objects": [f"modelport/{name}/g{g}/model.tar.gz" for g in gens],
+    }
+
+
+NOTHING = {"models": [], "configs": [], "endpoints": [], "objects": []}
+
+
+def modelport_tags(package: Package, name: str, generation: int) -> dict[str, str]:
+    """The tags modelport puts on every resource of generation ``generation`` of ``name``."""
+    return {
+        "modelport:package-digest": package.digest,
+        "modelport:package-name": package.name,
+        "modelport:package-version": package.version,
+        "modelport:flavor": package.manifest.flavor.name,
+        "modelport:modelport-version": __version__,
+        "modelport:deployment": name,
+        "modelport:target": "sagemaker",
+        "modelport:generation": str(generation),
+    }
+
+
+def tags_of(fake: FakeAWS, arn: str, region: str = REGION) -> dict[str, str]:
+    """A SageMaker resource's tags, as a dict."""
+    found = fake.client("sagemaker", internal=True, region=region).list_tags(ResourceArn=arn)
+    return {t["Key"]: t["Value"] for t in found["Tags"]}
+
+
+def expected(package: Package, payload: Mapping[str, Any] = PAYLOAD) -> dict[str, Any]:
+    """What a deployment of ``package`` must answer: the package's own in-process prediction."""
+    return format_predictions(package.predict(parse_payload(payload, package.signature)))
+
+
+def same_predictions(got: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
+    """``{"predictions": ...}`` answers equal up to float32 rounding."""
+    if set(got) != set(want):
+        return False
+    a = np.asarray(got["predictions"], dtype=np.float64)
+    b = np.asarray(want["predictions"], dtype=np.float64)
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-6, atol=1e-7))
+
+
+def wait_logged(fake: FakeAWS, name: str, region: str = REGION) -> list[str]:
+    """Wait until the endpoint's log has its model's "ready" line (the last a starting server
+    prints; a host's output reaches CloudWatch a moment after it is written); the log then."""
+    from modelport.deployers.kit.waiting import wait_until
+
+    wait_until(
+        lambda: any(" ready in " in line for line in fake.log_lines(name, region=region)),
+        what=f"the 'ready' line in the log of {name}",
+        timeout_s=30,
+        max_interval_s=0.1,
+        log=lambda: fake.log_lines(name, region=region),
+    )
+    return fake.log_lines(name, region=region)
+
+
+def mutating(operation: str) -> bool:
+    """Whether an AWS operation changes something (not a Describe/List/Get/Head)."""
+    return not operation.startswith(("Describe", "List", "Get", "Head"))
