@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fake_aws import FakeAWS, split_s3_url
-from test_sagemaker_contract import ROLE
+from sagemaker_support import ROLE
 
 from modelport.deployers import connect
 from modelport.deployers.kit.progress import Progress, ProgressEvent
