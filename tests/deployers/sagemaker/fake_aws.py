@@ -206,6 +206,8 @@ def _s3_operation(method: str, path: str, query: Mapping[str, list[str]], header
         verb = {"GET": "GetBucket", "PUT": "PutBucket", "DELETE": "DeleteBucket"}.get(
             method, method
         )
+        if sub == "publicAccessBlock":  # S3 names these without "Bucket"
+            verb = verb.replace("Bucket", "")
         return verb + "".join(w[:1].upper() + w[1:] for w in re.split(r"[-_]", sub or ""))
     if method == "PUT":
         if "x-amz-copy-source" in headers:

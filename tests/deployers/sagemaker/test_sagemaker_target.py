@@ -361,7 +361,8 @@ def test_a_create_makes_the_calls_its_plan_lists(
 
     target.create("seq", v1)
 
-    planned = [c for c in _planned_calls(plan) if c[1] != "CreateBucket"]
+    bucket_made = ("CreateBucket", "PutPublicAccessBlock", "PutBucketEncryption")
+    planned = [c for c in _planned_calls(plan) if c[1] not in bucket_made]
     made = [c for c in aws.calls() if mutating(c.operation)]
     planned_changes = [(s, o) for s, o, _ in planned if mutating(o)]
     assert [(c.service, c.operation) for c in made] == planned_changes
@@ -403,11 +404,6 @@ def test_a_create_makes_the_calls_its_plan_lists(
         assert call.params == by_operation[call.operation], call.operation
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deployer.py _model_step: the plan's create_model shows '<the image of step "
-    "use-image>' even when -C image_uri gives the image (a value known before the run)",
-)
 def test_the_plan_shows_a_given_image(
     aws: FakeAWS, home: Path, packages: dict[str, Package]
 ) -> None:
@@ -416,12 +412,6 @@ def test_the_plan_shows_a_given_image(
     assert model["PrimaryContainer"]["Image"] == IMAGE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deployer.py _bucket_step: the plan lists head_bucket and create_bucket({Bucket}) "
-    "only; the run also calls put_public_access_block and put_bucket_encryption (and, outside "
-    "us-east-1, create_bucket has CreateBucketConfiguration)",
-)
 def test_the_plan_lists_every_call_that_makes_the_bucket(
     aws: FakeAWS, home: Path, packages: dict[str, Package]
 ) -> None:
@@ -710,11 +700,15 @@ def test_a_guarded_update_rolled_back_by_an_alarm(
     with pytest.raises(DeploymentError) as caught:
         guarded.update("guard", v2)
 
-    assert str(caught.value) == (
+    message = str(caught.value)
+    assert message.startswith(
         "SageMaker rolled the update of guard back; the old version still serves: The update "
         "was rolled back because the CloudWatch alarm errors was in ALARM state during the "
-        "deployment."
+        "deployment.; the new version's log ends:\n"
     )
+    # The log is the new instance's (it started: the alarm, not the model, rolled it back).
+    new_stream = aws.hosts("guard")[1]["log_stream"]
+    assert all(line.startswith(f"  [{new_stream}] ") for line in message.splitlines()[1:])
     assert _only_call(aws, "sagemaker", "UpdateEndpoint") == {
         "EndpointName": "guard",
         "EndpointConfigName": "guard-g2",
@@ -743,8 +737,10 @@ def test_an_update_whose_new_version_cannot_start_is_rolled_back(
     target.create("nostart", packages["v1"])
     with pytest.raises(DeploymentError) as caught:
         sagemaker_target(env=REFUSED_ENV).update("nostart", packages["v2"])
+    new_stream = aws.hosts("nostart")[1]["log_stream"]
     assert str(caught.value) == (
         f"SageMaker rolled the update of nostart back; the old version still serves: {HEALTH_CHECK}"
+        f"; the new version's log ends:\n  [{new_stream}] {REFUSAL}"
     )
     assert resources(aws, "nostart") == only_generation("nostart", 1)
     _assert_serves(target, "nostart", packages["v1"])
@@ -754,11 +750,6 @@ def test_an_update_whose_new_version_cannot_start_is_rolled_back(
     assert REFUSAL in failed["lines"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deployer.py _wait_updated: a rolled-back update reports SageMaker's FailureReason "
-    "only, not the new instances' log tail that a failed create shows (_wait_in_service)",
-)
 def test_a_rolled_back_update_shows_why_the_new_version_failed(
     aws: FakeAWS, home: Path, packages: dict[str, Package]
 ) -> None:
@@ -893,6 +884,12 @@ def test_predict_answers_what_the_package_does(
         target.predict("missing", PAYLOAD)
 
 
+def invoke_answer_key(aws: FakeAWS) -> str:
+    """The S3 key where the fake's last asynchronous invocation put its answer."""
+    (get,) = [c for c in aws.calls("s3", "GetObject") if c.params["Key"].endswith(".out")]
+    return str(get.params["Key"])
+
+
 def test_an_async_endpoint_is_asked_through_s3(
     aws: FakeAWS, home: Path, packages: dict[str, Package]
 ) -> None:
@@ -911,9 +908,11 @@ def test_an_async_endpoint_is_asked_through_s3(
     (invoke,) = aws.calls("sagemaker-runtime", "InvokeEndpointAsync")
     assert invoke.params["InputLocation"] == f"s3://{BUCKET}/{request_key}"
     assert aws.calls("sagemaker-runtime", "InvokeEndpoint") == []
-    assert [c.params["Key"] for c in aws.calls("s3", "DeleteObject")] == [request_key]
+    # The request, then the answer once read: a predict leaves nothing in the bucket.
+    answer_key = invoke_answer_key(aws)
+    assert [c.params["Key"] for c in aws.calls("s3", "DeleteObject")] == [request_key, answer_key]
     s3 = aws.client("s3", internal=True)
-    left = s3.list_objects_v2(Bucket=BUCKET, Prefix="async-out/modelport-requests/")
+    left = s3.list_objects_v2(Bucket=BUCKET, Prefix="async-out/")
     assert left.get("Contents", []) == []
 
     # An update keeps the asynchronous output.
@@ -924,12 +923,6 @@ def test_an_async_endpoint_is_asked_through_s3(
     assert same_predictions(target.predict("queued", PAYLOAD), expected(v2))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deployer.py _predict_async: a request the container refused (4xx) comes back as "
-    "DeploymentError('the asynchronous request failed: {...}'), not InputError as predict() "
-    "on a real-time endpoint (and the Deployer contract) says",
-)
 def test_an_async_endpoint_refusing_the_input_is_an_input_error(
     aws: FakeAWS, home: Path, packages: dict[str, Package]
 ) -> None:
@@ -1020,11 +1013,6 @@ def test_logs_are_the_endpoints_cloudwatch_lines(
     assert len(list(target.logs("logged"))) == len(lines)  # fewer than the default 100
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deployer.py _log_lines: sorted(events) orders lines with the same timestamp by "
-    "their text, not in the order they were written (sort by the timestamp only: stable)",
-)
 def test_log_lines_of_one_millisecond_keep_their_order(
     aws: FakeAWS, home: Path, packages: dict[str, Package]
 ) -> None:
@@ -1045,11 +1033,6 @@ def test_log_lines_of_one_millisecond_keep_their_order(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deployer.py _log_lines: every AWS error reading the log becomes no lines, so "
-    "'deployments logs' without logs:DescribeLogStreams prints nothing and exits 0",
-)
 def test_logs_without_permission_say_so(
     aws: FakeAWS, home: Path, packages: dict[str, Package]
 ) -> None:

@@ -299,6 +299,7 @@ class SageMakerConfig:
         model: Mapping[str, Any],
         instance_count: int | None,
         ours: frozenset[str],
+        tags: Mapping[str, str] | None = None,
     ) -> SageMakerConfig:
         """These options, with what was not given taken from a deployment's current resources.
 
@@ -308,6 +309,7 @@ class SageMakerConfig:
             instance_count: the variant's current instance count (autoscaling may have moved
                 it from the config's initial count).
             ours: environment variables modelport sets itself, not carried as extra ones.
+            tags: the extra tags (not modelport's own) of the endpoint config serving now.
 
         Raises:
             ConfigError: the options given do not go with what is kept (e.g. serverless with
@@ -353,6 +355,8 @@ class SageMakerConfig:
         extra = {k: str(v) for k, v in environment.items() if k not in ours}
         if not self.env and extra:
             kept["env"] = extra
+        if not self.tags and tags:
+            kept["tags"] = dict(tags)
         kept = {k: v for k, v in kept.items() if v is not None}
         try:
             return dataclasses.replace(self, **kept)

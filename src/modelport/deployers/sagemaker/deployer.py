@@ -37,7 +37,7 @@ import json
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -401,6 +401,24 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
 
     def _bucket_step(self, bucket: str) -> Step:
         region = self.aws.region
+        create: dict[str, Any] = {"Bucket": bucket}
+        if region != "us-east-1":
+            create["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        private = {
+            "Bucket": bucket,
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        }
+        encrypted = {
+            "Bucket": bucket,
+            "ServerSideEncryptionConfiguration": {
+                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+            },
+        }
 
         def ensure(_: Mapping[str, Any]) -> str:
             s3 = self.aws.client("s3")
@@ -411,25 +429,9 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
                 if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
                     raise
             self.progress(f"creating the bucket {bucket}")
-            create: dict[str, Any] = {"Bucket": bucket}
-            if region != "us-east-1":
-                create["CreateBucketConfiguration"] = {"LocationConstraint": region}
             s3.create_bucket(**create)
-            s3.put_public_access_block(
-                Bucket=bucket,
-                PublicAccessBlockConfiguration={
-                    "BlockPublicAcls": True,
-                    "IgnorePublicAcls": True,
-                    "BlockPublicPolicy": True,
-                    "RestrictPublicBuckets": True,
-                },
-            )
-            s3.put_bucket_encryption(
-                Bucket=bucket,
-                ServerSideEncryptionConfiguration={
-                    "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
-                },
-            )
+            s3.put_public_access_block(**private)
+            s3.put_bucket_encryption(**encrypted)
             return bucket
 
         return Step(
@@ -440,7 +442,9 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             details={
                 "calls": [
                     _call("s3", "head_bucket", {"Bucket": bucket}),
-                    _call("s3", "create_bucket (only if missing)", {"Bucket": bucket}),
+                    _call("s3", "create_bucket (only if missing)", create),
+                    _call("s3", "put_public_access_block (only if missing)", private),
+                    _call("s3", "put_bucket_encryption (only if missing)", encrypted),
                 ]
             },
         )
@@ -620,7 +624,11 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
                         "sagemaker",
                         "create_model",
                         self._model_params(
-                            gen, package, f"<the image of step {image_step}>", "<sha256>", config
+                            gen,
+                            package,
+                            self.config.image_uri or f"<the image of step {image_step}>",
+                            "<sha256>",
+                            config,
                         ),
                     )
                 ]
@@ -974,7 +982,12 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
         if deployment is not None:
             update["DeploymentConfig"] = deployment
 
+        old_streams: set[str] = set()
+
         def start(_: Mapping[str, Any]) -> str:
+            # The old instances' log streams: what a rollback reports is the new ones' log.
+            with contextlib.suppress(Exception):
+                old_streams.update(self._log_streams(name))
             self._sm().update_endpoint(**update)
             return name
 
@@ -1003,11 +1016,17 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             Step(
                 "wait-updated",
                 f"wait until {name} serves {gen.model}, or SageMaker rolls it back",
-                lambda _: self._wait_updated(name, gen.model),
+                lambda _: self._wait_updated(name, gen.model, old_streams),
                 kind="wait",
             ),
         ]
-        if scaling is not None or self.config.autoscaling:
+        if settings.serverless and scaling is not None:
+            # A serverless variant scales by itself: SageMaker takes no scalable target on it.
+            self.progress.warn(
+                f"{name} becomes serverless: its autoscaling "
+                f"({scaling.get('MinCapacity')}-{scaling.get('MaxCapacity')} instances) is removed"
+            )
+        elif scaling is not None or self.config.autoscaling:
             if self.config.autoscaling:
                 steps.append(self._scaling_step(name))
             else:
@@ -1039,18 +1058,20 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
                     params[key] = policy[key]
             scaling.put_scaling_policy(**params)
 
-    def _wait_updated(self, name: str, new_config: str) -> None:
+    def _wait_updated(self, name: str, new_config: str, old_streams: Collection[str]) -> None:
         found = self._wait_settled(name, what=f"the endpoint {name} to finish updating")
         if found.get("EndpointStatus") == "InService" and found.get("EndpointConfigName") == (
             new_config
         ):
             return
+        lines = self._log_lines(name, 15, skip_streams=old_streams)
+        tail = "; the new version's log ends:\n" + "\n".join(f"  {x}" for x in lines)
         if found.get("EndpointStatus") == "InService":
             raise DeploymentError(
                 f"SageMaker rolled the update of {name} back; the old version still serves: "
-                f"{found.get('FailureReason') or 'no reason given'}"
+                f"{found.get('FailureReason') or 'no reason given'}" + (tail if lines else "")
             )
-        raise DeploymentError(self._failure(found))
+        raise DeploymentError(self._failure(found) + (tail if lines else ""))
 
     def _settings_for_update(
         self, endpoint: Mapping[str, Any], config_name: str
@@ -1059,8 +1080,8 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
 
         An update without ``-C`` keeps the deployment as it is (instance type and count,
         serverless settings, asynchronous output, data capture, execution role, VPC, extra
-        environment, KMS key), changing only the package. Giving any variant option replaces
-        the variant with the options given.
+        environment and tags, KMS key), changing only the package. Giving any variant option
+        replaces the variant with the options given.
         """
         sm = self._sm()
         try:
@@ -1074,9 +1095,11 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
         if variant.get("ModelName"):
             with contextlib.suppress(Exception):
                 model = sm.describe_model(ModelName=variant["ModelName"])
+        tags = self._tags(current["EndpointConfigArn"]) if current.get("EndpointConfigArn") else {}
         return self.config.inherit(
             endpoint_config=current,
             model=model,
+            tags={k: v for k, v in tags.items() if not k.startswith("modelport:")},
             instance_count=(endpoint.get("ProductionVariants") or [{}])[0].get(
                 "CurrentInstanceCount"
             ),
@@ -1327,12 +1350,17 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
         content_type: str,
         accept: str | None,
     ) -> tuple[bytes, str]:
-        """Put the request in S3, invoke asynchronously, wait for the answer object."""
+        """Put the request in S3, invoke asynchronously, wait for the answer object.
+
+        The request object, and the answer (or failure) object once read, are removed: a
+        ``predict`` leaves nothing in the bucket.
+        """
         s3 = self.aws.client("s3")
         output = config["AsyncInferenceConfig"]["OutputConfig"]["S3OutputPath"]
         bucket, key_prefix = _split_s3(output.rstrip("/") + "/")
         key = f"{key_prefix}modelport-requests/{uuid.uuid4().hex}"
         s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+        landed: list[tuple[str, bool]] = []
         try:
             answer = self.aws.client("sagemaker-runtime").invoke_endpoint_async(
                 EndpointName=name,
@@ -1340,73 +1368,127 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
                 InputLocation=f"s3://{bucket}/{key}",
                 **({"Accept": accept} if accept else {}),
             )
-            out_bucket, out_key = _split_s3(answer["OutputLocation"])
-            failure = answer.get("FailureLocation")
+            places = [(str(answer["OutputLocation"]), False)]
+            if answer.get("FailureLocation"):
+                places.append((str(answer["FailureLocation"]), True))
 
-            def landed() -> Seen:
-                for where, failed in ((answer["OutputLocation"], False), (failure, True)):
-                    if not where:
-                        continue
-                    b, k = _split_s3(where)
+            def arrived() -> bool:
+                for where, failed in places:
                     try:
-                        s3.head_object(Bucket=b, Key=k)
+                        s3.head_object(Bucket=_split_s3(where)[0], Key=_split_s3(where)[1])
                     except Exception as exc:
                         if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                             continue
                         raise
-                    if failed:
-                        text = (
-                            s3.get_object(Bucket=b, Key=k)["Body"].read().decode(errors="replace")
-                        )
-                        return Seen(failed=f"the asynchronous request failed: {text[:500]}")
-                    return Seen(done=True)
-                return Seen(status="pending")
+                    landed.append((where, failed))
+                    return True
+                return False
 
             wait_until(
-                landed,
+                arrived,
                 what=f"the answer of {name} at {answer['OutputLocation']}",
                 timeout_s=ASYNC_ANSWER_TIMEOUT_S,
                 interval_s=0.1,
                 max_interval_s=5.0,
             )
-            result = s3.get_object(Bucket=out_bucket, Key=out_key)
+            where, failed = landed[0]
+            result = s3.get_object(Bucket=_split_s3(where)[0], Key=_split_s3(where)[1])
+            raw = result["Body"].read()
         finally:
             with contextlib.suppress(Exception):
                 s3.delete_object(Bucket=bucket, Key=key)
-        return result["Body"].read(), str(result.get("ContentType") or "")
+            for where, _ in landed:
+                with contextlib.suppress(Exception):
+                    s3.delete_object(Bucket=_split_s3(where)[0], Key=_split_s3(where)[1])
+        if failed:
+            raise self._async_failure(name, raw)
+        return raw, str(result.get("ContentType") or "")
 
-    def _log_lines(self, name: str, tail: int | None) -> builtins.list[str]:
-        """The endpoint's CloudWatch log lines, oldest first (none when it has no log yet)."""
+    @staticmethod
+    def _async_failure(name: str, raw: bytes) -> Exception:
+        """An asynchronous request's failure object as modelport's error.
+
+        The container's error answer is modelport's JSON error (``error_code``, ``message``):
+        a request error is an :class:`InputError`, a failure of the model a ``ModelError``.
+        """
+        text = raw.decode("utf-8", "replace")
+        code, message = "", text[:500]
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            found = json.loads(text)
+            code = str(found.get("error_code") or "")
+            message = str(found.get("message") or message)
+        if code in ("BAD_REQUEST", "INVALID_PARAMETER_VALUE", "REQUEST_LIMIT_EXCEEDED"):
+            return InputError(message)
+        if code == "INTERNAL_ERROR":
+            return ModelError(message)
+        return DeploymentError(f"the asynchronous request to {name} failed: {message}")
+
+    def _log_streams(self, name: str) -> builtins.list[str]:
+        """The endpoint's log streams (one per instance), most recently written first."""
         logs = self.aws.client("logs")
-        group = LOG_GROUP.format(name=name)
+        found = logs.describe_log_streams(
+            logGroupName=LOG_GROUP.format(name=name),
+            orderBy="LastEventTime",
+            descending=True,
+            limit=50,
+        )
+        return [str(s["logStreamName"]) for s in found.get("logStreams") or []]
+
+    def _stream_events(
+        self, name: str, stream: str, tail: int | None
+    ) -> builtins.list[tuple[int, str]]:
+        """A stream's (timestamp, message) pairs, oldest first: its last ``tail``, or all."""
+        logs = self.aws.client("logs")
+        params: dict[str, Any] = {
+            "logGroupName": LOG_GROUP.format(name=name),
+            "logStreamName": stream,
+            "startFromHead": tail is None,
+        }
+        if tail is not None:
+            page = logs.get_log_events(**params, limit=tail)
+            return [(int(e["timestamp"]), str(e["message"])) for e in page.get("events") or []]
+        messages: builtins.list[tuple[int, str]] = []
+        while True:  # forward from the head, until the token stops moving
+            page = logs.get_log_events(**params)
+            messages += [(int(e["timestamp"]), str(e["message"])) for e in page.get("events") or []]
+            token = page.get("nextForwardToken")
+            if not page.get("events") or not token or token == params.get("nextToken"):
+                return messages
+            params["nextToken"] = token
+
+    def _log_lines(
+        self,
+        name: str,
+        tail: int | None,
+        *,
+        strict: bool = False,
+        skip_streams: Collection[str] = (),
+    ) -> builtins.list[str]:
+        """The endpoint's CloudWatch log lines, ``[stream] message``, oldest first.
+
+        Args:
+            name: the endpoint.
+            tail: how many lines at most (None: all).
+            strict: raise what AWS refuses (``logs``); else a failure to read gives no lines (a
+                log tail added to another error must not hide that error).
+            skip_streams: streams to leave out (those of instances older than an update).
+        """
         try:
-            streams = (
-                logs.describe_log_streams(
-                    logGroupName=group, orderBy="LastEventTime", descending=True, limit=50
-                ).get("logStreams")
-                or []
-            )
-            events: list[tuple[int, str, str]] = []
-            for stream in streams:
-                params: dict[str, Any] = {
-                    "logGroupName": group,
-                    "logStreamName": stream["logStreamName"],
-                    "startFromHead": tail is None,
-                }
-                if tail is not None:
-                    params["limit"] = tail
-                page = logs.get_log_events(**params)
-                events += [
-                    (int(e["timestamp"]), stream["logStreamName"], str(e["message"]))
-                    for e in page.get("events") or []
-                ]
+            streams = [s for s in self._log_streams(name) if s not in skip_streams]
+            # By time, then stream, then place in its stream: lines of one millisecond keep
+            # the order they were written in.
+            events = [
+                (stamp, rank, index, stream, message)
+                for rank, stream in enumerate(streams)
+                for index, (stamp, message) in enumerate(self._stream_events(name, stream, tail))
+            ]
         except Exception as exc:
             if error_code(exc) == "ResourceNotFoundException":
                 return []
-            if AWS_ERRORS.translate(exc, "reading the log") is None:
+            if strict or AWS_ERRORS.translate(exc, "reading the log") is None:
                 raise
             return []
-        lines = [f"[{stream}] {message.rstrip()}" for _, stream, message in sorted(events)]
+        lines = [f"[{stream}] {message.rstrip()}" for *_, stream, message in sorted(events)]
         return lines[-tail:] if tail else ([] if tail == 0 else lines)
 
     @AWS_ERRORS.translated("reading a sagemaker deployment's log")
@@ -1414,4 +1496,4 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
         """The endpoint's CloudWatch log lines (every instance's stream), oldest first."""
         self.check_name(name)
         self._ours(name)
-        return iter(self._log_lines(name, tail))
+        return iter(self._log_lines(name, tail, strict=True))
