@@ -40,6 +40,7 @@ from sagemaker_support import (
 
 from modelport.deployers import connect
 from modelport.deployers.base import DeploymentStatus
+from modelport.deployers.kit.progress import Progress, ProgressEvent
 from modelport.deployers.kit.rollout import FailpointTriggered, failpoint
 from modelport.deployers.kit.waiting import wait_until
 from modelport.errors import (
@@ -501,6 +502,7 @@ def test_an_update_without_options_keeps_the_deployments_settings(
         security_groups='["sg-1"]',
         data_capture_s3=f"s3://{BUCKET}/capture",
         data_capture_percent="25",
+        tags='{"team": "risk"}',
     ).create("keep", v1)
     aws.clear_calls()
     # No role, no variant: only the image (a given image is not a setting kept; without it the
@@ -509,7 +511,7 @@ def test_an_update_without_options_keeps_the_deployments_settings(
 
     bare.update("keep", v2)
 
-    tags = modelport_tags(v2, "keep", 2)
+    tags = {"team": "risk", **modelport_tags(v2, "keep", 2)}
     model = _only_call(aws, "sagemaker", "CreateModel")
     assert model["ExecutionRoleArn"] == ROLE
     assert model["PrimaryContainer"]["Environment"] == {
@@ -582,6 +584,22 @@ def test_autoscaling_is_made_kept_changed_and_removed(
     target.delete("auto")
     assert _scaling(aws, "auto") == ([], [])
     assert resources(aws, "auto") == NOTHING
+
+
+def test_an_update_to_serverless_drops_autoscaling_and_says_so(
+    aws: FakeAWS, home: Path, packages: dict[str, Package]
+) -> None:
+    sagemaker_target(min_instances="1", max_instances="3").create("tosls", packages["v1"])
+    events: list[ProgressEvent] = []
+    serverless = sagemaker_target(serverless_memory_mb="2048")
+    serverless.progress = Progress(events.append)
+    serverless.update("tosls", packages["v2"])
+    assert [e.message for e in events if e.kind == "warn"] == [
+        "tosls becomes serverless: its autoscaling (1-3 instances) is removed"
+    ]
+    assert _scaling(aws, "tosls") == ([], [])
+    assert "autoscaling" not in serverless.get("tosls").details
+    _assert_serves(serverless, "tosls", packages["v2"])
 
 
 def test_a_create_failing_after_autoscaling_leaves_nothing(
