@@ -5,6 +5,7 @@
 - ``aws``: that fake, reset, with process hosts, and its environment (``AWS_ENDPOINT_URL``,
   credentials, region...) set for the test; after the test every host is stopped and the
   test fails if one of their processes is still there.
+- ``packages``: the ``v1`` (scale 1) and ``v2`` (scale 2) test packages, loaded once per module;
 - ``fake_aws_containers``: the same with container hosts (the model's image run by podman);
   skipped without containers, a failure where ``MODELPORT_REQUIRE_CONTAINERS=1``; after the test
   every container is removed and the test fails if one of them is still there.
@@ -16,9 +17,12 @@ import contextlib
 import os
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fake_aws import FakeAWS
+
+from modelport.model_format.package import Package, load
 
 
 @pytest.fixture(scope="session")
@@ -91,3 +95,12 @@ def fake_aws_containers(fake_aws: FakeAWS, monkeypatch: pytest.MonkeyPatch) -> I
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
     assert not left, f"containers outlived the test: {[c.name for c in left]}"
+
+
+@pytest.fixture(scope="module")
+def packages(package_paths: dict[str, Path]) -> Iterator[dict[str, Package]]:
+    """The ``v1`` (scale 1) and ``v2`` (scale 2) test packages, loaded."""
+    loaded = {key: load(path) for key, path in package_paths.items()}
+    yield loaded
+    for package in loaded.values():
+        package.close()

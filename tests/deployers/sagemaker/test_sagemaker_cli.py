@@ -14,7 +14,6 @@ import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,21 +35,13 @@ from sagemaker_support import (
 )
 
 from modelport.deployers.kit.waiting import wait_until
-from modelport.model_format.package import Package, load
+from modelport.model_format.package import Package
 
 MODELPORT = str(Path(sys.executable).parent / "modelport")
 README = Path(__file__).resolve().parents[3] / "README.md"
 TARGET = f"sagemaker:/{REGION}"
 #: The create options every deploy here gives (the process hosts ignore the image).
 CREATE = ("-C", f"role_arn={ROLE}", "-C", f"image_uri={IMAGE}", "-C", "startup_timeout=120")
-
-
-@pytest.fixture(scope="module")
-def packages(package_paths: dict[str, Path]) -> Iterator[dict[str, Package]]:
-    loaded = {key: load(path) for key, path in package_paths.items()}
-    yield loaded
-    for package in loaded.values():
-        package.close()
 
 
 @pytest.fixture
@@ -209,6 +200,8 @@ def test_a_dry_run_prints_every_call_and_makes_none(
     assert json.loads(params["s3.put_object"]) == {
         "Bucket": BUCKET,
         "Key": "modelport/dry/g1/model.tar.gz",
+        "IfNoneMatch": "*",
+        "ExpectedBucketOwner": ACCOUNT,
         "ServerSideEncryption": "AES256",
         "Metadata": {"package-digest": v1.digest, "sha256": "<sha256 of the archive>"},
     }
@@ -299,7 +292,7 @@ def test_the_readmes_sagemaker_commands_work_as_written(
     ran: list[str] = []
     name = region = ""
     for line in commands:
-        words = shlex.split(line)
+        words = shlex.split(line, comments=True)
         assert words[0] == "modelport", line
         args = [files.get(w, w) for w in words[1:]]
         verb = args[0] if args[0] != "deployments" else f"deployments {args[1]}"

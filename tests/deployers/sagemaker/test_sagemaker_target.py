@@ -15,7 +15,6 @@ import base64
 import hashlib
 import io
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,7 @@ from modelport.errors import (
     PermissionDeniedError,
     QuotaExceededError,
 )
-from modelport.model_format.package import Package, load
+from modelport.model_format.package import Package
 
 #: What the fake's SageMaker says of a container that never answered /ping.
 HEALTH_CHECK = (
@@ -62,15 +61,6 @@ HEALTH_CHECK = (
 REFUSED_ENV = '{"MODELPORT_MAX_BATCH_SIZE": "0"}'
 REFUSAL = "Error: MODELPORT_MAX_BATCH_SIZE: must be at least 1, got 0"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
-
-
-@pytest.fixture(scope="module")
-def packages(package_paths: dict[str, Path]) -> Iterator[dict[str, Package]]:
-    """The ``v1`` (scale 1) and ``v2`` (scale 2) test packages, loaded."""
-    loaded = {key: load(path) for key, path in package_paths.items()}
-    yield loaded
-    for package in loaded.values():
-        package.close()
 
 
 def _describe(fake: FakeAWS, kind: str, name: str) -> dict[str, Any]:
@@ -294,7 +284,12 @@ def test_create_makes_exactly_these_resources(
         "DestinationS3Uri": f"s3://{BUCKET}/capture",
         "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
     }
-    asynchronous = {"OutputConfig": {"S3OutputPath": f"s3://{BUCKET}/async-out"}}
+    asynchronous = {
+        "OutputConfig": {
+            "S3OutputPath": f"s3://{BUCKET}/async-out",
+            "S3FailurePath": f"s3://{BUCKET}/async-out/failures",
+        }
+    }
     if kind == "real-time":
         config_sent["DataCaptureConfig"] = capture
     if kind == "async":
@@ -738,6 +733,8 @@ def test_a_guarded_update_rolled_back_by_an_alarm(
                     "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10},
                 },
                 "TerminationWaitInSeconds": 0,
+                # The start (120 s) and two bakes of 1 s, raised to SageMaker's least: 600.
+                "MaximumExecutionTimeoutInSeconds": 600,
             },
             "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "errors"}]},
         },
@@ -936,7 +933,7 @@ def test_an_async_endpoint_is_asked_through_s3(
     # An update keeps the asynchronous output.
     sagemaker_target().update("queued", v2)
     assert _describe(aws, "config", "queued-g2")["AsyncInferenceConfig"] == {
-        "OutputConfig": {"S3OutputPath": output}
+        "OutputConfig": {"S3OutputPath": output, "S3FailurePath": f"{output}/failures"}
     }
     assert same_predictions(target.predict("queued", PAYLOAD), expected(v2))
 

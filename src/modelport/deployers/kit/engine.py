@@ -339,6 +339,12 @@ class Engine:
         """Check that the engine answers (``GET /_ping``)."""
         self._call("GET", "/_ping")
 
+    def architecture(self) -> str:
+        """The engine's CPU architecture as images name it (``amd64``, ``arm64``)."""
+        found = self._call("GET", "/version") or {}
+        arch = str(found.get("Arch") or "") if isinstance(found, dict) else ""
+        return {"x86_64": "amd64", "aarch64": "arm64"}.get(arch, arch)
+
     def image(self, ref: str) -> dict[str, Any] | None:
         """The image's inspection (``Id``, ``Config.Labels``, ...), or None when it is absent."""
         try:
@@ -372,6 +378,7 @@ class Engine:
         target: str | None = None,
         labels: Mapping[str, str] | None = None,
         buildargs: Mapping[str, str] | None = None,
+        platform: str | None = None,
         on_output: Callable[[str], None] | None = None,
     ) -> str:
         """Build an image from the directory ``context``; returns the image's id.
@@ -383,12 +390,15 @@ class Engine:
             target: the stage to build; default the last.
             labels: labels to add to the image.
             buildargs: values of the Dockerfile's ``ARG``s.
+            platform: the platform to build for (``linux/amd64``); default the engine's own.
             on_output: receives each non-empty line of the build's output.
 
         Raises:
             EngineError: the build failed (the message ends with its last lines of output).
         """
         query = {"t": tag, "dockerfile": dockerfile, "rm": "1", "forcerm": "1"}
+        if platform:
+            query["platform"] = platform
         if target:
             query["target"] = target
         if labels:

@@ -325,6 +325,7 @@ class RuntimeContext:
 
     context: BuildContext
     key: str
+    platform: str | None = None
 
     @property
     def ref(self) -> str:
@@ -340,13 +341,15 @@ def runtime_context(
     base_image: str | None = None,
     index_url: str | None = None,
     pip_cert: Path | None = None,
+    platform: str | None = None,
     progress: Progress | None = None,
 ) -> Iterator[RuntimeContext]:
     """Write the package's build context in a temporary directory and compute its runtime key.
 
     The key says which runtime image the package needs before anything is built: a target
     that keeps runtime images in a registry asks it for the key and builds nothing when it is
-    there. The directory is removed when the block ends.
+    there. The directory is removed when the block ends. ``platform`` (``linux/arm64``) builds
+    for another platform than the engine's, and is part of the key.
 
     Raises:
         PackageError: the package fails verification.
@@ -363,7 +366,10 @@ def runtime_context(
         )
         # Keyed on the package-independent stages only: packages that need the same runtime
         # share one runtime image.
-        yield RuntimeContext(context, runtime_key(engine, context))
+        key = runtime_key(engine, context)
+        if platform:
+            key = hashlib.sha256(f"{key}\0{platform}".encode()).hexdigest()[:20]
+        yield RuntimeContext(context, key, platform)
 
 
 def build_runtime_image(
@@ -390,6 +396,7 @@ def build_runtime_image(
             tag=prepared.ref,
             target="runtime",
             labels={LABEL_RUNTIME: prepared.key},
+            platform=prepared.platform,
         )
     return RuntimeImage(prepared.ref, prepared.key, context.base_image, reused)
 

@@ -20,6 +20,10 @@ from modelport.errors import MissingDependencyError, UsageError
 TARGET = "sagemaker"
 #: botocore's retry mode and attempts: throttling and transient errors back off and retry.
 RETRIES = {"mode": "standard", "max_attempts": 10}
+#: A prediction is not idempotent: asked again at most once, and answered within SageMaker's
+#: 60 s limit (plus the way there and back).
+RUNTIME_RETRIES = {"mode": "standard", "max_attempts": 2}
+RUNTIME_READ_TIMEOUT_S = 70
 
 _THROTTLED = {
     "ThrottlingException",
@@ -50,9 +54,17 @@ _NOT_FOUND = {
     "NotFound",
     "RepositoryNotFoundException",
     "ImageNotFoundException",
-    "ObjectNotScalableException",
+    "ObjectNotFoundException",
 }
-_CONFLICT = {"ResourceInUse", "ConflictException", "BucketAlreadyExists", "ConcurrentUpdate"}
+_CONFLICT = {
+    "ResourceInUse",
+    "ConflictException",
+    "BucketAlreadyExists",
+    "BucketAlreadyOwnedByYou",
+    "RepositoryAlreadyExistsException",
+    "ConcurrentUpdateException",
+    "PreconditionFailed",
+}
 _NOT_AUTHORIZED = re.compile(r"not authorized to perform: (\S+)(?: on resource: (\S+))?")
 #: Which option a request field in a ValidationException comes from.
 _FIELD_OPTIONS = {
@@ -107,7 +119,9 @@ def _classify_client_error(exc: Any) -> Classified:
         return Classified(Kind.NOT_FOUND, detail)
     if code in _CONFLICT or "already existing" in message or "in-progress" in message:
         return Classified(Kind.CONFLICT, detail)
-    if code in ("ValidationException", "InvalidParameterValue", "InvalidParameterException"):
+    # sagemaker-runtime says ValidationError where the control plane says ValidationException.
+    validation = ("ValidationException", "ValidationError", "InvalidParameterValue")
+    if code in (*validation, "InvalidParameterException"):
         options = sorted({o for f, o in _FIELD_OPTIONS.items() if f in message})
         hint = (
             "check " + ", ".join(f"-C {o}" for o in options)
@@ -188,29 +202,59 @@ class Aws:
         region = region or session.region_name
         if not region:
             raise UsageError("no AWS region is set for the sagemaker target", hint=REGION_HINT)
+        self._config_class = Config
         self._config = Config(retries=dict(RETRIES), user_agent_extra="modelport")
         if assume_role_arn:
-            with AWS_ERRORS.translating(f"assuming the role {assume_role_arn}"):
-                sts = session.client("sts", region_name=region, config=self._config)
-                found = sts.assume_role(
-                    RoleArn=assume_role_arn, RoleSessionName=f"modelport-{os.getpid()}"
-                )["Credentials"]
-            session = boto3.Session(
-                aws_access_key_id=found["AccessKeyId"],
-                aws_secret_access_key=found["SecretAccessKey"],
-                aws_session_token=found["SessionToken"],
-                region_name=region,
-            )
+            session = self._assumed(session, assume_role_arn, region)
         self.session = session
         self.region = region
         self._clients: dict[str, Any] = {}
         self._account: str | None = None
 
+    def _assumed(self, source: Any, role_arn: str, region: str) -> Any:
+        """A session with ``role_arn``'s credentials: assumed on first use, renewed in time.
+
+        A deploy may outlive the hour STS's credentials last.
+        """
+        import boto3
+        import botocore.session
+        from botocore.credentials import (
+            AssumeRoleCredentialFetcher,
+            DeferredRefreshableCredentials,
+        )
+
+        with AWS_ERRORS.translating(f"assuming the role {role_arn}"):
+            credentials = source.get_credentials()
+            if credentials is None:
+                raise UsageError(
+                    f"no credentials to assume {role_arn} with",
+                    hint="set AWS credentials (aws configure, AWS_PROFILE or -C profile)",
+                )
+            fetcher = AssumeRoleCredentialFetcher(
+                client_creator=source._session.create_client,
+                source_credentials=credentials,
+                role_arn=role_arn,
+                extra_args={"RoleSessionName": f"modelport-{os.getpid()}"},
+            )
+            core = botocore.session.Session()
+            core._credentials = DeferredRefreshableCredentials(
+                method="assume-role", refresh_using=fetcher.fetch_credentials
+            )
+            return boto3.Session(botocore_session=core, region_name=region)
+
     def client(self, service: str) -> Any:
         """The boto3 client of ``service`` (``sagemaker``, ``s3``, ...), made once."""
         if service not in self._clients:
+            config = self._config
+            if service == "sagemaker-runtime":
+                config = config.merge(
+                    self._config_class(
+                        retries=dict(RUNTIME_RETRIES),
+                        read_timeout=RUNTIME_READ_TIMEOUT_S,
+                    )
+                )
             self._clients[service] = self.session.client(
-                service, region_name=self.region, config=self._config
+                service, region_name=self.region, config=config
             )
         return self._clients[service]
 

@@ -17,11 +17,17 @@ SERVERLESS_MAX_CONCURRENCY = 200
 #: The most alarms an AutoRollbackConfiguration takes, and the longest bake between steps.
 MAX_ROLLBACK_ALARMS = 10
 MAX_WAIT_INTERVAL_S = 3600
-_TRAFFIC = re.compile(r"^(?P<kind>canary|linear):(?P<percent>\d{1,2}):(?P<wait>\d+)$")
+#: The longest a blue/green deployment may run (MaximumExecutionTimeoutInSeconds).
+MAX_SHIFT_S = 28800
+_ALL_AT_ONCE = re.compile(r"^all_at_once(?::(?P<wait>\d+))?$")
+_STEPPED = re.compile(r"^(?P<kind>canary|linear):(?P<percent>\d{1,3}):(?P<wait>\d+)$")
 _S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
-_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9][a-z0-9-]*\.[a-z0-9]+$")
+#: Tags SageMaker takes per resource, and how many of them modelport's own facts use.
+MAX_TAGS = 50
+OWN_TAGS = 9
 
 
 @dataclass(frozen=True)
@@ -30,8 +36,9 @@ class Traffic:
 
     Attributes:
         kind: ``all_at_once``, ``canary`` or ``linear``.
-        percent: the canary's share, or each linear step's (1-99).
-        wait_s: how long each step bakes before the next (alarms are watched meanwhile).
+        percent: the canary's share (1-50), or each linear step's (10-50).
+        wait_s: how long each step bakes before the next: the alarms are watched meanwhile
+            (``all_at_once:<wait_s>``: after the switch, before the old fleet goes).
     """
 
     kind: Literal["all_at_once", "canary", "linear"] = "all_at_once"
@@ -40,31 +47,44 @@ class Traffic:
 
     @classmethod
     def parse(cls, text: str) -> Traffic:
-        """``all_at_once``, ``canary:<percent>:<wait_s>`` or ``linear:<percent>:<wait_s>``.
+        """``all_at_once[:<wait_s>]``, ``canary:<percent>:<wait_s>`` or ``linear:...``.
 
         Raises:
             ValueError: anything else, or values SageMaker refuses.
         """
-        if text == "all_at_once":
-            return cls()
-        match = _TRAFFIC.match(text)
+        match = _ALL_AT_ONCE.match(text) or _STEPPED.match(text)
         if match is None:
             raise ValueError(
-                f"traffic must be all_at_once, canary:<percent>:<wait_s> or "
+                f"traffic must be all_at_once[:<wait_s>], canary:<percent>:<wait_s> or "
                 f"linear:<percent>:<wait_s>, got {text!r}"
             )
-        percent, wait_s = int(match["percent"]), int(match["wait"])
-        if not 1 <= percent <= 99:
-            raise ValueError(f"traffic: the percent must be 1-99, got {percent}")
+        wait_s = int(match["wait"] or 0)
         if wait_s > MAX_WAIT_INTERVAL_S:
             raise ValueError(f"traffic: the wait must be at most {MAX_WAIT_INTERVAL_S} s")
+        if match.re is _ALL_AT_ONCE:
+            return cls("all_at_once", 0, wait_s)
+        percent = int(match["percent"])
+        # SageMaker's limits (TrafficRoutingConfig): a canary of at most half the fleet, linear
+        # steps of 10-50 %.
+        low = 1 if match["kind"] == "canary" else 10
+        if not low <= percent <= 50:
+            raise ValueError(f"traffic: a {match['kind']} step must be {low}-50 %, got {percent}")
         kind: Literal["canary", "linear"] = "canary" if match["kind"] == "canary" else "linear"
         return cls(kind, percent, wait_s)
+
+    @property
+    def steps(self) -> int:
+        """How many bakes the shift has (each ``wait_s`` long)."""
+        if self.kind == "canary":
+            return 2  # the canary, then the rest
+        if self.kind == "linear":
+            return -(-100 // self.percent)
+        return 1 if self.wait_s else 0
 
     def routing(self) -> dict[str, Any]:
         """SageMaker's ``TrafficRoutingConfiguration`` for it."""
         if self.kind == "all_at_once":
-            return {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0}
+            return {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": self.wait_s}
         size_key = "CanarySize" if self.kind == "canary" else "LinearStepSize"
         return {
             "Type": self.kind.upper(),
@@ -193,8 +213,9 @@ class SageMakerConfig:
     traffic: str = field(
         default="all_at_once",
         metadata={
-            "help": "How an update shifts traffic: all_at_once, canary:<percent>:<wait_s> or "
-            "linear:<percent>:<wait_s> (SageMaker's blue/green guardrails)."
+            "help": "How an update shifts traffic: all_at_once[:<bake_s>], "
+            "canary:<percent 1-50>:<wait_s> or linear:<percent 10-50>:<wait_s> (SageMaker's "
+            "blue/green guardrails; rollback_alarms are watched while it bakes)."
         },
     )
     rollback_alarms: list[str] = field(
@@ -283,9 +304,32 @@ class SageMakerConfig:
             if self.target_invocations_per_instance <= 0:
                 found.append("target_invocations_per_instance must be positive")
         try:
-            Traffic.parse(self.traffic)
+            traffic = Traffic.parse(self.traffic)
         except ValueError as exc:
             found.append(str(exc))
+        else:
+            if traffic.steps * traffic.wait_s > MAX_SHIFT_S:
+                found.append(
+                    f"traffic: the shift bakes {traffic.steps} x {traffic.wait_s} s, more than "
+                    f"SageMaker's {MAX_SHIFT_S} s for a whole deployment"
+                )
+            if self.rollback_alarms and not traffic.wait_s:
+                found.append(
+                    "rollback_alarms need a time to watch them: traffic=all_at_once:<wait_s>, "
+                    "canary:<percent>:<wait_s> or linear:<percent>:<wait_s>"
+                )
+            if self.serverless and (traffic.kind != "all_at_once" or self.rollback_alarms):
+                found.append(
+                    "serverless endpoints take no deployment guardrails (traffic, "
+                    "rollback_alarms): SageMaker offers them for real-time and async ones"
+                )
+        if len(self.tags) > MAX_TAGS - OWN_TAGS:
+            found.append(f"tags: at most {MAX_TAGS - OWN_TAGS} (modelport uses {OWN_TAGS})")
+        for key, value in self.tags.items():
+            if key.lower().startswith("aws:") or key.startswith("modelport:"):
+                found.append(f"tags: {key!r} is reserved")
+            elif not 1 <= len(key) <= 128 or len(value) > 256:
+                found.append(f"tags: {key!r}: keys are 1-128 characters, values at most 256")
         if len(self.rollback_alarms) > MAX_ROLLBACK_ALARMS:
             found.append(f"rollback_alarms takes at most {MAX_ROLLBACK_ALARMS} alarms")
         if self.startup_timeout <= 0:

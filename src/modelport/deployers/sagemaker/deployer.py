@@ -21,7 +21,8 @@ exact request of every call, and each step has a failpoint. ``update`` makes gen
 ``N+1`` beside ``N`` and calls ``UpdateEndpoint`` (SageMaker's blue/green, with its canary or
 linear traffic shifting and alarm rollback when asked); when SageMaker rolls back, the update
 fails with its reason and removes what it made; on success the old generation is deleted unless
-``keep_old``. Every resource is tagged (:func:`~modelport.deployers.kit.naming.labels`), and
+``keep_old``. Every SageMaker resource is tagged (:func:`~modelport.deployers.kit.naming.labels`;
+the S3 object carries the digest in its metadata), and
 SageMaker's own state is the only state: any machine with the credentials can ``get``, ``list``,
 ``predict``, ``logs``, ``update`` or ``delete``.
 """
@@ -35,7 +36,9 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import tempfile
+import time
 import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
@@ -62,6 +65,7 @@ from modelport.deployers.sagemaker.aws import AWS_ERRORS, TARGET, Aws, error_cod
 from modelport.deployers.sagemaker.config import SageMakerConfig
 from modelport.errors import (
     ConfigError,
+    ConflictError,
     DeploymentError,
     DeploymentExists,
     DeploymentNotFound,
@@ -75,6 +79,15 @@ if TYPE_CHECKING:
     from modelport.model_format.package import Package
 
 VARIANT = "AllTraffic"
+MAX_NAME = 54
+#: BlueGreenUpdatePolicy's MaximumExecutionTimeoutInSeconds range.
+MIN_EXECUTION_S, MAX_EXECUTION_S = 600, 28800
+#: How long a config just made may stay invisible to CreateEndpoint (eventual consistency).
+CONFIG_VISIBLE_S = 60.0
+#: Instance families on AWS Graviton (arm64): ml.c6g, ml.m7g, ml.r6gd, ml.c7gn...
+_GRAVITON = re.compile(r"^ml\.[a-z]+\d+g[a-z]*\.")
+#: The most events one GetLogEvents call returns.
+MAX_LOG_EVENTS = 10000
 JSON = "application/json"
 DEFAULT_INSTANCE_TYPE = "ml.m5.large"
 DEFAULT_MAX_CONCURRENCY = 5
@@ -169,6 +182,19 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
         super().__init__(config, **kwargs)
         self._aws: Aws | None = None
         self._engine: Engine | None = None
+
+    def check_name(self, name: str) -> None:
+        """The usual names, at most 54 characters: ``NAME-gN`` must stay whole within 63.
+
+        A longer name would be shortened with a hash in its models' and configs' names, which
+        then no longer contain it (SageMaker finds them by ``NameContains``).
+        """
+        super().check_name(name)
+        if len(name) > MAX_NAME:
+            raise UsageError(
+                f"invalid deployment name {name!r}: at most {MAX_NAME} characters on sagemaker "
+                f"(its resources are named {name}-g<generation>, within SageMaker's 63)"
+            )
 
     @classmethod
     def options_from_uri(cls, uri: str) -> dict[str, Any]:
@@ -326,7 +352,11 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             "Tags": _aws_tags(self._facts(gen.name, package, gen.number, config)),
         }
         if config.async_output_s3:
-            output: dict[str, Any] = {"S3OutputPath": config.async_output_s3}
+            output: dict[str, Any] = {
+                "S3OutputPath": config.async_output_s3,
+                # Without it a failed request writes nothing anywhere a caller can wait for.
+                "S3FailurePath": f"{config.async_output_s3.rstrip('/')}/failures",
+            }
             if config.async_sns_topic:
                 output["NotificationConfig"] = {
                     "SuccessTopic": config.async_sns_topic,
@@ -353,6 +383,10 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             "BlueGreenUpdatePolicy": {
                 "TrafficRoutingConfiguration": traffic.routing(),
                 "TerminationWaitInSeconds": 0,
+                # SageMaker's own deadline for the whole shift: the one this update waits for.
+                "MaximumExecutionTimeoutInSeconds": int(
+                    min(MAX_EXECUTION_S, max(MIN_EXECUTION_S, self._update_budget_s()))
+                ),
             }
         }
         if self.config.rollback_alarms:
@@ -387,9 +421,14 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
         }
         return target, policy
 
-    @staticmethod
-    def _put_params(gen: Generation, package: Package, config: SageMakerConfig) -> dict[str, Any]:
+    def _put_params(
+        self, gen: Generation, package: Package, config: SageMakerConfig
+    ) -> dict[str, Any]:
         extra: dict[str, Any] = {
+            # The upload claims its generation: a second deploy making the same one at once
+            # gets 412 instead of overwriting (and then deleting) this one's model data.
+            "IfNoneMatch": "*",
+            "ExpectedBucketOwner": self.aws.account,
             "ServerSideEncryption": "aws:kms" if config.kms_key else "AES256",
             "Metadata": {"package-digest": package.digest, "sha256": "<sha256 of the archive>"},
         }
@@ -423,13 +462,19 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
         def ensure(_: Mapping[str, Any]) -> str:
             s3 = self.aws.client("s3")
             try:
-                s3.head_bucket(Bucket=bucket)
+                # Someone else's bucket of that name is not ours to upload to.
+                s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=self.aws.account)
                 return bucket
             except Exception as exc:
                 if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
                     raise
             self.progress(f"creating the bucket {bucket}")
-            s3.create_bucket(**create)
+            try:
+                s3.create_bucket(**create)
+            except Exception as exc:
+                if error_code(exc) != "BucketAlreadyOwnedByYou":  # another deploy made it
+                    raise
+                return bucket
             s3.put_public_access_block(**private)
             s3.put_bucket_encryption(**encrypted)
             return bucket
@@ -441,7 +486,11 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             kind="bucket",
             details={
                 "calls": [
-                    _call("s3", "head_bucket", {"Bucket": bucket}),
+                    _call(
+                        "s3",
+                        "head_bucket",
+                        {"Bucket": bucket, "ExpectedBucketOwner": self.aws.account},
+                    ),
                     _call("s3", "create_bucket (only if missing)", create),
                     _call("s3", "put_public_access_block (only if missing)", private),
                     _call("s3", "put_bucket_encryption (only if missing)", encrypted),
@@ -472,14 +521,27 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
                 extra = {k: v for k, v in put.items() if k not in ("Bucket", "Key")}
                 extra["Metadata"] = {**put["Metadata"], "sha256": sha256}
                 extra["ChecksumSHA256"] = base64.b64encode(digest.digest()).decode()
-                with archive.open("rb") as body:
-                    self.aws.client("s3").put_object(
-                        Bucket=gen.bucket, Key=gen.key, Body=body, **extra
-                    )
+                try:
+                    with archive.open("rb") as body:
+                        self.aws.client("s3").put_object(
+                            Bucket=gen.bucket, Key=gen.key, Body=body, **extra
+                        )
+                except Exception as exc:
+                    if error_code(exc) != "PreconditionFailed":
+                        raise
+                    raise ConflictError(
+                        f"{gen.model_data_url} exists: another deploy of {gen.name!r} is making "
+                        f"generation {gen.number} right now",
+                        hint="wait for it to finish (modelport deployments get), then retry",
+                    ) from None
             return {"bucket": gen.bucket, "key": gen.key, "sha256": sha256}
 
         def remove(done: Mapping[str, str]) -> None:
-            self.aws.client("s3").delete_object(Bucket=done["bucket"], Key=done["key"])
+            if self._exists(lambda: self._sm().describe_model(ModelName=gen.model)):
+                raise DeploymentError(f"the model {gen.model} still uses it")
+            self.aws.client("s3").delete_object(
+                Bucket=done["bucket"], Key=done["key"], ExpectedBucketOwner=self.aws.account
+            )
 
         return Step(
             "upload-model",
@@ -492,7 +554,7 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             remove_with=lambda d: f"aws s3 rm s3://{d['bucket']}/{d['key']}",
         )
 
-    def _image_step(self, package: Package) -> Step:
+    def _image_step(self, package: Package, config: SageMakerConfig) -> Step:
         if self.config.image_uri:
             uri = self.config.image_uri
             return Step(
@@ -507,7 +569,7 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             "push-image",
             f"make sure ECR's {repository} holds the runtime image this package needs "
             "(built and pushed only when missing; shared: it stays)",
-            lambda _: self._ensure_image(package),
+            lambda _: self._ensure_image(package, config),
             kind="image",
             details={
                 "calls": [
@@ -537,7 +599,7 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             },
         )
 
-    def _ensure_image(self, package: Package) -> str:
+    def _ensure_image(self, package: Package, config: SageMakerConfig) -> str:
         """The runtime image's ECR URI, pinned to its digest: pushed only when ECR lacks it."""
         from modelport.deployers.kit import images
 
@@ -551,23 +613,32 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             self.progress(f"creating the ECR repository {repository}")
             # Tags are content keys, so mutable costs nothing; immutable would fail the second
             # of two deploys that push the same key at once.
-            ecr.create_repository(
-                repositoryName=repository,
-                imageTagMutability="MUTABLE",
-                imageScanningConfiguration={"scanOnPush": True},
-                tags=[{"Key": TAG_TARGET, "Value": TARGET}],
-            )
+            try:
+                ecr.create_repository(
+                    repositoryName=repository,
+                    imageTagMutability="MUTABLE",
+                    imageScanningConfiguration={"scanOnPush": True},
+                    tags=[{"Key": TAG_TARGET, "Value": TARGET}],
+                )
+            except Exception as exc:  # another deploy made it meanwhile: as good
+                if error_code(exc) != "RepositoryAlreadyExistsException":
+                    raise
         auth = ecr.get_authorization_token()["authorizationData"][0]
         registry = str(auth["proxyEndpoint"]).removeprefix("https://").removeprefix("http://")
         pip_cert = self.config.pip_cert or (
             Path(os.environ["PIP_CERT"]) if os.environ.get("PIP_CERT") else None
         )
+        with images.ENGINE_ERRORS.translating("asking the container engine its architecture"):
+            native = self.engine.architecture()
+        wanted = self._architecture(config)
         with images.runtime_context(
             self.engine,
             package,
             base_image=self.config.base_image,
             index_url=self.config.index_url,
             pip_cert=pip_cert,
+            # The instances' architecture, not the builder's (an arm64 laptop, say).
+            platform=None if native == wanted else f"linux/{wanted}",
             progress=self.progress,
         ) as prepared:
             remote = f"{registry}/{repository}"
@@ -586,6 +657,12 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             progress=self.progress,
         )
         return pushed.pinned
+
+    @staticmethod
+    def _architecture(config: SageMakerConfig) -> str:
+        """What the endpoint's instances run: arm64 on Graviton types (ml.c7g...), else amd64."""
+        instance = config.instance_type or DEFAULT_INSTANCE_TYPE
+        return "arm64" if not config.serverless and _GRAVITON.match(instance) else "amd64"
 
     def _ecr_digest(self, repository: str, tag: str) -> str | None:
         try:
@@ -616,7 +693,7 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             "create-model",
             f"create the SageMaker model {gen.model}",
             create,
-            undo=lambda model: sm().delete_model(ModelName=model),
+            undo=lambda model: self._undo_model(gen),
             kind="model",
             details={
                 "calls": [
@@ -654,7 +731,7 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             "create-endpoint-config",
             f"create the endpoint config {gen.model} ({kind})",
             create,
-            undo=lambda config: sm().delete_endpoint_config(EndpointConfigName=config),
+            undo=lambda _: self._undo_config(gen),
             kind="endpoint-config",
             details={"calls": [_call("sagemaker", "create_endpoint_config", params)]},
             resource=lambda c: f"the endpoint config {c}",
@@ -663,7 +740,77 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             ),
         )
 
-    def _wait_settled(self, name: str, *, what: str) -> dict[str, Any]:
+    # --- undoing a generation, never from under an endpoint ---------------------------------
+
+    @staticmethod
+    def _exists(describe: Any) -> bool:
+        try:
+            describe()
+        except Exception as exc:
+            if "Could not find" in str(exc):
+                return False
+            raise
+        return True
+
+    def _undo_config(self, gen: Generation) -> None:
+        """Delete the generation's endpoint config, unless the endpoint uses or may use it.
+
+        SageMaker forbids deleting a config while CreateEndpoint or UpdateEndpoint runs on it:
+        when an earlier undo could not stop the endpoint, the config (and so its model and
+        upload) is left behind and reported, not pulled from under it.
+        """
+        found = self._describe_endpoint(gen.name)
+        if found is not None and (
+            found.get("EndpointConfigName") == gen.model
+            or found.get("EndpointStatus") not in _SETTLED
+        ):
+            raise DeploymentError(
+                f"the endpoint {gen.name} ({found.get('EndpointStatus')}) may still use it"
+            )
+        self._sm().delete_endpoint_config(EndpointConfigName=gen.model)
+
+    def _undo_model(self, gen: Generation) -> None:
+        """Delete the generation's model, unless its endpoint config is still there."""
+        sm = self._sm()
+        if self._exists(lambda: sm.describe_endpoint_config(EndpointConfigName=gen.model)):
+            raise DeploymentError(f"the endpoint config {gen.model} still uses it")
+        sm.delete_model(ModelName=gen.model)
+
+    def _call_when_config_visible(self, call: Any, gen: Generation) -> None:
+        """Make ``call`` (CreateEndpoint, UpdateEndpoint), again while its config is unseen.
+
+        SageMaker reads endpoint configs eventually consistently: one just made may be "not
+        found" for a moment.
+        """
+
+        def attempt() -> Seen:
+            try:
+                call()
+            except Exception as exc:
+                text = str(exc)
+                if "Could not find endpoint configuration" in text or (
+                    "Could not find" in text and gen.model in text
+                ):
+                    return Seen(status="its endpoint config is not visible yet")
+                raise
+            return Seen(done=True)
+
+        wait_until(
+            attempt,
+            what=f"SageMaker to see the endpoint config {gen.model}",
+            timeout_s=CONFIG_VISIBLE_S,
+            interval_s=0.5,
+            max_interval_s=5.0,
+        )
+
+    def _update_budget_s(self) -> float:
+        """How long an update may take: a start, and every bake of the traffic shift."""
+        traffic = self.config.traffic_policy
+        return self.config.startup_timeout + traffic.steps * traffic.wait_s
+
+    def _wait_settled(
+        self, name: str, *, what: str, timeout_s: float | None = None
+    ) -> dict[str, Any]:
         """Wait until the endpoint leaves Creating/Updating; its last description."""
         seen: list[dict[str, Any]] = []
 
@@ -678,7 +825,7 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
         wait_until(
             poll,
             what=what,
-            timeout_s=self.config.startup_timeout,
+            timeout_s=self.config.startup_timeout if timeout_s is None else timeout_s,
             progress=self.progress,
             interval_s=0.25,
             max_interval_s=10.0,
@@ -729,7 +876,7 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
         }
 
         def create(_: Mapping[str, Any]) -> str:
-            self._sm().create_endpoint(**params)
+            self._call_when_config_visible(lambda: self._sm().create_endpoint(**params), gen)
             return name
 
         steps = [
@@ -767,7 +914,13 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
         def register(_: Mapping[str, Any]) -> str:
             scaling = self.aws.client("application-autoscaling")
             scaling.register_scalable_target(**target)
-            scaling.put_scaling_policy(**policy)
+            try:
+                scaling.put_scaling_policy(**policy)
+            except Exception:
+                # The step failed half-way: its own undo will not run, so undo the half here.
+                with contextlib.suppress(Exception):
+                    self._deregister_scaling(name)
+                raise
             return name
 
         return Step(
@@ -823,7 +976,7 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
     def _generation_steps(
         self, gen: Generation, package: Package, config: SageMakerConfig
     ) -> list[Step]:
-        image = self._image_step(package)
+        image = self._image_step(package, config)
         return [
             self._bucket_step(gen.bucket),
             self._upload_step(gen, package, config),
@@ -921,8 +1074,13 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
 
     # --- the verbs ------------------------------------------------------------------------
 
+    @AWS_ERRORS.translated("planning a sagemaker deployment")
     def create_steps(self, name: str, package: Package, *, wait: bool = True) -> list[Step]:
-        """Upload, image, model, endpoint config, endpoint, wait (and autoscaling)."""
+        """Upload, image, model, endpoint config, endpoint, wait (and autoscaling).
+
+        Building them reads (the next generation, the account that names the bucket), and
+        changes nothing.
+        """
         gen = Generation(name, self._next_generation(name), self._bucket())
         return self._generation_steps(gen, package, self.config) + self._endpoint_steps(
             gen, package, wait=wait
@@ -988,11 +1146,13 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             # The old instances' log streams: what a rollback reports is the new ones' log.
             with contextlib.suppress(Exception):
                 old_streams.update(self._log_streams(name))
-            self._sm().update_endpoint(**update)
+            self._call_when_config_visible(lambda: self._sm().update_endpoint(**update), gen)
             return name
 
         def switch_back(_: Any) -> None:
-            found = self._wait_settled(name, what=f"the endpoint {name} to settle")
+            found = self._wait_settled(
+                name, what=f"the endpoint {name} to settle", timeout_s=self._update_budget_s()
+            )
             if found.get("EndpointConfigName") == gen.model:
                 self.progress(f"switching {name} back to {old_config}")
                 self._sm().update_endpoint(EndpointName=name, EndpointConfigName=old_config)
@@ -1059,7 +1219,11 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             scaling.put_scaling_policy(**params)
 
     def _wait_updated(self, name: str, new_config: str, old_streams: Collection[str]) -> None:
-        found = self._wait_settled(name, what=f"the endpoint {name} to finish updating")
+        found = self._wait_settled(
+            name,
+            what=f"the endpoint {name} to finish updating",
+            timeout_s=self._update_budget_s(),
+        )
         if found.get("EndpointStatus") == "InService" and found.get("EndpointConfigName") == (
             new_config
         ):
@@ -1158,16 +1322,23 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
                 if self.config.keep_old:
                     self.progress(f"keeping the old generation {old_config} (keep_old)")
                     return
-                self._remove_generation(old_config)
+                self._remove_generation(name, old_config)
         except DeploymentError as exc:  # the new version serves: say what is left, do not fail
             self.progress.warn(
                 f"the update succeeded, but cleaning up {old_config} failed ({exc}); "
                 f"'modelport deployments delete -t sagemaker -n {name}' removes it with the rest"
             )
 
-    def _remove_generation(self, config_name: str) -> None:
-        """Delete an endpoint config, its models and their S3 objects."""
+    def _remove_generation(self, name: str, config_name: str) -> None:
+        """Delete a generation of ``name``: its endpoint config, its models, their uploads.
+
+        Only what modelport made for ``name`` (by name, tag and S3 prefix): an endpoint someone
+        pointed at another config by hand keeps that config's resources.
+        """
         sm = self._sm()
+        if parse_generation(config_name, name) is None:
+            self.progress.warn(f"{config_name} is not a generation of {name}: it is left alone")
+            return
         try:
             config = sm.describe_endpoint_config(EndpointConfigName=config_name)
         except Exception as exc:
@@ -1175,12 +1346,15 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
                 raise
             config = {"ProductionVariants": []}
         else:
+            if self._tags(config["EndpointConfigArn"]).get(TAG_DEPLOYMENT) != name:
+                self.progress.warn(f"{config_name} was not made for {name}: it is left alone")
+                return
             sm.delete_endpoint_config(EndpointConfigName=config_name)
         models = [v["ModelName"] for v in config.get("ProductionVariants") or []]
         for model in models or [config_name]:
-            self._remove_model(model)
+            self._remove_model(name, model)
 
-    def _remove_model(self, model: str) -> None:
+    def _remove_model(self, name: str, model: str) -> None:
         sm = self._sm()
         try:
             found = sm.describe_model(ModelName=model)
@@ -1188,12 +1362,16 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             if "Could not find" in str(exc):
                 return
             raise
+        if self._tags(found["ModelArn"]).get(TAG_DEPLOYMENT) != name:
+            return
         url = str((found.get("PrimaryContainer") or {}).get("ModelDataUrl") or "")
         sm.delete_model(ModelName=model)
-        if url.startswith("s3://"):
-            bucket, key = _split_s3(url)
+        bucket, key = _split_s3(url)
+        if url.startswith("s3://") and key.startswith(prefix(name)):
             with contextlib.suppress(Exception):
-                self.aws.client("s3").delete_object(Bucket=bucket, Key=key)
+                self.aws.client("s3").delete_object(
+                    Bucket=bucket, Key=key, ExpectedBucketOwner=self.aws.account
+                )
 
     @AWS_ERRORS.translated("deleting a sagemaker deployment")
     def delete(self, name: str) -> None:
@@ -1232,22 +1410,29 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
                 buckets.add(_split_s3(url)[0])
             sm.delete_model(ModelName=model_name)
         s3 = self.aws.client("s3")
+        owner = self.aws.account
         for bucket in sorted(buckets):
             try:
-                objects = list(self._paged_objects(bucket, prefix(name)))
+                objects = builtins.list(self._paged_objects(bucket, prefix(name)))
             except Exception as exc:
                 if error_code(exc) in ("NoSuchBucket", "404"):
                     continue
+                if error_code(exc) == "AccessDenied" and bucket != self._bucket():
+                    self.progress.warn(f"cannot list s3://{bucket}/{prefix(name)}: left alone")
+                    continue
                 raise
             for key in objects:
-                s3.delete_object(Bucket=bucket, Key=key)
+                s3.delete_object(Bucket=bucket, Key=key, ExpectedBucketOwner=owner)
 
     def _paged_objects(self, bucket: str, key_prefix: str) -> Iterator[str]:
         s3 = self.aws.client("s3")
         token: str | None = None
         while True:
             page = s3.list_objects_v2(
-                Bucket=bucket, Prefix=key_prefix, **({"ContinuationToken": token} if token else {})
+                Bucket=bucket,
+                Prefix=key_prefix,
+                ExpectedBucketOwner=self.aws.account,
+                **({"ContinuationToken": token} if token else {}),
             )
             for item in page.get("Contents") or []:
                 yield str(item["Key"])
@@ -1443,16 +1628,18 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             "logGroupName": LOG_GROUP.format(name=name),
             "logStreamName": stream,
             "startFromHead": tail is None,
+            # Up to now: reading from the head of a busy stream would never end otherwise.
+            "endTime": int(time.time() * 1000),
         }
         if tail is not None:
-            page = logs.get_log_events(**params, limit=tail)
+            page = logs.get_log_events(**params, limit=min(max(tail, 1), MAX_LOG_EVENTS))
             return [(int(e["timestamp"]), str(e["message"])) for e in page.get("events") or []]
         messages: builtins.list[tuple[int, str]] = []
-        while True:  # forward from the head, until the token stops moving
+        while True:  # empty or short pages do not mean the end: the token stopping does
             page = logs.get_log_events(**params)
             messages += [(int(e["timestamp"]), str(e["message"])) for e in page.get("events") or []]
             token = page.get("nextForwardToken")
-            if not page.get("events") or not token or token == params.get("nextToken"):
+            if not token or token == params.get("nextToken"):
                 return messages
             params["nextToken"] = token
 
@@ -1496,4 +1683,6 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
         """The endpoint's CloudWatch log lines (every instance's stream), oldest first."""
         self.check_name(name)
         self._ours(name)
+        if tail == 0:
+            return iter(())
         return iter(self._log_lines(name, tail, strict=True))
