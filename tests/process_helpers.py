@@ -9,10 +9,14 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 
 def wait_for(
@@ -126,3 +130,34 @@ def run_with_file_size_limit(
         timeout=60,
         check=check,
     )
+
+
+#: How long a ``serve`` that must refuse may take before the test calls it serving instead.
+REFUSAL_DEADLINE_S = 60.0
+
+
+def serve_refusal(args: list[str]) -> int:
+    """``main(args)`` for a ``serve`` that must refuse: in a thread, so that one that serves
+    instead fails the test after ``REFUSAL_DEADLINE_S`` rather than hanging it."""
+    outcome: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            from modelport.cli.main import main  # here: see the module's imports note
+
+            outcome.append((True, main(args)))
+        except BaseException as exc:  # re-raised in the test's thread
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, name="modelport-serve", daemon=True)
+    thread.start()
+    thread.join(REFUSAL_DEADLINE_S)
+    if thread.is_alive():
+        pytest.fail(
+            f"modelport {' '.join(args)} still ran after {REFUSAL_DEADLINE_S:g} s: "
+            "it served instead of refusing"
+        )
+    ((returned, value),) = outcome
+    if not returned:
+        raise value
+    return int(value)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from cli_serving import MODELPORT, request, start
 
 from bodies_corpus import SINGLE_WEIGHTS, corpus_models
 from modelport.cli.main import main
+from process_helpers import serve_refusal
 
 #: Every command taking a package, with what else it needs (PKG: the package, IN: an input file).
 PACKAGE_COMMANDS = {
@@ -69,35 +69,6 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     refuse, so it gets a deadline)."""
     code = serve_refusal(list(args)) if args[0] == "serve" else main(list(args))
     return code, capsys.readouterr().err
-
-
-#: How long a ``serve`` that must refuse may take before the test calls it serving instead.
-REFUSAL_DEADLINE_S = 60.0
-
-
-def serve_refusal(args: list[str]) -> int:
-    """``main(args)`` for a ``serve`` that must refuse: in a thread, so that one that serves
-    instead fails the test after ``REFUSAL_DEADLINE_S`` rather than hanging it."""
-    outcome: list[tuple[bool, Any]] = []
-
-    def run() -> None:
-        try:
-            outcome.append((True, main(args)))
-        except BaseException as exc:  # re-raised in the test's thread
-            outcome.append((False, exc))
-
-    thread = threading.Thread(target=run, name="modelport-serve", daemon=True)
-    thread.start()
-    thread.join(REFUSAL_DEADLINE_S)
-    if thread.is_alive():
-        pytest.fail(
-            f"modelport {' '.join(args)} still ran after {REFUSAL_DEADLINE_S:g} s: "
-            "it served instead of refusing"
-        )
-    ((returned, value),) = outcome
-    if not returned:
-        raise value
-    return int(value)
 
 
 # --- a path that does not exist -------------------------------------------------------------------

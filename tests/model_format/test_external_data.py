@@ -7,9 +7,7 @@ external file, so a prediction would return that file's bytes.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -22,6 +20,7 @@ from modelport.errors import PackageError, PackError
 from modelport.model_format.archive import file_digest, write_archive
 from modelport.model_format.manifest import MANIFEST_NAME, Flavor, Manifest
 from modelport.model_format.signature import Signature, TensorSpec
+from process_helpers import serve_refusal
 
 SECRET = b"TOPSECRET-BYTES!"  # 16 bytes: four int32
 
@@ -134,35 +133,6 @@ def test_verify_and_serve_commands_refuse_it_with_exit_code_4(
     assert serve_refusal(["serve", str(as_archive(root)), "--port", "0"]) == 4
     err = capsys.readouterr().err
     assert "outside the package" in err and "Traceback" not in err
-
-
-#: How long a ``serve`` that must refuse may take before the test calls it serving instead.
-REFUSAL_DEADLINE_S = 60.0
-
-
-def serve_refusal(args: list[str]) -> int:
-    """``main(args)`` for a ``serve`` that must refuse: in a thread, so that one that serves
-    instead fails the test after ``REFUSAL_DEADLINE_S`` rather than hanging it."""
-    outcome: list[tuple[bool, Any]] = []
-
-    def run() -> None:
-        try:
-            outcome.append((True, main(args)))
-        except BaseException as exc:  # re-raised in the test's thread
-            outcome.append((False, exc))
-
-    thread = threading.Thread(target=run, name="modelport-serve", daemon=True)
-    thread.start()
-    thread.join(REFUSAL_DEADLINE_S)
-    if thread.is_alive():
-        pytest.fail(
-            f"modelport {' '.join(args)} still ran after {REFUSAL_DEADLINE_S:g} s: "
-            "it served instead of refusing"
-        )
-    ((returned, value),) = outcome
-    if not returned:
-        raise value
-    return int(value)
 
 
 def test_predict_command_refuses_it(

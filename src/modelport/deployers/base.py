@@ -307,11 +307,6 @@ class Deployer(abc.ABC, Generic[ConfigT]):
         )
 
     @classmethod
-    def supports_bodies(cls) -> bool:
-        """True when the target overrides :meth:`predict_body`."""
-        return cls.predict_body is not Deployer.predict_body
-
-    @classmethod
     def supports_logs(cls) -> bool:
         """True when the target overrides :meth:`logs`."""
         return cls.logs is not Deployer.logs

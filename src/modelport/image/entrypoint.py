@@ -40,8 +40,6 @@ DIGEST_ENV = "MODELPORT_PACKAGE_DIGEST"
 #: The digest the person running the container expects (the serve option's variable).
 EXPECT_DIGEST_ENV = "MODELPORT_EXPECT_DIGEST"
 DEFAULT_PACKAGE = "/opt/modelport/package"
-#: Where SageMaker unpacks ``model.tar.gz``: the package of a runtime image (none baked in).
-MOUNTED_PACKAGE = "/opt/ml/model"
 #: The route the image's HEALTHCHECK probes: 200 only once the model is loaded and warmed up.
 READY_ROUTE = "/ping"
 EXIT_REFUSED = 4
@@ -106,8 +104,11 @@ def healthcheck(env: Mapping[str, str], timeout_s: float = 2.0) -> int:
 
 def default_package() -> str:
     """The package baked into the image; else, in a runtime image, the one mounted by SageMaker."""
-    if not os.path.isdir(DEFAULT_PACKAGE) and os.path.isfile(f"{MOUNTED_PACKAGE}/modelport.json"):
-        return MOUNTED_PACKAGE
+    from modelport.model_format.manifest import MANIFEST_NAME
+    from modelport.serving.options import SAGEMAKER_MODEL_DIR
+
+    if not os.path.isdir(DEFAULT_PACKAGE) and (SAGEMAKER_MODEL_DIR / MANIFEST_NAME).is_file():
+        return str(SAGEMAKER_MODEL_DIR)
     return DEFAULT_PACKAGE
 
 

@@ -204,7 +204,7 @@ def table_inputs(
     width = len(columns)
     if any(len(r) != width for r in rows):
         raise InputError(f"table rows must each have {width} value(s), one per column")
-    if _as_matrix(columns, signature):
+    if as_matrix(columns, signature):
         matrix = Payload({signature.inputs[0].name: _matrix_of_rows(rows, signature)})
         return _with_ignored(matrix, index, (), signature, strict)
     values = [[r[i] for r in rows] for i in range(width)]
@@ -241,7 +241,7 @@ def column_inputs(
     if len(set(columns)) != len(columns):
         repeated = [c for c in dict.fromkeys(columns) if columns.count(c) > 1]
         raise InputError(f"column(s) {quote_names(repeated)} appear more than once")
-    if _as_matrix(columns, signature):
+    if as_matrix(columns, signature):
         spec = signature.inputs[0]
         if len(values) == 1 and len(spec.shape) == 1:
             matrix = Payload({spec.name: values[0]})
@@ -278,7 +278,7 @@ def _with_ignored(
     return payload._replace(ignored=ignored)
 
 
-def _as_matrix(columns: Sequence[str], signature: Signature) -> bool:
+def as_matrix(columns: Sequence[str], signature: Signature) -> bool:
     """Whether a table is a single input's matrix (not that input's column by name)."""
     if len(signature.inputs) != 1:
         return False

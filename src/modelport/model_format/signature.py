@@ -292,16 +292,12 @@ def convert(value: Any, spec: TensorSpec) -> np.ndarray:
     """
     array = _as_array(value, spec)
     array = _convert_dtype(array, spec)
-    if array.ndim < 2 and spec.shape in _COLUMN_SHAPES:
+    if array.ndim < 2 and spec.shape == (-1, 1):
         # A DataFrame column's input ([-1, 1]) takes one value per row, or one value (one row),
         # as MLflow's server does: the same values, only shaped.
         array = array.reshape(-1, 1)
     _check_shape(array, spec)
     return array
-
-
-#: The shapes of a DataFrame column's input (skl2onnx's per-column inputs).
-_COLUMN_SHAPES = frozenset({(-1, 1)})
 
 
 def _convert_dtype(array: np.ndarray, spec: TensorSpec) -> np.ndarray:

@@ -131,6 +131,10 @@ def error_body(protocol: Protocol, status: int, message: str) -> bytes:
     return orjson.dumps(value)
 
 
+#: What a 503 adds: try again in a second (every overloaded or not-ready answer says so).
+RETRY_AFTER = ("Retry-After", "1")
+
+
 def error_headers(code: int, body: bytes) -> list[tuple[bytes, bytes]]:
     """The headers of an error answer with ``body``: JSON, its length, and a retry hint on 503."""
     headers = [
@@ -138,7 +142,7 @@ def error_headers(code: int, body: bytes) -> list[tuple[bytes, bytes]]:
         (b"Content-Length", str(len(body)).encode("ascii")),
     ]
     if code == HTTPStatus.SERVICE_UNAVAILABLE:
-        headers.append((b"Retry-After", b"1"))
+        headers.append((RETRY_AFTER[0].encode(), RETRY_AFTER[1].encode()))
     return headers
 
 

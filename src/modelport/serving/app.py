@@ -59,7 +59,13 @@ from modelport.model_format.payload import (
 )
 from modelport.model_format.signature import JsonBooleans, Signature
 from modelport.serving import codec
-from modelport.serving.answers import ENDPOINTS_EXTENSION, Protocol, error_body, wsgi_status
+from modelport.serving.answers import (
+    ENDPOINTS_EXTENSION,
+    RETRY_AFTER,
+    Protocol,
+    error_body,
+    wsgi_status,
+)
 from modelport.serving.config import ServeConfig
 from modelport.serving.metrics import UNMATCHED_ROUTE, Layout, WorkerMetrics, render
 from modelport.serving.openapi import document
@@ -106,7 +112,6 @@ _HTTP_ERROR_TYPES = {
 } | {405: "method_not_allowed"}
 _JSON_TYPES = frozenset({"", JSON, "text/json"})
 _VERSION_TEXT = __version__.encode()
-_RETRY_SOON = (("Retry-After", "1"),)
 #: Short names for the route table below.
 MLFLOW, V2, VERTEX, AZURE = Protocol.MLFLOW, Protocol.V2, Protocol.VERTEX, Protocol.AZURE
 
@@ -614,7 +619,7 @@ class Endpoints:
         self.metrics.count_error(kind.error_type)
         status = kind.http_status
         # Not ready or overloaded: a client may come back soon (as the worker's own 503 says).
-        headers = _RETRY_SOON if status == 503 else ()
+        headers = (RETRY_AFTER,) if status == 503 else ()
         return Answer(error_body(protocol, status, message), status=status, headers=headers)
 
     def _http_error(self, exc: HTTPException, method: str, protocol: Protocol) -> Answer:

@@ -310,7 +310,9 @@ def package_path(package: str | None) -> Path:
     """
     if package:
         return Path(package)
-    if (SAGEMAKER_MODEL_DIR / "modelport.json").is_file():
+    from modelport.model_format.manifest import MANIFEST_NAME
+
+    if (SAGEMAKER_MODEL_DIR / MANIFEST_NAME).is_file():
         return SAGEMAKER_MODEL_DIR
     raise UsageError(
         f"no package to serve: pass PKG, or set {PACKAGE_ENV} (or mount a package at "

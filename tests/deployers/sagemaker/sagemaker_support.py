@@ -133,3 +133,18 @@ def wait_logged(fake: FakeAWS, name: str, region: str = REGION) -> list[str]:
 def mutating(operation: str) -> bool:
     """Whether an AWS operation changes something (not a Describe/List/Get/Head)."""
     return not operation.startswith(("Describe", "List", "Get", "Head"))
+
+
+def foreign_config(fake: FakeAWS, name: str, model: str) -> None:
+    """An endpoint config of one ml.m5.large instance of ``model``, made outside modelport."""
+    fake.client("sagemaker", internal=True).create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": model,
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+            }
+        ],
+    )

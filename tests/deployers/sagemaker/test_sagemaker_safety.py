@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from fake_aws import FakeAWS
-from sagemaker_support import BUCKET, NOTHING, ROLE, resources, sagemaker_target
+from sagemaker_support import BUCKET, NOTHING, ROLE, foreign_config, resources, sagemaker_target
 
 from modelport.deployers.kit.rollout import failpoint
 from modelport.deployers.sagemaker import SageMakerConfig, SageMakerDeployer
@@ -82,17 +82,7 @@ def test_an_update_leaves_a_config_pointed_to_by_hand_alone(
         PrimaryContainer={"Image": "127.0.0.1:5000/theirs:1", "ModelDataUrl": "s3://x/theirs"},
         ExecutionRoleArn=ROLE,
     )
-    sm.create_endpoint_config(
-        EndpointConfigName="theirs",
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": "byhand-g1",
-                "InstanceType": "ml.m5.large",
-                "InitialInstanceCount": 1,
-            }
-        ],
-    )
+    foreign_config(aws, "theirs", "byhand-g1")
     sm.update_endpoint(EndpointName="byhand", EndpointConfigName="theirs")
     aws.wait_status("byhand", "InService")
     events: list[str] = []

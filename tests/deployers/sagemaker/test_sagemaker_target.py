@@ -27,6 +27,7 @@ from sagemaker_support import (
     PAYLOAD,
     ROLE,
     expected,
+    foreign_config,
     modelport_tags,
     mutating,
     only_generation,
@@ -966,17 +967,7 @@ def test_an_endpoint_modelport_did_not_make_is_left_alone(
             "Environment": {"MODELPORT_PACKAGE": "/opt/ml/model"},
         },
     )
-    sm.create_endpoint_config(
-        EndpointConfigName="foreign",
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": "foreign",
-                "InstanceType": "ml.m5.large",
-                "InitialInstanceCount": 1,
-            }
-        ],
-    )
+    foreign_config(aws, "foreign", "foreign")
     sm.create_endpoint(EndpointName="foreign", EndpointConfigName="foreign")
     aws.wait_status("foreign", "InService")
     target = sagemaker_target()

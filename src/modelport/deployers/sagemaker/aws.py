@@ -173,6 +173,15 @@ def error_code(exc: BaseException) -> str | None:
     return str((response.get("Error") or {}).get("Code") or "") or None
 
 
+def not_found(exc: BaseException) -> bool:
+    """Whether a SageMaker describe/delete failed because the resource is not there.
+
+    SageMaker answers a missing model, endpoint config or endpoint with a ValidationException
+    saying "Could not find ..." (no error code of its own).
+    """
+    return error_code(exc) == "ValidationException" and "Could not find" in str(exc)
+
+
 class Aws:
     """A boto3 session for one region, and its clients, made on first use.
 

@@ -61,7 +61,7 @@ from modelport.deployers.kit.naming import (
 from modelport.deployers.kit.rollout import Step
 from modelport.deployers.kit.state import default_home
 from modelport.deployers.kit.waiting import Seen, wait_until
-from modelport.deployers.sagemaker.aws import AWS_ERRORS, TARGET, Aws, error_code
+from modelport.deployers.sagemaker.aws import AWS_ERRORS, TARGET, Aws, error_code, not_found
 from modelport.deployers.sagemaker.config import SageMakerConfig
 from modelport.errors import (
     ConfigError,
@@ -237,7 +237,7 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
         try:
             found: dict[str, Any] = self._sm().describe_endpoint(EndpointName=name)
         except Exception as exc:
-            if error_code(exc) == "ValidationException" and "Could not find" in str(exc):
+            if not_found(exc):
                 return None
             raise
         return found
@@ -747,7 +747,7 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
         try:
             describe()
         except Exception as exc:
-            if "Could not find" in str(exc):
+            if not_found(exc):
                 return False
             raise
         return True
@@ -856,7 +856,7 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
         try:
             self._sm().delete_endpoint(EndpointName=name)
         except Exception as exc:
-            if "Could not find" not in str(exc):
+            if not not_found(exc):
                 raise
         wait_until(
             lambda: self._describe_endpoint(name) is None,
@@ -987,23 +987,19 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
 
     def _next_generation(self, name: str) -> int:
         """One more than any generation of ``name`` left in SageMaker (1 for a new name)."""
-        sm = self._sm()
-        names = [m["ModelName"] for m in self._paged(sm.list_models, "Models", NameContains=name)]
+        names = [m["ModelName"] for m in self._listed("list_models", "Models", NameContains=name)]
         names += [
             c["EndpointConfigName"]
-            for c in self._paged(sm.list_endpoint_configs, "EndpointConfigs", NameContains=name)
+            for c in self._listed("list_endpoint_configs", "EndpointConfigs", NameContains=name)
         ]
         return next_generation(names, name)
 
-    @staticmethod
-    def _paged(method: Any, key: str, **params: Any) -> Iterator[dict[str, Any]]:
-        token: str | None = None
-        while True:
-            page = method(**params, **({"NextToken": token} if token else {}))
+    def _listed(
+        self, operation: str, key: str, *, service: str = "sagemaker", **params: Any
+    ) -> Iterator[dict[str, Any]]:
+        """Every item of a listing, through botocore's paginator for ``operation``."""
+        for page in self.aws.client(service).get_paginator(operation).paginate(**params):
             yield from page.get(key) or []
-            token = page.get("NextToken")
-            if not token:
-                return
 
     # --- records --------------------------------------------------------------------------
 
@@ -1251,7 +1247,7 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
         try:
             current = sm.describe_endpoint_config(EndpointConfigName=config_name)
         except Exception as exc:
-            if "Could not find" not in str(exc):
+            if not not_found(exc):
                 raise
             return self.config  # its config is gone: nothing to keep
         variant = (current.get("ProductionVariants") or [{}])[0]
@@ -1342,7 +1338,7 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
         try:
             config = sm.describe_endpoint_config(EndpointConfigName=config_name)
         except Exception as exc:
-            if "Could not find" not in str(exc):
+            if not not_found(exc):
                 raise
             config = {"ProductionVariants": []}
         else:
@@ -1354,24 +1350,28 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
         for model in models or [config_name]:
             self._remove_model(name, model)
 
-    def _remove_model(self, name: str, model: str) -> None:
+    def _remove_model(self, name: str, model: str) -> str | None:
+        """Delete a model modelport made for ``name``, and its upload; the upload's bucket."""
         sm = self._sm()
         try:
             found = sm.describe_model(ModelName=model)
         except Exception as exc:
-            if "Could not find" in str(exc):
-                return
+            if not_found(exc):
+                return None
             raise
         if self._tags(found["ModelArn"]).get(TAG_DEPLOYMENT) != name:
-            return
+            return None
         url = str((found.get("PrimaryContainer") or {}).get("ModelDataUrl") or "")
         sm.delete_model(ModelName=model)
+        if not url.startswith("s3://"):
+            return None
         bucket, key = _split_s3(url)
-        if url.startswith("s3://") and key.startswith(prefix(name)):
+        if key.startswith(prefix(name)):
             with contextlib.suppress(Exception):
                 self.aws.client("s3").delete_object(
                     Bucket=bucket, Key=key, ExpectedBucketOwner=self.aws.account
                 )
+        return bucket
 
     @AWS_ERRORS.translated("deleting a sagemaker deployment")
     def delete(self, name: str) -> None:
@@ -1389,8 +1389,8 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             self._delete_endpoint(name)
         sm = self._sm()
         buckets = {self._bucket()}
-        for config in list(
-            self._paged(sm.list_endpoint_configs, "EndpointConfigs", NameContains=name)
+        for config in builtins.list(
+            self._listed("list_endpoint_configs", "EndpointConfigs", NameContains=name)
         ):
             config_name = config["EndpointConfigName"]
             if parse_generation(config_name, name) is None:
@@ -1398,22 +1398,23 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             arn = config["EndpointConfigArn"]
             if self._tags(arn).get(TAG_DEPLOYMENT) == name:
                 sm.delete_endpoint_config(EndpointConfigName=config_name)
-        for model in builtins.list(self._paged(sm.list_models, "Models", NameContains=name)):
-            model_name = model["ModelName"]
-            if parse_generation(model_name, name) is None:
-                continue
-            if self._tags(model["ModelArn"]).get(TAG_DEPLOYMENT) != name:
-                continue
-            described = sm.describe_model(ModelName=model_name)
-            url = str((described.get("PrimaryContainer") or {}).get("ModelDataUrl") or "")
-            if url.startswith("s3://"):
-                buckets.add(_split_s3(url)[0])
-            sm.delete_model(ModelName=model_name)
+        for model in builtins.list(self._listed("list_models", "Models", NameContains=name)):
+            if parse_generation(model["ModelName"], name) is not None:
+                bucket = self._remove_model(name, model["ModelName"])
+                buckets.update([bucket] if bucket else [])
         s3 = self.aws.client("s3")
         owner = self.aws.account
         for bucket in sorted(buckets):
             try:
-                objects = builtins.list(self._paged_objects(bucket, prefix(name)))
+                listed = self._listed(
+                    "list_objects_v2",
+                    "Contents",
+                    service="s3",
+                    Bucket=bucket,
+                    Prefix=prefix(name),
+                    ExpectedBucketOwner=owner,
+                )
+                objects = [str(item["Key"]) for item in listed]
             except Exception as exc:
                 if error_code(exc) in ("NoSuchBucket", "404"):
                     continue
@@ -1424,22 +1425,6 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             for key in objects:
                 s3.delete_object(Bucket=bucket, Key=key, ExpectedBucketOwner=owner)
 
-    def _paged_objects(self, bucket: str, key_prefix: str) -> Iterator[str]:
-        s3 = self.aws.client("s3")
-        token: str | None = None
-        while True:
-            page = s3.list_objects_v2(
-                Bucket=bucket,
-                Prefix=key_prefix,
-                ExpectedBucketOwner=self.aws.account,
-                **({"ContinuationToken": token} if token else {}),
-            )
-            for item in page.get("Contents") or []:
-                yield str(item["Key"])
-            token = page.get("NextContinuationToken")
-            if not token:
-                return
-
     @AWS_ERRORS.translated("reading a sagemaker deployment")
     def get(self, name: str) -> Deployment:
         """The endpoint's status, variant, package digest, URL and times."""
@@ -1449,9 +1434,8 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
     @AWS_ERRORS.translated("listing the sagemaker deployments")
     def list(self) -> Sequence[Deployment]:
         """Every endpoint in the region that modelport made (by its tags), by name."""
-        sm = self._sm()
         result = []
-        for summary in self._paged(sm.list_endpoints, "Endpoints"):
+        for summary in self._listed("list_endpoints", "Endpoints"):
             tags = self._tags(summary["EndpointArn"])
             if tags.get(TAG_TARGET) != TARGET:
                 continue

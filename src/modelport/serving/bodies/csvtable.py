@@ -27,7 +27,13 @@ import numpy as np
 
 from modelport.errors import InputError, NotAcceptable, quote_name
 from modelport.model_format.jsontext import as_text
-from modelport.model_format.payload import Payload, column_inputs, is_column, table_inputs
+from modelport.model_format.payload import (
+    Payload,
+    as_matrix,
+    column_inputs,
+    is_column,
+    table_inputs,
+)
 from modelport.model_format.signature import Signature, TensorSpec
 
 #: The name an ignored leading index column (pandas', with an empty header cell) is listed by.
@@ -286,7 +292,7 @@ def parse_csv(
         columns = list(signature.input_names)
         labels = [repr(c) for c in columns]
     index_columns = (INDEX_COLUMN,) if index else ()
-    if matrix or (len(inputs) == 1 and inputs[0].name not in columns):
+    if as_matrix(columns, signature):
         # The table is the one input's matrix: every cell by its dtype.
         spec = inputs[0]
         values = _convert_rows(rows, _converter(spec.dtype), labels, spec)
