@@ -9,8 +9,8 @@ The image runs ``ENTRYPOINT ["/opt/venv/bin/python", "/opt/modelport/entrypoint.
   ``modelport serve``, from the same table: :mod:`modelport.serving.options`).
 
 The package is ``$MODELPORT_PACKAGE``, else the one baked in; a *runtime* image (the shared
-image without a package, which SageMaker deployments use) serves the package SageMaker unpacked
-from ``model.tar.gz`` into ``/opt/ml/model``.
+image without a package) serves the package SageMaker unpacked from ``model.tar.gz`` into
+``/opt/ml/model``, or the model asset Azure ML mounted at ``$AZUREML_MODEL_DIR``.
 
 Before serving, the package is verified: every file against the manifest, and the manifest against
 the digest the image was built for (``MODELPORT_PACKAGE_DIGEST``, set by the Dockerfile) and the
@@ -102,14 +102,18 @@ def healthcheck(env: Mapping[str, str], timeout_s: float = 2.0) -> int:
     return 0
 
 
-def default_package() -> str:
-    """The package baked into the image; else, in a runtime image, the one mounted by SageMaker."""
-    from modelport.model_format.manifest import MANIFEST_NAME
-    from modelport.serving.options import SAGEMAKER_MODEL_DIR
+def default_package(env: Mapping[str, str] | None = None) -> str:
+    """The package baked into the image; else, in a runtime image, one a cloud mounted.
 
-    if not os.path.isdir(DEFAULT_PACKAGE) and (SAGEMAKER_MODEL_DIR / MANIFEST_NAME).is_file():
-        return str(SAGEMAKER_MODEL_DIR)
-    return DEFAULT_PACKAGE
+    SageMaker's ``/opt/ml/model``, or Azure ML's model asset at ``$AZUREML_MODEL_DIR``
+    (:func:`modelport.serving.options.mounted_package`).
+    """
+    from modelport.serving.options import mounted_package
+
+    if os.path.isdir(DEFAULT_PACKAGE):
+        return DEFAULT_PACKAGE
+    mounted = mounted_package(os.environ if env is None else env)
+    return str(mounted) if mounted is not None else DEFAULT_PACKAGE
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
@@ -124,7 +128,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         print(f"Usage: docker run IMAGE [serve] [OPTIONS]\n\n{usage()}")
         return 0
 
-    package = env.get(PACKAGE_ENV) or default_package()
+    package = env.get(PACKAGE_ENV) or default_package(env)
     verify_only = args[:1] == ["verify"]
     from modelport.errors import UsageError
     from modelport.model_format.manifest import expected_digest

@@ -9,6 +9,7 @@ and the environment become a :class:`ServeConfig`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from modelport.model_format.limits import MIB, ArchiveLimits
 from modelport.serving.config import ANSWER_MODES, ServeConfig
 
 SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
+#: Where Azure ML mounts a model asset attached to a deployment (it sets this variable).
+AZUREML_MODEL_DIR_ENV = "AZUREML_MODEL_DIR"
 PACKAGE_ENV = "MODELPORT_PACKAGE"
 _TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
 _FALSE = frozenset({"0", "false", "f", "no", "n", "off", ""})
@@ -302,21 +305,47 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
-def package_path(package: str | None) -> Path:
-    """The package to serve: the one given, else a package mounted at ``/opt/ml/model``.
+def mounted_package(env: Mapping[str, str]) -> Path | None:
+    """A package a cloud mounted into the container, or None.
+
+    SageMaker unpacks ``model.tar.gz`` into ``/opt/ml/model``. Azure ML mounts a model asset at
+    ``$AZUREML_MODEL_DIR``, holding what was uploaded: the package's files, a folder of them,
+    or one ``.mport`` archive. Only those places are looked at, one level deep.
+    """
+    from modelport.model_format.manifest import MANIFEST_NAME
+
+    if (SAGEMAKER_MODEL_DIR / MANIFEST_NAME).is_file():
+        return SAGEMAKER_MODEL_DIR
+    azure = env.get(AZUREML_MODEL_DIR_ENV)
+    if not azure or not Path(azure).is_dir():
+        return None
+    root = Path(azure)
+    if (root / MANIFEST_NAME).is_file():
+        return root
+    found = [
+        child
+        for child in sorted(root.iterdir())
+        if (child.is_dir() and (child / MANIFEST_NAME).is_file())
+        or (child.is_file() and child.suffix == ".mport")
+    ]
+    # Two candidates would be a guess: refuse rather than serve the wrong one.
+    return found[0] if len(found) == 1 else None
+
+
+def package_path(package: str | None, env: Mapping[str, str] | None = None) -> Path:
+    """The package to serve: the one given, else one a cloud mounted (:func:`mounted_package`).
 
     Raises:
         UsageError: neither.
     """
     if package:
         return Path(package)
-    from modelport.model_format.manifest import MANIFEST_NAME
-
-    if (SAGEMAKER_MODEL_DIR / MANIFEST_NAME).is_file():
-        return SAGEMAKER_MODEL_DIR
+    mounted = mounted_package(os.environ if env is None else env)
+    if mounted is not None:
+        return mounted
     raise UsageError(
         f"no package to serve: pass PKG, or set {PACKAGE_ENV} (or mount a package at "
-        f"{SAGEMAKER_MODEL_DIR})"
+        f"{SAGEMAKER_MODEL_DIR}, or attach one package as an Azure ML model asset)"
     )
 
 
@@ -336,7 +365,7 @@ def serve_config(
     dev = bool(values["dev"])
     workers = 1 if dev else values["workers"] or cfg.default_workers(cpus)
     return ServeConfig(
-        package=package_path(package),
+        package=package_path(package, env),
         host=cfg.resolve_host(values["host"], env),
         port=cfg.resolve_port(values["port"], env),
         workers=workers,
