@@ -10,9 +10,11 @@ import importlib.metadata
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -367,6 +369,188 @@ def test_entrypoint_healthcheck_fails_when_nothing_listens(
 
     assert entrypoint_main(["healthcheck"], {"SAGEMAKER_BIND_TO_PORT": str(free_port())}) == 1
     assert "not ready" in capsys.readouterr().err
+
+
+# --- the entrypoint in a runtime image: the package Azure ML mounted ----------------------------
+
+
+@pytest.fixture
+def no_baked_package() -> None:
+    """The in-process entrypoint looks at this machine's /opt: nothing may be there."""
+    from modelport.image.entrypoint import DEFAULT_PACKAGE
+    from modelport.serving.options import SAGEMAKER_MODEL_DIR
+
+    for place in (Path(DEFAULT_PACKAGE), SAGEMAKER_MODEL_DIR):
+        if place.exists():
+            pytest.skip(f"this machine has {place}, which the entrypoint looks at first")
+
+
+def azureml_mount(tmp_path: Path, **entries: Path) -> Path:
+    """``$AZUREML_MODEL_DIR`` as Azure ML mounts a model asset: NAME -> a copy of a package."""
+    mount = tmp_path / "azureml-models" / "modelport-churn" / "1"
+    mount.mkdir(parents=True)
+    for name, source in entries.items():
+        if source.is_dir():
+            shutil.copytree(source, mount / name)
+        else:
+            shutil.copyfile(source, mount / name)
+    return mount
+
+
+@pytest.mark.usefixtures("no_baked_package")
+def test_entrypoint_default_package_is_the_one_azure_mounted(
+    tmp_path: Path, archive: Path, package_dir: Path
+) -> None:
+    from modelport.image.entrypoint import DEFAULT_PACKAGE, default_package
+
+    one_archive = azureml_mount(tmp_path / "a", **{"package.mport": archive})
+    assert default_package({"AZUREML_MODEL_DIR": str(one_archive)}) == str(
+        one_archive / "package.mport"
+    )
+    one_folder = azureml_mount(tmp_path / "b", **{"package-dir": package_dir})
+    assert default_package({"AZUREML_MODEL_DIR": str(one_folder)}) == str(
+        one_folder / "package-dir"
+    )
+    files = tmp_path / "c"
+    shutil.copytree(package_dir, files)
+    assert default_package({"AZUREML_MODEL_DIR": str(files)}) == str(files)
+    # Nothing mounted, or two candidates: the baked-in place (which then fails verification).
+    assert default_package({}) == DEFAULT_PACKAGE
+    assert default_package({"AZUREML_MODEL_DIR": str(tmp_path / "nowhere")}) == DEFAULT_PACKAGE
+    two = azureml_mount(tmp_path / "d", **{"a.mport": archive, "b.mport": archive})
+    assert default_package({"AZUREML_MODEL_DIR": str(two)}) == DEFAULT_PACKAGE
+
+
+@pytest.mark.usefixtures("no_baked_package")
+def test_entrypoint_verifies_the_mounted_model_asset(
+    tmp_path: Path, archive: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mount = azureml_mount(tmp_path, **{"package.mport": archive})
+    digest = modelport.verify(archive).manifest.digest
+    # As the azureml target runs it: the runtime image, the digest the deployment expects.
+    env = {"AZUREML_MODEL_DIR": str(mount), "MODELPORT_EXPECT_DIGEST": digest}
+    assert entrypoint_main(["verify"], env) == 0
+    assert f"package at {mount / 'package.mport'} verified" in capsys.readouterr().err
+    other = {**env, "MODELPORT_EXPECT_DIGEST": "sha256:" + "0" * 64}
+    assert entrypoint_main(["verify"], other) == 4
+    assert "MODELPORT_EXPECT_DIGEST expects" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("no_baked_package")
+def test_entrypoint_refuses_to_guess_between_two_mounted_packages(
+    tmp_path: Path, archive: Path, package_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mount = azureml_mount(tmp_path, **{"package.mport": archive, "package-dir": package_dir})
+    assert entrypoint_main(["verify"], {"AZUREML_MODEL_DIR": str(mount)}) == 4
+    assert capsys.readouterr().err.startswith("modelport: refusing to start")
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    """A container-like environment: no MODELPORT_* or AZUREML_* of this process's."""
+    keep = ("PATH", "HOME", "LANG", "TMPDIR")
+    return {**{k: os.environ[k] for k in keep if k in os.environ}, **extra}
+
+
+@pytest.mark.usefixtures("no_baked_package")
+def test_the_entrypoint_process_serves_the_mounted_archive(tmp_path: Path, archive: Path) -> None:
+    """``python entrypoint.py serve`` as the runtime image runs it on Azure ML: /score answers."""
+    from docker_fixtures import http
+
+    from process_helpers import wait_for
+
+    mount = azureml_mount(tmp_path, **{"package.mport": archive})
+    log_path = tmp_path / "entrypoint.log"
+    env = _clean_env(AZUREML_MODEL_DIR=str(mount))
+    args = ["serve", "--host", "127.0.0.1", "--port", "0", "--workers", "1"]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "modelport.image.entrypoint", *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        found: list[str] = []
+
+        def announced() -> bool:
+            assert proc.poll() is None, log_path.read_text(errors="replace")
+            found[:] = re.findall(r" at (http://127\.0\.0\.1:\d+) ", log_path.read_text())
+            return bool(found)
+
+        wait_for(announced, "the server's address", log=log_path.read_text)
+
+        def ready() -> bool:
+            try:
+                return http("GET", found[0] + "/ping", timeout=2)[0] == 200
+            except OSError:
+                return False
+
+        wait_for(ready, "/ping to answer 200", log=log_path.read_text)
+        status, body = http("POST", found[0] + "/score", {"input_data": [[1.0, 2.0]]})
+        assert status == 200, body
+        assert json.loads(body) == [[1.0, 2.0]]  # Y = X * 1
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0, log_path.read_text(errors="replace")
+
+
+def _unshare_works() -> bool:
+    """A private mount namespace can be made, and nothing this test runs lives under /opt."""
+    needed = (
+        sys.executable,
+        sys.prefix,
+        sys.base_prefix,
+        modelport.__file__,
+        tempfile.gettempdir(),
+    )
+    if any(Path(p).resolve().is_relative_to("/opt") for p in needed):
+        return False
+    try:
+        done = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "true"],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+@pytest.mark.skipif(
+    not _unshare_works(), reason="needs a private mount namespace (root) and nothing under /opt"
+)
+def test_a_baked_package_wins_over_a_mounted_one(
+    tmp_path: Path, archive: Path, package_dir: Path
+) -> None:
+    """In a private mount namespace, /opt is empty but for a package baked where images keep it."""
+    other = make_test_package(tmp_path / "other.mport", scale=5.0)
+    mount = azureml_mount(tmp_path, **{"package.mport": other})
+    python = shlex.quote(sys.executable)
+    bind = f"mount --bind {shlex.quote(str(package_dir))} /opt/modelport/package && "
+
+    def entrypoint(*args: str, bake: bool = True) -> subprocess.CompletedProcess[str]:
+        script = (
+            "mount -t tmpfs tmpfs /opt && "
+            + ("mkdir -p /opt/modelport/package && " + bind if bake else "")
+            + f'exec {python} -m modelport.image.entrypoint "$@"'
+        )
+        return subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *args],
+            env=_clean_env(AZUREML_MODEL_DIR=str(mount)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    baked = entrypoint("verify")
+    assert baked.returncode == 0, baked.stderr
+    assert "package at /opt/modelport/package verified" in baked.stderr
+    # The same namespace without the baked package: the mounted model asset is served.
+    mounted = entrypoint("verify", bake=False)
+    assert mounted.returncode == 0, mounted.stderr
+    assert f"package at {mount / 'package.mport'} verified" in mounted.stderr
 
 
 # --- the CLI ------------------------------------------------------------------------------------

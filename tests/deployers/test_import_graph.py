@@ -40,11 +40,17 @@ def files(*roots: Path) -> list[Path]:
 
 
 def test_the_targets_are_the_ones_expected() -> None:
-    assert TARGETS == ["docker", "kit", "local", "sagemaker"]
+    assert TARGETS == ["azureml", "docker", "kit", "local", "sagemaker"]
 
 
 #: Each cloud SDK, and the one folder of src/modelport allowed to import it.
-SDK_HOMES = {"boto3": "deployers/sagemaker", "botocore": "deployers/sagemaker"}
+SDK_HOMES = {
+    "boto3": "deployers/sagemaker",
+    "botocore": "deployers/sagemaker",
+    "azure": "deployers/azureml",
+}
+#: What azureml's SDK loads when imported (azure-ai-ml, azure-identity, azure-core).
+AZURE_MODULES = ("azure", "azure.ai.ml", "azure.identity", "azure.core")
 
 
 @pytest.mark.parametrize("sdk", sorted(SDK_HOMES))
@@ -61,6 +67,30 @@ def test_each_cloud_sdk_is_imported_only_inside_its_target(sdk: str) -> None:
 def test_importing_a_cloud_target_loads_no_sdk_until_it_talks_to_the_cloud() -> None:
     code = "import modelport.deployers.sagemaker\n"
     assert imports_after(code, ("boto3", "botocore")).imported == set()
+
+
+def test_the_azureml_target_loads_no_azure_until_it_talks_to_azure() -> None:
+    """Importing it, configuring it, naming its workspace and describing it import no azure."""
+    code = (
+        "import modelport\n"
+        "from modelport.deployers import connect\n"
+        "target = connect('azureml:/0b1f6471-1bf0-4dda-aec3-cb9272f09590/rg/ws1',"
+        " {'instance_count': '2'}, environ={})\n"
+        "target.check_name('churn')\n"
+        "print(target.workspace.uri)\n"
+        "from modelport.cli.main import main\n"
+        "main(['targets', 'help', 'azureml'])\n"
+    )
+    check = imports_after(code, AZURE_MODULES)
+    assert check.imported == set()
+    assert "azureml:/0b1f6471-1bf0-4dda-aec3-cb9272f09590/rg/ws1" in check.stdout
+
+
+@pytest.mark.parametrize(
+    "code", ["import modelport\n", "from modelport.cli.main import main\nmain(['--help'])\n"]
+)
+def test_modelport_and_its_help_import_no_azure(code: str) -> None:
+    assert imports_after(code, AZURE_MODULES).imported == set()
 
 
 @pytest.mark.parametrize(
