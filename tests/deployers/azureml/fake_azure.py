@@ -1205,25 +1205,31 @@ class FakeAzure:
 
     def environments(self) -> dict[str, list[str]]:
         """{environment name: its versions, sorted}."""
-        with self._lock:
-            return {n: _sorted_versions(v) for n, v in self._environments.items() if v}
+        return self._versions("environments")
 
     def environment(self, name: str, version: str) -> dict[str, Any] | None:
         """One environment version as ARM shows it."""
-        with self._lock:
-            found = self._environments.get(name, {}).get(version)
-            return None if found is None else self._asset_doc("environments", found)
+        return self._version("environments", name, version)
 
     def models(self) -> dict[str, list[str]]:
         """{model name: its versions, sorted}."""
-        with self._lock:
-            return {n: _sorted_versions(v) for n, v in self._models.items() if v}
+        return self._versions("models")
 
     def model(self, name: str, version: str) -> dict[str, Any] | None:
         """One model version as ARM shows it."""
+        return self._version("models", name, version)
+
+    def _store(self, kind: str) -> dict[str, dict[str, _Asset]]:
+        return self._environments if kind == "environments" else self._models
+
+    def _versions(self, kind: str) -> dict[str, list[str]]:
         with self._lock:
-            found = self._models.get(name, {}).get(version)
-            return None if found is None else self._asset_doc("models", found)
+            return {n: _sorted_versions(v) for n, v in self._store(kind).items() if v}
+
+    def _version(self, kind: str, name: str, version: str) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._store(kind).get(name, {}).get(version)
+            return None if found is None else self._asset_doc(kind, found)
 
     def blobs(self) -> dict[str, bytes]:
         """Every blob of the datastore's container, by name."""
@@ -1569,7 +1575,7 @@ class FakeAzure:
         }
 
     def _container_doc(self, kind: str, name: str) -> dict[str, Any]:
-        versions = (self._environments if kind == "environments" else self._models).get(name, {})
+        versions = self._store(kind).get(name, {})
         extra = self._containers.get((kind, name), {})
         ordered = _sorted_versions(versions)
         numeric = [int(v) for v in ordered if v.isdigit()]
@@ -2377,7 +2383,7 @@ class FakeAzure:
 
     def _assets(self, request: Request, kind: str, parts: list[str]) -> Response:
         kind = "environments" if kind == "environments" else "models"
-        store = self._environments if kind == "environments" else self._models
+        store = self._store(kind)
         method = request.method
         with self._lock:
             if not parts:

@@ -240,6 +240,23 @@ def test_names_and_rules_are_azures(azure: FakeAzure) -> None:
     assert status == 400 and "environment" in error["error"]["message"]
 
 
+def test_token_auth_modes(azure: FakeAzure) -> None:
+    ml = ml_client(azure)
+    endpoint(ml, name="ep-aad", auth_mode="aad_token")
+    endpoint(ml, name="ep-aml", auth_mode="aml_token")
+    assert azure.endpoint("ep-aad")["properties"]["authMode"] == "AADToken"
+    # aad_token: the SDK asks the credential (the fake az) for a token; the scoring URI takes it.
+    assert ml.online_endpoints.get_keys("ep-aad").access_token == TOKEN
+    # Past authentication, an endpoint without deployments has nowhere to route: 404, not 401.
+    assert raw(azure, "POST", "/inference/ep-aad/score", PAYLOAD)[0] == 404
+    assert raw(azure, "POST", "/inference/ep-aad/score", PAYLOAD, token="other")[0] == 401
+    # aml_token: a token from POST .../token.
+    token = ml.online_endpoints.get_keys("ep-aml").access_token
+    assert azure.calls()[-1].short == "POST onlineEndpoints/ep-aml/token"
+    assert raw(azure, "POST", "/inference/ep-aml/score", PAYLOAD, token=token)[0] == 404
+    assert raw(azure, "POST", "/inference/ep-aml/score", PAYLOAD, token=TOKEN)[0] == 401
+
+
 # --- environments, models, blob storage ----------------------------------------------------------
 
 
@@ -433,6 +450,14 @@ def test_traffic_routing_mirroring_and_its_rules(
         },
     )
     assert status == 400 and "integer" in error["error"]["message"]
+
+    # An update replaces the deployment's host once the new one is ready.
+    old_pid = azure.host("ep-fake", "blue")["pid"]
+    deployment(ml, environment(ml, process_images.v2, name="mp-env-2"), "blue")
+    assert azure.host("ep-fake", "blue")["pid"] != old_pid
+    assert invoke(ml, tmp_path, deployment_name="blue")[0][0] == 2.0
+    del EndpointInvokeFields.DEFAULT_HEADER["azureml-model-deployment"]
+    deployment(ml, environment(ml, process_images.v1), "blue")
 
     # 20 % of the live requests are copied to green in the background; their answers unseen.
     set_traffic(ml, "ep-fake", {"blue": 100, "green": 0}, {"green": 20})
