@@ -128,7 +128,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         print(f"Usage: docker run IMAGE [serve] [OPTIONS]\n\n{usage()}")
         return 0
 
-    package = env.get(PACKAGE_ENV) or default_package(env)
+    package = env.get(PACKAGE_ENV) or DEFAULT_PACKAGE
+    if package == DEFAULT_PACKAGE:
+        # The image's own default (its Dockerfile sets it): a runtime image has nothing there,
+        # and serves what a cloud mounted instead.
+        package = default_package(env)
     verify_only = args[:1] == ["verify"]
     from modelport.errors import UsageError
     from modelport.model_format.manifest import expected_digest

@@ -109,6 +109,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 from hosting import Answer, ContainerHost, Host, HostFailure, ProcessHost, exchange, free_port
+from resolver import fake_resolver
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
 TENANT = "00000000-0000-0000-0000-0000000000aa"
@@ -751,24 +752,13 @@ class ServingImages:
 
 @contextlib.contextmanager
 def resolving(port: int, domain: str = FAKE_DOMAIN) -> Iterator[None]:
-    """Resolve every ``*.<domain>`` name to 127.0.0.1:``port`` in this process, then undo it.
-
-    Blob URLs carry no port (``https://<account>.blob.core.fake.test/...``): the answer names the
-    fake's port, so the connection reaches the fake whatever port was asked.
-    """
-    original = socket.getaddrinfo
-
-    def getaddrinfo(host: Any, service: Any, *args: Any, **kwargs: Any) -> Any:
-        name = host.decode() if isinstance(host, bytes) else str(host or "")
-        if name == domain or name.endswith("." + domain):
-            return original("127.0.0.1", port, *args, **kwargs)
-        return original(host, service, *args, **kwargs)
-
-    socket.getaddrinfo = getaddrinfo
+    """Resolve every ``*.<domain>`` name to 127.0.0.1:``port`` in this process, then undo it
+    (:mod:`resolver.fake_resolver`; subprocesses get it from :meth:`FakeAzure.cli_env`)."""
+    undo = fake_resolver.install(domain, port)
     try:
         yield
     finally:
-        socket.getaddrinfo = original
+        undo()
 
 
 # --- the server --------------------------------------------------------------------------------
@@ -1063,16 +1053,21 @@ class FakeAzure:
         ]
 
     def az_env(self, config_dir: Path, path: str | None = None) -> dict[str, str]:
-        """What the fake ``az`` needs: first on PATH (before ``path``, default $PATH), the token
-        to print, a config dir."""
+        """What the test's subprocesses need: the fake ``az`` first on PATH (before ``path``,
+        default $PATH), the token it prints, a config dir; and ``*.fake.test`` resolved to the
+        fake in any Python subprocess (:mod:`resolver.fake_resolver`: the CLI's or a background
+        job's model uploads)."""
         config_dir.mkdir(parents=True, exist_ok=True)
         rest = os.environ.get("PATH", "") if path is None else path
+        resolve = fake_resolver.subprocess_env(FAKE_DOMAIN, self.port, os.environ)
         return {
             "PATH": f"{AZ_DIR}{os.pathsep}{rest}",
             AZ_TOKEN_ENV: TOKEN,
             "MODELPORT_FAKE_AZ_SUBSCRIPTION": SUBSCRIPTION,
             "MODELPORT_FAKE_AZ_TENANT": TENANT,
             "AZURE_CONFIG_DIR": str(config_dir),
+            "PYTHONPATH": resolve["PYTHONPATH"],
+            fake_resolver.RESOLVE_ENV: resolve[fake_resolver.RESOLVE_ENV],
         }
 
     def cli_env(self, config_dir: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -2882,10 +2877,15 @@ def _routes(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _in_root(value: str, root: Path) -> str:
-    """A container path (``/opt/modelport/...``, ``/var/azureml-app/...``) under ``root``."""
+    """A container path (``/opt/modelport/...``, ``/var/azureml-app/...``) under ``root``.
+
+    Only a path the image (or the model mount) really has there: one it lacks (a runtime
+    image's package directory) stays as the container would see it, missing.
+    """
     for prefix in CONTAINER_ROOTS:
         if value == prefix or value.startswith(prefix + "/"):
-            return str(root) + value
+            mapped = str(root) + value
+            return mapped if os.path.lexists(mapped) else value
     return value
 
 

@@ -10,12 +10,15 @@ azure-ai-ml has no operation for (deleting a version, scoring) go through the sa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import re
 import ssl
+import sys
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,8 @@ SCORING_RETRIES = 2
 #: Azure ML answers a scoring request within 180 s at most (request_timeout_ms).
 SCORING_READ_TIMEOUT_S = 190
 WORKSPACES = "providers/Microsoft.MachineLearningServices/workspaces"
+#: Where azure-ai-ml keeps the name of the current cloud (in os.environ).
+CLOUD_ENV = "AZUREML_CURRENT_CLOUD"
 
 
 @dataclass(frozen=True)
@@ -120,9 +125,37 @@ def _import_error(exc: ImportError) -> MissingDependencyError:
     return MissingDependencyError("the azureml target", "azureml", exc.name or "azure-ai-ml")
 
 
+def _forget_inherited_cloud() -> None:
+    """Drop an ``AZUREML_CURRENT_CLOUD`` this process cannot know, before azure-ai-ml loads.
+
+    azure-ai-ml sets it in ``os.environ`` when a client is made for a cloud it did not know
+    (the custom clouds here), so child processes inherit the name; and it reads it while its
+    modules load, where a name it does not know fails the import ("Unknown cloud
+    environment"). modelport always names its cloud, so it never needs the inherited one.
+    """
+    found = os.environ.get(CLOUD_ENV)
+    if found and found not in KNOWN_CLOUDS and "azure.ai.ml" not in sys.modules:
+        del os.environ[CLOUD_ENV]
+
+
+def entities() -> Any:
+    """``azure.ai.ml.entities``, loaded safely (:func:`_forget_inherited_cloud` first)."""
+    _forget_inherited_cloud()
+    try:
+        from azure.ai.ml import entities as module
+    except ImportError as exc:
+        raise _import_error(exc) from None
+    return module
+
+
 def ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
-    """The TLS context of modelport's own requests: the system's CAs, or ``ca_bundle``'s."""
-    return ssl.create_default_context(cafile=str(ca_bundle) if ca_bundle else None)
+    """The TLS context of modelport's own requests.
+
+    It trusts ``ca_bundle``, else ``$REQUESTS_CA_BUNDLE`` (what azure-core's requests transport
+    trusts), else the system's CAs.
+    """
+    cafile = str(ca_bundle) if ca_bundle else os.environ.get("REQUESTS_CA_BUNDLE") or None
+    return ssl.create_default_context(cafile=cafile)
 
 
 def cloud_from_metadata(resource_manager_url: str, ca_bundle: Path | None) -> Cloud:
@@ -190,17 +223,19 @@ def make_credential(config: AzureMLConfig, cloud: Cloud) -> Any:
     except ImportError as exc:
         raise _import_error(exc) from None
     authority = cloud.active_directory
+    # A private cloud's login trusts the same CA as its Resource Manager.
+    tls: dict[str, Any] = {"connection_verify": str(config.ca_bundle)} if config.ca_bundle else {}
     kind = config.credential
     if kind == "cli":
         return identity.AzureCliCredential()
     if kind == "environment":
-        return identity.EnvironmentCredential(authority=authority)
+        return identity.EnvironmentCredential(authority=authority, **tls)
     if kind == "managed_identity":
-        return identity.ManagedIdentityCredential(client_id=config.client_id)
+        return identity.ManagedIdentityCredential(client_id=config.client_id, **tls)
     if kind == "workload_identity":
-        return identity.WorkloadIdentityCredential(authority=authority)
+        return identity.WorkloadIdentityCredential(authority=authority, **tls)
     return identity.DefaultAzureCredential(
-        authority=authority, managed_identity_client_id=config.client_id
+        authority=authority, managed_identity_client_id=config.client_id, **tls
     )
 
 
@@ -241,6 +276,7 @@ class Azure:
     def ml(self) -> Any:
         """azure-ai-ml's ``MLClient`` for the workspace."""
         if self._ml is None:
+            _forget_inherited_cloud()
             try:
                 from azure.ai.ml import MLClient
             except ImportError as exc:
@@ -267,17 +303,27 @@ class Azure:
         return self._ml
 
     def pipeline(self, *, bearer_scope: str | None, retries: int) -> Any:
-        """An azure-core pipeline to send requests azure-ai-ml has no operation for."""
+        """An azure-core pipeline to send requests azure-ai-ml has no operation for.
+
+        With a ``bearer_scope`` (ARM), azure-core's usual retries; without one (scoring), only
+        429 and 503 are asked again (after their ``Retry-After``): a prediction is not
+        idempotent, and a model's 500 would only fail again.
+        """
         try:
             from azure.core import PipelineClient
             from azure.core.pipeline import policies
             from azure.core.pipeline.transport import RequestsTransport
         except ImportError as exc:
             raise _import_error(exc) from None
+        retry: Any = (
+            policies.RetryPolicy(retry_total=retries, retry_backoff_factor=0.5)
+            if bearer_scope
+            else _throttling_retry(retries)
+        )
         chain: list[Any] = [
             policies.HeadersPolicy(),
             policies.UserAgentPolicy(f"modelport/{__version__}"),
-            policies.RetryPolicy(retry_total=retries, retry_backoff_factor=0.5),
+            retry,
         ]
         if bearer_scope:
             chain.append(policies.BearerTokenCredentialPolicy(self.credential, bearer_scope))
@@ -286,6 +332,27 @@ class Azure:
             read_timeout=SCORING_READ_TIMEOUT_S,
         )
         return PipelineClient(self.cloud.resource_manager, policies=chain, transport=transport)
+
+    @contextlib.contextmanager
+    def storage_trust(self) -> Iterator[None]:
+        """Let azure-storage-blob (the model upload) trust ``ca_bundle`` too, for the block.
+
+        azure-ai-ml makes its storage clients itself, without the MLClient's TLS options; their
+        requests transport trusts ``$REQUESTS_CA_BUNDLE``, so that names ``ca_bundle`` while
+        they run, and is put back after.
+        """
+        if not self.config.ca_bundle:
+            yield
+            return
+        saved = os.environ.get("REQUESTS_CA_BUNDLE")
+        os.environ["REQUESTS_CA_BUNDLE"] = str(self.config.ca_bundle)
+        try:
+            yield
+        finally:
+            if saved is None:
+                os.environ.pop("REQUESTS_CA_BUNDLE", None)
+            else:
+                os.environ["REQUESTS_CA_BUNDLE"] = saved
 
     def workspace_path(self, *parts: str) -> str:
         """The ARM path of something in the workspace."""
@@ -317,19 +384,28 @@ class Azure:
         return response.status_code, body
 
 
+def _throttling_retry(retries: int) -> Any:
+    """An azure-core retry policy that retries 429 and 503 answers only."""
+    from azure.core.pipeline.policies import RetryPolicy
+
+    class ThrottlingRetry(RetryPolicy):  # type: ignore[type-arg]
+        def is_retry(self, settings: Any, response: Any) -> bool:
+            if response.http_response.status_code not in (429, 503):
+                return False
+            return bool(super().is_retry(settings, response))
+
+    return ThrottlingRetry(
+        retry_total=retries, retry_backoff_factor=0.5, retry_on_status_codes=[429, 503]
+    )
+
+
 # --- errors ----------------------------------------------------------------------------------
 
 _AUTHZ = re.compile(
     r"does not have authorization to perform action '(?P<action>[^']+)' over scope "
     r"'(?P<scope>[^']+)'"
 )
-_QUOTA_CODES = {
-    "QuotaExceeded",
-    "OutOfQuota",
-    "InsufficientQuota",
-    "SkuNotAvailable",
-    "OperationNotAllowed",
-}
+_QUOTA_CODES = {"QuotaExceeded", "OutOfQuota", "InsufficientQuota", "SkuNotAvailable"}
 _CONFLICT_CODES = {
     "Conflict",
     "ResourceExists",
@@ -374,7 +450,9 @@ def not_found(exc: BaseException) -> bool:
 def _detail(exc: BaseException) -> str:
     message = str(getattr(exc, "message", "") or exc).strip()
     # azure-core appends the whole response ("Content: {...}"): the first lines say it all.
-    return message.split("\nContent:")[0].split("\nAdditional Information:")[0].strip()
+    for marker in ("\nCode:", "\nContent:", "\nAdditional Information:"):
+        message = message.split(marker)[0]
+    return message.strip()
 
 
 def _classify(exc: BaseException) -> Kind | Classified | None:
@@ -400,8 +478,10 @@ def _classify(exc: BaseException) -> Kind | Classified | None:
         status, code, detail = status_of(exc), error_code(exc), _detail(exc)
         authz = _AUTHZ.search(detail)
         if status == 403 or code == "AuthorizationFailed":
-            hint = "give the identity in use a role that allows this (AzureML Data Scientist, "
-            "or Contributor) on the workspace"
+            hint = (
+                "give the identity in use a role that allows this (AzureML Data Scientist, "
+                "or Contributor) on the workspace"
+            )
             if authz:
                 hint = (
                     f"give the identity in use a role with {authz['action']} (AzureML Data "

@@ -24,7 +24,7 @@ MAX_MIRROR_PERCENT = 50
 PROBE_KEYS = ("initial_delay", "period", "timeout", "failure_threshold", "success_threshold")
 #: The tags Azure takes per resource, and how many of them modelport's own facts use.
 MAX_TAGS = 50
-OWN_TAGS = 9
+OWN_TAGS = 8
 _RESOURCE_GROUP = re.compile(r"^[-\w._()]{1,90}$")
 _WORKSPACE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{2,32}$")
 _SUBSCRIPTION = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
@@ -274,10 +274,8 @@ class AzureMLConfig:
                     f"{key}: unknown setting(s) {', '.join(unknown)} (takes "
                     f"{', '.join(PROBE_KEYS)})"
                 )
-            bad = [
-                k for k, v in probe.items() if not isinstance(v, int) or v < (k != "initial_delay")
-            ]
-            if bad and not unknown:
+            bad = [k for k, v in probe.items() if k in PROBE_KEYS and not _probe_value_ok(k, v)]
+            if bad:
                 found.append(
                     f"{key}: {', '.join(sorted(bad))} must be whole numbers >= 1 "
                     "(initial_delay >= 0)"

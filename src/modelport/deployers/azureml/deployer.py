@@ -45,6 +45,7 @@ from modelport.deployers.azureml.azure import (
     SCORING_RETRIES,
     TARGET,
     Azure,
+    entities,
     json_body,
     not_found,
     scoring_error_message,
@@ -75,6 +76,7 @@ from modelport.errors import (
     InputError,
     ModelError,
     PermissionDeniedError,
+    ResourceNotFound,
     TargetUnavailableError,
     ThrottledError,
     UsageError,
@@ -96,6 +98,8 @@ DEFAULT_INSTANCE_TYPE = "Standard_DS3_v2"
 #: Azure's getLogs tail limit.
 MAX_LOG_LINES = 10000
 JSON = "application/json"
+#: The header where Azure ML's 424 answer names the status the container answered.
+MODEL_ERROR_STATUS = "ms-azureml-model-error-statuscode"
 TAG_TARGET = label_key(Platform.AZURE, "target")
 TAG_DEPLOYMENT = label_key(Platform.AZURE, "deployment")
 #: Environment variables modelport sets on every deployment (not carried as extra ones).
@@ -174,6 +178,12 @@ class Split:
         return max(newer, key=lambda d: _generation(d) or 0) if newer else None
 
 
+def _state(entity: Any) -> str:
+    """An entity's provisioning state as text (azure-ai-ml gives an enum, or a string)."""
+    found = getattr(entity, "provisioning_state", None)
+    return str(getattr(found, "value", found) or "")
+
+
 def _generation(deployment: str) -> int | None:
     return parse_generation(deployment, DEPLOYMENT_BASE, max_length=MAX_NAME)
 
@@ -194,14 +204,12 @@ def _time(value: Any) -> datetime | None:
     return parsed.astimezone(timezone.utc).replace(microsecond=0)
 
 
-def _call(operation: str, entity: Mapping[str, Any] | None = None, **params: Any) -> dict[str, Any]:
-    """An azure-ai-ml call as the plan shows it."""
-    call: dict[str, Any] = {"sdk": "azure-ai-ml", "operation": operation}
-    if params:
-        call["params"] = params
-    if entity is not None:
-        call["entity"] = dict(entity)
-    return call
+def _call(operation: str, entity: Mapping[str, Any]) -> dict[str, Any]:
+    """An azure-ai-ml call as the plan shows it.
+
+    The operation, and the entity it sends in azure-ai-ml's YAML form.
+    """
+    return {"call": f"azure-ai-ml {operation}", "params": dict(entity)}
 
 
 class AzureMLDeployer(Deployer[AzureMLConfig]):
@@ -337,9 +345,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
         }
 
     def _environment_entity(self, gen: Generation, package: Package, image: str) -> Any:
-        from azure.ai.ml.entities import Environment
-
-        return Environment(
+        return entities().Environment(
             name=gen.asset,
             version=gen.version,
             image=image,
@@ -351,16 +357,16 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
 
     def _environment_variables(self, package: Package, config: AzureMLConfig) -> dict[str, str]:
         # The container refuses any other package than the one deployed.
-        return {**config.environment_variables, EXPECT_DIGEST_ENV: package.digest}
+        env = {**config.environment_variables, EXPECT_DIGEST_ENV: package.digest}
+        if package.manifest.flavor.runs_code:
+            # Loading the package was the opt-in (--allow-code); the container needs it too.
+            env["MODELPORT_ALLOW_CODE"] = "1"
+        return env
 
     def _deployment_entity(
         self, gen: Generation, package: Package, config: AzureMLConfig, model: str | None
     ) -> Any:
-        from azure.ai.ml.entities import (
-            ManagedOnlineDeployment,
-            OnlineRequestSettings,
-            ProbeSettings,
-        )
+        sdk = entities()
 
         request: dict[str, Any] = {}
         if config.request_timeout_ms is not None:
@@ -369,7 +375,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
             request["max_concurrent_requests_per_instance"] = (
                 config.max_concurrent_requests_per_instance
             )
-        return ManagedOnlineDeployment(
+        return sdk.ManagedOnlineDeployment(
             name=gen.deployment,
             endpoint_name=gen.endpoint,
             environment=f"azureml:{gen.asset}:{gen.version}",
@@ -377,21 +383,19 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
             instance_type=config.instance_type or DEFAULT_INSTANCE_TYPE,
             instance_count=config.instance_count or 1,
             environment_variables=self._environment_variables(package, config),
-            request_settings=OnlineRequestSettings(**request) if request else None,
-            liveness_probe=ProbeSettings(**config.liveness_probe)
+            request_settings=sdk.OnlineRequestSettings(**request) if request else None,
+            liveness_probe=sdk.ProbeSettings(**config.liveness_probe)
             if config.liveness_probe
             else None,
             readiness_probe=(
-                ProbeSettings(**config.readiness_probe) if config.readiness_probe else None
+                sdk.ProbeSettings(**config.readiness_probe) if config.readiness_probe else None
             ),
             tags=self._facts(gen.endpoint, package, gen.number),
             description=f"{package.name} {package.version} ({package.digest})",
         )
 
     def _endpoint_entity(self, name: str) -> Any:
-        from azure.ai.ml.entities import ManagedOnlineEndpoint
-
-        return ManagedOnlineEndpoint(
+        return entities().ManagedOnlineEndpoint(
             name=name,
             auth_mode=self.config.auth_mode,
             tags=self._endpoint_tags(name),
@@ -509,7 +513,6 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
 
         def register(_: Mapping[str, Any]) -> str:
             from azure.ai.ml.constants import AssetTypes
-            from azure.ai.ml.entities import Model
 
             from modelport.model_format.archive import write_archive
 
@@ -520,7 +523,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
                     f"registering the model asset {gen.asset}:{gen.version} "
                     f"({archive.stat().st_size} bytes)"
                 )
-                model = Model(
+                model = entities().Model(
                     name=gen.asset,
                     version=gen.version,
                     path=str(archive),
@@ -528,7 +531,8 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
                     tags=self._facts(gen.endpoint, package, gen.number),
                     description=f"{package.name} {package.version} ({package.digest})",
                 )
-                self.ml.models.create_or_update(model)
+                with self.azure.storage_trust():
+                    self.ml.models.create_or_update(model)
             return f"azureml:{gen.asset}:{gen.version}"
 
         return Step(
@@ -670,7 +674,8 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
     def _set_split(self, name: str, split: Split) -> None:
         """Give the endpoint this traffic and mirror split (every other deployment: 0)."""
         endpoint = self._ours(name)
-        deployments = self._deployments(name)
+        # Every deployment the split names, even one a listing does not show yet.
+        deployments = [*self._deployments(name), *split.traffic, *split.mirror]
         endpoint.traffic = {d: int(split.traffic.get(d, 0)) for d in deployments}
         endpoint.mirror_traffic = {d: int(v) for d, v in split.mirror.items()}
         poller = self.ml.online_endpoints.begin_create_or_update(endpoint)
@@ -700,7 +705,8 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
             translated = AZURE_ERRORS.translate(exc, what.replace(" to be ", " being ", 1))
             if translated is None:
                 raise
-            tail = log() if log else ()
+            # The lines Azure's message does not already show.
+            tail = [line for line in (log() if log else ()) if line not in str(translated)]
             if tail:
                 lines = "\n".join(f"  {line}" for line in list(tail)[-15:])
                 translated = type(translated)(
@@ -718,7 +724,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
             raise
         try:
             self._wait_poller(poller, f"the deployment {deployment} of {name} to be deleted")
-        except DeploymentNotFound:
+        except ResourceNotFound:  # gone meanwhile: as good
             return
 
     def _delete_endpoint(self, name: str) -> None:
@@ -729,7 +735,8 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
             if not_found(exc):
                 return
             raise
-        self._wait_poller(poller, f"the endpoint {name} to be deleted")
+        with contextlib.suppress(ResourceNotFound):  # gone meanwhile: as good
+            self._wait_poller(poller, f"the endpoint {name} to be deleted")
 
     # --- records ---------------------------------------------------------------------------
 
@@ -744,7 +751,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
         facts = read_labels(Platform.AZURE, (deployments[primary].tags or {}) if primary else {})
         described = {
             d: {
-                "state": getattr(found, "provisioning_state", None),
+                "state": _state(found) or None,
                 "package_digest": read_labels(Platform.AZURE, found.tags or {}).package_digest,
                 "traffic": split.traffic.get(d, 0),
                 "mirror": split.mirror.get(d, 0),
@@ -760,7 +767,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
             "location": getattr(endpoint, "location", None),
             "auth_mode": getattr(endpoint, "auth_mode", None),
             "scoring_uri": getattr(endpoint, "scoring_uri", None),
-            "provisioning_state": getattr(endpoint, "provisioning_state", None),
+            "provisioning_state": _state(endpoint) or None,
             "deployment": primary,
             "traffic": dict(split.traffic),
             "mirror_traffic": dict(split.mirror),
@@ -806,19 +813,18 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
     def _status(
         endpoint: Any, deployments: Mapping[str, Any], primary: str | None, candidate: str | None
     ) -> DeploymentStatus:
-        state = str(getattr(endpoint, "provisioning_state", "") or "")
+        state = _state(endpoint)
         if state in ("Failed", "Canceled"):
             return DeploymentStatus.FAILED
         if primary is None:
             return DeploymentStatus.STARTING
-        found = str(getattr(deployments[primary], "provisioning_state", "") or "")
+        found = _state(deployments[primary])
         status = _STATUS.get(found, DeploymentStatus.UNKNOWN)
         if status is DeploymentStatus.STARTING and len(deployments) > 1:
             status = DeploymentStatus.UPDATING
-        if status is DeploymentStatus.READY and candidate is not None:
-            state_of = str(getattr(deployments[candidate], "provisioning_state", "") or "")
-            if state_of in _SETTLING:
-                status = DeploymentStatus.UPDATING
+        settling = candidate is not None and _state(deployments[candidate]) in _SETTLING
+        if status is DeploymentStatus.READY and settling:
+            status = DeploymentStatus.UPDATING
         if status is DeploymentStatus.READY and state in ("Creating", "Updating"):
             status = DeploymentStatus.UPDATING
         return status
@@ -878,10 +884,11 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
         gen = Generation(name, self._next_generation(name))
         generation = self._generation_steps(gen, package, self.config)
         endpoint = self._endpoint_step(name)
+        # Undone by taking the traffic away again: a deployment with traffic cannot be deleted.
         traffic = self._traffic_step(
             name,
             Split({gen.deployment: 100}, {}),
-            None,
+            Split({}, {}),
             f"send all traffic of {name} to {gen.deployment}",
         )
         # The endpoint first: a deployment needs its endpoint.
@@ -930,11 +937,16 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
         extra = {
             k: str(v)
             for k, v in (getattr(current, "environment_variables", None) or {}).items()
-            if k != EXPECT_DIGEST_ENV
+            if k not in (EXPECT_DIGEST_ENV, "MODELPORT_ALLOW_CODE")
         }
         if not self.config.environment_variables and extra:
             kept["environment_variables"] = extra
-        return dataclasses.replace(self.config, **kept)
+        try:
+            return dataclasses.replace(self.config, **kept)
+        except ValueError as exc:
+            raise ConfigError(
+                [f"{exc} (with the settings the deployment {primary} has now)"], TARGET
+            ) from None
 
     @AZURE_ERRORS.translated("updating an azureml deployment")
     def update(self, name: str, package: Package, *, wait: bool = True) -> Deployment:
@@ -967,9 +979,11 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
             )
         background.refuse_if_busy(default_home(), TARGET, name)
         primary = current.details.get("deployment")
-        if primary is None or current.status is not DeploymentStatus.READY:
+        # Azure's state alone (not this very job, which `current` counts as updating).
+        state = self._status(endpoint, deployments, primary, None)
+        if primary is None or state is not DeploymentStatus.READY:
             raise DeploymentError(
-                f"the endpoint {name} is {current.status.value}: it can be updated only when ready",
+                f"the endpoint {name} is {state.value}: it can be updated only when ready",
                 hint="wait for it (modelport deployments get), or delete and deploy again",
             )
         settings = self._settings_for_update(deployments, str(primary))
@@ -1146,9 +1160,13 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
             # /score answers the predictions themselves, as Azure ML's MLflow scoring does.
             return {"predictions": answer}
         message = scoring_error_message(status, raw)
+        if status == 424:
+            # Azure ML answers 424 for any non-200 of the container, whose status it names.
+            container = str(response.headers.get(MODEL_ERROR_STATUS) or "")
+            status = int(container) if container.isdigit() else 500
         if status in (400, 413, 415, 422):
             raise InputError(message)
-        if status in (424, 500):
+        if status == 500:
             raise ModelError(f"{where}: the model failed: {message}")
         if status in (401, 403):
             raise PermissionDeniedError(
@@ -1187,7 +1205,9 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
         primary = Split.of(endpoint).primary(builtins.list(deployments))
         if primary is None:
             return iter(())
-        lines = MAX_LOG_LINES if tail is None else max(1, min(tail, MAX_LOG_LINES))
+        if tail is not None and tail <= 0:
+            return iter(())
+        lines = MAX_LOG_LINES if tail is None else min(tail, MAX_LOG_LINES)
         text = self.ml.online_deployments.get_logs(name=primary, endpoint_name=name, lines=lines)
         found = str(text or "").splitlines()
         return iter(found[-tail:] if tail is not None else found)
