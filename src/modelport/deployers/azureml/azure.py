@@ -11,17 +11,19 @@ azure-ai-ml has no operation for (deleting a version, scoring) go through the sa
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
+import logging
 import os
 import re
 import ssl
 import sys
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from modelport import __version__
 from modelport.deployers.azureml.config import AzureMLConfig, Workspace
@@ -136,6 +138,28 @@ def _forget_inherited_cloud() -> None:
     found = os.environ.get(CLOUD_ENV)
     if found and found not in KNOWN_CLOUDS and "azure.ai.ml" not in sys.modules:
         del os.environ[CLOUD_ENV]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def quiet(function: F) -> F:
+    """Keep azure-ai-ml's own output off stdout while ``function`` runs.
+
+    Its pollers print a dot per poll on stdout (whatever ``show_progress`` says), which would
+    corrupt ``--json``; they go to stderr instead. Its INFO lines ("Check: endpoint ... exists")
+    are silenced: modelport reports its steps itself.
+    """
+
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        for name, logger in list(logging.root.manager.loggerDict.items()):
+            if name.startswith("azure.ai.ml") and isinstance(logger, logging.Logger):
+                logger.setLevel(max(logger.level, logging.WARNING))
+        with contextlib.redirect_stdout(sys.stderr):
+            return function(*args, **kwargs)
+
+    return run  # type: ignore[return-value]
 
 
 def entities() -> Any:

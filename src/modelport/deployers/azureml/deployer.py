@@ -48,6 +48,7 @@ from modelport.deployers.azureml.azure import (
     entities,
     json_body,
     not_found,
+    quiet,
     scoring_error_message,
     status_of,
 )
@@ -874,6 +875,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
         return [*steps, self._deployment_step(gen, package, config, model_step)]
 
     @AZURE_ERRORS.translated("planning an azureml deployment")
+    @quiet
     def create_steps(
         self, name: str, package: Package, *, wait: bool = True
     ) -> builtins.list[Step]:
@@ -895,6 +897,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
         return [*generation[:-1], endpoint, generation[-1], traffic]
 
     @AZURE_ERRORS.translated("creating an azureml deployment")
+    @quiet
     def create(self, name: str, package: Package, *, wait: bool = True) -> Deployment:
         """Make the endpoint ``name`` serving ``package`` (see the module's docstring).
 
@@ -949,6 +952,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
             ) from None
 
     @AZURE_ERRORS.translated("updating an azureml deployment")
+    @quiet
     def update(self, name: str, package: Package, *, wait: bool = True) -> Deployment:
         """A new deployment beside the old one, then all traffic, a canary or a mirror to it.
 
@@ -1047,6 +1051,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
         return endpoint, deployments, primary, candidate
 
     @AZURE_ERRORS.translated("promoting an azureml deployment")
+    @quiet
     def promote(self, name: str) -> Deployment:
         """All traffic to the canary (or mirror), then the old deployment is removed."""
         self.check_name(name)
@@ -1066,6 +1071,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
         return self._record(self._ours(name))
 
     @AZURE_ERRORS.translated("rolling back an azureml deployment")
+    @quiet
     def rollback(self, name: str) -> Deployment:
         """All traffic back to the old deployment, then the canary (or mirror) is removed."""
         self.check_name(name)
@@ -1085,6 +1091,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
         return self._record(self._ours(name))
 
     @AZURE_ERRORS.translated("deleting an azureml deployment")
+    @quiet
     def delete(self, name: str) -> None:
         """Remove the endpoint, its deployments, environment versions and model assets."""
         self.check_name(name)
@@ -1101,6 +1108,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
                 self._delete_version(kind, asset_name(name), version)
 
     @AZURE_ERRORS.translated("reading an azureml deployment")
+    @quiet
     def get(self, name: str) -> Deployment:
         """The endpoint's state, traffic split, package digest and scoring URI."""
         self.check_name(name)
@@ -1112,6 +1120,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
         return self._record(self._ours(name))
 
     @AZURE_ERRORS.translated("listing the azureml deployments")
+    @quiet
     def list(self) -> Sequence[Deployment]:
         """Every online endpoint of the workspace that modelport made (by its tags), by name."""
         result = []
@@ -1131,6 +1140,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
         return f"Bearer {keys.primary_key}"
 
     @AZURE_ERRORS.translated("asking an azureml deployment")
+    @quiet
     def predict(self, name: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """POST the payload to the scoring URI (the endpoint key, or an AAD token)."""
         from azure.core.rest import HttpRequest
@@ -1197,6 +1207,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
         return []
 
     @AZURE_ERRORS.translated("reading the logs of an azureml deployment")
+    @quiet
     def logs(self, name: str, *, tail: int | None = 100) -> Iterator[str]:
         """The container log of the deployment serving now (Azure's getLogs)."""
         self.check_name(name)
