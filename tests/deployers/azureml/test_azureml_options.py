@@ -225,8 +225,8 @@ def test_the_python_api_may_pass_paths_as_strings() -> None:
         ),
         (['tags={"modelport-target": "x"}'], "tags: 'modelport-target' is reserved"),
         (
-            ["tags=" + json.dumps({f"k{i}": "v" for i in range(42)})],
-            "tags: at most 41 (modelport uses 9)",
+            ["tags=" + json.dumps({f"k{i}": "v" for i in range(43)})],
+            "tags: at most 42 (modelport uses 8)",
         ),
         (['tags={"team/sub": "x"}'], "tags: 'team/sub': keys are 1-512 characters without"),
         (['tags={"a?b": "x"}'], "keys are 1-512 characters"),
