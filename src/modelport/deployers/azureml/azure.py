@@ -471,6 +471,16 @@ def not_found(exc: BaseException) -> bool:
     )
 
 
+_WORKSPACE_PART = re.compile(r"/workspaces/[^/]+/(?P<rest>[^?]+)")
+
+
+def _resource_of(exc: BaseException) -> str | None:
+    """What a failed ARM request was about, from its URL (``onlineEndpoints/churn``)."""
+    request = getattr(getattr(exc, "response", None), "request", None)
+    match = _WORKSPACE_PART.search(str(getattr(request, "url", "") or ""))
+    return match["rest"].rstrip("/") if match else None
+
+
 def _detail(exc: BaseException) -> str:
     message = str(getattr(exc, "message", "") or exc).strip()
     # azure-core appends the whole response ("Content: {...}"): the first lines say it all.
@@ -523,11 +533,12 @@ def _classify(exc: BaseException) -> Kind | Classified | None:
                 "or instance_count",
             )
         if status == 409 or code in _CONFLICT_CODES:
+            resource = _resource_of(exc) or "the resource"
             return Classified(
                 Kind.CONFLICT,
                 detail,
-                hint="another operation is running on this resource, or the name is taken "
-                "in the region: wait and retry, or use another name",
+                hint=f"{resource}: another operation may still be running on it, or its name "
+                "is taken in the region: wait and retry, or use another name",
             )
         if status == 404:
             return Classified(
