@@ -161,6 +161,19 @@ def traffic(fake: FakeAzure) -> tuple[dict[str, int], dict[str, int]]:
     )
 
 
+def host_of(fake: FakeAzure, deployment: str) -> dict[str, Any]:
+    """The host serving ``deployment`` of the endpoint (or the last one it had)."""
+    found = fake.host(NAME, deployment)
+    assert found is not None, deployment
+    return found
+
+
+def resource(found: dict[str, Any] | None) -> dict[str, Any]:
+    """A resource the fake has (failing the test when it has none)."""
+    assert found is not None
+    return found
+
+
 def environment_id(kind: str, version: int) -> str:
     """The ARM id of version ``version`` of the deployment's environment or model."""
     return f"{WORKSPACE_ID}/{kind}/{ASSET}/versions/{version}"
@@ -171,10 +184,10 @@ def with_progress(target: AzureMLDeployer, sink: Any) -> AzureMLDeployer:
     return AzureMLDeployer(target.config, progress=Progress(sink))
 
 
-# --- 1. create, get, list, delete ------------------------------------------------------------
+# --- 1. create, get, list, logs, predict, delete ------------------------------------------------
 
 
-def test_create_sends_these_requests_and_leaves_one_generation(
+def test_create_sends_these_requests_then_get_list_logs_predict_and_delete(
     azure: FakeAzure, home: Path, process_images: ProcessImages, packages: dict[str, Package]
 ) -> None:
     v1 = packages["v1"]
@@ -210,9 +223,9 @@ def test_create_sends_these_requests_and_leaves_one_generation(
     # What Azure has now.
     assert resources(azure, NAME) == only_generation(NAME, 1)
     assert traffic(azure) == ({G1: 100}, {})
-    assert azure.endpoint(NAME)["tags"] == ENDPOINT_TAGS
-    host = azure.host(NAME, G1)
-    assert host is not None and host["image"] == process_images.v1
+    assert resource(azure.endpoint(NAME))["tags"] == ENDPOINT_TAGS
+    host = host_of(azure, G1)
+    assert host["image"] == process_images.v1
     assert host["env"][EXPECT_DIGEST] == v1.digest
 
     # The record, from create and from get.
@@ -238,6 +251,24 @@ def test_create_sends_these_requests_and_leaves_one_generation(
         }
     assert same_predictions(target.predict(NAME, PAYLOAD), expected(v1))
 
+    # logs: the container's own lines (getLogs), the last ones when asked, none for tail=0.
+    lines = list(target.logs(NAME))
+    assert lines == host["lines"]
+    assert any("modelport: serving contract-model 1" in line for line in lines)
+    assert list(target.logs(NAME, tail=2)) == lines[-2:]
+    asked = [c.body for c in azure.calls() if c.short.endswith(f"{G1}/getLogs")]
+    assert [a["tail"] for a in asked] == [100, 2]
+    before = len(azure.calls())
+    assert list(target.logs(NAME, tail=0)) == []
+    assert not [c for c in azure.calls()[before:] if c.path.endswith("/getLogs")]
+    with pytest.raises(DeploymentNotFound):
+        target.logs("ep-missing")
+
+    # A body the model refuses: the container's 400, which Azure answers as 424.
+    with pytest.raises(InputError):
+        target.predict(NAME, {"inputs": {"X": [[1.0, 2.0, 3.0]]}})
+    assert azure.scoring_requests(NAME)[-1].status == 424
+
     # An endpoint modelport did not make: not listed, not read, not deleted.
     from azure.ai.ml.entities import ManagedOnlineEndpoint
 
@@ -261,8 +292,7 @@ def test_create_sends_these_requests_and_leaves_one_generation(
         "DELETE environments/modelport-ep-target/versions/1",
     ]
     assert resources(azure, NAME) == NOTHING
-    assert host is not None and azure.host(NAME, G1) is not None
-    assert azure.host(NAME, G1)["stopped"]
+    assert host_of(azure, G1)["stopped"]
     assert list(azure.endpoints()) == ["someone-else"]
 
 
@@ -360,7 +390,7 @@ def test_canary_takes_its_share_then_promote_moves_the_rest(
     assert promoted.details["deployment"] == G2
     assert promoted.details["traffic"] == {G2: 100}
     assert "candidate" not in promoted.details
-    assert azure.host(NAME, G1)["stopped"]
+    assert host_of(azure, G1)["stopped"]
     assert answered_by(target.predict(NAME, PAYLOAD), packages) == "v2"
 
 
@@ -406,14 +436,14 @@ def test_rollback_after_a_canary_leaves_only_the_old_generation(
     assert bodies(azure, "PUT onlineEndpoints/ep-target")[0]["properties"]["traffic"] == {G1: 100}
     assert traffic(azure) == ({G1: 100}, {})
     assert resources(azure, NAME) == only_generation(NAME, 1)
-    assert azure.host(NAME, G2)["stopped"]
+    assert host_of(azure, G2)["stopped"]
     assert record.package_digest == v1.digest
     assert record.details["traffic"] == {G1: 100}
     assert "candidate" not in record.details
     served = len(azure.scoring_requests(NAME))
-    answers = [answered_by(target.predict(NAME, PAYLOAD), packages) for _ in range(3)]
-    assert answers == ["v1"] * 3
-    assert live(azure, served) == {G1: 3}
+    answers = [answered_by(target.predict(NAME, PAYLOAD), packages) for _ in range(2)]
+    assert answers == ["v1"] * 2
+    assert live(azure, served) == {G1: 2}
 
 
 # --- 4. mirror traffic -------------------------------------------------------------------------
@@ -470,40 +500,9 @@ def test_mirror_copies_a_share_and_answers_none_then_rollback_or_promote(
     assert answered_by(target.predict(NAME, PAYLOAD), packages) == "v2"
 
 
-# --- 5. a failed update ------------------------------------------------------------------------
+# --- 5. a failed update (and 6. below) -------------------------------------------------------
 
 
-def test_a_failed_update_keeps_the_traffic_and_says_why(
-    azure: FakeAzure, home: Path, process_images: ProcessImages, packages: dict[str, Package]
-) -> None:
-    v1, v2 = packages["v1"], packages["v2"]
-    target = asset_form(azure, process_images)
-    target.create(NAME, v1)
-    reason = "Liveness probe failed: the container exited with code 3"
-    azure.fail_provisioning(G2, reason)
-
-    with pytest.raises(DeploymentError) as failed:
-        target.update(NAME, v2)
-
-    message = str(failed.value)
-    assert f"(ResourceNotReady) {reason}" in message  # Azure's reason
-    assert f"its log ends:\n  fake Azure: the container crashed on purpose: {reason}" in message
-    # No traffic moved; the new environment and model versions are gone; v1 answers.
-    assert not [b for b in bodies(azure, "PUT onlineEndpoints/ep-target")[2:]]
-    assert traffic(azure) == ({G1: 100}, {})
-    found = resources(azure, NAME)
-    assert (found["environments"], found["models"]) == (["1"], ["1"])
-    assert answered_by(target.predict(NAME, PAYLOAD), packages) == "v1"
-    record = target.get(NAME)
-    assert record.status is DeploymentStatus.READY
-    assert record.package_digest == v1.digest
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="deployer.py _deployment_step: when provisioning fails, the Failed deployment "
-    "stays in the endpoint (the step raised, so its undo never runs)",
-)
 def test_a_failed_update_removes_the_deployment_it_made(
     azure: FakeAzure, home: Path, process_images: ProcessImages, packages: dict[str, Package]
 ) -> None:
@@ -545,7 +544,11 @@ def failing_steps(generation: int) -> list[tuple[str, str, str]]:
         ("register-model", "PUT", f"/models/{version}"),
         ("register-environment", "PUT", f"/environments/{version}"),
         ("create-endpoint", "PUT", f"/onlineEndpoints/{NAME}$"),
-        ("create-deployment", "PUT", f"/onlineEndpoints/{NAME}/deployments/modelport-g{generation}$"),
+        (
+            "create-deployment",
+            "PUT",
+            f"/onlineEndpoints/{NAME}/deployments/modelport-g{generation}$",
+        ),
         ("route-traffic", "PUT", f"/onlineEndpoints/{NAME}$"),
     ]
 
@@ -586,10 +589,10 @@ def test_a_create_failing_at_each_request_leaves_nothing(
     assert all(h["stopped"] for h in azure.hosts())
 
 
-def test_an_update_failing_at_each_request_keeps_the_old_version(
+def test_an_update_failing_at_each_request_or_provisioning_keeps_the_old_version(
     azure: FakeAzure, home: Path, process_images: ProcessImages, packages: dict[str, Package]
 ) -> None:
-    v1, v2 = packages["v1"], packages["v2"]
+    v1, v2, v3 = packages["v1"], packages["v2"], packages["v3"]
     target = asset_form(azure, process_images)
     target.create(NAME, v1)
     assert writes(azure, blobs=True) == CREATE_ASSET_WRITES
@@ -606,7 +609,8 @@ def test_an_update_failing_at_each_request_keeps_the_old_version(
         assert failed.value.hint, (step, failed.value)
         assert traffic(azure) == ({G1: 100}, {}), step
         assert resources(azure, NAME) == only_generation(NAME, 1, models=True), step
-        assert answered_by(target.predict(NAME, PAYLOAD), packages) == "v1", step
+        assert not host_of(azure, G1)["stopped"], step
+    assert answered_by(target.predict(NAME, PAYLOAD), packages) == "v1"
     # Each ARM request an update sends that changes something was failed once (the blob is
     # there already: the SDK's HEAD finds it and skips the upload).
     azure.clear_calls()
@@ -619,6 +623,27 @@ def test_an_update_failing_at_each_request_keeps_the_old_version(
         "PUT onlineEndpoints/ep-target",
     ]
     assert resources(azure, NAME) == only_generation(NAME, 2, models=True)
+
+    # 5. The next one's container crashes while Azure provisions it.
+    reason = "Liveness probe failed: the container exited with code 3"
+    azure.fail_provisioning(G3, reason)
+    azure.clear_calls()
+    with pytest.raises(DeploymentError) as failed:
+        target.update(NAME, v3)
+
+    message = str(failed.value)
+    assert f"(ResourceNotReady) {reason}" in message  # Azure's reason
+    assert f"its log ends:\n  fake Azure: the container crashed on purpose: {reason}" in message
+    # No traffic moved; the new environment and model versions are gone (the Failed deployment:
+    # see test_a_failed_update_removes_the_deployment_it_made); v2 answers.
+    assert bodies(azure, "PUT onlineEndpoints/ep-target") == []
+    assert traffic(azure) == ({G2: 100}, {})
+    found = resources(azure, NAME)
+    assert (found["environments"], found["models"]) == (["2"], ["2"])
+    assert answered_by(target.predict(NAME, PAYLOAD), packages) == "v2"
+    record = target.get(NAME)
+    assert record.status is DeploymentStatus.READY
+    assert record.package_digest == v2.digest
 
 
 # --- 7. Azure's errors -------------------------------------------------------------------------
@@ -694,16 +719,16 @@ def test_a_quota_error_says_which_option_to_change(
     assert resources(azure, NAME) == NOTHING
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="azure.py _classify: the quota hint says '-C instance_type' but not the SKU the "
-    "deployment asked for (the issue: quota -> which SKU)",
-)
 def test_a_quota_hint_names_the_sku_asked_for(
     azure: FakeAzure, home: Path, process_images: ProcessImages, packages: dict[str, Package]
 ) -> None:
-    azure.fail_next("PUT", f"/deployments/{G1}$", status=400, code="QuotaExceeded",
-                    message="The subscription has no quota left for this request.")
+    azure.fail_next(
+        "PUT",
+        f"/deployments/{G1}$",
+        status=400,
+        code="QuotaExceeded",
+        message="The subscription has no quota left for this request.",
+    )
     target = baked(azure, process_images.v1, instance_type="Standard_NC6s_v3")
 
     with pytest.raises(QuotaExceededError) as refused:
@@ -745,49 +770,6 @@ def test_a_create_and_delete_with_synchronous_operations(
     assert resources(azure, NAME) == NOTHING
 
 
-# --- 9. the model-asset form -------------------------------------------------------------------
-
-
-def test_the_model_asset_is_uploaded_registered_and_mounted(
-    azure: FakeAzure,
-    home: Path,
-    process_images: ProcessImages,
-    packages: dict[str, Package],
-    tmp_path: Path,
-) -> None:
-    v1 = packages["v1"]
-    target = asset_form(azure, process_images)
-
-    target.create(NAME, v1)
-
-    assert writes(azure, blobs=True) == CREATE_ASSET_WRITES
-    # The blob: the package's archive, which is the package.
-    (blob,) = azure.blobs()
-    assert re.search(BLOB, "/" + blob)
-    (tmp_path / "uploaded.mport").write_bytes(azure.blobs()[blob])
-    with load(tmp_path / "uploaded.mport") as uploaded:
-        assert uploaded.digest == v1.digest
-    # The model version: custom_model, tagged, pointing at the blob.
-    model = azure.model(ASSET, "1")
-    assert model is not None
-    assert model["properties"]["modelType"] == "custom_model"
-    assert model["properties"]["tags"] == modelport_tags(v1, NAME, 1)
-    assert model["properties"]["modelUri"].endswith(f"/paths/{blob}")
-    # The environment: the runtime image; the deployment names the model, sets no package path.
-    (environment,) = bodies(azure, "PUT environments/modelport-ep-target/versions/1")
-    assert environment["properties"]["image"] == process_images.runtime
-    (deployment,) = bodies(azure, "PUT onlineEndpoints/ep-target/deployments/modelport-g1")
-    assert deployment["properties"]["model"] == environment_id("models", 1)
-    assert deployment["properties"]["environmentVariables"] == {EXPECT_DIGEST: v1.digest}
-    # Azure mounted it at AZUREML_MODEL_DIR, where the image's entrypoint found it.
-    host = azure.host(NAME, G1)
-    assert host is not None
-    assert host["env"]["AZUREML_MODEL_DIR"].endswith(f"/azureml-models/{ASSET}/1")
-    assert same_predictions(target.predict(NAME, PAYLOAD), expected(v1))
-    target.delete(NAME)
-    assert resources(azure, NAME) == NOTHING
-
-
 # --- 10. AAD tokens ----------------------------------------------------------------------------
 
 
@@ -813,35 +795,6 @@ def test_aad_token_endpoints_are_asked_with_a_token_never_a_key(
     with pytest.raises(PermissionDeniedError, match="refused the credentials"):
         target.predict(NAME, PAYLOAD)
     assert [s.status for s in azure.scoring_requests(NAME)] == [200, 401]
-
-
-# --- 11. logs, and 13. predict errors ----------------------------------------------------------
-
-
-def test_logs_are_the_containers_and_predict_errors_are_modelports(
-    azure: FakeAzure, home: Path, process_images: ProcessImages, packages: dict[str, Package]
-) -> None:
-    target = baked(azure, process_images.v1)
-    target.create(NAME, packages["v1"])
-    host = azure.host(NAME, G1)
-    assert host is not None
-
-    lines = list(target.logs(NAME))
-    assert lines == host["lines"]
-    assert any("modelport: serving contract-model 1" in line for line in lines)
-    assert list(target.logs(NAME, tail=2)) == lines[-2:]
-    (asked,) = [c.body for c in azure.calls() if c.path.endswith("/getLogs")][-1:]
-    assert asked["tail"] == 2
-    before = len(azure.calls())
-    assert list(target.logs(NAME, tail=0)) == []
-    assert not [c for c in azure.calls()[before:] if c.path.endswith("/getLogs")]
-    with pytest.raises(DeploymentNotFound):
-        target.logs("ep-missing")
-
-    # A body the model refuses: the container's 400, which Azure answers as 424.
-    with pytest.raises(InputError):
-        target.predict(NAME, {"inputs": {"X": [[1.0, 2.0, 3.0]]}})
-    assert azure.scoring_requests(NAME)[-1].status == 424
 
 
 # --- 12. the plan ------------------------------------------------------------------------------
@@ -878,7 +831,7 @@ def test_the_plan_touches_nothing_and_lists_every_step(
 
     def params(step: str) -> dict[str, Any]:
         (call,) = plan[step].details["calls"]
-        return call["params"]
+        return dict(call["params"])
 
     assert params("register-model") == {
         "name": ASSET,
@@ -917,56 +870,104 @@ def test_the_plan_touches_nothing_and_lists_every_step(
     assert baked_plan[0].details == {"image": process_images.v1}
 
 
-# --- 14. what an update keeps ------------------------------------------------------------------
+# --- 9. the model-asset form, and 14. what an update keeps -------------------------------------
 
 
-def test_an_update_keeps_the_instance_settings_unless_given(
-    azure: FakeAzure, home: Path, process_images: ProcessImages, packages: dict[str, Package]
+def test_the_model_asset_is_mounted_and_an_update_keeps_the_settings_not_given(
+    azure: FakeAzure,
+    home: Path,
+    process_images: ProcessImages,
+    packages: dict[str, Package],
+    tmp_path: Path,
 ) -> None:
     v1, v2 = packages["v1"], packages["v2"]
-    asset_form(
+    target = asset_form(
         azure,
         process_images,
         instance_type="Standard_F4s_v2",
         instance_count=2,
         environment_variables='{"FOO": "bar"}',
-    ).create(NAME, v1)
+    )
 
+    target.create(NAME, v1)
+
+    assert writes(azure, blobs=True) == CREATE_ASSET_WRITES
+    # The blob: the package's archive, which is the package.
+    (blob,) = azure.blobs()
+    assert re.search(BLOB, "/" + blob)
+    (tmp_path / "uploaded.mport").write_bytes(azure.blobs()[blob])
+    with load(tmp_path / "uploaded.mport") as uploaded:
+        assert uploaded.digest == v1.digest
+    # The model version: custom_model, tagged, pointing at the blob.
+    model = resource(azure.model(ASSET, "1"))
+    assert model["properties"]["modelType"] == "custom_model"
+    assert model["properties"]["tags"] == modelport_tags(v1, NAME, 1)
+    assert model["properties"]["modelUri"].endswith(f"/paths/{blob}")
+    # The environment: the runtime image; the deployment names the model and sets no package
+    # path (MODELPORT_PACKAGE stays the image's own).
+    (environment,) = bodies(azure, "PUT environments/modelport-ep-target/versions/1")
+    assert environment["properties"]["image"] == process_images.runtime
+    (deployment,) = bodies(azure, "PUT onlineEndpoints/ep-target/deployments/modelport-g1")
+    assert deployment["properties"]["model"] == environment_id("models", 1)
+    assert deployment["properties"]["environmentId"] == environment_id("environments", 1)
+    assert deployment["properties"]["environmentVariables"] == {
+        "FOO": "bar",
+        EXPECT_DIGEST: v1.digest,
+    }
+    assert deployment["properties"]["instanceType"] == "Standard_F4s_v2"
+    assert deployment["sku"] == {"name": "Default", "capacity": 2}
+    # Azure mounted it at AZUREML_MODEL_DIR, where the image's entrypoint found it.
+    host = host_of(azure, G1)
+    assert host["env"]["AZUREML_MODEL_DIR"].endswith(f"/azureml-models/{ASSET}/1")
+    assert host["env"]["FOO"] == "bar"
+    assert same_predictions(target.predict(NAME, PAYLOAD), expected(v1))
+
+    # An update given only instance_count keeps the deployment's type and variables.
     record = asset_form(azure, process_images, instance_count=3).update(NAME, v2)
 
     (deployment,) = bodies(azure, "PUT onlineEndpoints/ep-target/deployments/modelport-g2")
+    assert deployment["properties"]["model"] == environment_id("models", 2)
     assert deployment["properties"]["instanceType"] == "Standard_F4s_v2"  # kept
     assert deployment["sku"]["capacity"] == 3  # given
     assert deployment["properties"]["environmentVariables"] == {
         "FOO": "bar",  # kept
         EXPECT_DIGEST: v2.digest,  # this package's
     }
-    assert record.details["deployments"][G2]["instance_type"] == "Standard_F4s_v2"
-    assert record.details["deployments"][G2]["instance_count"] == 3
+    assert record.details["deployments"] == {
+        G2: {
+            "state": "Succeeded",
+            "package_digest": v2.digest,
+            "traffic": 100,
+            "mirror": 0,
+            "instance_type": "Standard_F4s_v2",
+            "instance_count": 3,
+        }
+    }
     assert resources(azure, NAME) == only_generation(NAME, 2, models=True)
+    target.delete(NAME)
+    assert resources(azure, NAME) == NOTHING
 
 
 # --- a version Azure keeps (archives) ----------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deployer.py _next_generation/_versions: archived environment/model versions are not "
-    "listed (azure-ai-ml lists active ones only), so after Azure refused a delete and the "
-    "version was archived, the next update reuses its number and Azure refuses the new model",
-)
 def test_an_archived_version_is_not_reused_by_the_next_update(
     azure: FakeAzure, home: Path, process_images: ProcessImages, packages: dict[str, Package]
 ) -> None:
     v1, v2, v3 = packages["v1"], packages["v2"], packages["v3"]
-    target = asset_form(azure, process_images)
+    events: list[ProgressEvent] = []
+    target = with_progress(asset_form(azure, process_images), events.append)
     target.create(NAME, v1)
     # The update fails; Azure refuses to delete the model version it made, which is archived.
     azure.fail_next("PUT", f"/deployments/{G2}$", status=409, code="Conflict")
     azure.fail_next("DELETE", f"/models/{ASSET}/versions/2$", status=405, code="MethodNotAllowed")
     with pytest.raises(ConflictError):
         target.update(NAME, v2)
-    assert azure.models()[ASSET] == ["1", "2"]  # 2 is archived
+    assert azure.models()[ASSET] == ["1", "2"]
+    assert resource(azure.model(ASSET, "2"))["properties"]["isArchived"]
+    assert [e.message for e in events if e.kind == "warn"] == [
+        f"Azure keeps model {ASSET}:2: it is archived"
+    ]
 
     target.update(NAME, v3)
 

@@ -153,13 +153,22 @@ def quiet(function: F) -> F:
 
     @functools.wraps(function)
     def run(*args: Any, **kwargs: Any) -> Any:
-        for name, logger in list(logging.root.manager.loggerDict.items()):
-            if name.startswith("azure.ai.ml") and isinstance(logger, logging.Logger):
-                logger.setLevel(max(logger.level, logging.WARNING))
+        _silence_sdk_loggers()
         with contextlib.redirect_stdout(sys.stderr):
             return function(*args, **kwargs)
 
     return run  # type: ignore[return-value]
+
+
+def _silence_sdk_loggers() -> None:
+    """Raise azure-ai-ml's loggers loaded so far to WARNING.
+
+    Its modules give their loggers INFO and a handler of their own as they load, so this runs
+    again after each import of the SDK.
+    """
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if name.startswith("azure.ai.ml") and isinstance(logger, logging.Logger):
+            logger.setLevel(max(logger.level, logging.WARNING))
 
 
 def entities() -> Any:
@@ -169,6 +178,7 @@ def entities() -> Any:
         from azure.ai.ml import entities as module
     except ImportError as exc:
         raise _import_error(exc) from None
+    _silence_sdk_loggers()
     return module
 
 
@@ -324,6 +334,7 @@ class Azure:
                 self.workspace.name,
                 **options,
             )
+            _silence_sdk_loggers()
         return self._ml
 
     def pipeline(self, *, bearer_scope: str | None, retries: int) -> Any:

@@ -77,6 +77,7 @@ from modelport.errors import (
     InputError,
     ModelError,
     PermissionDeniedError,
+    QuotaExceededError,
     ResourceNotFound,
     TargetUnavailableError,
     ThrottledError,
@@ -614,12 +615,28 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
         def create(done: Mapping[str, Any]) -> str:
             model = str(done[model_step]) if model_step else None
             entity = self._deployment_entity(gen, package, config, model)
-            poller = self.ml.online_deployments.begin_create_or_update(entity)
-            self._wait_poller(
-                poller,
-                f"the deployment {gen.deployment} of {gen.endpoint} to be provisioned",
-                log=lambda: self._log_tail(gen.endpoint, gen.deployment),
-            )
+            doing = f"creating the deployment {gen.deployment} of {gen.endpoint}"
+            try:
+                poller = self.ml.online_deployments.begin_create_or_update(entity)
+            except Exception as exc:
+                hinted = self._quota_hint(exc, config, doing)
+                if hinted is exc:
+                    raise
+                raise hinted from exc
+            try:
+                self._wait_poller(
+                    poller,
+                    f"the deployment {gen.deployment} of {gen.endpoint} to be provisioned",
+                    log=lambda: self._log_tail(gen.endpoint, gen.deployment),
+                )
+            except BaseException as exc:
+                # This step failed, so its undo will not run: remove the Failed deployment here.
+                with contextlib.suppress(Exception):
+                    self._delete_deployment(gen.endpoint, gen.deployment)
+                hinted = self._quota_hint(exc, config, doing)
+                if hinted is exc:
+                    raise
+                raise hinted from exc
             return gen.deployment
 
         preview = self._dict(
@@ -641,6 +658,21 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
                 f"az ml online-deployment delete --endpoint-name {gen.endpoint} --name "
                 f"{gen.deployment} --yes"
             ),
+        )
+
+    @staticmethod
+    def _quota_hint(exc: BaseException, config: AzureMLConfig, doing: str) -> BaseException:
+        """``exc``, or for a quota refusal the same error with a hint naming what was asked."""
+        error = exc if isinstance(exc, QuotaExceededError) else AZURE_ERRORS.translate(exc, doing)
+        if not isinstance(error, QuotaExceededError):
+            return exc
+        sku = config.instance_type or DEFAULT_INSTANCE_TYPE
+        count = config.instance_count or 1
+        return QuotaExceededError(
+            str(error),
+            hint=f"the deployment asked for {count} x {sku}: ask for more {sku} quota (its VM "
+            "family) in the workspace's region, or pass a smaller -C instance_type or "
+            "-C instance_count",
         )
 
     def _traffic_step(self, name: str, split: Split, before: Split | None, what: str) -> Step:
@@ -834,16 +866,23 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
         """One more than any generation of ``name`` left in Azure (1 for a new name)."""
         names = [
             generation_name(DEPLOYMENT_BASE, int(v), max_length=MAX_NAME)
-            for v in self._versions("environments", name) + self._versions("models", name)
+            for kind in ("environments", "models")
+            for v in self._versions(kind, name, archived=True)
         ]
         names += builtins.list(self._deployments(name)) if self._endpoint(name) else []
         return next_generation(names, DEPLOYMENT_BASE, max_length=MAX_NAME)
 
-    def _versions(self, kind: str, name: str) -> builtins.list[str]:
-        """The numeric versions of the deployment's environment or model asset made by modelport."""
+    def _versions(self, kind: str, name: str, *, archived: bool = False) -> builtins.list[str]:
+        """The numeric versions of the deployment's environment or model asset made by modelport.
+
+        With ``archived``, the archived ones too (a number Azure keeps can never be used again).
+        """
+        from azure.ai.ml.constants import ListViewType
+
         operations = self.ml.environments if kind == "environments" else self.ml.models
+        view = ListViewType.ALL if archived else ListViewType.ACTIVE_ONLY
         try:
-            found = builtins.list(operations.list(name=asset_name(name)))
+            found = builtins.list(operations.list(name=asset_name(name), list_view_type=view))
         except Exception as exc:
             if not_found(exc):
                 return []
