@@ -71,7 +71,7 @@ CREATE = [
     "GET onlineEndpoints/ep-target",
     "PUT environments/modelport-ep-target/versions/1",
     "GET workspace",
-    "PUT onlineEndpoints/ep-target",
+    "PUT onlineEndpoints/ep-target",  # the endpoint, no traffic yet
     "GET onlineEndpoints/ep-target",
     "GET onlineEndpoints/ep-target",
     "GET workspace",
@@ -184,7 +184,7 @@ def with_progress(target: AzureMLDeployer, sink: Any) -> AzureMLDeployer:
     return AzureMLDeployer(target.config, progress=Progress(sink))
 
 
-# --- 1. create, get, list, logs, predict, delete ------------------------------------------------
+# --- create, get, list, logs, predict, delete ----------------------------------------------------
 
 
 def test_create_sends_these_requests_then_get_list_logs_predict_and_delete(
@@ -296,18 +296,18 @@ def test_create_sends_these_requests_then_get_list_logs_predict_and_delete(
     assert list(azure.endpoints()) == ["someone-else"]
 
 
-# --- 2. canary, then promote -------------------------------------------------------------------
+# --- a canary, then promote ----------------------------------------------------------------------
 
 #: Every request of a promote from a canary (model-asset form), LRO polls left out.
 PROMOTE = [
-    "GET onlineEndpoints/ep-target",
+    "GET onlineEndpoints/ep-target",  # which deployments are primary and candidate
     "GET onlineEndpoints/ep-target/deployments",
     "GET onlineEndpoints/ep-target/deployments",
-    "GET onlineEndpoints/ep-target",
+    "GET onlineEndpoints/ep-target",  # the endpoint to PUT back with the new traffic
     "GET onlineEndpoints/ep-target/deployments",
     "GET onlineEndpoints/ep-target/deployments",
     "GET workspace",
-    "PUT onlineEndpoints/ep-target",
+    "PUT onlineEndpoints/ep-target",  # traffic {modelport-g2: 100}
     "GET onlineEndpoints/ep-target",
     "DELETE onlineEndpoints/ep-target/deployments/modelport-g1",
     "GET environments/modelport-ep-target/versions",
@@ -394,23 +394,23 @@ def test_canary_takes_its_share_then_promote_moves_the_rest(
     assert answered_by(target.predict(NAME, PAYLOAD), packages) == "v2"
 
 
-# --- 3. rollback after a canary ----------------------------------------------------------------
+# --- rollback after a canary ---------------------------------------------------------------------
 
 #: Every request of a rollback of a canary (baked-in images), LRO polls left out.
 ROLLBACK = [
-    "GET onlineEndpoints/ep-target",
+    "GET onlineEndpoints/ep-target",  # which deployments are primary and candidate
     "GET onlineEndpoints/ep-target/deployments",
     "GET onlineEndpoints/ep-target/deployments",
-    "GET onlineEndpoints/ep-target",
+    "GET onlineEndpoints/ep-target",  # the endpoint to PUT back with the new traffic
     "GET onlineEndpoints/ep-target/deployments",
     "GET onlineEndpoints/ep-target/deployments",
     "GET workspace",
-    "PUT onlineEndpoints/ep-target",
+    "PUT onlineEndpoints/ep-target",  # traffic {modelport-g1: 100}
     "GET onlineEndpoints/ep-target",
     "DELETE onlineEndpoints/ep-target/deployments/modelport-g2",
     "GET environments/modelport-ep-target/versions",
     "DELETE environments/modelport-ep-target/versions/2",
-    "GET models/modelport-ep-target/versions",
+    "GET models/modelport-ep-target/versions",  # (no model asset in this form)
     "GET onlineEndpoints/ep-target",
     "GET onlineEndpoints/ep-target/deployments",
     "GET onlineEndpoints/ep-target/deployments",
@@ -446,7 +446,7 @@ def test_rollback_after_a_canary_leaves_only_the_old_generation(
     assert live(azure, served) == {G1: 2}
 
 
-# --- 4. mirror traffic -------------------------------------------------------------------------
+# --- mirror traffic ------------------------------------------------------------------------------
 
 
 def test_mirror_copies_a_share_and_answers_none_then_rollback_or_promote(
@@ -500,7 +500,7 @@ def test_mirror_copies_a_share_and_answers_none_then_rollback_or_promote(
     assert answered_by(target.predict(NAME, PAYLOAD), packages) == "v2"
 
 
-# --- 5. a failed update (and 6. below) -------------------------------------------------------
+# --- a failed update -----------------------------------------------------------------------------
 
 
 def test_a_failed_update_removes_the_deployment_it_made(
@@ -511,14 +511,19 @@ def test_a_failed_update_removes_the_deployment_it_made(
     target.create(NAME, v1)
 
     # The image serves v1: its container refuses to start as v2 (MODELPORT_EXPECT_DIGEST).
-    with pytest.raises(DeploymentError, match="refusing to start"):
+    with pytest.raises(DeploymentError) as failed:
         target.update(NAME, v2)
 
+    # Azure's reason, and the container's own last line.
+    assert "(ResourceNotReady) User container has crashed or terminated" in str(failed.value)
+    assert "modelport: refusing to start" in str(failed.value)
+    assert f"is not the {v2.digest} MODELPORT_EXPECT_DIGEST expects" in str(failed.value)
     assert traffic(azure) == ({G1: 100}, {})
     assert resources(azure, NAME) == only_generation(NAME, 1)
+    assert answered_by(target.predict(NAME, PAYLOAD), packages) == "v1"
 
 
-# --- 6. a create or an update failing at each request it sends ---------------------------------
+# --- a create or an update failing at each request it sends --------------------------------------
 
 #: The requests that change something, of a create in the model-asset form (blob storage's
 #: two: the block, then the block list).
@@ -624,7 +629,7 @@ def test_an_update_failing_at_each_request_or_provisioning_keeps_the_old_version
     ]
     assert resources(azure, NAME) == only_generation(NAME, 2, models=True)
 
-    # 5. The next one's container crashes while Azure provisions it.
+    # The next one's container crashes while Azure provisions it.
     reason = "Liveness probe failed: the container exited with code 3"
     azure.fail_provisioning(G3, reason)
     azure.clear_calls()
@@ -634,19 +639,22 @@ def test_an_update_failing_at_each_request_or_provisioning_keeps_the_old_version
     message = str(failed.value)
     assert f"(ResourceNotReady) {reason}" in message  # Azure's reason
     assert f"its log ends:\n  fake Azure: the container crashed on purpose: {reason}" in message
-    # No traffic moved; the new environment and model versions are gone (the Failed deployment:
-    # see test_a_failed_update_removes_the_deployment_it_made); v2 answers.
+    # No traffic moved; the Failed deployment, its environment and model versions are gone.
     assert bodies(azure, "PUT onlineEndpoints/ep-target") == []
+    assert writes(azure)[-3:] == [
+        "DELETE onlineEndpoints/ep-target/deployments/modelport-g3",
+        "DELETE environments/modelport-ep-target/versions/3",
+        "DELETE models/modelport-ep-target/versions/3",
+    ]
     assert traffic(azure) == ({G2: 100}, {})
-    found = resources(azure, NAME)
-    assert (found["environments"], found["models"]) == (["2"], ["2"])
+    assert resources(azure, NAME) == only_generation(NAME, 2, models=True)
     assert answered_by(target.predict(NAME, PAYLOAD), packages) == "v2"
     record = target.get(NAME)
     assert record.status is DeploymentStatus.READY
     assert record.package_digest == v2.digest
 
 
-# --- 7. Azure's errors -------------------------------------------------------------------------
+# --- Azure's errors ------------------------------------------------------------------------------
 
 SCOPE = (
     f"/subscriptions/{WORKSPACE_ID.split('/')[2]}/resourceGroups/rg-modelport/providers/"
@@ -750,7 +758,7 @@ def test_a_name_taken_in_the_region_is_a_conflict_naming_the_endpoint(
     assert resources(azure, NAME) == NOTHING
 
 
-# --- 8. long-running operations answered at once ------------------------------------------------
+# --- long-running operations answered at once ----------------------------------------------------
 
 
 def test_a_create_and_delete_with_synchronous_operations(
@@ -770,7 +778,7 @@ def test_a_create_and_delete_with_synchronous_operations(
     assert resources(azure, NAME) == NOTHING
 
 
-# --- 10. AAD tokens ----------------------------------------------------------------------------
+# --- AAD tokens ----------------------------------------------------------------------------------
 
 
 def test_aad_token_endpoints_are_asked_with_a_token_never_a_key(
@@ -797,7 +805,7 @@ def test_aad_token_endpoints_are_asked_with_a_token_never_a_key(
     assert [s.status for s in azure.scoring_requests(NAME)] == [200, 401]
 
 
-# --- 12. the plan ------------------------------------------------------------------------------
+# --- the plan ------------------------------------------------------------------------------------
 
 
 def test_the_plan_touches_nothing_and_lists_every_step(
@@ -870,7 +878,7 @@ def test_the_plan_touches_nothing_and_lists_every_step(
     assert baked_plan[0].details == {"image": process_images.v1}
 
 
-# --- 9. the model-asset form, and 14. what an update keeps -------------------------------------
+# --- the model-asset form, and what an update keeps ----------------------------------------------
 
 
 def test_the_model_asset_is_mounted_and_an_update_keeps_the_settings_not_given(
@@ -969,6 +977,10 @@ def test_an_archived_version_is_not_reused_by_the_next_update(
         f"Azure keeps model {ASSET}:2: it is archived"
     ]
 
-    target.update(NAME, v3)
+    record = target.update(NAME, v3)
 
+    assert record.details["deployment"] == G3
+    found = resources(azure, NAME)
+    assert found["deployments"] == [G3]
+    assert (found["environments"], found["models"]) == (["3"], ["2", "3"])  # 2: archived
     assert answered_by(target.predict(NAME, PAYLOAD), packages) == "v3"
