@@ -557,6 +557,14 @@ def _classify(exc: BaseException) -> Kind | Classified | None:
                 detail,
                 hint="check -C subscription_id, resource_group and workspace",
             )
+        if code == "ResourceNotReady":
+            return Classified(
+                Kind.OTHER,
+                detail,
+                hint="the container did not start or did not get ready: read its log (above, "
+                "or modelport deployments logs); a package refused at start (exit 4) does not "
+                "match the image or MODELPORT_EXPECT_DIGEST",
+            )
         return Classified(kind_for_status(status) or Kind.OTHER, detail)
     if module.startswith("azure.ai.ml"):
         # azure-ai-ml's own validation and deployment errors: what was asked is wrong.
@@ -568,6 +576,8 @@ AZURE_ERRORS = ErrorMap(
     TARGET,
     classify=_classify,
     hints={
+        Kind.INVALID: "Azure refused the request as invalid: check the -C options the message "
+        "names (modelport deploy --dry-run shows what is sent)",
         Kind.NOT_FOUND: "check -C subscription_id, resource_group and workspace",
         Kind.UNAVAILABLE: "check the network, any proxy, and -C resource_manager_url",
     },

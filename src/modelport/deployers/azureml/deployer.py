@@ -97,6 +97,8 @@ PORT = 8080
 READY_ROUTE = "/ping"
 SCORING_ROUTE = "/score"
 DEFAULT_INSTANCE_TYPE = "Standard_DS3_v2"
+#: How long one look at a long-running operation blocks (it returns as soon as it ends).
+POLL_WAIT_S = 1.0
 #: Azure's getLogs tail limit.
 MAX_LOG_LINES = 10000
 JSON = "application/json"
@@ -300,13 +302,13 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
                 return {}
             raise
 
-    def _ours(self, name: str) -> Any:
-        """The endpoint ``name``, made by modelport.
+    def _ours(self, name: str, found: Any = None) -> Any:
+        """The endpoint ``name`` (``found``, else read now), made by modelport.
 
         Raises:
             DeploymentNotFound: there is none, or it is not modelport's.
         """
-        found = self._endpoint(name)
+        found = self._endpoint(name) if found is None else found
         if found is None:
             raise DeploymentNotFound(
                 f"no azureml deployment named {name!r} in the workspace {self.workspace.name}"
@@ -720,6 +722,10 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
         """Wait for an azure-core long-running operation, with a deadline and heartbeats."""
 
         def poll() -> Seen:
+            # Blocks on the poller's own thread, so the end is seen the moment it comes; a
+            # failure is raised by result() below.
+            with contextlib.suppress(Exception):
+                poller.wait(timeout=POLL_WAIT_S)
             return Seen(done=poller.done(), status=str(poller.status()))
 
         wait_until(
@@ -727,8 +733,8 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
             what=what,
             timeout_s=self.config.startup_timeout,
             progress=self.progress,
-            interval_s=0.05,
-            max_interval_s=2.0,
+            interval_s=0.0,
+            max_interval_s=0.0,
             log=log,
             timeout_hint="raise -C startup_timeout (seconds)",
         )
@@ -1156,7 +1162,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
             job = background.last(default_home(), TARGET, name)
             if job is not None and job.verb == "create" and job.status == "running":
                 return self._starting(name, job.package_digest, job.to_dict())
-        return self._record(self._ours(name))
+        return self._record(self._ours(name, found))
 
     @AZURE_ERRORS.translated("listing the azureml deployments")
     @quiet
@@ -1168,7 +1174,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
                 continue
             with contextlib.suppress(DeploymentNotFound, UsageError):
                 self.check_name(str(endpoint.name))
-                result.append(self._record(self._ours(str(endpoint.name))))
+                result.append(self._record(self._ours(str(endpoint.name), endpoint)))
         return sorted(result, key=lambda d: d.name)
 
     def _authorization(self, name: str, endpoint: Any) -> str:
