@@ -203,6 +203,30 @@ def test_a_model_asset_is_mounted_where_the_runtime_image_finds_it(
             for shape, got in answers.items():  # v2: Y = 2 X, served from the mount
                 np.testing.assert_allclose(got, want(package), rtol=1e-6, err_msg=shape)
             assert [s.status for s in fake.scoring_requests(name)] == [200, 200]
+
+            # An update given neither -C registry nor -C model_asset keeps the deployment's
+            # form and registry: the same runtime image, the package as model version 2.
+            bare = {k: v for k, v in deployer.config.__dict__.items() if v is not None}
+            updater = connect(
+                TARGET_URI,
+                {
+                    **fake_options(fake),
+                    "base_image": str(bare["base_image"]),
+                    "startup_timeout": "300",
+                },
+            )
+            with load(package_paths["v1"]) as v1:
+                updated = updater.update(name, v1)
+                assert (updated.package_digest, updated.details["deployment"]) == (
+                    v1.digest,
+                    "modelport-g2",
+                )
+                assert fake.models() == {asset: ["2"]}
+                second = fake.environment(asset, "2")
+                assert second is not None and second["properties"]["image"] == image
+                again = predict_with_the_cli(fake, name, tmp_path)
+                for shape, got in again.items():  # v1: Y = X, from the new mount
+                    np.testing.assert_allclose(got, want(v1), rtol=1e-6, err_msg=shape)
         finally:
             deployer.delete(name)
     assert resources(fake, name) == NOTHING

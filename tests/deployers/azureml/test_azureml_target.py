@@ -984,3 +984,21 @@ def test_an_archived_version_is_not_reused_by_the_next_update(
     assert found["deployments"] == [G3]
     assert (found["environments"], found["models"]) == (["3"], ["2", "3"])  # 2: archived
     assert answered_by(target.predict(NAME, PAYLOAD), packages) == "v3"
+
+
+def test_a_canary_with_most_of_the_traffic_is_still_the_canary(
+    azure: FakeAzure, home: Path, process_images: ProcessImages, packages: dict[str, Package]
+) -> None:
+    """60 % on the new version: the old one still serves the record, and promote and rollback
+    see the canary (the primary is the oldest generation with traffic, not the biggest share)."""
+    v1, v2 = packages["v1"], packages["v2"]
+    baked(azure, process_images.v1).create(NAME, v1)
+    record = baked(azure, process_images.v2, canary_percent=60).update(NAME, v2)
+    assert traffic(azure) == ({G1: 40, G2: 60}, {})
+    assert (record.package_digest, record.details["deployment"]) == (v1.digest, G1)
+    assert record.details["candidate"]["deployment"] == G2
+    assert record.details["candidate"]["percent"] == 60
+    promoted = baked(azure, process_images.v2).promote(NAME)
+    assert (promoted.package_digest, promoted.details["deployment"]) == (v2.digest, G2)
+    assert traffic(azure) == ({G2: 100}, {})
+    assert resources(azure, NAME) == only_generation(NAME, 2)

@@ -79,6 +79,7 @@ from modelport.errors import (
     PermissionDeniedError,
     QuotaExceededError,
     ResourceNotFound,
+    RollbackIncomplete,
     TargetUnavailableError,
     ThrottledError,
     UsageError,
@@ -91,6 +92,11 @@ if TYPE_CHECKING:
 #: Azure ML's rule for endpoint names (unique in the region).
 _ENDPOINT_NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
 MAX_NAME = 32
+#: An environment version as a deployment names it (an ARM id, or azureml:NAME:VERSION).
+_ENVIRONMENT_ID = re.compile(
+    r"(?:environments/(?P<name>[^/:]+)/versions/(?P<version>[^/:]+)$)"
+    r"|(?:^azureml:(?P<name2>[^/:]+):(?P<version2>[^/:]+)$)"
+)
 #: Deployments of an endpoint are ``modelport-g<N>`` (Azure allows 32 characters).
 DEPLOYMENT_BASE = "modelport"
 PORT = 8080
@@ -168,17 +174,25 @@ class Split:
         return cls(live, mirror)
 
     def primary(self, deployments: Sequence[str]) -> str | None:
-        """The deployment with the most live traffic (the older one on a tie), else the newest."""
-        if self.traffic:
-            return sorted(self.traffic, key=lambda d: (-self.traffic[d], _generation(d)))[0]
+        """The version serving: the oldest generation with live traffic, else the newest one.
+
+        The oldest, not the one with the most traffic: a canary of 60 % is still the canary.
+        """
+        live = [d for d in self.traffic if d in deployments and _generation(d) is not None]
+        if live:
+            return min(live, key=lambda d: _generation(d) or 0)
         ours = [d for d in deployments if _generation(d) is not None]
         return max(ours, key=lambda d: _generation(d) or 0) if ours else None
 
     def candidate(self, deployments: Sequence[str]) -> str | None:
-        """The new version beside the primary (a canary or a mirror), if one is there."""
+        """The new version beside the primary (a canary or a mirror), if there is one.
+
+        A newer generation that takes a share of the live or the mirrored traffic.
+        """
         primary = self.primary(deployments)
-        others = [d for d in deployments if d != primary and _generation(d) is not None]
-        newer = [d for d in others if (_generation(d) or 0) > (_generation(primary or "") or 0)]
+        shared = {d for d in (*self.traffic, *self.mirror) if d in deployments} - {primary}
+        floor = _generation(primary or "") or 0
+        newer = [d for d in shared if (_generation(d) or 0) > floor]
         return max(newer, key=lambda d: _generation(d) or 0) if newer else None
 
 
@@ -588,7 +602,17 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
 
         def create(_: Mapping[str, Any]) -> str:
             poller = self.ml.online_endpoints.begin_create_or_update(entity)
-            self._wait_poller(poller, f"the endpoint {name} to be created")
+            try:
+                self._wait_poller(poller, f"the endpoint {name} to be created")
+            except BaseException as exc:
+                # Accepted, then failed or late: this step's undo will not run, so undo here.
+                self._undo_after_failure(
+                    exc,
+                    lambda: self._delete_endpoint(name),
+                    f"the online endpoint {name}, remove with: az ml online-endpoint delete "
+                    f"--name {name} --yes",
+                )
+                raise
             return name
 
         return Step(
@@ -633,8 +657,13 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
                 )
             except BaseException as exc:
                 # This step failed, so its undo will not run: remove the Failed deployment here.
-                with contextlib.suppress(Exception):
-                    self._delete_deployment(gen.endpoint, gen.deployment)
+                self._undo_after_failure(
+                    exc,
+                    lambda: self._delete_deployment(gen.endpoint, gen.deployment),
+                    f"the deployment {gen.deployment} of {gen.endpoint}, remove with: az ml "
+                    f"online-deployment delete --endpoint-name {gen.endpoint} --name "
+                    f"{gen.deployment} --yes",
+                )
                 hinted = self._quota_hint(exc, config, doing)
                 if hinted is exc:
                     raise
@@ -679,7 +708,19 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
 
     def _traffic_step(self, name: str, split: Split, before: Split | None, what: str) -> Step:
         def route(_: Mapping[str, Any]) -> Split:
-            self._set_split(name, split)
+            try:
+                self._set_split(name, split)
+            except BaseException as exc:
+                # Azure may still apply a move it accepted: put the old split back, as undo
+                # would (it does not run for the step that failed).
+                if before is not None:
+                    self._undo_after_failure(
+                        exc,
+                        lambda: self._set_split(name, before),
+                        f"the traffic of {name} as it was ({dict(before.traffic)}), set it "
+                        f"with: az ml online-endpoint update --name {name} --traffic ...",
+                    )
+                raise
             return split
 
         def restore(_: Any) -> None:
@@ -705,6 +746,22 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
                 ]
             },
         )
+
+    def _undo_after_failure(self, exc: BaseException, undo: Any, left: str) -> None:
+        """Undo what a step made before it failed with ``exc``; say so when that fails too.
+
+        Raises:
+            RollbackIncomplete: the undo failed (``left`` says what is left and how to remove
+                it).
+        """
+        try:
+            undo()
+        except Exception as failed:
+            raise RollbackIncomplete(
+                f"{exc}; undoing it failed too ({failed})",
+                [left],
+                hint="remove what was left behind with the command above, then retry",
+            ) from exc
 
     def _set_split(self, name: str, split: Split) -> None:
         """Give the endpoint this traffic and mirror split (every other deployment: 0)."""
@@ -787,7 +844,8 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
         split = Split.of(endpoint)
         primary = split.primary(builtins.list(deployments))
         candidate = split.candidate(builtins.list(deployments))
-        facts = read_labels(Platform.AZURE, (deployments[primary].tags or {}) if primary else {})
+        serving = deployments.get(primary) if primary else None
+        facts = read_labels(Platform.AZURE, (serving.tags or {}) if serving is not None else {})
         described = {
             d: {
                 "state": _state(found) or None,
@@ -873,15 +931,18 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
         names = [
             generation_name(DEPLOYMENT_BASE, int(v), max_length=MAX_NAME)
             for kind in ("environments", "models")
-            for v in self._versions(kind, name, archived=True)
+            for v in self._versions(kind, name, archived=True, ours=False)
         ]
         names += builtins.list(self._deployments(name)) if self._endpoint(name) else []
         return next_generation(names, DEPLOYMENT_BASE, max_length=MAX_NAME)
 
-    def _versions(self, kind: str, name: str, *, archived: bool = False) -> builtins.list[str]:
+    def _versions(
+        self, kind: str, name: str, *, archived: bool = False, ours: bool = True
+    ) -> builtins.list[str]:
         """The numeric versions of the deployment's environment or model asset made by modelport.
 
-        With ``archived``, the archived ones too (a number Azure keeps can never be used again).
+        With ``archived``, the archived ones too, and without ``ours`` anyone's: a number Azure
+        keeps can never be used again.
         """
         from azure.ai.ml.constants import ListViewType
 
@@ -898,8 +959,13 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
                 str(item.version)
                 for item in found
                 if str(item.version).isdigit()
-                and (item.tags or {}).get(TAG_DEPLOYMENT) == name
-                and (item.tags or {}).get(TAG_TARGET) == TARGET
+                and (
+                    not ours
+                    or (
+                        (item.tags or {}).get(TAG_DEPLOYMENT) == name
+                        and (item.tags or {}).get(TAG_TARGET) == TARGET
+                    )
+                )
             ),
             key=int,
         )
@@ -989,12 +1055,44 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
         }
         if not self.config.environment_variables and extra:
             kept["environment_variables"] = extra
+        if not (self.config.image or self.config.registry):
+            kept.update(self._image_settings(current))
         try:
             return dataclasses.replace(self.config, **kept)
         except ValueError as exc:
             raise ConfigError(
                 [f"{exc} (with the settings the deployment {primary} has now)"], TARGET
             ) from None
+
+    def _image_settings(self, deployment: Any) -> dict[str, Any]:
+        """Where the serving deployment's image came from, when modelport built it.
+
+        ``{registry, repository, model_asset}`` from its environment's image
+        (``REGISTRY/REPOSITORY-model@...`` or ``-runtime@...``); empty for an image given as is.
+        """
+        from modelport.deployers.kit.images import registry_of
+
+        found = _ENVIRONMENT_ID.search(str(getattr(deployment, "environment", "") or ""))
+        if found is None:
+            return {}
+        try:
+            name = found["name"] or found["name2"]
+            version = found["version"] or found["version2"]
+            image = str(self.ml.environments.get(name, version=version).image)
+        except Exception as exc:
+            if not_found(exc):
+                return {}
+            raise
+        registry = registry_of(image)
+        path = image[len(registry) + 1 :].split("@", maxsplit=1)[0].rsplit(":", 1)[0]
+        for suffix, asset in (("-model", False), ("-runtime", True)):
+            if path.endswith(suffix) and image.startswith(f"{registry}/"):
+                return {
+                    "registry": registry,
+                    "repository": path.removesuffix(suffix),
+                    "model_asset": asset or self.config.model_asset,
+                }
+        return {}
 
     @AZURE_ERRORS.translated("updating an azureml deployment")
     @quiet
