@@ -431,14 +431,14 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
 
     # --- steps ------------------------------------------------------------------------------
 
-    def _image_ref(self, package: Package) -> str:
-        registry = (self.config.registry or "").rstrip("/")
+    def _image_ref(self, package: Package, config: AzureMLConfig) -> str:
+        registry = (config.registry or "").rstrip("/")
         tag = package.digest.removeprefix("sha256:")[:32]
-        return f"{registry}/{self.config.repository}-model:{tag}"
+        return f"{registry}/{config.repository}-model:{tag}"
 
-    def _image_step(self, package: Package) -> Step:
-        if self.config.image:
-            image = self.config.image
+    def _image_step(self, package: Package, config: AzureMLConfig) -> Step:
+        if config.image:
+            image = config.image
             return Step(
                 "use-image",
                 f"serve with the image {image} (given: nothing is built)",
@@ -446,21 +446,21 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
                 kind="image",
                 details={"image": image},
             )
-        if not self.config.registry:
+        if not config.registry:
             raise UsageError(
                 "the azureml target needs a registry to push the serving image to",
                 hint="pass -C registry=NAME.azurecr.io (the workspace must be able to pull "
                 "from it), or -C image=... to use an image as is",
             )
-        registry = self.config.registry.rstrip("/")
-        if self.config.model_asset:
-            where = f"{registry}/{self.config.repository}-runtime:<runtime key>"
+        registry = config.registry.rstrip("/")
+        if config.model_asset:
+            where = f"{registry}/{config.repository}-runtime:<runtime key>"
             description = (
                 f"build (or reuse) the shared runtime image and push it as {where} (shared: "
                 "it stays)"
             )
         else:
-            where = self._image_ref(package)
+            where = self._image_ref(package, config)
             description = (
                 f"build the serving image with the package inside and push it as {where} "
                 "(shared by every deployment of this package: it stays)"
@@ -468,28 +468,28 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
         return Step(
             "push-image",
             description,
-            lambda _: self._push_image(package),
+            lambda _: self._push_image(package, config),
             kind="image",
             details={"image": where, "registry": registry},
         )
 
-    def _push_image(self, package: Package) -> str:
+    def _push_image(self, package: Package, config: AzureMLConfig) -> str:
         """Build the serving image (the runtime image is reused when it exists) and push it."""
         from modelport.deployers.kit import images
 
-        pip_cert = self.config.pip_cert or (
+        pip_cert = config.pip_cert or (
             Path(os.environ["PIP_CERT"]) if os.environ.get("PIP_CERT") else None
         )
         build: dict[str, Any] = {
-            "base_image": self.config.base_image,
-            "index_url": self.config.index_url,
+            "base_image": config.base_image,
+            "index_url": config.index_url,
             "pip_cert": pip_cert,
         }
         # Azure ML runs amd64 virtual machines only.
         with images.ENGINE_ERRORS.translating("asking the container engine its architecture"):
             native = self.engine.architecture()
-        registry = str(self.config.registry).rstrip("/")
-        if self.config.model_asset:
+        registry = str(config.registry).rstrip("/")
+        if config.model_asset:
             with images.runtime_context(
                 self.engine,
                 package,
@@ -498,7 +498,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
                 **build,
             ) as prepared:
                 runtime = images.build_runtime_image(self.engine, prepared, progress=self.progress)
-                remote = f"{registry}/{self.config.repository}-runtime"
+                remote = f"{registry}/{config.repository}-runtime"
                 with images.ENGINE_ERRORS.translating(f"tagging {runtime.ref}"):
                     self.engine.tag(runtime.ref, remote, prepared.key)
             return images.push_image(
@@ -510,7 +510,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
                 hint="build on an amd64 engine (-C docker_host), or pass -C model_asset=true "
                 "(its runtime image is built for linux/amd64)",
             )
-        ref = self._image_ref(package)
+        ref = self._image_ref(package, config)
         images.build_package_image(
             self.engine,
             package,
@@ -975,7 +975,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
     def _generation_steps(
         self, gen: Generation, package: Package, config: AzureMLConfig
     ) -> builtins.list[Step]:
-        image = self._image_step(package)
+        image = self._image_step(package, config)
         steps = [image]
         model_step = None
         if config.model_asset:
