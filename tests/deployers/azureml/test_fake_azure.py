@@ -373,7 +373,7 @@ def test_a_deployment_serves_its_image(
     if lro == "async":
         expected.append("GET onlineEndpoints/ep-fake/deployments/blue")
     assert azure.sequence() == expected
-    put = azure.calls()[2]
+    put = next(c for c in azure.calls() if c.method == "PUT")
     assert put.body["properties"]["environmentId"] == env.id
     assert put.body["properties"]["environmentVariables"] == {"EXTRA": "1"}
     assert put.body["sku"] == {"name": "Default", "capacity": 1}
