@@ -1064,7 +1064,8 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             endpoint=f"{runtime}/endpoints/{name}/invocations",
             package_digest=digest,
             created_at=_time(found.get("CreationTime")),
-            updated_at=updated,
+            # The first endpoint config is made before its endpoint, maybe a second earlier.
+            updated_at=max(updated, _time(found.get("CreationTime"))),
             details=details,
         )
 
