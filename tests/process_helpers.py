@@ -161,3 +161,14 @@ def serve_refusal(args: list[str]) -> int:
     if not returned:
         raise value
     return int(value)
+
+
+def group_alive(pid: int) -> bool:
+    """Whether any process of the group ``pid`` leads is still there."""
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - someone else's group reuses the id
+        return True
+    return True

@@ -31,6 +31,8 @@ from pathlib import Path
 import pytest
 from fake_azure import FakeAzure, ProcessImages, ServingImages, push_process_image, resolving
 
+from process_helpers import group_alive
+
 #: azure-ai-ml's schemas use marshmallow options marshmallow 3.x deprecates: theirs to fix
 #: (pyproject turns every warning into an error).
 SDK_WARNINGS = "ignore::marshmallow.warnings.Marshmallow4Warning"
@@ -77,17 +79,6 @@ def _use(
     return stack
 
 
-def _group_alive(pid: int) -> bool:
-    """Whether any process of the group ``pid`` leads is still there."""
-    try:
-        os.killpg(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - someone else's group reuses the id
-        return True
-    return True
-
-
 @pytest.fixture
 def azure(
     fake_azure: FakeAzure, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -97,7 +88,7 @@ def azure(
         yield fake_azure
         pids = [h["pid"] for h in fake_azure.hosts() if h["pid"]]
         fake_azure.reset()
-    leaked = [pid for pid in pids if _group_alive(pid)]
+    leaked = [pid for pid in pids if group_alive(pid)]
     for pid in leaked:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)

@@ -23,6 +23,7 @@ import pytest
 from fake_aws import FakeAWS
 
 from modelport.model_format.package import Package, load
+from process_helpers import group_alive
 
 
 @pytest.fixture(scope="session")
@@ -44,17 +45,6 @@ def _use(fake: FakeAWS, monkeypatch: pytest.MonkeyPatch, hosting: str) -> None:
         monkeypatch.setenv(name, value)
 
 
-def _group_alive(pid: int) -> bool:
-    """Whether any process of the group ``pid`` leads is still there."""
-    try:
-        os.killpg(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - someone else's group reuses the id
-        return True
-    return True
-
-
 @pytest.fixture
 def aws(fake_aws: FakeAWS, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAWS]:
     """The fake AWS, reset, with process hosts and its environment applied for the test."""
@@ -62,7 +52,7 @@ def aws(fake_aws: FakeAWS, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAWS]
     yield fake_aws
     pids = [h["pid"] for h in fake_aws.hosts() if h["pid"]]
     fake_aws.reset()
-    leaked = [pid for pid in pids if _group_alive(pid)]
+    leaked = [pid for pid in pids if group_alive(pid)]
     for pid in leaked:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)

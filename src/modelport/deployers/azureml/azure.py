@@ -212,9 +212,7 @@ def cloud_from_metadata(resource_manager_url: str, ca_bundle: Path | None) -> Cl
             hint="check -C resource_manager_url (and -C ca_bundle for a private CA)",
         ) from None
     if isinstance(document, list):  # api-versions before 2022 answer a list of clouds
-        matches = [
-            c for c in document if str(c.get("resourceManager", "")).rstrip("/") + "/" == base
-        ]
+        matches = [c for c in document if _same_url(c.get("resourceManager"), base)]
         document = matches[0] if matches else (document[0] if document else {})
     try:
         login = str(document["authentication"]["loginEndpoint"])

@@ -112,8 +112,6 @@ JSON = "application/json"
 MODEL_ERROR_STATUS = "ms-azureml-model-error-statuscode"
 TAG_TARGET = label_key(Platform.AZURE, "target")
 TAG_DEPLOYMENT = label_key(Platform.AZURE, "deployment")
-#: Environment variables modelport sets on every deployment (not carried as extra ones).
-EXPECT_DIGEST_ENV = "MODELPORT_EXPECT_DIGEST"
 _SETTLING = ("Creating", "Updating", "Scaling", "Deleting")
 _STATUS = {
     "Succeeded": DeploymentStatus.READY,
@@ -374,12 +372,9 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
         )
 
     def _environment_variables(self, package: Package, config: AzureMLConfig) -> dict[str, str]:
-        # The container refuses any other package than the one deployed.
-        env = {**config.environment_variables, EXPECT_DIGEST_ENV: package.digest}
-        if package.manifest.flavor.runs_code:
-            # Loading the package was the opt-in (--allow-code); the container needs it too.
-            env["MODELPORT_ALLOW_CODE"] = "1"
-        return env
+        from modelport.deployers.kit.images import package_env
+
+        return {**config.environment_variables, **package_env(package)}
 
     def _deployment_entity(
         self, gen: Generation, package: Package, config: AzureMLConfig, model: str | None
@@ -477,9 +472,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
         """Build the serving image (the runtime image is reused when it exists) and push it."""
         from modelport.deployers.kit import images
 
-        pip_cert = config.pip_cert or (
-            Path(os.environ["PIP_CERT"]) if os.environ.get("PIP_CERT") else None
-        )
+        pip_cert = images.pip_cert_or_env(config.pip_cert)
         build: dict[str, Any] = {
             "base_image": config.base_image,
             "index_url": config.index_url,
@@ -1043,6 +1036,8 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
     def _settings_for_update(self, deployments: Mapping[str, Any], primary: str) -> AzureMLConfig:
         """The options, with the instance settings the deployment serving now has kept."""
         current = deployments[primary]
+        from modelport.deployers.kit.images import PACKAGE_ENV_KEYS
+
         kept: dict[str, Any] = {}
         if self.config.instance_type is None and getattr(current, "instance_type", None):
             kept["instance_type"] = current.instance_type
@@ -1051,7 +1046,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
         extra = {
             k: str(v)
             for k, v in (getattr(current, "environment_variables", None) or {}).items()
-            if k not in (EXPECT_DIGEST_ENV, "MODELPORT_ALLOW_CODE")
+            if k not in PACKAGE_ENV_KEYS
         }
         if not self.config.environment_variables and extra:
             kept["environment_variables"] = extra

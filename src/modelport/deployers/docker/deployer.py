@@ -308,12 +308,6 @@ class DockerDeployer(Deployer[DockerConfig]):
         )
         return f"{repository}:{tag}"
 
-    def _pip_cert(self) -> Path | None:
-        if self.config.pip_cert is not None:
-            return self.config.pip_cert
-        env = os.environ.get("PIP_CERT")
-        return Path(env) if env else None
-
     def _image_steps(
         self, name: str, package: Package, *, restore: tuple[str, str] | None
     ) -> list[Step]:
@@ -336,7 +330,7 @@ class DockerDeployer(Deployer[DockerConfig]):
                 ref=ref,
                 base_image=self.config.base_image,
                 index_url=self.config.index_url,
-                pip_cert=self._pip_cert(),
+                pip_cert=images.pip_cert_or_env(self.config.pip_cert),
                 labels=owner,
                 progress=self.progress,
             )

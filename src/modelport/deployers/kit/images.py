@@ -36,13 +36,16 @@ from modelport.deployers.kit.progress import Progress
 from modelport.errors import UsageError
 from modelport.image.context import BuildContext, write_context
 from modelport.image.dockerfile import package_stage
+from modelport.image.entrypoint import EXPECT_DIGEST_ENV
 
 if TYPE_CHECKING:
     from modelport.model_format.package import Package
 
 __all__ = [
+    "ALLOW_CODE_ENV",
     "ENGINE_ERRORS",
     "LABEL_RUNTIME",
+    "PACKAGE_ENV_KEYS",
     "RUNTIME_REPOSITORY",
     "BuiltImage",
     "PushedImage",
@@ -51,6 +54,8 @@ __all__ = [
     "RuntimeImage",
     "build_package_image",
     "build_runtime_image",
+    "package_env",
+    "pip_cert_or_env",
     "push_image",
     "registry_of",
     "remove_image",
@@ -81,6 +86,31 @@ def _classify(exc: BaseException) -> Kind | Classified | None:
 
 #: How the engine's errors become modelport's.
 ENGINE_ERRORS = ErrorMap("container engine", classify=_classify)
+
+#: The opt-in the image's entrypoint reads for a package that runs code (a serve option's
+#: variable; the pinned digest is the entrypoint's EXPECT_DIGEST_ENV).
+ALLOW_CODE_ENV = "MODELPORT_ALLOW_CODE"
+PACKAGE_ENV_KEYS = (EXPECT_DIGEST_ENV, ALLOW_CODE_ENV)
+
+
+def pip_cert_or_env(given: Path | None) -> Path | None:
+    """The CA bundle pip trusts during a build: the one given, else ``$PIP_CERT``, else none."""
+    if given is not None:
+        return given
+    found = os.environ.get("PIP_CERT")
+    return Path(found) if found else None
+
+
+def package_env(package: Package) -> dict[str, str]:
+    """The container environment that pins a package a cloud mounts (it is not baked in).
+
+    The container refuses any other package than ``package`` (``MODELPORT_EXPECT_DIGEST``); a
+    package that runs code gets the opt-in its loading was (``MODELPORT_ALLOW_CODE``).
+    """
+    env = {EXPECT_DIGEST_ENV: package.digest}
+    if package.manifest.flavor.runs_code:
+        env[ALLOW_CODE_ENV] = "1"
+    return env
 
 
 # --- references and credentials -----------------------------------------------------------------

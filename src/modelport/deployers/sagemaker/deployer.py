@@ -292,15 +292,9 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
 
     @staticmethod
     def _environment(package: Package, config: SageMakerConfig) -> dict[str, str]:
-        env = {
-            **config.env,
-            "MODELPORT_PACKAGE": MODEL_DIR,
-            "MODELPORT_EXPECT_DIGEST": package.digest,
-        }
-        if package.manifest.flavor.runs_code:
-            # Loading the package was the opt-in (--allow-code); the container needs it too.
-            env["MODELPORT_ALLOW_CODE"] = "1"
-        return env
+        from modelport.deployers.kit.images import package_env
+
+        return {**config.env, "MODELPORT_PACKAGE": MODEL_DIR, **package_env(package)}
 
     def _model_params(
         self,
@@ -625,9 +619,7 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
                     raise
         auth = ecr.get_authorization_token()["authorizationData"][0]
         registry = str(auth["proxyEndpoint"]).removeprefix("https://").removeprefix("http://")
-        pip_cert = self.config.pip_cert or (
-            Path(os.environ["PIP_CERT"]) if os.environ.get("PIP_CERT") else None
-        )
+        pip_cert = images.pip_cert_or_env(self.config.pip_cert)
         with images.ENGINE_ERRORS.translating("asking the container engine its architecture"):
             native = self.engine.architecture()
         wanted = self._architecture(config)
@@ -1270,7 +1262,9 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
     @staticmethod
     def _environment_keys() -> tuple[str, ...]:
         """The container variables modelport sets itself (never "extra environment")."""
-        return ("MODELPORT_PACKAGE", "MODELPORT_EXPECT_DIGEST", "MODELPORT_ALLOW_CODE")
+        from modelport.deployers.kit.images import PACKAGE_ENV_KEYS
+
+        return ("MODELPORT_PACKAGE", *PACKAGE_ENV_KEYS)
 
     @AWS_ERRORS.translated("updating a sagemaker deployment")
     def update(self, name: str, package: Package, *, wait: bool = True) -> Deployment:
