@@ -11,23 +11,23 @@ azure-ai-ml has no operation for (deleting a version, scoring) go through the sa
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
-import logging
 import os
 import re
 import ssl
 import sys
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from modelport import __version__
 from modelport.deployers.azureml.config import AzureMLConfig, Workspace
 from modelport.deployers.kit.errors import Classified, ErrorMap, Kind, kind_for_status
+from modelport.deployers.kit.progress import quiet as progress_quiet
+from modelport.deployers.kit.progress import silence_loggers
 from modelport.errors import MissingDependencyError, UsageError
 
 TARGET = "azureml"
@@ -140,35 +140,15 @@ def _forget_inherited_cloud() -> None:
         del os.environ[CLOUD_ENV]
 
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def quiet(function: F) -> F:
-    """Keep azure-ai-ml's own output off stdout while ``function`` runs.
-
-    Its pollers print a dot per poll on stdout (whatever ``show_progress`` says), which would
-    corrupt ``--json``; they go to stderr instead. Its INFO lines ("Check: endpoint ... exists")
-    are silenced: modelport reports its steps itself.
-    """
-
-    @functools.wraps(function)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        _silence_sdk_loggers()
-        with contextlib.redirect_stdout(sys.stderr):
-            return function(*args, **kwargs)
-
-    return run  # type: ignore[return-value]
+#: Where azure-ai-ml's loggers live.
+SDK_LOGGERS = "azure.ai.ml"
+#: Its pollers print a dot per poll on stdout whatever ``show_progress`` says, and its INFO
+#: lines say "Check: endpoint ... exists": a verb runs with both kept off stdout.
+quiet = progress_quiet(SDK_LOGGERS)
 
 
 def _silence_sdk_loggers() -> None:
-    """Raise azure-ai-ml's loggers loaded so far to WARNING.
-
-    Its modules give their loggers INFO and a handler of their own as they load, so this runs
-    again after each import of the SDK.
-    """
-    for name, logger in list(logging.root.manager.loggerDict.items()):
-        if name.startswith("azure.ai.ml") and isinstance(logger, logging.Logger):
-            logger.setLevel(max(logger.level, logging.WARNING))
+    silence_loggers(SDK_LOGGERS)
 
 
 def entities() -> Any:

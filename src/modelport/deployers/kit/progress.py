@@ -14,10 +14,14 @@ it has waited, and a target may add its own notes (``self.progress("reusing the 
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from modelport.errors import ModelportWarning
 
@@ -122,3 +126,37 @@ def as_progress(progress: Progress | Callable[[str], None] | None) -> Progress:
     if progress is None:
         return Progress()
     return Progress.from_lines(progress)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def silence_loggers(prefix: str) -> None:
+    """Raise the loggers under ``prefix`` loaded so far to WARNING.
+
+    Cloud SDKs give their loggers INFO (and a handler printing to stdout) as their modules
+    load, so this runs again after each import of the SDK.
+    """
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if name.startswith(prefix) and isinstance(logger, logging.Logger):
+            logger.setLevel(max(logger.level, logging.WARNING))
+
+
+def quiet(prefix: str) -> Callable[[F], F]:
+    """A decorator keeping an SDK's own output off stdout while the function runs.
+
+    What the SDK prints (poll dots, "Creating Endpoint" lines) would corrupt ``--json``: it goes
+    to stderr instead, and the SDK's INFO lines under ``prefix`` are silenced (modelport
+    reports its steps itself).
+    """
+
+    def decorate(function: F) -> F:
+        @functools.wraps(function)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            silence_loggers(prefix)
+            with contextlib.redirect_stdout(sys.stderr):
+                return function(*args, **kwargs)
+
+        return run  # type: ignore[return-value]
+
+    return decorate
