@@ -31,7 +31,7 @@ _LOOPBACK = "127.0.0.1,localhost,::1"
 os.environ.update(
     {
         "AWS_EC2_METADATA_DISABLED": "true",  # boto3 would probe 169.254.169.254
-        "NO_GCE_CHECK": "True",  # google-auth would probe the GCE metadata server
+        "NO_GCE_CHECK": "true",  # google-auth would probe the GCE metadata server (it wants "true")
         "GCE_METADATA_HOST": "127.0.0.1:9",
         "GCE_METADATA_IP": "127.0.0.1:9",
         "MLFLOW_DISABLE_TELEMETRY": "true",

@@ -360,13 +360,18 @@ class VertexDeployer(Deployer[VertexConfig]):
             raise
 
     def _versions(self, name: str) -> builtins.list[Any]:
-        """Every version of the model ``modelport-NAME`` (``VersionInfo``), or []."""
-        aip = self.aip()
-        registry = aip.models.ModelRegistry(model_id(name))
+        """Every version of the model ``modelport-NAME`` (the GAPIC ``Model``s), or [].
+
+        Their labels too, which the SDK's ``list_versions`` leaves out.
+        """
+        registry = self.aip().models.ModelRegistry(model_id(name))
         try:
-            return builtins.list(
-                self._retrying(registry.list_versions, f"listing the versions of {name}")
-            )
+            return self._retrying(
+                lambda: builtins.list(
+                    registry.client.list_model_versions(name=registry.model_resource_name)
+                ),
+                f"listing the versions of {model_id(name)}",
+            )  # type: ignore[no-any-return]
         except Exception as exc:
             if not_found(exc):
                 return []

@@ -225,20 +225,21 @@ def _classify(exc: BaseException) -> Kind | Classified | None:
         )
     if not isinstance(exc, api.GoogleAPICallError):
         return None
+    # The HTTP classes: the REST transport raises them (Forbidden), an operation's error the
+    # gRPC ones beneath them (PermissionDenied).
     message = message_of(exc)
-    if isinstance(exc, (api.PermissionDenied, api.Unauthenticated)):
+    if isinstance(exc, (api.Forbidden, api.Unauthorized)):
         return Classified(Kind.PERMISSION_DENIED, message, hint=_permission_hint(message))
-    if isinstance(exc, api.ResourceExhausted) and (
-        quota_metric(message) or "quota" in message.lower()
-    ):
-        metric = quota_metric(message)
-        hint = (
-            f"ask for more {metric} quota in the region (IAM & Admin > Quotas), or ask for less"
-            if metric
-            else None
-        )
-        return Classified(Kind.QUOTA, message, hint=hint)
-    if isinstance(exc, (api.TooManyRequests, api.ResourceExhausted)):
+    if isinstance(exc, api.TooManyRequests):
+        if quota_metric(message) or "quota" in message.lower():
+            metric = quota_metric(message)
+            hint = (
+                f"ask for more {metric} quota in the region (IAM & Admin > Quotas), or ask "
+                "for less"
+                if metric
+                else None
+            )
+            return Classified(Kind.QUOTA, message, hint=hint)
         return Classified(Kind.THROTTLED, message)
     if isinstance(exc, api.NotFound):
         found = _RESOURCE.search(message)
@@ -248,13 +249,13 @@ def _classify(exc: BaseException) -> Kind | Classified | None:
             else None
         )
         return Classified(Kind.NOT_FOUND, message, hint=hint)
-    if isinstance(exc, (api.AlreadyExists, api.Conflict, api.Aborted)):
+    if isinstance(exc, api.Conflict):
         return Classified(Kind.CONFLICT, message)
     if isinstance(
         exc, (api.ServiceUnavailable, api.DeadlineExceeded, api.GatewayTimeout, api.BadGateway)
     ):
         return Classified(Kind.UNAVAILABLE, message)
-    if isinstance(exc, (api.InvalidArgument, api.BadRequest, api.FailedPrecondition)):
+    if isinstance(exc, api.BadRequest):
         return Classified(Kind.INVALID, message)
     return Classified(kind_for_status(status_of(exc)) or Kind.OTHER, message)
 
