@@ -7,19 +7,16 @@ this folder on ``sys.path``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 from fake_azure import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, FakeAzure
+from predictions import PAYLOAD, expected, same_predictions  # noqa: F401 (theirs too)
 
 from modelport import __version__
 from modelport.deployers import connect
 from modelport.deployers.azureml import AzureMLDeployer
 from modelport.model_format.package import Package
-from modelport.model_format.payload import format_predictions, parse_payload
 
-PAYLOAD = {"inputs": {"X": [[1.0, 2.0], [3.0, 4.0]]}}
 TARGET_URI = f"azureml:/{SUBSCRIPTION}/{RESOURCE_GROUP}/{WORKSPACE}"
 
 
@@ -78,17 +75,3 @@ def modelport_tags(package: Package, name: str, generation: int) -> dict[str, st
         "modelport-target": "azureml",
         "modelport-generation": str(generation),
     }
-
-
-def expected(package: Package, payload: Mapping[str, Any] = PAYLOAD) -> dict[str, Any]:
-    """What a deployment of ``package`` must answer: the package's own in-process prediction."""
-    return format_predictions(package.predict(parse_payload(payload, package.signature)))
-
-
-def same_predictions(got: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
-    """``{"predictions": ...}`` answers equal up to float32 rounding."""
-    if set(got) != set(want):
-        return False
-    a = np.asarray(got["predictions"], dtype=np.float64)
-    b = np.asarray(want["predictions"], dtype=np.float64)
-    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-6, atol=1e-7))

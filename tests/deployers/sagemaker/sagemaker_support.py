@@ -8,24 +8,21 @@ this folder on ``sys.path``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 from fake_aws import ACCOUNT, REGION, FakeAWS
+from predictions import PAYLOAD, expected, same_predictions  # noqa: F401 (theirs too)
 
 from modelport import __version__
 from modelport.deployers import connect
 from modelport.deployers.sagemaker import SageMakerDeployer
 from modelport.model_format.package import Package
-from modelport.model_format.payload import format_predictions, parse_payload
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/modelport-tests"
 #: The process hosts ignore the image; the container test pushes and runs a real one.
 IMAGE = "127.0.0.1:5000/modelport-runtime:contract"
 #: The bucket the target uses by default in the fake's account (``modelport-REGION-ACCOUNT``).
 BUCKET = f"modelport-{REGION}-{ACCOUNT}"
-PAYLOAD = {"inputs": {"X": [[1.0, 2.0], [3.0, 4.0]]}}
 
 
 def bucket_of(region: str = REGION) -> str:
@@ -99,20 +96,6 @@ def tags_of(fake: FakeAWS, arn: str, region: str = REGION) -> dict[str, str]:
     """A SageMaker resource's tags, as a dict."""
     found = fake.client("sagemaker", internal=True, region=region).list_tags(ResourceArn=arn)
     return {t["Key"]: t["Value"] for t in found["Tags"]}
-
-
-def expected(package: Package, payload: Mapping[str, Any] = PAYLOAD) -> dict[str, Any]:
-    """What a deployment of ``package`` must answer: the package's own in-process prediction."""
-    return format_predictions(package.predict(parse_payload(payload, package.signature)))
-
-
-def same_predictions(got: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
-    """``{"predictions": ...}`` answers equal up to float32 rounding."""
-    if set(got) != set(want):
-        return False
-    a = np.asarray(got["predictions"], dtype=np.float64)
-    b = np.asarray(want["predictions"], dtype=np.float64)
-    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-6, atol=1e-7))
 
 
 def wait_logged(fake: FakeAWS, name: str, region: str = REGION) -> list[str]:
