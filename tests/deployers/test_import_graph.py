@@ -40,7 +40,7 @@ def files(*roots: Path) -> list[Path]:
 
 
 def test_the_targets_are_the_ones_expected() -> None:
-    assert TARGETS == ["azureml", "docker", "kit", "local", "sagemaker"]
+    assert TARGETS == ["azureml", "docker", "kit", "local", "sagemaker", "vertex"]
 
 
 #: Each cloud SDK, and the one folder of src/modelport allowed to import it.
@@ -48,9 +48,13 @@ SDK_HOMES = {
     "boto3": "deployers/sagemaker",
     "botocore": "deployers/sagemaker",
     "azure": "deployers/azureml",
+    "google": "deployers/vertex",
 }
 #: What azureml's SDK loads when imported (azure-ai-ml, azure-identity, azure-core).
 AZURE_MODULES = ("azure", "azure.ai.ml", "azure.identity", "azure.core")
+#: What vertex's SDK loads (not "google" alone: google-cloud-aiplatform's *-nspkg.pth file puts
+#: an empty "google" namespace module into every Python process at start).
+GOOGLE_MODULES = ("google.cloud.aiplatform", "google.auth", "google.api_core", "google.oauth2")
 
 
 @pytest.mark.parametrize("sdk", sorted(SDK_HOMES))
@@ -86,11 +90,27 @@ def test_the_azureml_target_loads_no_azure_until_it_talks_to_azure() -> None:
     assert "azureml:/0b1f6471-1bf0-4dda-aec3-cb9272f09590/rg/ws1" in check.stdout
 
 
+def test_the_vertex_target_loads_no_google_until_it_talks_to_google() -> None:
+    """Importing it, configuring it, checking a name and describing it import no google SDK."""
+    code = (
+        "import modelport\n"
+        "from modelport.deployers import connect\n"
+        "target = connect('vertex:/my-project-1/europe-west4', {'min_replicas': '2'}, environ={})\n"
+        "target.check_name('churn')\n"
+        "print(target.config.project, target.config.region)\n"
+        "from modelport.cli.main import main\n"
+        "main(['targets', 'help', 'vertex'])\n"
+    )
+    check = imports_after(code, GOOGLE_MODULES)
+    assert check.imported == set()
+    assert "my-project-1 europe-west4" in check.stdout
+
+
 @pytest.mark.parametrize(
     "code", ["import modelport\n", "from modelport.cli.main import main\nmain(['--help'])\n"]
 )
-def test_modelport_and_its_help_import_no_azure(code: str) -> None:
-    assert imports_after(code, AZURE_MODULES).imported == set()
+def test_modelport_and_its_help_import_no_cloud_sdk(code: str) -> None:
+    assert imports_after(code, (*AZURE_MODULES, *GOOGLE_MODULES)).imported == set()
 
 
 @pytest.mark.parametrize(
