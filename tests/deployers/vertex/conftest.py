@@ -1,9 +1,9 @@
 """Fixtures of the Vertex AI tests: the offline Vertex of ``fake_vertex.py``.
 
 - every test in this folder runs with google-auth kept off the GCE metadata server
-  (``NO_GCE_CHECK``, ``GCE_METADATA_HOST`` and ``GCE_METADATA_IP`` at a closed port) and without the
-  developer's ``GOOGLE_APPLICATION_CREDENTIALS``, ``GOOGLE_CLOUD_PROJECT``, ``CLOUDSDK_*`` or
-  ``CLOUD_ML_REGION`` (which would send the SDK to a real project);
+  (``NO_GCE_CHECK=true``, ``GCE_METADATA_HOST`` and ``GCE_METADATA_IP`` at a closed port) and
+  without the developer's ``GOOGLE_APPLICATION_CREDENTIALS``, ``GOOGLE_CLOUD_PROJECT``,
+  ``CLOUDSDK_*`` or ``CLOUD_ML_REGION`` (which would send the SDK to a real project);
 - ``fake_vertex`` (session): one started :class:`~fake_vertex.FakeVertex` for the whole run;
 - ``vertex``: that fake, reset, with process hosts, for one test; after the test every host is
   stopped, and the test fails if a host process outlived it;
@@ -50,7 +50,9 @@ GOOGLE_UNSET = (
 @pytest.fixture(autouse=True)
 def _no_google_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep google-auth off the metadata server and the developer's projects and credentials."""
-    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    # google-auth wants exactly "true" (it ignores "True"), and reads it once, at import: the
+    # root conftest sets it before any import; this keeps it so for processes the tests start.
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
     monkeypatch.setenv("GCE_METADATA_HOST", CLOSED_METADATA)
     monkeypatch.setenv("GCE_METADATA_IP", CLOSED_METADATA)
     for name in GOOGLE_UNSET:
