@@ -13,7 +13,13 @@
 - ``process_images`` (session): images for *process* hosting pushed straight to the local
   registry (``$MODELPORT_TEST_REGISTRY``; no build, no engine:
   :func:`registry_images.push_process_image`): the ``v1`` and ``v2`` packages and a runtime image;
-  skipped (or failed) without the registry.
+  skipped (or failed) without the registry;
+- ``key_file`` (session): a service account's JSON key whose ``token_uri`` is the fake's;
+- ``image_builds`` (session): a container engine (``$DOCKER_HOST``) and the local registry, for
+  the tests whose deployer builds and pushes the package's serving image itself (skipped, or
+  failed where ``MODELPORT_REQUIRE_CONTAINERS=1``, without them);
+- ``serving_image`` (session, slow tests): the ``v1`` package's real serving image, built with
+  modelport's kit and pushed to the local registry, pinned by digest.
 """
 
 from __future__ import annotations
@@ -147,3 +153,52 @@ def process_images(fake_vertex: FakeVertex, package_paths: dict[str, Path]) -> P
         v2=push_process_image(fake_vertex.registry, package_paths["v2"], repository, f"v2-{run}"),
         runtime=push_process_image(fake_vertex.registry, None, repository, f"runtime-{run}"),
     )
+
+
+@pytest.fixture(scope="session")
+def key_file(fake_vertex: FakeVertex, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A service account key for the fake (google-auth signs its own JWTs with it)."""
+    from vertex_support import write_key
+
+    return write_key(tmp_path_factory.mktemp("google") / "key.json", fake_vertex.token_uri)
+
+
+@pytest.fixture(scope="session")
+def image_builds(fake_vertex: FakeVertex) -> None:
+    """An engine that builds and a registry that takes pushes; skip (or fail) without them."""
+    from docker_fixtures import engine, unavailable
+    from hosting import exchange
+
+    engine()  # skips, or fails where containers are required
+    host, _, port = fake_vertex.registry.partition(":")
+    try:
+        exchange(int(port or 80), "GET", "/v2/", timeout=5, host=host)
+    except OSError as exc:
+        unavailable(f"no registry at {fake_vertex.registry}: {exc}")
+
+
+@pytest.fixture(scope="session")
+def serving_image(
+    fake_vertex: FakeVertex, image_builds: None, package_paths: dict[str, Path]
+) -> str:
+    """Build (on the cached runtime image) and push the ``v1`` package's serving image."""
+    from docker_fixtures import base_image, engine, run_labels
+
+    from modelport.deployers.kit.engine import Engine
+    from modelport.deployers.kit.images import build_package_image, pip_cert_or_env, push_image
+    from modelport.model_format.package import load
+
+    base = base_image(engine())
+    ref = f"{fake_vertex.registry}/modelport-fake-vertex/serving:{uuid.uuid4().hex[:12]}"
+    with load(package_paths["v1"]) as package, Engine(os.environ["DOCKER_HOST"]) as kit_engine:
+        built = build_package_image(
+            kit_engine,
+            package,
+            ref=ref,
+            base_image=base,
+            pip_cert=pip_cert_or_env(None),
+            labels=run_labels(),
+        )
+        pushed = push_image(kit_engine, built.ref)
+        kit_engine.remove_image(built.ref)  # the registry has it now
+    return pushed.pinned
