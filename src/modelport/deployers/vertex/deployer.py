@@ -151,6 +151,7 @@ class Deployed:
     accelerator_type: str | None
     accelerator_count: int | None
     service_account: str | None
+    cpu_target_percent: int | None = None
 
     @property
     def generation(self) -> int | None:
@@ -178,6 +179,14 @@ class Deployed:
             accelerator_type=accelerator_name,
             accelerator_count=int(getattr(spec, "accelerator_count", 0) or 0) or None,
             service_account=str(getattr(proto, "service_account", "") or "") or None,
+            cpu_target_percent=next(
+                (
+                    int(spec.target)
+                    for spec in getattr(resources, "autoscaling_metric_specs", None) or ()
+                    if spec.metric_name == CPU_METRIC and spec.target
+                ),
+                None,
+            ),
         )
 
 
@@ -366,12 +375,13 @@ class VertexDeployer(Deployer[VertexConfig]):
         """
         registry = self.aip().models.ModelRegistry(model_id(name))
         try:
-            return self._retrying(
+            found: builtins.list[Any] = self._retrying(
                 lambda: builtins.list(
                     registry.client.list_model_versions(name=registry.model_resource_name)
                 ),
                 f"listing the versions of {model_id(name)}",
-            )  # type: ignore[no-any-return]
+            )
+            return found
         except Exception as exc:
             if not_found(exc):
                 return []
@@ -973,6 +983,7 @@ class VertexDeployer(Deployer[VertexConfig]):
                 "max_replicas": d.max_replicas,
                 "accelerator_type": d.accelerator_type,
                 "accelerator_count": d.accelerator_count,
+                "cpu_target_percent": d.cpu_target_percent,
             }
             for i, d in sorted(view.ours.items())
         }
@@ -1095,6 +1106,8 @@ class VertexDeployer(Deployer[VertexConfig]):
             kept["accelerator_count"] = primary.accelerator_count
         if config.service_account is None and primary.service_account:
             kept["service_account"] = primary.service_account
+        if config.cpu_target_percent is None and primary.cpu_target_percent:
+            kept["cpu_target_percent"] = primary.cpu_target_percent
         try:
             return dataclasses.replace(config, **kept)
         except ValueError as exc:
