@@ -17,9 +17,7 @@
 - ``key_file`` (session): a service account's JSON key whose ``token_uri`` is the fake's;
 - ``image_builds`` (session): a container engine (``$DOCKER_HOST``) and the local registry, for
   the tests whose deployer builds and pushes the package's serving image itself (skipped, or
-  failed where ``MODELPORT_REQUIRE_CONTAINERS=1``, without them);
-- ``serving_image`` (session, slow tests): the ``v1`` package's real serving image, built with
-  modelport's kit and pushed to the local registry, pinned by digest.
+  failed where ``MODELPORT_REQUIRE_CONTAINERS=1``, without them).
 """
 
 from __future__ import annotations
@@ -175,30 +173,3 @@ def image_builds(fake_vertex: FakeVertex) -> None:
         exchange(int(port or 80), "GET", "/v2/", timeout=5, host=host)
     except OSError as exc:
         unavailable(f"no registry at {fake_vertex.registry}: {exc}")
-
-
-@pytest.fixture(scope="session")
-def serving_image(
-    fake_vertex: FakeVertex, image_builds: None, package_paths: dict[str, Path]
-) -> str:
-    """Build (on the cached runtime image) and push the ``v1`` package's serving image."""
-    from docker_fixtures import base_image, engine, run_labels
-
-    from modelport.deployers.kit.engine import Engine
-    from modelport.deployers.kit.images import build_package_image, pip_cert_or_env, push_image
-    from modelport.model_format.package import load
-
-    base = base_image(engine())
-    ref = f"{fake_vertex.registry}/modelport-fake-vertex/serving:{uuid.uuid4().hex[:12]}"
-    with load(package_paths["v1"]) as package, Engine(os.environ["DOCKER_HOST"]) as kit_engine:
-        built = build_package_image(
-            kit_engine,
-            package,
-            ref=ref,
-            base_image=base,
-            pip_cert=pip_cert_or_env(None),
-            labels=run_labels(),
-        )
-        pushed = push_image(kit_engine, built.ref)
-        kit_engine.remove_image(built.ref)  # the registry has it now
-    return pushed.pinned
