@@ -138,11 +138,15 @@ class Google:
         """
         module = sdk()
         location = self.location
+        # Always named (the regional host by default, as the SDK itself would pick): the SDK
+        # keeps an endpoint set before, and never forgets it when given None.
+        endpoint = self.config.api_endpoint or f"{location.region}-aiplatform.googleapis.com"
+        endpoint = endpoint.removeprefix("https://")  # a host; http:// (an emulator) stays
         module.init(
             project=location.project,
             location=location.region,
             credentials=self.credentials,
-            api_endpoint=self.config.api_endpoint and self.api_host,
+            api_endpoint=endpoint,
             api_transport="rest",
         )
         return module
