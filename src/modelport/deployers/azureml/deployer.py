@@ -30,7 +30,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import dataclasses
-import os
 import re
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -288,12 +287,9 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
     def engine(self) -> Engine:
         """The Docker Engine API that builds and pushes the serving image."""
         if self._engine is None:
-            from modelport.deployers.kit.engine import Engine, EngineError
+            from modelport.deployers.kit.engine import engine_at
 
-            try:
-                self._engine = Engine(self.config.docker_host or os.environ.get("DOCKER_HOST"))
-            except EngineError as exc:
-                raise UsageError(str(exc), hint="set -C docker_host or DOCKER_HOST") from None
+            self._engine = engine_at(self.config.docker_host)
         return self._engine
 
     def _endpoint(self, name: str) -> Any | None:

@@ -475,3 +475,17 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def engine_at(docker_host: str | None) -> Engine:
+    """The Engine API a target's ``-C docker_host`` names (default ``$DOCKER_HOST``).
+
+    Raises:
+        UsageError: the address is not one the client can use (with the option to set).
+    """
+    from modelport.errors import UsageError
+
+    try:
+        return Engine(docker_host)
+    except EngineError as exc:
+        raise UsageError(str(exc), hint="set -C docker_host or DOCKER_HOST") from None

@@ -35,7 +35,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import os
 import re
 import tempfile
 import time
@@ -222,12 +221,9 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
     def engine(self) -> Engine:
         """The Docker Engine API that builds and pushes the runtime image."""
         if self._engine is None:
-            from modelport.deployers.kit.engine import Engine, EngineError
+            from modelport.deployers.kit.engine import engine_at
 
-            try:
-                self._engine = Engine(self.config.docker_host or os.environ.get("DOCKER_HOST"))
-            except EngineError as exc:
-                raise UsageError(str(exc), hint="set -C docker_host or DOCKER_HOST") from None
+            self._engine = engine_at(self.config.docker_host)
         return self._engine
 
     def _bucket(self) -> str:

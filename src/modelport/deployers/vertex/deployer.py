@@ -30,7 +30,6 @@ import builtins
 import contextlib
 import dataclasses
 import json
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -302,12 +301,9 @@ class VertexDeployer(Deployer[VertexConfig]):
     def engine(self) -> Engine:
         """The Docker Engine API that builds and pushes the serving image."""
         if self._engine is None:
-            from modelport.deployers.kit.engine import Engine, EngineError
+            from modelport.deployers.kit.engine import engine_at
 
-            try:
-                self._engine = Engine(self.config.docker_host or os.environ.get("DOCKER_HOST"))
-            except EngineError as exc:
-                raise UsageError(str(exc), hint="set -C docker_host or DOCKER_HOST") from None
+            self._engine = engine_at(self.config.docker_host)
         return self._engine
 
     def _retrying(self, call: Any, what: str, *, idempotent: bool = True) -> Any:

@@ -238,8 +238,7 @@ def _classify(exc: BaseException) -> Kind | Classified | None:
         if quota_metric(message) or "quota" in message.lower():
             metric = quota_metric(message)
             hint = (
-                f"ask for more {metric} quota in the region (IAM & Admin > Quotas), or ask "
-                "for less"
+                f"ask for more {metric} quota in the region (IAM & Admin > Quotas), or ask for less"
                 if metric
                 else None
             )
