@@ -356,6 +356,27 @@ def test_update_keeps_the_machines_of_the_version_serving(
         made.delete("keeps")
 
 
+def test_update_builds_into_the_registry_of_the_image_serving(
+    vertex: FakeVertex, key_file: Path, home: Path, image_builds: None,
+    packages: dict[str, Package],
+) -> None:  # fmt: skip
+    """``deployments update -n NAME model-v2.mport`` needs no image options: the serving image
+    was built by modelport, so the new one goes to the same registry and repository."""
+    made = vertex_target(vertex, key_file, repository="team-a")
+    registry = made.config.registry
+    made.create("rebuilt", packages["v1"])
+    vertex.clear_calls()
+    try:
+        bare = vertex_target(vertex, key_file, registry=None)
+        assert bare.config.registry is None
+        record = bare.update("rebuilt", packages["v2"])
+        uri = body_of(vertex, "POST", "models:upload")["model"]["containerSpec"]["imageUri"]
+    finally:
+        made.delete("rebuilt")
+    assert uri.startswith(f"{registry}/team-a-model@sha256:"), uri
+    assert record.package_digest == packages["v2"].digest
+
+
 def test_canary_promote_and_rollback(
     vertex: FakeVertex, target: VertexDeployer, key_file: Path, process_images: ProcessImages,
     packages: dict[str, Package], tmp_path: Path,

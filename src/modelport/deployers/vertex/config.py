@@ -346,7 +346,8 @@ def resolve_location(
         raise ConfigError(
             [
                 "project is required: pass -C project=..., use -t vertex:/PROJECT/REGION, set "
-                f"{' or '.join(ENV_PROJECT)}, or gcloud config set project PROJECT"
+                f"{' or '.join(ENV_PROJECT)}, gcloud config set project PROJECT, or use "
+                "credentials that name one (a service account key's project_id)"
             ],
             TARGET,
         )

@@ -1087,10 +1087,16 @@ class VertexDeployer(Deployer[VertexConfig]):
         self.rollout("create", self.create_steps(name, package)).run()
         return self._record(name, self._view(name))
 
-    def _settings_for_update(self, primary: Deployed) -> VertexConfig:
-        """The options, with the machine settings of the version serving now kept."""
+    def _settings_for_update(self, name: str, primary: Deployed) -> VertexConfig:
+        """The options, with the machine settings of the version serving now kept.
+
+        Without ``-C image`` or ``-C registry``, the registry and repository too, when modelport
+        built the serving image (``REGISTRY/REPOSITORY-model@...``).
+        """
         kept: dict[str, Any] = {}
         config = self.config
+        if not (config.image or config.registry):
+            kept.update(self._image_settings(name, primary))
         if config.machine_type is None and primary.machine_type:
             kept["machine_type"] = primary.machine_type
         if config.min_replicas is None and primary.min_replicas:
@@ -1110,6 +1116,19 @@ class VertexDeployer(Deployer[VertexConfig]):
             raise ConfigError(
                 [f"{exc} (with the settings {primary.display_name} has now)"], TARGET
             ) from None
+
+    def _image_settings(self, name: str, primary: Deployed) -> dict[str, str]:
+        """``{registry, repository}`` of the serving version's image, when modelport built it."""
+        from modelport.deployers.kit.images import registry_of
+
+        model = self._model(name, primary.version or None)
+        spec = getattr(getattr(model, "gca_resource", None), "container_spec", None)
+        image = str(getattr(spec, "image_uri", "") or "")
+        registry = registry_of(image) if image else ""
+        path = image[len(registry) + 1 :].split("@", maxsplit=1)[0].rsplit(":", 1)[0]
+        if registry and image.startswith(f"{registry}/") and path.endswith("-model"):
+            return {"registry": registry, "repository": path.removesuffix("-model")}
+        return {}
 
     @VERTEX_ERRORS.translated("updating a vertex deployment")
     @quiet
@@ -1148,7 +1167,7 @@ class VertexDeployer(Deployer[VertexConfig]):
                 "it serves",
                 hint="wait for it (modelport deployments get), or delete and deploy again",
             )
-        settings = self._settings_for_update(primary)
+        settings = self._settings_for_update(name, primary)
         gen = Generation(name, self._next_generation(name, view))
         before = dict(view.traffic)
         if settings.canary_percent:

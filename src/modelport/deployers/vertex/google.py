@@ -34,6 +34,7 @@ T = TypeVar("T")
 _PERMISSION = re.compile(r"Permission '?(?P<permission>[\w.]+)'? denied")
 _QUOTA_METRIC = re.compile(r"(?P<metric>aiplatform\.googleapis\.com/[\w]+)")
 _RESOURCE = re.compile(r"(?P<name>projects/[^\s'\"]+)")
+_REQUEST_PREFIX = re.compile(r"^(GET|POST|PATCH|PUT|DELETE) \S+: ")
 
 
 def _import_error(exc: ImportError) -> MissingDependencyError:
@@ -136,8 +137,8 @@ class Google:
 
         The SDK keeps one process-wide configuration: it is set again before each verb.
         """
+        location = self.location  # first: a missing project is said before the SDK loads
         module = sdk()
-        location = self.location
         # Always named (the regional host by default, as the SDK itself would pick): the SDK
         # keeps an endpoint set before, and never forgets it when given None.
         endpoint = self.config.api_endpoint or f"{location.region}-aiplatform.googleapis.com"
@@ -173,8 +174,13 @@ def not_found(exc: BaseException) -> bool:
 
 
 def message_of(exc: BaseException) -> str:
-    """Google's message, without the exception class's decorations."""
-    return str(getattr(exc, "message", None) or exc)
+    """Google's message, without the request google-api-core puts before it.
+
+    Its REST errors read ``POST https://HOST/v1/...?$alt=...: <Google's message>``: the URL
+    says nothing a person needs (and holds the whole query).
+    """
+    text = str(getattr(exc, "message", None) or exc)
+    return _REQUEST_PREFIX.sub("", text, count=1)
 
 
 def quota_metric(message: str) -> str | None:
