@@ -30,5 +30,10 @@ lint: install
 	$(PY) -m ruff format --check src tests examples benchmarks
 	$(PY) -m mypy
 
+# The cloud targets' tests mostly wait (on their fakes, on serving processes starting): they run
+# on two workers; everything else, timing-sensitive server tests included, runs alone first.
+CLOUD_TESTS := tests/deployers/sagemaker tests/deployers/azureml tests/deployers/vertex
+
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest $(addprefix --ignore=,$(CLOUD_TESTS))
+	$(PY) -m pytest -n 2 $(CLOUD_TESTS)
