@@ -32,32 +32,16 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cloud_bench import lifecycle, summary, timed  # beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests" / "deployers" / "azureml"), str(ROOT / "tests" / "deployers")]
-
-PLAN = "deploy --dry-run (plan)"
-CREATE = "create (until it serves)"
-UPDATE = "update (blue/green, until switched)"
-CANARY = "canary update (10 %)"
-PROMOTE = "promote (all traffic, old removed)"
-DELETE = "delete (until gone)"
-
-
-def timed(action: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
-    result = action()
-    return time.perf_counter() - start, result
-
-
-def summary(values: list[float]) -> str:
-    return f"{statistics.median(values):7.2f} s  ({min(values):.2f}-{max(values):.2f})"
 
 
 def main() -> int:
@@ -110,15 +94,9 @@ def main() -> int:
         with load(v1) as package, load(v2) as package_v2:
             for _ in range(args.rounds):
                 name = f"bench-{uuid.uuid4().hex[:8]}"
-                steps: list[tuple[str, Callable[[], Any]]] = [
-                    (PLAN, lambda n=name: serving_v1.plan(n, package)),
-                    (CREATE, lambda n=name: serving_v1.create(n, package)),
-                    (UPDATE, lambda n=name: serving_v2.update(n, package_v2)),
-                    (CANARY, lambda n=name: canary_v1.update(n, package)),
-                    (PROMOTE, lambda n=name: canary_v1.promote(n)),
-                    (DELETE, lambda n=name: serving_v1.delete(n)),
-                ]
-                for label, action in steps:
+                for label, action in lifecycle(
+                    name, serving_v1, serving_v2, canary_v1, package, package_v2
+                ):
                     measure(label, action)
                 left = fake.endpoints(), fake.environments()
                 if any(left):

@@ -27,30 +27,18 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cloud_bench import DELETE, PLAN, UPDATE, summary, timed  # beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests" / "deployers" / "sagemaker"), str(ROOT / "tests" / "deployers")]
 
 ROLE = "arn:aws:iam::123456789012:role/modelport-bench"
-PLAN = "deploy --dry-run (plan)"
 CREATE = "create (real-time, until InService)"
-UPDATE = "update (blue/green, until switched)"
-DELETE = "delete (until gone)"
-
-
-def timed(action: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
-    result = action()
-    return time.perf_counter() - start, result
-
-
-def summary(values: list[float]) -> str:
-    return f"{statistics.median(values):7.2f} s  ({min(values):.2f}-{max(values):.2f})"
 
 
 def main() -> int:

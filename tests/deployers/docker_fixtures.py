@@ -47,6 +47,17 @@ def unavailable(reason: str) -> None:
     pytest.skip(f"{reason}; run `source .ci/setup-containers.sh` to enable the image tests")
 
 
+def require_registry(address: str) -> None:
+    """Skip (or fail, where containers are required) unless a registry answers at ``address``."""
+    from hosting import exchange
+
+    host, _, port = address.partition(":")
+    try:
+        exchange(int(port or 80), "GET", "/v2/", timeout=5, host=host)
+    except OSError as exc:
+        unavailable(f"no registry at {address}: {exc}")
+
+
 def engine() -> Any:
     """A docker-py client for $DOCKER_HOST, or skip/fail."""
     try:

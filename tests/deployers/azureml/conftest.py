@@ -101,15 +101,10 @@ def azure_containers(
 ) -> Iterator[FakeAzure]:
     """The fake Azure, reset, with container hosts (podman)."""
     import docker.errors
-    from docker_fixtures import RUN_ID, RUN_LABEL, engine, unavailable
-    from hosting import exchange
+    from docker_fixtures import RUN_ID, RUN_LABEL, engine, require_registry
 
     client = engine()  # skips, or fails where containers are required
-    host, _, port = fake_azure.registry.partition(":")
-    try:
-        exchange(int(port or 80), "GET", "/v2/", timeout=5, host=host)
-    except OSError as exc:
-        unavailable(f"no registry at {fake_azure.registry}: {exc}")
+    require_registry(fake_azure.registry)
     try:
         with _use(fake_azure, monkeypatch, tmp_path, "container"):
             yield fake_azure
@@ -127,14 +122,9 @@ def azure_containers(
 @pytest.fixture(scope="session")
 def process_images(fake_azure: FakeAzure, package_paths: dict[str, Path]) -> ProcessImages:
     """Push the process-hosting images (a second or less: no build)."""
-    from docker_fixtures import unavailable
-    from hosting import exchange
+    from docker_fixtures import require_registry
 
-    host, _, port = fake_azure.registry.partition(":")
-    try:
-        exchange(int(port or 80), "GET", "/v2/", timeout=5, host=host)
-    except OSError as exc:
-        unavailable(f"no registry at {fake_azure.registry}: {exc}")
+    require_registry(fake_azure.registry)
     repository = "modelport-fake-azure/process"
     run = uuid.uuid4().hex[:8]
     return ProcessImages(

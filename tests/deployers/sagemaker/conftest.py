@@ -63,15 +63,10 @@ def aws(fake_aws: FakeAWS, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAWS]
 def fake_aws_containers(fake_aws: FakeAWS, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAWS]:
     """The fake AWS, reset, with container hosts (podman) and its environment applied."""
     import docker.errors
-    from docker_fixtures import RUN_ID, RUN_LABEL, engine, unavailable
-    from fake_hosting import exchange
+    from docker_fixtures import RUN_ID, RUN_LABEL, engine, require_registry
 
     client = engine()  # skips, or fails where containers are required
-    port = fake_aws.registry.partition(":")[2]
-    try:
-        exchange(int(port or 80), "GET", "/v2/", timeout=5)
-    except OSError as exc:
-        unavailable(f"no registry at {fake_aws.registry}: {exc}")
+    require_registry(fake_aws.registry)
     _use(fake_aws, monkeypatch, "container")
     try:
         yield fake_aws

@@ -108,15 +108,10 @@ def vertex(fake_vertex: FakeVertex) -> Iterator[FakeVertex]:
 def vertex_containers(fake_vertex: FakeVertex) -> Iterator[FakeVertex]:
     """The fake Vertex, reset, with container hosts (podman)."""
     import docker.errors
-    from docker_fixtures import RUN_ID, RUN_LABEL, engine, unavailable
-    from hosting import exchange
+    from docker_fixtures import RUN_ID, RUN_LABEL, engine, require_registry
 
     client = engine()  # skips, or fails where containers are required
-    host, _, port = fake_vertex.registry.partition(":")
-    try:
-        exchange(int(port or 80), "GET", "/v2/", timeout=5, host=host)
-    except OSError as exc:
-        unavailable(f"no registry at {fake_vertex.registry}: {exc}")
+    require_registry(fake_vertex.registry)
     fake_vertex.reset()
     fake_vertex.hosting = "container"
     try:
@@ -136,14 +131,9 @@ def vertex_containers(fake_vertex: FakeVertex) -> Iterator[FakeVertex]:
 @pytest.fixture(scope="session")
 def process_images(fake_vertex: FakeVertex, package_paths: dict[str, Path]) -> ProcessImages:
     """Push the process-hosting images (a second or less: no build)."""
-    from docker_fixtures import unavailable
-    from hosting import exchange
+    from docker_fixtures import require_registry
 
-    host, _, port = fake_vertex.registry.partition(":")
-    try:
-        exchange(int(port or 80), "GET", "/v2/", timeout=5, host=host)
-    except OSError as exc:
-        unavailable(f"no registry at {fake_vertex.registry}: {exc}")
+    require_registry(fake_vertex.registry)
     repository = "modelport-fake-vertex/process"
     run = uuid.uuid4().hex[:8]
     return ProcessImages(
@@ -164,12 +154,7 @@ def key_file(fake_vertex: FakeVertex, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture(scope="session")
 def image_builds(fake_vertex: FakeVertex) -> None:
     """An engine that builds and a registry that takes pushes; skip (or fail) without them."""
-    from docker_fixtures import engine, unavailable
-    from hosting import exchange
+    from docker_fixtures import engine, require_registry
 
     engine()  # skips, or fails where containers are required
-    host, _, port = fake_vertex.registry.partition(":")
-    try:
-        exchange(int(port or 80), "GET", "/v2/", timeout=5, host=host)
-    except OSError as exc:
-        unavailable(f"no registry at {fake_vertex.registry}: {exc}")
+    require_registry(fake_vertex.registry)

@@ -473,30 +473,14 @@ def test_faults_answer_google_errors(vertex: FakeVertex) -> None:
 
 def test_service_account_key_file(vertex: FakeVertex, tmp_path: Path) -> None:
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    from cryptography.hazmat.primitives.asymmetric import padding
     from google.auth.transport.requests import Request
     from google.oauth2 import service_account
+    from vertex_support import SERVICE_ACCOUNT, write_key
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    key_file = tmp_path / "key.json"
-    key_file.write_text(
-        json.dumps(
-            {
-                "type": "service_account",
-                "project_id": PROJECT,
-                "private_key_id": "fake-key-1",
-                "private_key": pem,
-                "client_email": f"deployer@{PROJECT}.iam.gserviceaccount.com",
-                "client_id": "1234567890",
-                "token_uri": vertex.token_uri,
-            }
-        )
-    )
+    key_file = write_key(tmp_path / "key.json", vertex.token_uri)
+    written = json.loads(key_file.read_text())
+    key = serialization.load_pem_private_key(written["private_key"].encode(), password=None)
     credentials = service_account.Credentials.from_service_account_file(
         str(key_file), scopes=["https://www.googleapis.com/auth/cloud-platform"]
     )
@@ -515,8 +499,8 @@ def test_service_account_key_file(vertex: FakeVertex, tmp_path: Path) -> None:
     header, payload, signature = (
         base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)) for part in bearer.split(".")
     )
-    assert json.loads(header)["kid"] == "fake-key-1"
+    assert json.loads(header)["kid"] == written["private_key_id"]
     claims = json.loads(payload)
-    assert claims["iss"] == claims["sub"] == f"deployer@{PROJECT}.iam.gserviceaccount.com"
+    assert claims["iss"] == claims["sub"] == SERVICE_ACCOUNT
     signed = bearer.rsplit(".", 1)[0].encode()
     key.public_key().verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())

@@ -13,15 +13,10 @@ VERBS = ("deploy --dry-run", "create", "update", "canary update", "promote", "de
 
 
 def test_the_benchmark_runs_one_round(tmp_path: Path) -> None:
-    from docker_fixtures import REGISTRY_ENV, unavailable
-    from hosting import exchange
+    from docker_fixtures import REGISTRY_ENV, require_registry
 
     registry = os.environ.get(REGISTRY_ENV) or "127.0.0.1:5000"
-    host, _, port = registry.partition(":")
-    try:
-        exchange(int(port or 80), "GET", "/v2/", timeout=5, host=host)
-    except OSError as exc:
-        unavailable(f"no registry at {registry}: {exc}")
+    require_registry(registry)
     out = tmp_path / "samples.json"
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--rounds", "1", "--pending-polls", "1", "--json", str(out)],

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fake_vertex import LOCATION, PROJECT, FakeVertex
+from fake_vertex import FakeVertex
 from vertex_support import (
     PAYLOAD,
     TARGET_URI,
@@ -89,7 +89,6 @@ def test_the_image_serves_as_vertex_runs_it(
             assert done.returncode == 0, done.stderr
             assert same_predictions(json.loads(done.stdout), expected(v1))
             assert [s.deployed_model for s in fake.scoring_requests(endpoint)] == 2 * [deployed]
-            assert f"vertex:/{PROJECT}/{LOCATION}" == TARGET_URI
         finally:
             target.delete("boxed")
     assert fake.endpoints() == {} and fake.models() == {}

@@ -77,7 +77,7 @@ def vertex_target(fake: FakeVertex, key: Path, **options: Any) -> VertexDeployer
 
     An option given as None is left out (``image=...`` drops the registry this way).
     """
-    given = {**fake_options(fake, key), **{k: v for k, v in options.items()}}
+    given = {**fake_options(fake, key), **options}
     target = connect(TARGET_URI, {k: str(v) for k, v in given.items() if v is not None})
     assert isinstance(target, VertexDeployer)
     return target

@@ -64,7 +64,7 @@ from modelport.deployers.kit.naming import (
     parse_generation,
     read_labels,
 )
-from modelport.deployers.kit.rollout import Step
+from modelport.deployers.kit.rollout import Step, undo_after_failure
 from modelport.deployers.kit.state import default_home
 from modelport.deployers.kit.waiting import Seen, wait_until
 from modelport.errors import (
@@ -78,7 +78,6 @@ from modelport.errors import (
     PermissionDeniedError,
     QuotaExceededError,
     ResourceNotFound,
-    RollbackIncomplete,
     TargetUnavailableError,
     ThrottledError,
     UsageError,
@@ -595,7 +594,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
                 self._wait_poller(poller, f"the endpoint {name} to be created")
             except BaseException as exc:
                 # Accepted, then failed or late: this step's undo will not run, so undo here.
-                self._undo_after_failure(
+                undo_after_failure(
                     exc,
                     lambda: self._delete_endpoint(name),
                     f"the online endpoint {name}, remove with: az ml online-endpoint delete "
@@ -646,7 +645,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
                 )
             except BaseException as exc:
                 # This step failed, so its undo will not run: remove the Failed deployment here.
-                self._undo_after_failure(
+                undo_after_failure(
                     exc,
                     lambda: self._delete_deployment(gen.endpoint, gen.deployment),
                     f"the deployment {gen.deployment} of {gen.endpoint}, remove with: az ml "
@@ -703,7 +702,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
                 # Azure may still apply a move it accepted: put the old split back, as undo
                 # would (it does not run for the step that failed).
                 if before is not None:
-                    self._undo_after_failure(
+                    undo_after_failure(
                         exc,
                         lambda: self._set_split(name, before),
                         f"the traffic of {name} as it was ({dict(before.traffic)}), set it "
@@ -735,22 +734,6 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
                 ]
             },
         )
-
-    def _undo_after_failure(self, exc: BaseException, undo: Any, left: str) -> None:
-        """Undo what a step made before it failed with ``exc``; say so when that fails too.
-
-        Raises:
-            RollbackIncomplete: the undo failed (``left`` says what is left and how to remove
-                it).
-        """
-        try:
-            undo()
-        except Exception as failed:
-            raise RollbackIncomplete(
-                f"{exc}; undoing it failed too ({failed})",
-                [left],
-                hint="remove what was left behind with the command above, then retry",
-            ) from exc
 
     def _set_split(self, name: str, split: Split) -> None:
         """Give the endpoint this traffic and mirror split (every other deployment: 0)."""

@@ -210,3 +210,22 @@ class Rollout:
                 with contextlib.suppress(Exception):
                     self.progress.warn(f"could not undo step {step.name!r}: {exc}")
         return left
+
+
+def undo_after_failure(exc: BaseException, undo: Callable[[], object], left: str) -> None:
+    """Undo what a step made before it failed with ``exc``; say so when that fails too.
+
+    A rollout undoes the steps that finished, not the one that failed: a step whose request the
+    cloud accepted before it failed (a deployment that never became ready) calls this itself.
+
+    Raises:
+        RollbackIncomplete: the undo failed (``left`` says what is left and how to remove it).
+    """
+    try:
+        undo()
+    except Exception as failed:
+        raise RollbackIncomplete(
+            f"{exc}; undoing it failed too ({failed})",
+            [left],
+            hint="remove what was left behind with the command above, then retry",
+        ) from exc

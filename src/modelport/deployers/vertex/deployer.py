@@ -48,7 +48,7 @@ from modelport.deployers.kit.naming import (
     parse_generation,
     read_labels,
 )
-from modelport.deployers.kit.rollout import Step
+from modelport.deployers.kit.rollout import Step, undo_after_failure
 from modelport.deployers.kit.state import default_home
 from modelport.deployers.kit.waiting import Seen, wait_until
 from modelport.deployers.vertex.config import DEFAULT_MACHINE_TYPE, TARGET, Location, VertexConfig
@@ -72,7 +72,6 @@ from modelport.errors import (
     ModelError,
     PermissionDeniedError,
     QuotaExceededError,
-    RollbackIncomplete,
     TargetUnavailableError,
     ThrottledError,
     UsageError,
@@ -383,10 +382,14 @@ class VertexDeployer(Deployer[VertexConfig]):
                 return []
             raise
 
-    def _next_generation(self, name: str, view: View | None) -> int:
-        """One more than any generation of ``name`` left in Vertex (1 for a new name)."""
+    @staticmethod
+    def _next_generation(view: View | None, versions: Sequence[Any]) -> int:
+        """One more than any generation left in Vertex (1 for a new name).
+
+        On the endpoint (``view``), or among the model's ``versions``.
+        """
         names = [d.display_name for d in view.deployed.values()] if view else []
-        for info in self._versions(name):
+        for info in versions:
             found = read_labels(Platform.GCP, getattr(info, "labels", None) or {}).generation
             if found:
                 names.append(generation_name(DEPLOYED_BASE, found))
@@ -509,9 +512,15 @@ class VertexDeployer(Deployer[VertexConfig]):
         return images.push_image(self.engine, ref, progress=self.progress).pinned
 
     def _upload_step(
-        self, gen: Generation, package: Package, config: VertexConfig, image_step: str
+        self,
+        gen: Generation,
+        package: Package,
+        config: VertexConfig,
+        image_step: str,
+        *,
+        parent: bool,
     ) -> Step:
-        parent = bool(self._versions(gen.name))
+        """Upload the generation's model version; ``parent``: the model exists already."""
         preview = self._upload_params(gen, package, config, f"<{image_step}>", parent)
 
         def upload(done: Mapping[str, Any]) -> str:
@@ -730,7 +739,7 @@ class VertexDeployer(Deployer[VertexConfig]):
             result = operation.result()
         except BaseException as exc:
             # The step failed, so its undo will not run: remove a model Vertex deployed anyway.
-            self._undo_after_failure(
+            undo_after_failure(
                 exc,
                 lambda: self._undeploy_named(resource, gen.deployed, dict(split)),
                 f"the deployed model {gen.deployed} of the endpoint {resource}, remove it with: "
@@ -801,7 +810,7 @@ class VertexDeployer(Deployer[VertexConfig]):
                 # Vertex may still apply a change it accepted: put the old split back, as undo
                 # would (it does not run for the step that failed).
                 if before is not None:
-                    self._undo_after_failure(
+                    undo_after_failure(
                         exc,
                         lambda: self._set_split(name, before),
                         f"the traffic of {name} as it was ({dict(before)}), set it with: "
@@ -831,22 +840,6 @@ class VertexDeployer(Deployer[VertexConfig]):
             lambda: view.endpoint.update(traffic_split={k: int(v) for k, v in split.items()}),
             f"setting the traffic of {name}",
         )
-
-    def _undo_after_failure(self, exc: BaseException, undo: Any, left: str) -> None:
-        """Undo what a step made before it failed with ``exc``; say so when that fails too.
-
-        Raises:
-            RollbackIncomplete: the undo failed (``left`` says what is left and how to remove
-                it).
-        """
-        try:
-            undo()
-        except Exception as failed:
-            raise RollbackIncomplete(
-                f"{exc}; undoing it failed too ({failed})",
-                [left],
-                hint="remove what was left behind with the command above, then retry",
-            ) from exc
 
     # --- removing things --------------------------------------------------------------------
 
@@ -885,17 +878,15 @@ class VertexDeployer(Deployer[VertexConfig]):
         Vertex refuses to delete the default version while others exist: ``default`` moves
         to the newest other version first.
         """
-        aip = self.aip()
         versions = self._versions(name)
-        others = [v for v in versions if str(v.version_id) != version]
+        mine = next((v for v in versions if str(v.version_id) == version), None)
+        if mine is None:  # gone already
+            return
+        others = [v for v in versions if v is not mine]
         if not parent or not others:
-            if any(str(v.version_id) == version for v in versions) or not versions:
-                self._delete_model(name)
+            self._delete_model(name)
             return
-        if not any(str(v.version_id) == version for v in versions):
-            return
-        registry = aip.models.ModelRegistry(model_id(name))
-        mine = next(v for v in versions if str(v.version_id) == version)
+        registry = self.aip().models.ModelRegistry(model_id(name))
         if DEFAULT_ALIAS in (getattr(mine, "version_aliases", None) or ()):
             newest = max(others, key=lambda v: int(str(v.version_id)))
             self._retrying(
@@ -1059,9 +1050,10 @@ class VertexDeployer(Deployer[VertexConfig]):
 
         Building them reads (the model's versions) and changes nothing.
         """
-        gen = Generation(name, self._next_generation(name, None))
+        versions = self._versions(name)
+        gen = Generation(name, self._next_generation(None, versions))
         image = self._image_step(package, self.config)
-        upload = self._upload_step(gen, package, self.config, image.name)
+        upload = self._upload_step(gen, package, self.config, image.name, parent=bool(versions))
         endpoint = self._endpoint_step(name)
         deploy = self._deploy_step(gen, self.config, endpoint.name, None, upload.name)
         return [image, upload, endpoint, deploy]
@@ -1168,7 +1160,8 @@ class VertexDeployer(Deployer[VertexConfig]):
                 hint="wait for it (modelport deployments get), or delete and deploy again",
             )
         settings = self._settings_for_update(name, primary)
-        gen = Generation(name, self._next_generation(name, view))
+        versions = self._versions(name)
+        gen = Generation(name, self._next_generation(view, versions))
         before = dict(view.traffic)
         if settings.canary_percent:
             share = settings.canary_percent
@@ -1178,7 +1171,7 @@ class VertexDeployer(Deployer[VertexConfig]):
             after = {"new": 100}
             what = f"send all traffic of {name} to {gen.deployed}"
         image = self._image_step(package, settings)
-        upload = self._upload_step(gen, package, settings, image.name)
+        upload = self._upload_step(gen, package, settings, image.name, parent=bool(versions))
         steps = [
             image,
             upload,
@@ -1350,7 +1343,8 @@ class VertexDeployer(Deployer[VertexConfig]):
             )
         except Exception as exc:
             raise _predict_error(where, exc) from None
-        return {"predictions": _plain(answer.predictions)}
+        # The SDK gives them as plain JSON values already (MessageToDict per row).
+        return {"predictions": list(answer.predictions)}
 
     def _log_lines(self, endpoint_id: str, tail: int | None) -> builtins.list[str]:
         location = self.location
@@ -1458,17 +1452,6 @@ def vertex_request(payload: Mapping[str, Any]) -> tuple[builtins.list[Any], Any]
         "the vertex target sends 'instances' (rows) or 'inputs' (columns by input)",
         hint='give {"instances": [...]} or {"inputs": {"NAME": [...]}}',
     )
-
-
-def _plain(value: Any) -> Any:
-    """The SDK's predictions (proto-plus containers) as plain JSON values."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (builtins.list, tuple)) or (
-        hasattr(value, "__iter__") and not isinstance(value, (str, bytes))
-    ):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _predict_error(where: str, exc: BaseException) -> BaseException:

@@ -135,7 +135,8 @@ class Google:
     def aiplatform(self) -> Any:
         """The SDK, configured for this project, region, credentials and endpoint (REST).
 
-        The SDK keeps one process-wide configuration: it is set again before each verb.
+        The SDK keeps one process-wide configuration: it is set again each time (about a
+        microsecond), so another target's settings never leak into this one's calls.
         """
         location = self.location  # first: a missing project is said before the SDK loads
         module = sdk()
@@ -181,6 +182,11 @@ def message_of(exc: BaseException) -> str:
     """
     text = str(getattr(exc, "message", None) or exc)
     return _REQUEST_PREFIX.sub("", text, count=1)
+
+
+def is_quota(message: str) -> bool:
+    """Google says a quota is exhausted (not a rate limit that waiting lifts)."""
+    return quota_metric(message) is not None or "quota" in message.lower()
 
 
 def quota_metric(message: str) -> str | None:
@@ -241,7 +247,7 @@ def _classify(exc: BaseException) -> Kind | Classified | None:
     if isinstance(exc, (api.Forbidden, api.Unauthorized)):
         return Classified(Kind.PERMISSION_DENIED, message, hint=_permission_hint(message))
     if isinstance(exc, api.TooManyRequests):
-        if quota_metric(message) or "quota" in message.lower():
+        if is_quota(message):
             metric = quota_metric(message)
             hint = (
                 f"ask for more {metric} quota in the region (IAM & Admin > Quotas), or ask for less"
@@ -305,9 +311,7 @@ def refused_before_acting(exc: BaseException, *, idempotent: bool) -> bool:
     was made. A quota refusal is not retried: waiting does not raise a quota.
     """
     status = status_of(exc)
-    if status not in (429, 503) or quota_metric(message_of(exc)):
-        return False
-    if "quota" in message_of(exc).lower():
+    if status not in (429, 503) or is_quota(message_of(exc)):
         return False
     request = getattr(getattr(exc, "response", None), "request", None)
     method = str(getattr(request, "method", "") or "")
