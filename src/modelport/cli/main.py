@@ -23,6 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("modelport.cli.package_commands:verify", "Check every file of a package."),
     "predict": ("modelport.cli.package_commands:predict", "Predict with a package, in-process."),
     "serve": ("modelport.cli.serve_command:serve", "Serve a package over HTTP (every protocol)."),
+    "batch": (
+        "modelport.cli.batch_command:batch",
+        "Score a file with a package, on this machine or on Spark.",
+    ),
     "deploy": ("modelport.cli.deploy_commands:deploy", "Deploy a package to a target."),
     "deployments": (
         "modelport.cli.deploy_commands:deployments",
