@@ -134,6 +134,12 @@ def make_string_onnx() -> onnx.ModelProto:
     )
 
 
+@pytest.fixture(scope="session")
+def onnx_graphs() -> dict[str, Callable[[], onnx.ModelProto]]:
+    """The hand-made graphs above by name, for session fixtures (each call makes a new one)."""
+    return {"tiny": make_tiny_onnx, "two_inputs": make_two_input_onnx, "strings": make_string_onnx}
+
+
 @pytest.fixture
 def tiny_onnx() -> onnx.ModelProto:
     """A fresh tiny MatMul ONNX model: ``x`` float32[N, 3] -> ``y`` = x @ TINY_WEIGHTS."""

@@ -22,6 +22,8 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_PLUGIN = 3
 EXIT_INVALID_PACKAGE = 4
+#: A run stopped by Ctrl-C (SIGINT): 128 + 2, as shells report it.
+EXIT_INTERRUPTED = 130
 
 
 class ModelportError(Exception):

@@ -112,6 +112,9 @@ class Shipped:
 _ship_lock = threading.Lock()
 _staging: list[Path] = []
 _shipped: set[tuple[str, str]] = set()
+# Archives verified in this process, by what tells them unchanged: verifying a large model
+# takes a while, and every score() or spark_udf() call ships its package.
+_verified: dict[tuple[str, int, int, int, int], Shipped] = {}
 
 
 def _staging_dir() -> Path:
@@ -132,32 +135,57 @@ def ship(spark: Any, package: PackageSource, *, allow_code: bool = False) -> Shi
     """Verify ``package`` and add it to ``spark``'s files, once per session and package.
 
     A package directory is shipped as its archive (one file, the same digest). The staged copy
-    lives in a private temporary directory until this process ends.
+    lives in a private temporary directory until this process ends. An archive is verified
+    once while it stays the same file (path, inode, size and time); a directory every time.
+    Executors verify what they receive against the digest either way.
 
     Raises:
         PackageError: the package is missing, invalid or tampered with.
         CodeExecutionRefused: it runs code and ``allow_code`` is not set.
     """
     source = package.path if isinstance(package, Package) else Path(package)
+    with _ship_lock:
+        known = _archive_identity(source)
+        shipped = _verified.get(known) if known is not None else None
+        if shipped is None or shipped.allow_code != allow_code:
+            shipped = _stage(source, allow_code)
+            if known is not None:
+                _verified[known] = shipped
+        key = (_session_key(spark), shipped.digest)
+        if key not in _shipped:
+            staged = str(_staging_dir() / shipped.file_name)
+            if is_connect(spark):
+                spark.addArtifacts(staged, file=True)
+            else:
+                spark.sparkContext.addFile(staged)
+            _shipped.add(key)
+    return shipped
+
+
+def _archive_identity(source: Path) -> tuple[str, int, int, int, int] | None:
+    """What tells an archive unchanged since it was verified (a directory: nothing does)."""
+    try:
+        info = source.stat()
+    except OSError:
+        return None  # open_package says what is wrong
+    if not is_archive(source) or source.is_dir():
+        return None
+    return (str(source.resolve()), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def _stage(source: Path, allow_code: bool) -> Shipped:
+    """Verify the package and put its archive in the staging directory, named by its digest."""
     with open_package(source, allow_code=allow_code) as opened:
         manifest = opened.manifest
         file_name = f"modelport-{manifest.digest.removeprefix('sha256:')[:32]}.mport"
-        with _ship_lock:
-            staged = _staging_dir() / file_name
-            if not staged.exists():
-                if is_archive(source):
-                    tmp = staged.with_name(f".{file_name}.tmp")
-                    shutil.copyfile(source, tmp)
-                    tmp.replace(staged)
-                else:
-                    write_archive(opened.directory, manifest, staged)
-            key = (_session_key(spark), manifest.digest)
-            if key not in _shipped:
-                if is_connect(spark):
-                    spark.addArtifacts(str(staged), file=True)
-                else:
-                    spark.sparkContext.addFile(str(staged))
-                _shipped.add(key)
+        staged = _staging_dir() / file_name
+        if not staged.exists():
+            if opened.extracted:
+                tmp = staged.with_name(f".{file_name}.tmp")
+                shutil.copyfile(source, tmp)
+                tmp.replace(staged)
+            else:
+                write_archive(opened.directory, manifest, staged)
     return Shipped(manifest.digest, file_name, manifest.signature, allow_code)
 
 
@@ -313,7 +341,11 @@ class ModelUDF:
         self._on_null = on_null
         functions = _pyspark("pyspark.sql.functions")
         self._udf = functions.arrow_udf(
-            _iterator_udf(functools.partial(_udf_batches, shipped, outputs, cast, on_null)),
+            _iterator_udf(
+                functools.partial(
+                    _udf_batches, shipped, outputs, cast, on_null, return_type.startswith("struct<")
+                )
+            ),
             return_type,
         )
 
@@ -359,6 +391,7 @@ def _udf_batches(
     outputs: tuple[Output, ...],
     cast: Any,
     on_null: str,
+    as_struct: bool,
     batches: Iterator[Any],
 ) -> Iterator[Any]:
     """On an executor: each batch of the packed columns (a struct array) scored."""
@@ -379,7 +412,7 @@ def _udf_batches(
             scorer = Scorer(_package(shipped), plan)
         columns = dict(zip([f.name for f in fields], values.flatten(), strict=True))
         arrays = scorer.score(columns, len(packed))
-        if len(arrays) == 1:
+        if not as_struct:
             yield arrays[0] if cast is None else arrays[0].cast(cast)
         else:
             result = pa.StructArray.from_arrays(arrays, names=[o.name for o in outputs])

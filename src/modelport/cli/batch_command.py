@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import time
@@ -12,6 +13,7 @@ import click
 
 from modelport.cli._io import check_package_arg, emit_json, existing
 from modelport.errors import (
+    EXIT_INTERRUPTED,
     EnvironmentProblem,
     InputError,
     ModelError,
@@ -203,8 +205,11 @@ def batch(
                 progress=line,
                 **options,
             )
-        finally:
+        except (KeyboardInterrupt, ModelportError) as exc:
             line.end()
+            _end_now_if_input_stalled(exc)
+            raise
+        line.end()
     else:
         report = _spark_batch(
             package, input_path, output_path, spark_master, _confs(confs), batch_size, options
@@ -217,6 +222,27 @@ def batch(
             f"({report.rows_per_second:,.0f} rows/s) -> {report.output}",
             err=True,
         )
+
+
+def _end_now_if_input_stalled(exc: BaseException) -> None:
+    """End the process now when the run's reader waits on a stalled input (a pipe).
+
+    Exiting normally would wait for that read to end, which may be never. The output is
+    already removed and the package closed; the error is said as the CLI says every error.
+    """
+    from modelport.batch.local import reader_stuck
+
+    if not reader_stuck():
+        return
+    if isinstance(exc, ModelportError):
+        click.echo(exc.render(), err=True)
+        code = exc.exit_code
+    else:
+        click.echo("Interrupted.", err=True)
+        code = EXIT_INTERRUPTED
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _spark_batch(

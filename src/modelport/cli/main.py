@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from modelport.errors import EXIT_ERROR, EXIT_USAGE, ModelportError
+from modelport.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, ModelportError
 
 # name -> ("module:attribute", one-line help shown by --help without importing the module).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -112,7 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         cli.main(args=args, prog_name="modelport", standalone_mode=False)
     except click.exceptions.Exit as exc:  # --help, --version
         return int(exc.exit_code)
-    except click.Abort:
+    except click.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # click's name for a Ctrl-C
+            click.echo("Interrupted.", err=True)
+            return EXIT_INTERRUPTED
         click.echo("Aborted.", err=True)
         return EXIT_ERROR
     except click.ClickException as exc:
@@ -127,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:
         if debug:
             raise
