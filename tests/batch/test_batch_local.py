@@ -258,8 +258,10 @@ def test_an_interrupted_run_leaves_no_output(packages: Any, tmp_path: Path) -> N
         # A shell's background job ignores SIGINT, and ignored signals stay ignored in children.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
     )
-    rows = frame(np.tile(packages.x, (1500, 1))).to_csv(index=False).encode()
-    assert len(rows) > 9 << 20  # more than the reader's first block: batches get scored
+    rows = frame(np.tile(packages.x, (4000, 1))).to_csv(index=False).encode()
+    # Arrow reads a few 8 MiB blocks ahead before its first batch: with more, batches are
+    # scored while the pipe stays open.
+    assert len(rows) > 32 << 20
 
     def feed() -> None:
         with open(fifo, "wb") as pipe:  # kept open until the run ends: the input never does
@@ -282,6 +284,9 @@ def test_an_interrupted_run_leaves_no_output(packages: Any, tmp_path: Path) -> N
     finally:
         if process.poll() is None:
             process.kill()
+            process.wait()
+        assert process.stderr is not None
+        process.stderr.close()
     assert "Interrupted." in rest and "Traceback" not in rest
     assert not out.exists() and leftovers(tmp_path) == []
     writer.join(timeout=10)

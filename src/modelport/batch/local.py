@@ -15,6 +15,7 @@ import json
 import os
 import queue
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -374,7 +375,6 @@ def _sliced(path: Path, fmt: str, stream: Any, batch_size: int) -> Iterator[Any]
 
 
 _DONE = object()
-READER_THREAD = "modelport-batch-reader"
 #: How often a waiting caller wakes: a signal delivered to another thread (Ctrl-C lands on any)
 #: is only handled when the main thread runs Python again.
 _WAKE = 0.2
@@ -409,8 +409,7 @@ def _read_ahead(reader: _Reader, depth: int) -> Iterator[Any]:
                 reader.handle.close()
 
     reader.reading.set()
-    thread = threading.Thread(target=read, name=READER_THREAD, daemon=True)
-    thread.start()
+    threading.Thread(target=read, name="modelport-batch-reader", daemon=True).start()
     try:
         while True:
             try:
@@ -424,17 +423,19 @@ def _read_ahead(reader: _Reader, depth: int) -> Iterator[Any]:
             yield item
     finally:
         stop.set()
-        # A reader that does not stop within a second waits on an input that stalls (a pipe).
-        thread.join(timeout=1.0)
 
 
-def reader_stuck() -> bool:
-    """Whether a reader still waits on its input after its run ended (a pipe that stalled).
+def is_stream(path: Path) -> bool:
+    """Whether ``path`` is a pipe or device rather than a file: its reads can wait forever.
 
-    Arrow's I/O threads then keep this process from exiting until the input moves: a command
-    that must end now ends without waiting for them (the run's output is already removed).
+    Arrow reads ahead in threads of its own, and a process does not exit while one of them
+    waits: a command that stops reading such an input ends without waiting for them.
     """
-    return any(t.name == READER_THREAD and t.is_alive() for t in threading.enumerate())
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def _scored(scorer: Scorer, batches: Iterator[Any], threads: int) -> Iterator[Any]:

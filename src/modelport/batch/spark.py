@@ -521,15 +521,21 @@ def session(master: str | None, confs: Mapping[str, str]) -> Any:
     """A Spark session for ``modelport batch``: ``sc://`` is Spark Connect, anything else classic.
 
     Args:
-        master: ``local[N]``, ``local-cluster[...]``, ``spark://…``, ``sc://…``; default
-            ``local[*]``.
+        master: ``local[N]``, ``local-cluster[...]``, ``spark://…``, ``sc://…``; default:
+            ``SPARK_REMOTE`` when set, else ``local[*]``.
         confs: Spark settings.
     """
     sql = _pyspark("pyspark.sql")
     builder = sql.SparkSession.builder.appName("modelport batch")
-    if master is not None and master.startswith("sc://"):
+    if master is None and os.environ.get("SPARK_REMOTE"):
+        builder = builder.remote(os.environ["SPARK_REMOTE"])
+    elif master is not None and master.startswith("sc://"):
         builder = builder.remote(master)
     else:
+        # A classic master was asked for: pyspark would still go remote if this process (or
+        # the one that started it) ever made a Spark Connect session, which these mark.
+        for name in ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE"):
+            os.environ.pop(name, None)
         builder = builder.master(master or "local[*]")
     for key, value in confs.items():
         builder = builder.config(key, value)

@@ -207,7 +207,7 @@ def batch(
             )
         except (KeyboardInterrupt, ModelportError) as exc:
             line.end()
-            _end_now_if_input_stalled(exc)
+            _end_now_if_streaming(exc, input_path)
             raise
         line.end()
     else:
@@ -224,15 +224,15 @@ def batch(
         )
 
 
-def _end_now_if_input_stalled(exc: BaseException) -> None:
-    """End the process now when the run's reader waits on a stalled input (a pipe).
+def _end_now_if_streaming(exc: BaseException, input_path: Path) -> None:
+    """End the process now when the run stopped reading a pipe (or device) early.
 
-    Exiting normally would wait for that read to end, which may be never. The output is
+    Exiting normally would wait for a read of it to end, which may be never. The output is
     already removed and the package closed; the error is said as the CLI says every error.
     """
-    from modelport.batch.local import reader_stuck
+    from modelport.batch.local import is_stream
 
-    if not reader_stuck():
+    if not is_stream(input_path):
         return
     if isinstance(exc, ModelportError):
         click.echo(exc.render(), err=True)
