@@ -6,6 +6,7 @@ call itself, before Spark runs a job (the status tracker's job count does not mo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -210,3 +211,18 @@ def test_bad_packages_are_refused_on_the_driver(
         spark_udf(spark, code.path)
     with pytest.raises(UsageError, match="on_null must be one of"):
         spark_udf(spark, packages.lr, on_null="zero")
+
+
+def test_the_readme_spark_block_runs_as_written(spark: Any, packages: Any) -> None:
+    """README's Python block for Spark, with its package and DataFrame named for it."""
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text("utf-8"), flags=re.DOTALL)
+    (block,) = [b for b in blocks if "modelport.batch" in b]
+    test = packages.table.test  # columns age, visits, color: the block's names
+    namespace: dict[str, Any] = {"spark": spark, "df": spark.createDataFrame(test)}
+    exec(block.replace('"churn.mport"', repr(str(packages.table_package))), namespace)
+    want = modelport.load(packages.table_package).predict(test)["label"].tolist()
+    scored = namespace["scored"].toPandas()
+    assert list(scored.columns) == [*test.columns, "label", "probabilities"]
+    assert scored["label"].tolist() == want
+    assert namespace["labelled"].toPandas()["churn"].tolist() == want

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import ast
+import csv
 import http.client
 import json
 import os
@@ -39,8 +40,10 @@ def test_every_python_block_of_the_readme_is_run_by_a_test() -> None:
     blocks = readme_blocks("python")
     assert blocks
     for block in blocks:
-        # "modelport.pack(": run below; "connect(": run by tests/deployers/test_connect.py.
-        assert ("modelport.pack(" in block) != ("connect(" in block), block
+        # "modelport.pack(": run below; "connect(": run by tests/deployers/test_connect.py;
+        # "modelport.batch": run by tests/batch/test_batch_spark.py.
+        kinds = ["modelport.pack(" in block, "connect(" in block, "modelport.batch" in block]
+        assert kinds.count(True) == 1, block
 
 
 # --- the Python API ---------------------------------------------------------------------------
@@ -231,3 +234,26 @@ def test_the_readme_curl_lines_ask_the_bundled_example(quickstart: Quickstart, s
         assert json.loads(answer) == json.loads(expected), line
         assert answer.decode() == expected, line  # the very same text, number for number
         assert len(json.loads(answer)["predictions"]["label"]) == 3
+
+
+# --- batch scoring the bundled example ---------------------------------------------------------
+
+
+def test_the_readme_batch_line_scores_the_bundled_example(quickstart: Quickstart) -> None:
+    (block,) = [b for b in readme_blocks("bash") if "modelport batch" in b]
+    (line,) = [x.strip() for x in block.splitlines() if x.strip().startswith("modelport batch")]
+    argv = shlex.split(line)
+    result = subprocess.run(
+        [str(BIN / argv[0]), *argv[1:]], cwd=quickstart.cwd, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = quickstart.cwd / argv[argv.index("-o") + 1]
+    said = re.search(
+        r"It prints `(scored 3 rows in) … s \(… rows/s\) -> (\S+)`", README.read_text()
+    )
+    assert said is not None
+    assert said.group(1) in result.stderr and f"-> {said.group(2)}" in result.stderr
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    assert [r["label"] for r in rows] == ["0", "1", "1"]  # what the serving block answers
+    assert list(rows[0])[-3:] == ["label", "probabilities_0", "probabilities_1"]
