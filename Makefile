@@ -30,10 +30,12 @@ lint: install
 	$(PY) -m ruff format --check src tests examples benchmarks
 	$(PY) -m mypy
 
-# The cloud targets' tests mostly wait (on their fakes, on serving processes starting): they run
-# on two workers; everything else, timing-sensitive server tests included, runs alone first.
-CLOUD_TESTS := tests/deployers/sagemaker tests/deployers/azureml tests/deployers/vertex
+# The cloud targets' tests mostly wait (on their fakes, on serving processes starting), and the
+# batch tests on their Spark JVMs: they run on two workers, each Spark module on one of them
+# (--dist loadgroup keeps a module's session in one process). Everything else, timing-sensitive
+# server tests included, runs alone first.
+PARALLEL_TESTS := tests/deployers/sagemaker tests/deployers/azureml tests/deployers/vertex tests/batch
 
 test: lint
-	$(PY) -m pytest $(addprefix --ignore=,$(CLOUD_TESTS))
-	$(PY) -m pytest -n 2 $(CLOUD_TESTS)
+	$(PY) -m pytest $(addprefix --ignore=,$(PARALLEL_TESTS))
+	$(PY) -m pytest -n 2 --dist loadgroup $(PARALLEL_TESTS)

@@ -488,7 +488,9 @@ def _writer(path: Path, fmt: str, plan: Plan) -> Iterator[Callable[[Any], None]]
             if "writer" not in state:
                 if fmt == "parquet":
                     pq = importlib.import_module("pyarrow.parquet")
-                    state["writer"] = pq.ParquetWriter(sink, batch.schema)
+                    state["writer"] = pq.ParquetWriter(
+                        sink, batch.schema, use_dictionary=_dictionary_columns(pa, batch.schema)
+                    )
                 else:
                     csv = importlib.import_module("pyarrow.csv")
                     state["writer"] = csv.CSVWriter(sink, batch.schema)
@@ -503,6 +505,21 @@ def _writer(path: Path, fmt: str, plan: Plan) -> Iterator[Callable[[Any], None]]
         finally:
             if "writer" in state:
                 state["writer"].close()
+
+
+def _dictionary_columns(pa: Any, schema: Any) -> list[str]:
+    """The columns worth dictionary-encoding: not floats, which rarely repeat.
+
+    Trying a dictionary for each float column and falling back costs more than the rest of the
+    write (5x the time for 20 random float64 columns) and gives a larger file.
+    """
+
+    def floats(kind: Any) -> bool:
+        if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            return floats(kind.value_type)
+        return bool(pa.types.is_floating(kind))
+
+    return [f.name for f in schema if not floats(f.type)]
 
 
 def _empty(schema: Any, plan: Plan) -> Any:
