@@ -177,7 +177,7 @@ def test_an_empty_input_gives_an_empty_output_with_every_column(
     [
         (["--format", "xlsx"], 2, "Invalid value for '--format'"),
         (["--engine", "local", "--spark-master", "local[2]"], 2, "are for --engine spark"),
-        (["--conf", "nonsense"], 2, "--conf takes key=value"),
+        (["--conf", "nonsense"], 2, "--conf expects KEY=VALUE"),
         (["--outputs", "proba"], 2, "unknown output(s) 'proba'"),
         (["--batch-size", "0"], 2, "Invalid value for '--batch-size'"),
     ],

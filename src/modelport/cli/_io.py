@@ -12,6 +12,21 @@ import click
 from modelport.errors import NoSuchFile, UsageError
 
 
+def key_values(pairs: tuple[str, ...], option: str) -> dict[str, str]:
+    """``KEY=VALUE`` option values as a dict (a later key wins).
+
+    Raises:
+        UsageError: a value without ``=`` or without a key.
+    """
+    result: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{option} expects KEY=VALUE, got {pair!r}")
+        result[key] = value
+    return result
+
+
 def existing(path: Path) -> Path:
     """``path``, checked to exist (``-``, stdin, always does).
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from modelport.cli._io import check_package_arg, emit_json, existing
+from modelport.cli._io import check_package_arg, emit_json, existing, key_values
 from modelport.errors import (
     EXIT_INTERRUPTED,
     EnvironmentProblem,
@@ -33,16 +33,6 @@ def _names(value: str | None) -> list[str] | None:
     if not names:
         raise UsageError("a list of names must name at least one")
     return names
-
-
-def _confs(values: tuple[str, ...]) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for value in values:
-        key, sep, text = value.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--conf takes key=value, not {value!r}")
-        found[key.strip()] = text
-    return found
 
 
 class _ProgressLine:
@@ -211,8 +201,9 @@ def batch(
             raise
         line.end()
     else:
+        settings = key_values(confs, "--conf")
         report = _spark_batch(
-            package, input_path, output_path, spark_master, _confs(confs), batch_size, options
+            package, input_path, output_path, spark_master, settings, batch_size, options
         )
     if as_json:
         emit_json(report.to_dict())

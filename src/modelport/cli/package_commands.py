@@ -9,9 +9,9 @@ from typing import Any
 
 import click
 
-from modelport.cli._io import check_package_arg, emit_json, existing
+from modelport.cli._io import check_package_arg, emit_json, existing, key_values
 from modelport.cli.serve_command import _click_option
-from modelport.errors import IntegrityError, UsageError, quote_names
+from modelport.errors import IntegrityError, quote_names
 from modelport.model_format.limits import human_bytes
 from modelport.serving.options import ARCHIVE_LIMIT_OPTIONS, SERVE_OPTIONS, archive_limits
 
@@ -20,16 +20,6 @@ def _size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, str]:
-    result: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"{option} expects KEY=VALUE, got {pair!r}")
-        result[key] = value
-    return result
 
 
 @click.command()
@@ -111,7 +101,7 @@ def pack(
         version=version,
         example=example,
         requirements=requirements,
-        metadata=_key_values(metadata, "--metadata"),
+        metadata=key_values(metadata, "--metadata"),
         tolerance=tolerance,
         created_at=created_at,
         model_class=model_class,
