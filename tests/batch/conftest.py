@@ -69,9 +69,16 @@ def packages(
 
 @pytest.fixture(scope="module")
 def spark_work(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Spark's scratch and worker directories for a module, its environment set meanwhile."""
+    """Spark's scratch and worker directories for a module, its environment set meanwhile.
+
+    What the module's sessions set in the environment (pyspark's Spark Connect marks) is undone
+    after it too: modules share a process under pytest-xdist.
+    """
     work = tmp_path_factory.mktemp("spark-work")
-    saved = {k: os.environ.get(k) for k in spark_environment(work)}
+    # pyspark marks a process that made a Spark Connect session, and every later session of
+    # it would be remote: the marks go with the module.
+    marks = ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE")
+    saved = {k: os.environ.get(k) for k in (*spark_environment(work), *marks)}
     os.environ.update(spark_environment(work))
     yield work
     for key, value in saved.items():

@@ -290,3 +290,22 @@ def test_an_interrupted_run_leaves_no_output(packages: Any, tmp_path: Path) -> N
     assert "Interrupted." in rest and "Traceback" not in rest
     assert not out.exists() and leftovers(tmp_path) == []
     writer.join(timeout=10)
+
+
+def test_a_parquet_file_damaged_half_way_leaves_no_output(
+    capsys: pytest.CaptureFixture[str], packages: Any, tmp_path: Path
+) -> None:
+    source = tmp_path / "rows.parquet"
+    rows = frame(np.tile(packages.x, (50, 1)))
+    rows.to_parquet(source, index=False, row_group_size=1000)
+    data = bytearray(source.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4096] = b"\xff" * 4096  # a later row group's pages; the footer is whole
+    source.write_bytes(bytes(data))
+    out = tmp_path / "out.parquet"
+    code, _, err = run(
+        capsys, str(packages.lr), "-i", str(source), "-o", str(out), "--columns", ",".join(FEATURES)
+    )
+    assert code == 1, err
+    assert "rows.parquet cannot be read as parquet" in err and "Traceback" not in err
+    assert not out.exists() and leftovers(tmp_path) == []

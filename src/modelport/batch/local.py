@@ -207,10 +207,11 @@ def score_file(
     out_format = output_format or _SUFFIXES.get(destination.suffix.lower()) or in_format
     out_format = file_format(destination, out_format)
     check_output(destination, overwrite=overwrite)
-    # Arrow's Ctrl-C handling cancels only a read that makes progress (never one blocked on a
-    # pipe) and keeps the signal from Python: Python's own handling stops the run instead.
-    pyarrow().enable_signal_handlers(False)
     with contextlib.ExitStack() as stack:
+        # Arrow's Ctrl-C handling cancels only a read that makes progress (never one blocked
+        # on a pipe) and keeps the signal from Python: Python's own stops the run instead.
+        pyarrow().enable_signal_handlers(False)
+        stack.callback(pyarrow().enable_signal_handlers, True)
         if isinstance(package, Package):
             loaded = package
         else:
@@ -308,11 +309,11 @@ def _open(path: Path, fmt: str, signature: Signature, batch_size: int) -> _Reade
             # One file: ParquetFile imports in a tenth of the time pyarrow.dataset takes.
             file = importlib.import_module("pyarrow.parquet").ParquetFile(path)
             batches = file.iter_batches(batch_size=batch_size, use_threads=False)
-            return _Reader(file.schema_arrow, file.metadata.num_rows, batches)
+            return _Reader(file.schema_arrow, file.metadata.num_rows, _read(path, fmt, batches))
         if fmt == "parquet":
             dataset = importlib.import_module("pyarrow.dataset").dataset(path, format="parquet")
             batches = dataset.to_batches(batch_size=batch_size, use_threads=False)
-            return _Reader(dataset.schema, dataset.count_rows(), batches)
+            return _Reader(dataset.schema, dataset.count_rows(), _read(path, fmt, batches))
         types = _input_types(signature)
         # Read through a Python file, which never seeks: a pipe (a FIFO) is an input too.
         handle = open(path, "rb")  # noqa: SIM115 - closed with the reader
@@ -359,6 +360,15 @@ def _input_types(signature: Signature) -> dict[str, Any]:
             "b": pa.bool_(),
         }.get(kind, arrow_type(spec.dtype) if spec.dtype == "string" else pa.string())
     return found
+
+
+def _read(path: Path, fmt: str, batches: Iterator[Any]) -> Iterator[Any]:
+    """``batches``, a file that turns out damaged half-way said as such (not Arrow's error)."""
+    pa = pyarrow()
+    try:
+        yield from batches
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise _unreadable(path, fmt, exc) from None
 
 
 def _sliced(path: Path, fmt: str, stream: Any, batch_size: int) -> Iterator[Any]:
