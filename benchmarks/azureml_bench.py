@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import uuid
@@ -38,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cloud_bench import lifecycle, summary, timed  # beside this script
+from cloud_bench import lifecycle, print_table, timed  # beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests" / "deployers" / "azureml"), str(ROOT / "tests" / "deployers")]
@@ -101,18 +100,12 @@ def main() -> int:
                 left = fake.endpoints(), fake.environments()
                 if any(left):
                     raise SystemExit(f"the round left {left} behind")
-    width = max(len(k) for k in samples)
-    print(
+    print_table(
         f"azureml target against the offline Azure ({args.lro} LROs), {args.rounds} round(s); "
-        "medians (min-max)"
+        "medians (min-max)",
+        samples,
+        {"ARM requests": requests, "polls": polls},
     )
-    print(f"{'verb':<{width}}  {'wall time':>24}  ARM requests  polls")
-    for label, values in samples.items():
-        arm = statistics.median(requests[label])
-        print(
-            f"{label:<{width}}  {summary(values):>24}  {arm:12.0f}  "
-            f"{statistics.median(polls[label]):5.0f}"
-        )
     if args.json:
         found = {"lro": args.lro, "samples": samples, "arm_requests": requests, "polls": polls}
         args.json.write_text(json.dumps(found, indent=2))

@@ -1,5 +1,5 @@
-"""What the cloud targets' benchmarks share: the verbs' row names, timing, the summary line and
-one round of a deployment's life (plan, create, update, canary, promote, delete).
+"""What the cloud targets' benchmarks share: the verbs' row names, timing, the summary line, the
+table, and one round of a deployment's life (plan, create, update, canary, promote, delete).
 
 Imported by the ``*_bench.py`` scripts beside it (a script's folder is on ``sys.path``).
 """
@@ -29,6 +29,23 @@ def timed(action: Callable[[], Any]) -> tuple[float, Any]:
 def summary(values: list[float]) -> str:
     """A row's figures: the median, then the range."""
     return f"{statistics.median(values):7.2f} s  ({min(values):.2f}-{max(values):.2f})"
+
+
+def print_table(
+    title: str, samples: dict[str, list[float]], counts: dict[str, dict[str, list[float]]]
+) -> None:
+    """The table every cloud bench prints: a verb per row, its wall time, then the median of
+    each counted column (``counts``: column heading -> verb -> one figure per round).
+    """
+    width = max(len(k) for k in samples)
+    print(title)
+    print(f"{'verb':<{width}}  {'wall time':>24}" + "".join(f"  {name}" for name in counts))
+    for label, values in samples.items():
+        figures = "".join(
+            f"  {statistics.median(column[label]):{len(name)}.0f}"
+            for name, column in counts.items()
+        )
+        print(f"{label:<{width}}  {summary(values):>24}{figures}")
 
 
 def lifecycle(

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import uuid
@@ -32,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cloud_bench import DELETE, PLAN, UPDATE, summary, timed  # beside this script
+from cloud_bench import DELETE, PLAN, UPDATE, print_table, timed  # beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests" / "deployers" / "sagemaker"), str(ROOT / "tests" / "deployers")]
@@ -109,11 +108,11 @@ def main() -> int:
                         lambda: target.create("bench-second", package_v2))  # fmt: skip
                 for name in ("bench-first", "bench-second"):
                     target.delete(name)
-    width = max(len(k) for k in samples)
-    print(f"sagemaker target against the offline AWS, {args.rounds} round(s); medians (min-max)")
-    print(f"{'verb':<{width}}  {'wall time':>24}  calls")
-    for label, values in samples.items():
-        print(f"{label:<{width}}  {summary(values):>24}  {statistics.median(calls[label]):.0f}")
+    print_table(
+        f"sagemaker target against the offline AWS, {args.rounds} round(s); medians (min-max)",
+        samples,
+        {"calls": calls},
+    )
     if args.json:
         args.json.write_text(json.dumps({"samples": samples, "calls": calls}, indent=2))
     return 0

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import uuid
@@ -39,7 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cloud_bench import lifecycle, summary, timed  # beside this script
+from cloud_bench import lifecycle, print_table, timed  # beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests" / "deployers" / "vertex"), str(ROOT / "tests" / "deployers")]
@@ -133,23 +132,17 @@ def main() -> int:
                 left = fake.endpoints(), fake.models()
                 if any(left):
                     raise SystemExit(f"the round left {left} behind")
-    width = max(len(k) for k in samples)
     operations = (
         f"operations pending for {args.pending_polls} poll(s)"
         if args.pending_polls
         else "operations done at once"
     )
-    print(
+    print_table(
         f"vertex target against the offline Vertex ({operations}), {args.rounds} round(s); "
-        "medians (min-max)"
+        "medians (min-max)",
+        samples,
+        {"API requests": requests, "polls": polls},
     )
-    print(f"{'verb':<{width}}  {'wall time':>24}  API requests  polls")
-    for label, values in samples.items():
-        api = statistics.median(requests[label])
-        print(
-            f"{label:<{width}}  {summary(values):>24}  {api:12.0f}  "
-            f"{statistics.median(polls[label]):5.0f}"
-        )
     if args.json:
         found = {
             "pending_polls": args.pending_polls,

@@ -29,7 +29,7 @@ def pyarrow() -> Any:
         raise MissingDependencyError("batch scoring", "batch", "pyarrow") from None
 
 
-#: Arrow type ids (``str(type)``) for the signature's dtypes, and back.
+#: The signature's dtype names of Arrow's types (by ``str(type)``).
 _ARROW_NAMES = {
     "bool": "bool",
     "int8": "int8",
@@ -62,6 +62,12 @@ def _kind(arrow: Any) -> str:
     return _ARROW_NAMES.get(str(arrow), str(arrow))
 
 
+def is_list(arrow: Any) -> bool:
+    """Whether an Arrow type holds an array per row: a list or a large list."""
+    pa = pyarrow()
+    return bool(pa.types.is_list(arrow) or pa.types.is_large_list(arrow))
+
+
 def is_vector(arrow: Any) -> bool:
     """Whether an Arrow type is how Spark sends an ML vector: its ``VectorUDT`` struct."""
     pa = pyarrow()
@@ -79,7 +85,7 @@ def arrow_column(field: Any) -> Column:
     kind = field.type
     if is_vector(kind):
         return Column(field.name, VECTOR, nullable=field.nullable)
-    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+    if is_list(kind) or pa.types.is_fixed_size_list(kind):
         return Column(field.name, ARRAY, _kind(kind.value_type), field.nullable)
     return Column(field.name, _kind(kind), nullable=field.nullable)
 
@@ -179,13 +185,13 @@ def _combined(pa: Any, array: Any) -> Any:
 def _has_nulls(pa: Any, array: Any) -> bool:
     if array.null_count:
         return True
-    if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
+    if is_list(array.type):
         return bool(array.flatten().null_count)
     return False
 
 
 def _nan_filled(pa: Any, pc: Any, array: Any) -> Any:
-    if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
+    if is_list(array.type):
         if array.null_count:
             raise InputError("on_null='nan' fills values, not whole arrays: an array is null")
         values = pc.fill_null(array.values.cast(pa.float64()), float("nan"))
@@ -199,9 +205,9 @@ def _valid_rows(pa: Any, pc: Any, arrays: Sequence[Any], rows: int) -> Any:
     valid = np.ones(rows, dtype=bool)
     for array in arrays:
         valid &= ~np.asarray(array.is_null())
-        if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
+        if is_list(array.type):
             inner = array.flatten().is_null()
-            if inner.null_count or pc.any(inner).as_py():
+            if pc.any(inner).as_py():
                 # A row whose array holds a null is skipped too.
                 parents = pc.list_parent_indices(array)
                 bad = np.asarray(parents)[np.asarray(inner)]
@@ -286,7 +292,7 @@ def _to_arrow(pa: Any, values: np.ndarray, output: Output, kind: Any, rows: int)
     element = pa.array(
         _plain_strings(flat) if output.dtype == "string" else flat, type=kind.value_type
     )
-    offsets = pa.array(np.arange(0, rows * width + 1, max(width, 1), dtype=np.int32)[: rows + 1])
+    offsets = pa.array(np.arange(rows + 1, dtype=np.int32) * width)
     return pa.ListArray.from_arrays(offsets, element, type=kind)
 
 

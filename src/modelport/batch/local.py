@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelport.batch.arrow import Scorer, arrow_column, arrow_type, output_type, pyarrow
-from modelport.batch.plan import Plan, make_plan
+from modelport.batch.arrow import Scorer, arrow_column, is_list, output_type, pyarrow
+from modelport.batch.plan import Plan, element_column, make_plan, one_value_per_row
 from modelport.errors import InputError, NoSuchFile, UsageError, quote_name
 from modelport.model_format.flavors.onnx import usable_cpus
 from modelport.model_format.package import Package, load
@@ -71,6 +71,21 @@ def file_format(path: Path, given: str | None = None) -> str:
             f"cannot tell the format of {path} from its name; name it (one of {', '.join(FORMATS)})"
         )
     return found
+
+
+def formats(
+    source: Path, destination: Path, input_format: str | None, output_format: str | None
+) -> tuple[str, str]:
+    """The input's format and the output's: as given, else by their names.
+
+    An output whose name tells no format takes the input's.
+
+    Raises:
+        UsageError: an unknown format, or an input whose name tells none.
+    """
+    in_format = file_format(source, input_format)
+    named = _SUFFIXES.get(destination.suffix.lower())
+    return in_format, file_format(destination, output_format or named or in_format)
 
 
 @dataclass(frozen=True)
@@ -134,9 +149,13 @@ def temporary_sibling(output: Path) -> Path:
 
 
 def commit(tmp: Path, output: Path) -> None:
-    """Put the complete ``tmp`` in ``output``'s place (a file, or Spark's directory)."""
-    if output.is_dir() and not output.is_symlink():
-        shutil.rmtree(output)
+    """Put the complete ``tmp`` in ``output``'s place (a file, or Spark's directory).
+
+    A file over a file is replaced in one step; where either is a directory, what was there
+    goes first (a rename cannot put one over the other).
+    """
+    if output.exists() and (tmp.is_dir() or output.is_dir()):
+        remove(output)
     os.replace(tmp, output)
 
 
@@ -203,9 +222,7 @@ def score_file(
     threads = workers or usable_cpus()
     if threads < 1:
         raise UsageError(f"workers must be at least 1, not {threads}")
-    in_format = file_format(source, input_format)
-    out_format = output_format or _SUFFIXES.get(destination.suffix.lower()) or in_format
-    out_format = file_format(destination, out_format)
+    in_format, out_format = formats(source, destination, input_format, output_format)
     check_output(destination, overwrite=overwrite)
     with contextlib.ExitStack() as stack:
         # Arrow's Ctrl-C handling cancels only a read that makes progress (never one blocked
@@ -309,11 +326,15 @@ def _open(path: Path, fmt: str, signature: Signature, batch_size: int) -> _Reade
             # One file: ParquetFile imports in a tenth of the time pyarrow.dataset takes.
             file = importlib.import_module("pyarrow.parquet").ParquetFile(path)
             batches = file.iter_batches(batch_size=batch_size, use_threads=False)
-            return _Reader(file.schema_arrow, file.metadata.num_rows, _read(path, fmt, batches))
+            return _Reader(
+                file.schema_arrow, file.metadata.num_rows, _read(path, fmt, batches, batch_size)
+            )
         if fmt == "parquet":
             dataset = importlib.import_module("pyarrow.dataset").dataset(path, format="parquet")
             batches = dataset.to_batches(batch_size=batch_size, use_threads=False)
-            return _Reader(dataset.schema, dataset.count_rows(), _read(path, fmt, batches))
+            return _Reader(
+                dataset.schema, dataset.count_rows(), _read(path, fmt, batches, batch_size)
+            )
         types = _input_types(signature)
         # Read through a Python file, which never seeks: a pipe (a FIFO) is an input too.
         handle = open(path, "rb")  # noqa: SIM115 - closed with the reader
@@ -338,7 +359,7 @@ def _open(path: Path, fmt: str, signature: Signature, batch_size: int) -> _Reade
         if handle is not None:
             handle.close()
         raise _unreadable(path, fmt, exc) from None
-    return _Reader(stream.schema, None, _sliced(path, fmt, stream, batch_size), handle)
+    return _Reader(stream.schema, None, _read(path, fmt, stream, batch_size), handle)
 
 
 def _input_types(signature: Signature) -> dict[str, Any]:
@@ -348,40 +369,26 @@ def _input_types(signature: Signature) -> dict[str, Any]:
     decides whether a value fits (and says so, naming the input).
     """
     pa = pyarrow()
-    found: dict[str, Any] = {}
-    for spec in signature.inputs:
-        if not (len(spec.shape) == 1 or spec.shape == (-1, 1)):
-            continue
-        kind = DTYPES[spec.dtype].kind if spec.dtype in DTYPES else ""
-        found[spec.name] = {
-            "f": pa.float64(),
-            "i": pa.int64(),
-            "u": pa.int64(),
-            "b": pa.bool_(),
-        }.get(kind, arrow_type(spec.dtype) if spec.dtype == "string" else pa.string())
-    return found
+    widest = {"f": pa.float64(), "i": pa.int64(), "u": pa.int64(), "b": pa.bool_()}
+    return {
+        spec.name: widest.get(DTYPES[spec.dtype].kind, pa.string())
+        for spec in signature.inputs
+        if one_value_per_row(spec)
+    }
 
 
-def _read(path: Path, fmt: str, batches: Iterator[Any]) -> Iterator[Any]:
-    """``batches``, a file that turns out damaged half-way said as such (not Arrow's error)."""
+def _read(path: Path, fmt: str, batches: Iterator[Any], batch_size: int) -> Iterator[Any]:
+    """``batches`` at most ``batch_size`` rows each; a file damaged half-way said as such.
+
+    (Text readers give blocks of bytes, not of rows; Arrow's errors name no file.)
+    """
     pa = pyarrow()
     try:
-        yield from batches
+        for batch in batches:
+            for start in range(0, batch.num_rows, batch_size):
+                yield batch.slice(start, batch_size)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise _unreadable(path, fmt, exc) from None
-
-
-def _sliced(path: Path, fmt: str, stream: Any, batch_size: int) -> Iterator[Any]:
-    pa = pyarrow()
-    while True:
-        try:
-            batch = stream.read_next_batch()
-        except StopIteration:
-            return
-        except (pa.ArrowException, OSError, ValueError) as exc:
-            raise _unreadable(path, fmt, exc) from None
-        for start in range(0, batch.num_rows, batch_size):
-            yield batch.slice(start, batch_size)
 
 
 _DONE = object()
@@ -483,12 +490,12 @@ def _writer(path: Path, fmt: str, plan: Plan) -> Iterator[Callable[[Any], None]]
     pa = pyarrow()
     # A CSV output's array columns are as wide as the signature says, else their first array.
     widths = {o.column: o.width for o in plan.outputs if o.width is not None and o.width > 0}
-    state: dict[str, Any] = {"widths": widths}
+    state: dict[str, Any] = {}  # the format's writer, made for the first batch's schema
     with open(path, "wb") as sink:
 
         def write(batch: Any) -> None:
             if fmt == "csv":
-                batch = _flat_lists(pa, batch, state["widths"])
+                batch = _flat_lists(pa, batch, widths)
             if fmt == "jsonl":
                 lines = (
                     json.dumps(row, ensure_ascii=False, default=str) for row in batch.to_pylist()
@@ -525,7 +532,7 @@ def _dictionary_columns(pa: Any, schema: Any) -> list[str]:
     """
 
     def floats(kind: Any) -> bool:
-        if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        if is_list(kind):
             return floats(kind.value_type)
         return bool(pa.types.is_floating(kind))
 
@@ -540,12 +547,12 @@ def _empty(schema: Any, plan: Plan) -> Any:
 
 def _flat_lists(pa: Any, batch: Any, widths: dict[str, int]) -> Any:
     """A batch for CSV: each list column as one column per element (``name_0``, ``name_1``…)."""
-    if not any(pa.types.is_list(f.type) or pa.types.is_large_list(f.type) for f in batch.schema):
+    if not any(is_list(f.type) for f in batch.schema):
         return batch
     pc = importlib.import_module("pyarrow.compute")
     arrays, names = [], []
     for column_field, column in zip(batch.schema, batch.columns, strict=True):
-        if not (pa.types.is_list(column_field.type) or pa.types.is_large_list(column_field.type)):
+        if not is_list(column_field.type):
             arrays.append(column)
             names.append(column_field.name)
             continue
@@ -555,10 +562,9 @@ def _flat_lists(pa: Any, batch: Any, widths: dict[str, int]) -> Any:
         if found - {width}:
             raise InputError(
                 f"column {quote_name(column_field.name)} holds arrays of several lengths; CSV "
-                "cannot hold them "
-                "(write Parquet or JSON lines)"
+                "cannot hold them (write Parquet or JSON lines)"
             )
         for i in range(width):
             arrays.append(pc.list_element(column, i))
-            names.append(f"{column_field.name}_{i}")
+            names.append(element_column(column_field.name, i))
     return pa.RecordBatch.from_arrays(arrays, names=names)

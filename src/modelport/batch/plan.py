@@ -37,6 +37,26 @@ WRITTEN_DTYPE = {
 }
 
 
+def one_value_per_row(spec: TensorSpec) -> bool:
+    """Whether an input or output holds one value per row (``[-1]`` or ``[-1, 1]``)."""
+    return len(spec.shape) == 1 or spec.shape == (-1, 1)
+
+
+def element_column(name: str, index: int) -> str:
+    """The column a table without arrays (CSV) gives element ``index`` of array column ``name``."""
+    return f"{name}_{index}"
+
+
+def check_on_null(on_null: str) -> None:
+    """Refuse an unknown null policy (:attr:`Plan.on_null`).
+
+    Raises:
+        UsageError: naming the policies there are.
+    """
+    if on_null not in ON_NULL:
+        raise UsageError(f"on_null must be one of {', '.join(map(repr, ON_NULL))}, not {on_null!r}")
+
+
 @dataclass(frozen=True)
 class Column:
     """One column of a table, as an engine describes it.
@@ -146,8 +166,7 @@ def make_plan(
         UsageError: an unknown output or null policy.
         InputError: the table cannot feed the model; every problem, each naming its column.
     """
-    if on_null not in ON_NULL:
-        raise UsageError(f"on_null must be one of {', '.join(map(repr, ON_NULL))}, not {on_null!r}")
+    check_on_null(on_null)
     by_name = {c.name: c for c in table}
     if columns is not None:
         unknown = [c for c in columns if c not in by_name]
@@ -228,15 +247,14 @@ def _described(specs: Sequence[TensorSpec]) -> str:
 
 
 def _named_feed(spec: TensorSpec, column: Column) -> Feed:
-    scalar = len(spec.shape) == 1 or spec.shape == (-1, 1)
-    return Feed(spec, (column.name,), "column" if scalar else "array")
+    return Feed(spec, (column.name,), "column" if one_value_per_row(spec) else "array")
 
 
 def _positional_feed(
     spec: TensorSpec, chosen: list[Column], *, explicit: bool, problems: list[str]
 ) -> Feed | None:
     """A lone input fed without its name: one array column, or one column per element."""
-    if len(spec.shape) == 1 or spec.shape == (-1, 1):
+    if one_value_per_row(spec):
         if explicit and len(chosen) == 1 and chosen[0].kind not in (ARRAY, VECTOR):
             return Feed(spec, (chosen[0].name,), "column")
         return None
@@ -339,7 +357,7 @@ def plan_outputs(
     found: list[Output] = []
     for name in names:
         spec = known[name]
-        if len(spec.shape) == 1 or spec.shape == (-1, 1):
+        if one_value_per_row(spec):
             width = None
         elif len(spec.shape) == 2:
             width = spec.shape[1]

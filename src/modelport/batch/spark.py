@@ -29,7 +29,7 @@ from modelport.batch.local import (
     BatchReport,
     check_output,
     commit,
-    file_format,
+    formats,
     remove,
     temporary_sibling,
 )
@@ -39,6 +39,8 @@ from modelport.batch.plan import (
     Column,
     Output,
     Plan,
+    check_on_null,
+    element_column,
     feeds_losslessly,
     make_plan,
     plan_outputs,
@@ -295,13 +297,11 @@ def _score(
     )
     fields = [*schema.fields]
     for output in plan.outputs:
-        fields.append(types.StructField(output.column, _parse(types, spark_type(output)), True))
+        fields.append(
+            types.StructField(output.column, types.DataType.fromDDL(spark_type(output)), True)
+        )
     scored = df.mapInArrow(functools.partial(_map_batches, shipped, plan), types.StructType(fields))
     return scored, plan
-
-
-def _parse(types: Any, ddl: str) -> Any:
-    return types.DataType.fromDDL(ddl)
 
 
 def _map_batches(shipped: Shipped, plan: Plan, batches: Iterator[Any]) -> Iterator[Any]:
@@ -336,9 +336,7 @@ class ModelUDF:
     ) -> None:
         self.digest = shipped.digest
         self.return_type = return_type
-        self._shipped = shipped
-        self._outputs = outputs
-        self._on_null = on_null
+        self._inputs = shipped.signature.input_names
         functions = _pyspark("pyspark.sql.functions")
         self._udf = functions.arrow_udf(
             _iterator_udf(
@@ -357,7 +355,7 @@ class ModelUDF:
         :func:`score`, which checks on the driver.
         """
         functions = _pyspark("pyspark.sql.functions")
-        return self._udf(functions.struct(*(columns or self._shipped.signature.input_names)))
+        return self._udf(functions.struct(*(columns or self._inputs)))
 
 
 def _udf_plan(
@@ -452,14 +450,15 @@ def spark_udf(
     _pyspark()
     types = importlib.import_module("pyspark.sql.types")
     shipped = ship(spark, package, allow_code=allow_code)
-    if on_null not in ("error", "skip", "nan"):
-        make_plan([], shipped.signature, on_null=on_null)  # raises the one message
+    check_on_null(on_null)
     cast = None
     if result_type is None:
         chosen = plan_outputs(shipped.signature, outputs)
         return_type = _return_type(chosen)
     else:
-        wanted = _parse(types, result_type) if isinstance(result_type, str) else result_type
+        wanted = (
+            types.DataType.fromDDL(result_type) if isinstance(result_type, str) else result_type
+        )
         chosen, return_type = _result_type(shipped.signature, outputs, wanted)
         cast = importlib.import_module("pyspark.sql.pandas.types").to_arrow_type(wanted)
     return ModelUDF(shipped, tuple(chosen), return_type, cast, on_null)
@@ -571,8 +570,7 @@ def score_path(
     """
     started = time.perf_counter()
     source, destination = Path(input), Path(output)
-    in_format = file_format(source, input_format)
-    out_format = file_format(destination, output_format or _suffix_format(destination) or in_format)
+    in_format, out_format = formats(source, destination, input_format, output_format)
     check_output(destination, overwrite=overwrite)
     spark = session(master, confs or {})
     tmp = temporary_sibling(destination)
@@ -600,13 +598,6 @@ def score_path(
     )
 
 
-def _suffix_format(path: Path) -> str | None:
-    try:
-        return file_format(path)
-    except UsageError:
-        return None
-
-
 def _read(spark: Any, path: Path, fmt: str) -> Any:
     reader = spark.read
     if fmt == "csv":
@@ -632,11 +623,12 @@ def _write(df: Any, plan: Plan, path: Path, fmt: str) -> None:
         if output is None:
             selected.append(functions.col(_quoted(name)))
             continue
-        if output.width is None or output.width < 1:
+        width = output.width or 0  # -1: no fixed length
+        if width < 1:
             raise InputError(
                 f"output {output.name!r} is an array of no fixed length; CSV cannot hold it "
                 "(write Parquet or JSON lines)"
             )
         column = functions.col(_quoted(name))
-        selected.extend(column[i].alias(f"{name}_{i}") for i in range(output.width))
+        selected.extend(column[i].alias(element_column(name, i)) for i in range(width))
     df.select(*selected).write.option("header", "true").csv(str(path))

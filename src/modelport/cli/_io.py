@@ -70,6 +70,26 @@ def printed_json(*, reset: bool = False) -> bool:
     return printed
 
 
+#: Whether this run asked to end the process once its outcome is said (:func:`end_at_once`).
+_ending: set[str] = set()
+
+
+def end_at_once() -> None:
+    """Ask :func:`modelport.cli.main.main` to end the process once it has said the outcome.
+
+    For a command that leaves a native thread it cannot stop (a read blocked on a pipe):
+    the interpreter's exit would wait for that thread, maybe forever.
+    """
+    _ending.add("now")
+
+
+def ending_at_once() -> bool:
+    """Whether this run asked to end at once; asking answers once (the next run starts clear)."""
+    asked = "now" in _ending
+    _ending.clear()
+    return asked
+
+
 def read_json_input(path: Path) -> Any:
     """Read a JSON request from ``path`` (``-`` for stdin).
 

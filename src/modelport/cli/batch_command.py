@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import time
@@ -11,9 +10,8 @@ from typing import Any
 
 import click
 
-from modelport.cli._io import check_package_arg, emit_json, existing, key_values
+from modelport.cli._io import check_package_arg, emit_json, end_at_once, existing, key_values
 from modelport.errors import (
-    EXIT_INTERRUPTED,
     EnvironmentProblem,
     InputError,
     ModelError,
@@ -182,7 +180,7 @@ def batch(
         "allow_code": allow_code,
     }
     if chosen == "local":
-        from modelport.batch.local import DEFAULT_BATCH_SIZE, score_file
+        from modelport.batch.local import DEFAULT_BATCH_SIZE, is_stream, score_file
 
         line = _ProgressLine(quiet or as_json)
         try:
@@ -195,9 +193,12 @@ def batch(
                 progress=line,
                 **options,
             )
-        except (KeyboardInterrupt, ModelportError) as exc:
+        except (KeyboardInterrupt, ModelportError):
             line.end()
-            _end_now_if_streaming(exc, input_path)
+            if is_stream(input_path):
+                # Arrow's reading threads may wait on the pipe forever: the process would not
+                # exit until it moves. The output is removed and the package closed already.
+                end_at_once()
             raise
         line.end()
     else:
@@ -213,27 +214,6 @@ def batch(
             f"({report.rows_per_second:,.0f} rows/s) -> {report.output}",
             err=True,
         )
-
-
-def _end_now_if_streaming(exc: BaseException, input_path: Path) -> None:
-    """End the process now when the run stopped reading a pipe (or device) early.
-
-    Exiting normally would wait for a read of it to end, which may be never. The output is
-    already removed and the package closed; the error is said as the CLI says every error.
-    """
-    from modelport.batch.local import is_stream
-
-    if not is_stream(input_path):
-        return
-    if isinstance(exc, ModelportError):
-        click.echo(exc.render(), err=True)
-        code = exc.exit_code
-    else:
-        click.echo("Interrupted.", err=True)
-        code = EXIT_INTERRUPTED
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 def _spark_batch(

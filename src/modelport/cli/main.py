@@ -97,11 +97,22 @@ def _print_json_error(error: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and turn every error into an exit code; the single exit-code boundary.
 
-    Exit codes: 0 ok, 1 error, 2 usage, 3 plugin/target problem, 4 invalid package. An error is
-    printed once, with its hint and reference (:meth:`ModelportError.render`); a command run
-    with ``--json`` also prints it as ``{"error": {...}}`` on stdout.
+    Exit codes: 0 ok, 1 error, 2 usage, 3 plugin/target problem, 4 invalid package, 130
+    interrupted. An error is printed once, with its hint and reference
+    (:meth:`ModelportError.render`); a command run with ``--json`` also prints it as
+    ``{"error": {...}}`` on stdout. A command that asked to end at once
+    (:func:`modelport.cli._io.end_at_once`) ends the process here, once that is said.
     """
-    args = list(sys.argv[1:] if argv is None else argv)
+    code = _outcome(list(sys.argv[1:] if argv is None else argv))
+    io = sys.modules.get("modelport.cli._io")  # only a command that imported it can have asked
+    if io is not None and io.ending_at_once():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _outcome(args: list[str]) -> int:
     debug = "--debug" in args or os.environ.get("MODELPORT_DEBUG") == "1"
     as_json = "--json" in args
     if as_json:  # _io is imported only here: 'modelport --help' stays as cheap as it can be
