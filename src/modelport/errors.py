@@ -166,6 +166,21 @@ class NoSuchFile(ModelportError):
     """
 
 
+class SourceError(ModelportError):
+    """A package could not be fetched from where it was named: a storage URI or MLflow's registry.
+
+    The message says what was tried (the URI, and the registry or store asked); the hint says
+    what to check (credentials, the name, the alias).
+    """
+
+
+class SourceNotFound(SourceError):
+    """Nothing is where the reference points.
+
+    A missing object; an unknown registered model, version, alias or run.
+    """
+
+
 class PackageError(ModelportError):
     """A model package is invalid: unreadable, malformed, tampered with or unsafe."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ def existing(path: Path) -> Path:
 
 
 def check_package_arg(path: Path) -> Path:
-    """A package argument, checked before any command reads it.
+    """A package path, checked before any command reads it.
 
     Raises:
         NoSuchFile: it does not exist (exit 1).
@@ -52,8 +53,67 @@ def check_package_arg(path: Path) -> Path:
     return path
 
 
+#: ``--storage-option``: the options of the storage backend a package URI is read with.
+storage_option = click.option(
+    "--storage-option",
+    "storage_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Option of the storage backend a package URI is read (or written) with, e.g. "
+    "endpoint_url=http://127.0.0.1:9000 or anon=true; values that read as JSON are JSON. "
+    "Also: $MODELPORT_STORAGE_OPTIONS, a JSON object keyed by scheme.",
+)
+
+
+def storage_options_arg(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``--storage-option`` values as backend options (JSON where they read as JSON)."""
+    from modelport.model_format.remote.storage import option_value
+
+    return {k: option_value(v) for k, v in key_values(pairs, "--storage-option").items()}
+
+
+def package_arg(
+    ref: str, storage_options: tuple[str, ...] = (), *, allow_code: bool = False
+) -> Path:
+    """A package argument as a local package: a path checked, a URI fetched into the cache.
+
+    Paths, storage URIs (``s3://``, ``gs://``, ``abfs://``, ``az://``, ``hdfs://``,
+    ``webhdfs://``, ``https://``) and MLflow URIs (``models:/NAME@ALIAS``, ``/VERSION``,
+    ``/latest``, ``runs:/RUN/PATH``), before any command reads them.
+
+    Raises:
+        NoSuchFile: a path that does not exist (exit 1).
+        PackageError: a bare model, or what a URI names is not an intact package (exit 4).
+        SourceError: the URI cannot be fetched (exit 1; the message says what was tried).
+        UsageError: ``--storage-option`` without a storage URI, or malformed.
+    """
+    from modelport.model_format.remote.uri import Kind, parse_reference
+
+    parsed = parse_reference(ref)
+    if parsed.kind is Kind.PATH:
+        if storage_options:
+            raise UsageError("--storage-option is for a package given as a storage URI")
+        return check_package_arg(Path(parsed.text))
+    if parsed.kind is Kind.MLFLOW:
+        if storage_options:
+            raise UsageError("--storage-option is for storage URIs, not MLflow's")
+        # The client's defaults retry a refused connection for minutes: a command says so now.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+    from modelport.model_format.locate import locate
+
+    return locate(ref, storage_options=storage_options_arg(storage_options), allow_code=allow_code)
+
+
 #: Whether this run printed a JSON result (then a failure does not print a second document).
 _printed: set[str] = set()
+
+
+def print_table(rows: list[list[str]], header: list[str]) -> None:
+    """Print rows under a header, each column as wide as its widest cell."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def emit_json(data: Any) -> None:

@@ -10,7 +10,14 @@ from typing import Any
 
 import click
 
-from modelport.cli._io import check_package_arg, emit_json, end_at_once, existing, key_values
+from modelport.cli._io import (
+    emit_json,
+    end_at_once,
+    existing,
+    key_values,
+    package_arg,
+    storage_option,
+)
 from modelport.errors import (
     EnvironmentProblem,
     InputError,
@@ -66,7 +73,7 @@ class _ProgressLine:
 
 
 @click.command()
-@click.argument("package", type=click.Path(path_type=Path))
+@click.argument("ref", metavar="PACKAGE")
 @click.option(
     "-i",
     "--input",
@@ -141,8 +148,9 @@ class _ProgressLine:
 @click.option("--allow-code", is_flag=True, help="Allow packages that run code they carry.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@storage_option
 def batch(
-    package: Path,
+    ref: str,
     input_path: Path,
     output_path: Path,
     output_format: str | None,
@@ -159,10 +167,11 @@ def batch(
     force: bool,
     allow_code: bool,
     quiet: bool,
+    storage_options: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Score a file with PACKAGE: every row kept, a column added per output."""
-    check_package_arg(package)
+    package = package_arg(ref, storage_options, allow_code=allow_code)
     existing(input_path)
     chosen = engine or ("spark" if spark_master or confs else "local")
     if chosen == "local" and (spark_master or confs):

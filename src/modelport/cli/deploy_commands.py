@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from modelport.cli._io import (
-    check_package_arg,
     emit_json,
+    package_arg,
+    print_table,
     read_input,
     read_json_input,
+    storage_option,
     write_bytes,
     write_output,
 )
@@ -142,12 +144,6 @@ def _show(deployment: Deployment, as_json: bool) -> None:
             click.echo(f"  {key}: {value}")
 
 
-def _table(rows: list[list[str]], header: list[str]) -> None:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-
-
 _ALLOW_CODE = click.option(
     "--allow-code",
     is_flag=True,
@@ -204,16 +200,17 @@ def _print_plan(deployer: Deployer[Any], name: str, package: Package, as_json: b
 
 
 @click.command()
-@click.argument("package_path", metavar="PKG", type=click.Path(path_type=Path))
+@click.argument("package_ref", metavar="PKG")
 @_target_options
 @click.option("-n", "--name", required=True, help="Name of the new deployment.")
 @click.option("--dry-run", is_flag=True, help="Print the steps a deploy would run; touch nothing.")
 @click.option("--no-wait", is_flag=True, help="Return once started, without waiting for ready.")
 @_ALLOW_CODE
 @_EXPECT_DIGEST
+@storage_option
 @_json_option
 def deploy(
-    package_path: Path,
+    package_ref: str,
     target: str,
     config_pairs: tuple[str, ...],
     config_file: Path | None,
@@ -222,6 +219,7 @@ def deploy(
     no_wait: bool,
     allow_code: bool,
     expect_digest: str | None,
+    storage_options: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Deploy the package PKG to a target as a new deployment NAME.
@@ -230,7 +228,8 @@ def deploy(
     Options come from --config-file, MODELPORT_<TARGET>_<KEY> env vars, the target URI and
     -C key=value, the later winning. A failed deploy removes what it made.
     """
-    check_package_arg(package_path)  # before the target is even looked up
+    # Fetched and checked before the target is even looked up.
+    package_path = package_arg(package_ref, storage_options, allow_code=allow_code)
     deployer = _make_deployer(target, config_pairs, config_file)
     deployer.check_name(name)
     with _loaded(package_path, allow_code, expect_digest) as package:
@@ -264,7 +263,7 @@ def list_deployments(
     if not found:
         click.echo(f"No deployments on target {deployer.name}.")
         return
-    _table(
+    print_table(
         [
             [
                 d.name,
@@ -291,7 +290,7 @@ def get_deployment(
 
 
 @deployments.command("update")
-@click.argument("package_path", metavar="PKG", type=click.Path(path_type=Path))
+@click.argument("package_ref", metavar="PKG")
 @_target_options
 @click.option("-n", "--name", required=True, help="The deployment to switch to PKG.")
 @click.option(
@@ -301,9 +300,10 @@ def get_deployment(
 )
 @_ALLOW_CODE
 @_EXPECT_DIGEST
+@storage_option
 @_json_option
 def update_deployment(
-    package_path: Path,
+    package_ref: str,
     target: str,
     config_pairs: tuple[str, ...],
     config_file: Path | None,
@@ -311,13 +311,14 @@ def update_deployment(
     no_wait: bool,
     allow_code: bool,
     expect_digest: str | None,
+    storage_options: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Switch deployment NAME to the package PKG (blue/green where the target allows).
 
     An unchanged package digest changes nothing; a failed update leaves the old version serving.
     """
-    check_package_arg(package_path)
+    package_path = package_arg(package_ref, storage_options, allow_code=allow_code)
     deployer = _make_deployer(target, config_pairs, config_file)
     if no_wait and not deployer.update_can_skip_waiting():
         raise NotSupportedError(
@@ -490,7 +491,7 @@ def targets(ctx: click.Context, check: bool, as_json: bool) -> None:
     elif not infos:
         click.echo("No deploy targets installed.")
     else:
-        _table(
+        print_table(
             [[i.name, i.status, i.distribution, i.version] for i in infos],
             ["TARGET", "STATUS", "DISTRIBUTION", "VERSION"],
         )

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import click
 
+from modelport.cli._io import storage_option
+
 
 @click.command(context_settings={"max_content_width": 100})
-@click.argument("package", type=click.Path(path_type=Path))
+@click.argument("ref", metavar="PACKAGE")
 @click.option(
     "-o",
     "--output",
@@ -35,12 +37,14 @@ import click
     help="CA bundle pip trusts during the build, for an index behind a TLS-inspecting proxy "
     "(build stage only, never in the image). [default: $PIP_CERT]",
 )
+@storage_option
 def dockerfile(
-    package: Path,
+    ref: str,
     output: Path,
     base_image: str | None,
     index_url: str | None,
     pip_cert: Path | None,
+    storage_options: tuple[str, ...],
 ) -> None:
     """Write a Docker build context for PACKAGE: Dockerfile, package, pinned requirements.
 
@@ -48,10 +52,10 @@ def dockerfile(
     and KServe V2 routes), runs as a non-root user, and verifies the package at build time and at
     every start. Build it with docker, podman or buildah.
     """
-    from modelport.cli._io import check_package_arg
+    from modelport.cli._io import package_arg
     from modelport.image import write_context
 
-    check_package_arg(package)
+    package = package_arg(ref, storage_options)
     context = write_context(
         package,
         output,

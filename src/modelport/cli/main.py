@@ -37,6 +37,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "modelport.cli.dockerfile_command:dockerfile",
         "Write a Docker build context for a package.",
     ),
+    "cache": (
+        "modelport.cli.cache_command:cache",
+        "List or clear the packages fetched from URIs.",
+    ),
 }
 
 

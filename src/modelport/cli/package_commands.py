@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
@@ -9,9 +10,16 @@ from typing import Any
 
 import click
 
-from modelport.cli._io import check_package_arg, emit_json, existing, key_values
+from modelport.cli._io import (
+    emit_json,
+    existing,
+    key_values,
+    package_arg,
+    storage_option,
+    storage_options_arg,
+)
 from modelport.cli.serve_command import _click_option
-from modelport.errors import IntegrityError, quote_names
+from modelport.errors import IntegrityError, UsageError, quote_names
 from modelport.model_format.limits import human_bytes
 from modelport.serving.options import ARCHIVE_LIMIT_OPTIONS, SERVE_OPTIONS, archive_limits
 
@@ -23,14 +31,16 @@ def _size(path: Path) -> int:
 
 
 @click.command()
-@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("source_ref", metavar="SOURCE")
 @click.option(
     "-o",
     "--output",
-    "output",
+    "output_ref",
     required=True,
-    type=click.Path(path_type=Path),
-    help="Where to write: a path ending in .mport gives an archive, anything else a directory.",
+    metavar="OUTPUT",
+    help="Where to write: a path ending in .mport gives an archive, anything else a directory; "
+    "a storage URI ending in .mport (s3://, gs://, az://, webhdfs:// …) is uploaded whole or "
+    "not at all.",
 )
 @click.option("--name", help="Package name (default: derived from the source).")
 @click.option("--version", "version", help="Package version (default: 1).")
@@ -68,9 +78,10 @@ def _size(path: Path) -> int:
     help="Allow sources that run code when read (pickled or python_function MLflow models).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@storage_option
 def pack(
-    source: Path,
-    output: Path,
+    source_ref: str,
+    output_ref: str,
     name: str | None,
     version: str | None,
     example: Path | None,
@@ -83,37 +94,89 @@ def pack(
     force: bool,
     allow_code: bool,
     as_json: bool,
+    storage_options: tuple[str, ...],
 ) -> None:
     """Pack SOURCE into a package at OUTPUT.
 
     SOURCE is an .onnx file, an MLflow model directory, a .py file with a model class (load and
-    predict methods), or a package to rewrite as a directory or archive.
+    predict methods), a package to rewrite as a directory or archive, an MLflow URI
+    (models:/NAME@ALIAS, models:/NAME/VERSION, models:/NAME/latest, runs:/RUN/PATH), or a
+    package's storage URI.
     """
-    from modelport.model_format.pack import pack as pack_model
+    from modelport.model_format.paths import temp_dir
+    from modelport.model_format.remote.uri import Kind, parse_reference
 
-    existing(source)
+    source_kind = parse_reference(source_ref).kind
+    target = parse_reference(output_ref)
+    if target.kind is Kind.MLFLOW:
+        raise UsageError(
+            "pack writes files, not MLflow models",
+            hint="write a .mport, then log it with mlflow.log_artifact",
+        )
+    if target.kind is Kind.STORAGE and not output_ref.endswith(".mport"):
+        raise UsageError(f"{output_ref}: a package written to storage is a .mport archive")
+    if source_kind is Kind.PATH and target.kind is Kind.PATH and storage_options:
+        raise UsageError("--storage-option is for a SOURCE or OUTPUT given as a storage URI")
     if example is not None:
         existing(example)
-    package = pack_model(
-        source,
-        output,
-        name=name,
-        version=version,
-        example=example,
-        requirements=requirements,
-        metadata=key_values(metadata, "--metadata"),
-        tolerance=tolerance,
-        created_at=created_at,
-        model_class=model_class,
-        artifacts=artifacts,
-        overwrite=force,
-        allow_code=allow_code,
-    )
+    if source_kind is Kind.PATH:
+        source = existing(Path(parse_reference(source_ref).text))
+    else:
+        source = package_arg(source_ref, storage_options, allow_code=allow_code)
+    with contextlib.ExitStack() as stack:
+        output = Path(target.text)
+        if target.kind is Kind.STORAGE:
+            output = (
+                stack.enter_context(temp_dir("modelport-pack-")) / output_ref.rpartition("/")[2]
+            )
+        _pack_to(
+            source,
+            output,
+            target,
+            as_json=as_json,
+            storage_options=storage_options,
+            name=name,
+            version=version,
+            example=example,
+            requirements=requirements,
+            metadata=key_values(metadata, "--metadata"),
+            tolerance=tolerance,
+            created_at=created_at,
+            model_class=model_class,
+            artifacts=artifacts,
+            overwrite=force,
+            allow_code=allow_code,
+        )
+
+
+def _pack_to(
+    source: Path,
+    output: Path,
+    target: Any,
+    *,
+    as_json: bool,
+    storage_options: tuple[str, ...],
+    **options: Any,
+) -> None:
+    """Pack, upload when OUTPUT is a storage URI, then say what was written."""
+    from modelport.model_format.pack import pack as pack_model
+    from modelport.model_format.remote.storage import storage_options as options_for
+    from modelport.model_format.remote.storage import upload
+    from modelport.model_format.remote.uri import Kind
+
+    package = pack_model(source, output, **options)
     try:
+        if target.kind is Kind.STORAGE:
+            upload(
+                output,
+                target,
+                options_for(target, storage_options_arg(storage_options)),
+                overwrite=options["overwrite"],
+            )
         m = package.manifest
         size = _size(output)
         summary = {
-            "path": str(output),
+            "path": target.text,
             "name": m.name,
             "version": m.version,
             "flavor": m.flavor.name,
@@ -123,7 +186,7 @@ def pack(
         if as_json:
             emit_json(summary)
             return
-        click.echo(f"Packed {m.name} {m.version} ({m.flavor.name}) -> {output}")
+        click.echo(f"Packed {m.name} {m.version} ({m.flavor.name}) -> {target.text}")
         click.echo(f"  digest: {package.digest}")
         click.echo(f"  size:   {human_bytes(size)}")
         conversion = m.flavor.settings.get("converted_from")
@@ -183,10 +246,11 @@ def _describe(manifest: Any) -> list[str]:
 
 
 @click.command()
-@click.argument("package", type=click.Path(path_type=Path))
+@click.argument("ref", metavar="PACKAGE")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest and digest as JSON.")
+@storage_option
 @_limit_options
-def inspect(package: Path, as_json: bool, **limit_values: Any) -> None:
+def inspect(ref: str, as_json: bool, storage_options: tuple[str, ...], **limit_values: Any) -> None:
     """Show the manifest of PACKAGE (a directory or .mport archive) without loading the model.
 
     Use `modelport verify` to check the files against their digests.
@@ -194,7 +258,7 @@ def inspect(package: Path, as_json: bool, **limit_values: Any) -> None:
     from modelport.model_format.archive import read_archive_manifest
     from modelport.model_format.package import read_manifest
 
-    check_package_arg(package)
+    package = package_arg(ref, storage_options)
     limits = archive_limits(limit_values)
     if package.is_dir():
         manifest = read_manifest(package, limits)
@@ -223,11 +287,18 @@ def _expected(expect_digest: str | None) -> str | None:
 
 
 @click.command()
-@click.argument("package", type=click.Path(path_type=Path))
+@click.argument("ref", metavar="PACKAGE")
 @_expect_digest_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@storage_option
 @_limit_options
-def verify(package: Path, expect_digest: str | None, as_json: bool, **limit_values: Any) -> None:
+def verify(
+    ref: str,
+    expect_digest: str | None,
+    as_json: bool,
+    storage_options: tuple[str, ...],
+    **limit_values: Any,
+) -> None:
     """Check every file of PACKAGE against its manifest.
 
     Exits 4 when any file is missing, altered, or not listed in the manifest, or when the
@@ -235,7 +306,7 @@ def verify(package: Path, expect_digest: str | None, as_json: bool, **limit_valu
     """
     from modelport.model_format.package import verify as verify_package
 
-    check_package_arg(package)
+    package = package_arg(ref, storage_options)
     report = verify_package(
         package, expected_digest=_expected(expect_digest), limits=archive_limits(limit_values)
     )
@@ -243,6 +314,7 @@ def verify(package: Path, expect_digest: str | None, as_json: bool, **limit_valu
         emit_json(
             {
                 "path": str(package),
+                "source": ref,
                 "ok": report.ok,
                 "digest": report.manifest.digest,
                 "files": len(report.manifest.files),
@@ -251,7 +323,7 @@ def verify(package: Path, expect_digest: str | None, as_json: bool, **limit_valu
         )
     elif report.ok:
         click.echo(
-            f"OK: {package} ({report.manifest.name} {report.manifest.version}), "
+            f"OK: {ref} ({report.manifest.name} {report.manifest.version}), "
             f"{len(report.manifest.files)} file(s) match their digests"
         )
         click.echo(f"  digest: {report.manifest.digest}")
@@ -260,7 +332,7 @@ def verify(package: Path, expect_digest: str | None, as_json: bool, **limit_valu
 
 
 @click.command()
-@click.argument("package", type=click.Path(path_type=Path))
+@click.argument("ref", metavar="PACKAGE")
 @click.option(
     "-i",
     "--input",
@@ -280,15 +352,17 @@ def verify(package: Path, expect_digest: str | None, as_json: bool, **limit_valu
 @click.option("--allow-code", is_flag=True, help="Allow packages that run code they carry.")
 @_serve_options("answer", "strict_inputs")
 @_expect_digest_option
+@storage_option
 @_limit_options
 def predict(
-    package: Path,
+    ref: str,
     input_path: Path,
     output_path: Path | None,
     allow_code: bool,
     answer: str,
     strict_inputs: bool,
     expect_digest: str | None,
+    storage_options: tuple[str, ...],
     **limit_values: Any,
 ) -> None:
     """Predict with PACKAGE in-process and print {"predictions": ...} as JSON.
@@ -302,7 +376,7 @@ def predict(
     from modelport.model_format.payload import answer_outputs, format_predictions, read_payload
 
     expected = _expected(expect_digest)
-    check_package_arg(package)
+    package = package_arg(ref, storage_options, allow_code=allow_code)
     body = read_json_input(input_path)
     limits = archive_limits(limit_values)
     with load(package, allow_code=allow_code, expected_digest=expected, limits=limits) as loaded:

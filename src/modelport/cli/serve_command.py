@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from modelport.cli._io import storage_option
 from modelport.errors import UsageError
 from modelport.serving.options import PACKAGE_ENV, SERVE_OPTIONS, ServeOption
 
@@ -55,18 +56,19 @@ def _serve_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.command(context_settings={"max_content_width": 100})
 @click.argument("package", metavar="[PKG]", required=False, envvar=PACKAGE_ENV)
 @_serve_options
-def serve(package: str | None, **values: Any) -> None:
+@storage_option
+def serve(package: str | None, storage_options: tuple[str, ...], **values: Any) -> None:
     """Serve PKG over HTTP: SageMaker, KServe V2, Vertex AI and Azure ML routes in one server.
 
-    PKG is a package directory or .mport archive (default: $MODELPORT_PACKAGE). Stop with
-    SIGTERM or Ctrl-C: in-flight requests finish first.
+    PKG is a package directory or .mport archive, a storage URI (s3://, gs://, az://, …) or an
+    MLflow URI (models:/NAME@ALIAS …), fetched once into the package cache (default:
+    $MODELPORT_PACKAGE). Stop with SIGTERM or Ctrl-C: in-flight requests finish first.
     """
-    from pathlib import Path
-
-    from modelport.cli._io import check_package_arg
+    from modelport.cli._io import package_arg
     from modelport.serving.options import serve_config
     from modelport.serving.server import run
 
     if package is not None:  # none: serve_config says how to name one
-        check_package_arg(Path(package))
+        allow = bool(values.get("allow_code"))
+        package = str(package_arg(package, storage_options, allow_code=allow))
     run(serve_config(package, values, os.environ))

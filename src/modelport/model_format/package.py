@@ -24,6 +24,7 @@ from modelport.errors import (
     ModelError,
     ModelportError,
     PackageError,
+    UsageError,
 )
 from modelport.model_format.archive import (
     archive_problems,
@@ -42,6 +43,7 @@ from modelport.model_format.limits import DEFAULT_LIMITS, ArchiveLimits
 from modelport.model_format.manifest import MANIFEST_NAME, Manifest, expected_digest, parse
 from modelport.model_format.paths import make_temp_dir
 from modelport.model_format.payload import python_inputs
+from modelport.model_format.remote.uri import is_remote
 from modelport.model_format.signature import Signature
 
 #: Set to ``1`` to allow packages that run code they carry (read by :func:`code_allowed` only).
@@ -90,6 +92,20 @@ def read_manifest(root: Path, limits: ArchiveLimits = DEFAULT_LIMITS) -> Manifes
 
 #: The first bytes of a gzip stream: what every ``.mport`` archive starts with.
 _GZIP_MAGIC = b"\x1f\x8b"
+
+
+def local_path(source: str | os.PathLike[str]) -> Path:
+    """``source`` as a path; a URI is refused here with the way to read it.
+
+    Raises:
+        UsageError: ``source`` is a storage or MLflow URI.
+    """
+    if is_remote(source):
+        raise UsageError(
+            f"{source} is a URI, not a path",
+            hint="modelport.load, modelport.verify and modelport.locate read URIs",
+        )
+    return Path(source)
 
 
 def check_package_path(path: Path) -> None:
@@ -183,7 +199,7 @@ def verify(
         DigestMismatch: the package's digest is not ``expected_digest``.
         UsageError: ``expected_digest`` is not ``sha256:`` and 64 hex digits.
     """
-    p = Path(path)
+    p = local_path(path)
     expected = _expected(expected_digest)
     check_package_path(p)
     if p.is_dir():
@@ -281,7 +297,7 @@ def open_package(
             allowed.
         UsageError: ``expected_digest`` is not ``sha256:`` and 64 hex digits.
     """
-    p = Path(source)
+    p = local_path(source)
     expected = _expected(expected_digest)
     check_package_path(p)
     tmp: Path | None = None
@@ -451,7 +467,7 @@ def load(
         CodeExecutionRefused: the package carries code and running it was not allowed.
         UsageError: ``expected_digest`` is not ``sha256:`` and 64 hex digits.
     """
-    p = Path(path)
+    p = local_path(path)
     # The runtime refuses code itself (with its own message), so the package is opened to read.
     allowed = code_allowed(allow_code)
     with contextlib.ExitStack() as stack:

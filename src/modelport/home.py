@@ -1,4 +1,8 @@
-"""Where targets keep state on this machine, and writing it so that nobody sees half of it."""
+"""Where modelport keeps its state on this machine, written so that nobody sees half of it.
+
+``$MODELPORT_HOME`` (default ``~/.modelport``) holds the targets' deployments and the package
+cache.
+"""
 
 from __future__ import annotations
 
