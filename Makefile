@@ -20,6 +20,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[all]' --group dev
 	touch $@ $(VENV)/.demo-installed
 
+# Azurite (Azure Storage's emulator, from npm) for the abfs:// tests, kept beside the venv's
+# packages: tests/storage_servers.py runs its blob service on 127.0.0.1. Needs Node.js and npm.
+AZURITE_VERSION := 3.35.0
+$(VENV)/azurite/.installed:
+	npm install --prefix $(VENV)/azurite --no-audit --no-fund azurite@$(AZURITE_VERSION)
+	touch $@
+
 install: $(VENV)/.installed
 
 demo: $(VENV)/.demo-installed
@@ -36,6 +43,6 @@ lint: install
 # server tests included, runs alone first.
 PARALLEL_TESTS := tests/deployers/sagemaker tests/deployers/azureml tests/deployers/vertex tests/batch
 
-test: lint
+test: lint $(VENV)/azurite/.installed
 	$(PY) -m pytest $(addprefix --ignore=,$(PARALLEL_TESTS))
 	$(PY) -m pytest -n 2 --dist loadgroup $(PARALLEL_TESTS)
