@@ -1106,3 +1106,65 @@ def webhook_receiver(status: int = 200) -> Iterator[WebhookReceiver]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=10)
+
+
+# --- every store at once, as the remote-source tests use them --------------------------------
+
+
+@dataclass(frozen=True)
+class Store:
+    """One running store as a client sees it: a URI prefix and the client's options.
+
+    ``server`` is the server's own record (the WebHDFS server's ``forbidden`` and ``requests``).
+    """
+
+    name: str
+    base: str  # URI prefix, no trailing slash
+    options: Mapping[str, Any]
+    server: Any = None
+
+    def put(self, local: Path, rel: str) -> str:
+        """Upload a file, or a directory's files, to ``base/rel`` with the real client."""
+        from fsspec.core import url_to_fs
+
+        uri = f"{self.base}/{rel}"
+        fs, path = url_to_fs(uri, **self.options)
+        if local.is_dir():
+            for file in sorted(p for p in local.rglob("*") if p.is_file()):
+                fs.put_file(str(file), f"{path}/{file.relative_to(local).as_posix()}")
+        else:
+            fs.put_file(str(local), path)
+        fs.invalidate_cache()
+        return uri
+
+    def flags(self) -> list[str]:
+        """The client's options as ``--storage-option KEY=VALUE`` flags."""
+        out = []
+        for key, value in self.options.items():
+            text = value if isinstance(value, str) else json.dumps(value)
+            out += ["--storage-option", f"{key}={text}"]
+        return out
+
+
+@contextlib.contextmanager
+def all_stores(root: Path) -> Iterator[dict[str, Store]]:
+    """moto's S3, the GCS emulator, Azurite and WebHDFS, each with a ``models`` bucket."""
+    with (
+        s3_server() as s3,
+        gcs_server(default_bucket="models") as gcs,
+        azurite_server(root / "azurite") as azurite,
+        webhdfs_server(root / "hdfs") as hdfs,
+    ):
+        s3.make_bucket("models")
+        azurite.make_container("models")
+        yield {
+            "s3": Store("s3", "s3://models", dict(s3.storage_options), s3),
+            "gs": Store("gs", "gs://models", dict(gcs.storage_options), gcs),
+            "az": Store("az", "az://models", dict(azurite.storage_options), azurite),
+            "webhdfs": Store(
+                "webhdfs",
+                f"webhdfs://{HOST}:{hdfs.port}/models",
+                dict(hdfs.storage_options),
+                hdfs,
+            ),
+        }

@@ -96,13 +96,17 @@ def _ready(server: Served) -> bool:
 
 
 def start(
-    package: Path,
+    package: Path | str,
     args: Sequence[str] = (),
     log_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Served:
-    """``modelport serve PACKAGE --port 0 --workers 1 ARGS``, ready to answer."""
-    log_path = (log_dir or package.parent) / f"serve-{package.stem}-{time.monotonic_ns()}.log"
+    """``modelport serve PACKAGE --port 0 --workers 1 ARGS``, ready to answer.
+
+    ``package`` may be a URI; then give ``log_dir``.
+    """
+    where = Path(package)
+    log_path = (log_dir or where.parent) / f"serve-{where.stem}-{time.monotonic_ns()}.log"
     log = log_path.open("wb")
     full_env: dict[str, Any] = {**os.environ, **(env or {})}
     full_env.pop("MODELPORT_HOST", None)

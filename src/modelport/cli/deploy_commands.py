@@ -30,6 +30,7 @@ from modelport.cli._io import (
     write_bytes,
     write_output,
 )
+from modelport.deployers.follow import WEBHOOK_SECRET_ENV
 from modelport.errors import InputError, NotSupportedError, PluginError, UsageError
 
 if TYPE_CHECKING:
@@ -158,6 +159,84 @@ _EXPECT_DIGEST = click.option(
 )
 
 
+def _follow_options(func: F) -> F:
+    """How a follower polls the registry and where it listens for MLflow's webhooks."""
+    options = [
+        click.option(
+            "--poll-interval",
+            "poll_interval",
+            type=click.FloatRange(min=0.1),
+            default=60.0,
+            show_default=True,
+            help="Seconds between two questions to the registry.",
+        ),
+        click.option(
+            "--webhook-port",
+            type=click.IntRange(min=0, max=65535),
+            help="Listen for MLflow's model_version_alias.created webhooks on this port (0: any "
+            f"free one); the secret comes from ${WEBHOOK_SECRET_ENV}.",
+        ),
+        click.option(
+            "--webhook-host",
+            default="127.0.0.1",
+            show_default=True,
+            help="Address the webhook endpoint listens on.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _follow(
+    deployer: Deployer[Any],
+    name: str,
+    uri: str,
+    *,
+    allow_code: bool,
+    as_json: bool,
+    poll_interval: float,
+    webhook_host: str,
+    webhook_port: int | None,
+) -> None:
+    """Run a follower in the foreground until SIGTERM or Ctrl-C, printing what it does."""
+    import os
+    import signal
+
+    from modelport.deployers.follow import Follower, FollowEvent
+
+    def report(event: FollowEvent) -> None:
+        if as_json:
+            click.echo(json.dumps(event.to_dict()))
+            return
+        what = " ".join(filter(None, [event.version and f"version {event.version}", event.message]))
+        click.echo(
+            f"{event.at[:19]}Z {event.kind}: {what}",
+            err=event.kind.endswith(("failed", "error", "refused")),
+        )
+
+    follower = Follower(
+        deployer,
+        name,
+        uri,
+        interval_s=poll_interval,
+        report=report,
+        webhook_secret=os.environ.get(WEBHOOK_SECRET_ENV),
+        webhook_host=webhook_host,
+        webhook_port=webhook_port,
+        allow_code=allow_code,
+    )
+    previous = {
+        sig: signal.signal(sig, lambda *_: follower.stop())
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        follower.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 # --- deploy ---------------------------------------------------------------------------------
 
 
@@ -205,6 +284,13 @@ def _print_plan(deployer: Deployer[Any], name: str, package: Package, as_json: b
 @click.option("-n", "--name", required=True, help="Name of the new deployment.")
 @click.option("--dry-run", is_flag=True, help="Print the steps a deploy would run; touch nothing.")
 @click.option("--no-wait", is_flag=True, help="Return once started, without waiting for ready.")
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="PKG is models:/NAME@ALIAS: then keep the deployment on the version the alias names "
+    "(see 'modelport deployments follow'); runs until SIGTERM.",
+)
+@_follow_options
 @_ALLOW_CODE
 @_EXPECT_DIGEST
 @storage_option
@@ -221,13 +307,27 @@ def deploy(
     expect_digest: str | None,
     storage_options: tuple[str, ...],
     as_json: bool,
+    follow: bool,
+    poll_interval: float,
+    webhook_host: str,
+    webhook_port: int | None,
 ) -> None:
     """Deploy the package PKG to a target as a new deployment NAME.
 
-    Blocks until the deployment is ready (progress is shown on a terminal) unless --no-wait.
-    Options come from --config-file, MODELPORT_<TARGET>_<KEY> env vars, the target URI and
-    -C key=value, the later winning. A failed deploy removes what it made.
+    PKG is a path, a storage URI (s3://, gs://, az://, webhdfs:// …) or an MLflow URI
+    (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN/PATH). Blocks until the deployment is
+    ready (progress is shown on a terminal) unless --no-wait. Options come from --config-file,
+    MODELPORT_<TARGET>_<KEY> env vars, the target URI and -C key=value, the later winning. A
+    failed deploy removes what it made.
     """
+    if follow:
+        from modelport.deployers.follow import check_followable
+
+        check_followable(package_ref)
+        if dry_run or expect_digest:
+            raise UsageError(
+                "--follow deploys what the alias names: no --dry-run, no --expect-digest"
+            )
     # Fetched and checked before the target is even looked up.
     package_path = package_arg(package_ref, storage_options, allow_code=allow_code)
     deployer = _make_deployer(target, config_pairs, config_file)
@@ -238,6 +338,17 @@ def deploy(
             return
         deployment = deployer.create(name, package, wait=not no_wait)
     _show(deployment, as_json)
+    if follow:
+        _follow(
+            deployer,
+            name,
+            package_ref,
+            allow_code=allow_code,
+            as_json=as_json,
+            poll_interval=poll_interval,
+            webhook_host=webhook_host,
+            webhook_port=webhook_port,
+        )
 
 
 # --- deployments ----------------------------------------------------------------------------
@@ -331,6 +442,51 @@ def update_deployment(
         else:
             deployment = deployer.update(name, package)  # a v1 target's update takes no wait
     _show(deployment, as_json)
+
+
+@deployments.command("follow")
+@click.argument("uri", metavar="URI")
+@_target_options
+@click.option("-n", "--name", required=True, help="The deployment to keep on URI's version.")
+@_follow_options
+@_ALLOW_CODE
+@_json_option
+def follow_deployment(
+    uri: str,
+    target: str,
+    config_pairs: tuple[str, ...],
+    config_file: Path | None,
+    name: str,
+    poll_interval: float,
+    webhook_host: str,
+    webhook_port: int | None,
+    allow_code: bool,
+    as_json: bool,
+) -> None:
+    """Keep deployment NAME on the version URI (models:/NAME@ALIAS or /latest) names.
+
+    Asks the registry every --poll-interval seconds, and at once on an MLflow webhook
+    (model_version_alias.created, HMAC-signed with $MODELPORT_WEBHOOK_SECRET) when
+    --webhook-port is given. A new version is packed, its input example run through it, then
+    the deployment is updated; a version that fails its example is not deployed, and a failed
+    update leaves the old version serving. One follower per deployment; stop it with SIGTERM
+    or Ctrl-C. --json prints one JSON event per line.
+    """
+    from modelport.deployers.follow import check_followable
+
+    check_followable(uri)
+    deployer = _make_deployer(target, config_pairs, config_file)
+    deployer.get(name)  # it must exist: following never creates
+    _follow(
+        deployer,
+        name,
+        uri,
+        allow_code=allow_code,
+        as_json=as_json,
+        poll_interval=poll_interval,
+        webhook_host=webhook_host,
+        webhook_port=webhook_port,
+    )
 
 
 def _traffic_command(verb: str, summary: str) -> click.Command:

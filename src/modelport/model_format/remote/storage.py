@@ -306,13 +306,27 @@ def upload(local: Path, ref: Reference, options: Mapping[str, Any], *, overwrite
             raise
 
 
-def _names(exc: BaseException) -> set[str]:
-    """The class names of ``exc`` and of every exception it was raised from."""
-    names: set[str] = set()
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception it was raised from."""
     seen: BaseException | None = exc
-    while seen is not None and len(names) < 200:
-        names.update(c.__name__ for c in type(seen).__mro__)
+    for _ in range(20):
+        if seen is None:
+            return
+        yield seen
         seen = seen.__cause__ or seen.__context__
+
+
+def _names(exc: BaseException) -> set[str]:
+    """The class names of ``exc`` and of what it was raised from, and its HTTP statuses.
+
+    A status is named ``HTTP401`` …: azure-core's HttpResponseError carries ``status_code``.
+    """
+    names: set[str] = set()
+    for seen in _chain(exc):
+        names.update(c.__name__ for c in type(seen).__mro__)
+        status = getattr(seen, "status_code", None)
+        if isinstance(status, int):
+            names.add(f"HTTP{status}")
     return names
 
 
@@ -323,8 +337,22 @@ _NO_CREDENTIALS = {
     "CredentialUnavailableError",
     "RefreshError",
 }
-_DENIED = {"PermissionError", "ClientAuthenticationError", "Forbidden", "AccessDenied"}
-_MISSING = {"FileNotFoundError", "ResourceNotFoundError", "NotFound", "NoSuchKey", "NoSuchBucket"}
+_DENIED = {
+    "PermissionError",
+    "ClientAuthenticationError",
+    "Forbidden",
+    "AccessDenied",
+    "HTTP401",
+    "HTTP403",
+}
+_MISSING = {
+    "FileNotFoundError",
+    "ResourceNotFoundError",
+    "NotFound",
+    "NoSuchKey",
+    "NoSuchBucket",
+    "HTTP404",
+}
 _UNREACHABLE = {
     "ConnectionError",
     "ClientConnectorError",
