@@ -439,3 +439,17 @@ def temp_leftovers() -> Callable[[], list[str]]:
         return sorted(p.name for p in Path(tempfile.gettempdir()).glob("modelport-*"))
 
     return listing
+
+
+# --- an MLflow tracking server and registry ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def mlflow_registry(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One real ``mlflow server`` (SQLite, proxied artifacts) for the session: it takes ~10 s
+    to start. Tests register models under names of their own and point MLflow's client at it
+    with ``monkeypatch.setenv`` over ``.env``."""
+    from storage_servers import mlflow_server
+
+    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as server:
+        yield server

@@ -16,7 +16,6 @@ from storage_servers import (
     WebHDFSServer,
     azurite_server,
     gcs_server,
-    mlflow_server,
     register_version,
     s3_server,
     verify_mlflow_signature,
@@ -174,11 +173,9 @@ def test_webhdfs_refuses_paths_outside_its_root(webhdfs: WebHDFSServer, tmp_path
     assert (status, body["RemoteException"]["exception"]) == (400, "IllegalArgumentException")
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as server:
-        print(f"mlflow server healthy after {server.startup_s:.1f} s")
-        yield server
+@pytest.fixture
+def registry(mlflow_registry: MlflowServer) -> MlflowServer:
+    return mlflow_registry
 
 
 def test_mlflow_registry_aliases_and_webhooks(

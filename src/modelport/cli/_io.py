@@ -100,6 +100,9 @@ def package_arg(
         # The client's defaults retry a refused connection for minutes: a command says so now.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+        # MLflow's download bar is drawn on a terminal only, as modelport's own.
+        tty = "true" if sys.stderr.isatty() else "false"
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", tty)
     from modelport.model_format.locate import locate
 
     return locate(ref, storage_options=storage_options_arg(storage_options), allow_code=allow_code)

@@ -130,7 +130,11 @@ def _asking(where: str, what: str) -> Iterator[None]:
 
 
 def _not_found(exc: BaseException) -> bool:
-    return _error_code(exc) == "RESOURCE_DOES_NOT_EXIST"
+    # An unknown alias is INVALID_PARAMETER_VALUE ("... alias X not found"), not a 404.
+    code = _error_code(exc)
+    return code == "RESOURCE_DOES_NOT_EXIST" or (
+        code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc).lower()
+    )
 
 
 def resolve(uri: str) -> RegistryVersion:
