@@ -337,7 +337,11 @@ def deploy(
             _print_plan(deployer, name, package, as_json)
             return
         deployment = deployer.create(name, package, wait=not no_wait)
-    _show(deployment, as_json)
+    if follow and as_json:
+        # One JSON object per line from here on: the deployment, then the follower's events.
+        click.echo(json.dumps({"kind": "created", "deployment": deployment.to_dict()}))
+    else:
+        _show(deployment, as_json)
     if follow:
         _follow(
             deployer,
