@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
+from modelport.deployers.kit.state import write_json_atomic
 from modelport.deployers.local.proxy import UNREACHABLE_BUDGET_S
-from modelport.home import write_json_atomic
 from process_helpers import wait_for
 
 

@@ -272,3 +272,31 @@ def test_a_cause_deep_in_the_chain_is_found():
 
 def test_integrity_errors_stay_package_errors():
     assert issubclass(IntegrityError, PackageError)
+
+
+class _Terminal:
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+        self.text = ""
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_download_shows_progress_on_a_terminal_only():
+    shown = _Terminal(tty=True)
+    progress = storage.Progress("s3://b/k.mport", 3 << 20, stream=shown)  # type: ignore[arg-type]
+    progress.advance(1 << 20)
+    progress.close()
+    assert shown.text == "\rDownloading s3://b/k.mport: 1.0 MiB of 3.0 MiB\n"
+    hidden = _Terminal(tty=False)
+    progress = storage.Progress("s3://b/k.mport", 3 << 20, stream=hidden)  # type: ignore[arg-type]
+    progress.advance(1 << 20)
+    progress.close()
+    assert hidden.text == ""

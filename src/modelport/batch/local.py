@@ -31,7 +31,8 @@ from modelport.batch.arrow import Scorer, arrow_column, is_list, output_type, py
 from modelport.batch.plan import Plan, element_column, make_plan, one_value_per_row
 from modelport.errors import InputError, NoSuchFile, UsageError, quote_name
 from modelport.model_format.flavors.onnx import usable_cpus
-from modelport.model_format.package import Package, load
+from modelport.model_format.locate import load
+from modelport.model_format.package import Package
 from modelport.model_format.signature import DTYPES, Signature
 
 #: The file formats, and the name endings that tell them.
@@ -191,7 +192,8 @@ def score_file(
     (such as ``probabilities``) becomes one column per element: ``probabilities_0``, ….
 
     Args:
-        package: the package (a directory or ``.mport`` archive, or a loaded one).
+        package: the package (a directory or ``.mport`` archive, a storage or MLflow URI, or a
+            loaded one).
         input: the file (a Parquet directory too).
         output: the file to write.
         input_format: ``parquet``, ``csv`` or ``jsonl``; default: from the input's name.

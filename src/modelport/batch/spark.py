@@ -47,6 +47,7 @@ from modelport.batch.plan import (
 )
 from modelport.errors import InputError, MissingDependencyError, UsageError
 from modelport.model_format.archive import is_archive, write_archive
+from modelport.model_format.locate import locate
 from modelport.model_format.package import Package, open_package
 from modelport.model_format.paths import make_temp_dir
 from modelport.model_format.signature import Signature
@@ -145,7 +146,10 @@ def ship(spark: Any, package: PackageSource, *, allow_code: bool = False) -> Shi
         PackageError: the package is missing, invalid or tampered with.
         CodeExecutionRefused: it runs code and ``allow_code`` is not set.
     """
-    source = package.path if isinstance(package, Package) else Path(package)
+    # A URI is fetched here, on the driver, into the package cache: executors get the file.
+    source = (
+        package.path if isinstance(package, Package) else locate(package, allow_code=allow_code)
+    )
     with _ship_lock:
         known = _archive_identity(source)
         shipped = _verified.get(known) if known is not None else None
@@ -252,7 +256,8 @@ def score(
 
     Args:
         df: a classic or Spark Connect DataFrame.
-        package: the package: a directory or ``.mport`` archive (or a loaded :class:`Package`).
+        package: the package: a directory or ``.mport`` archive, a storage or MLflow URI (see
+            :func:`modelport.locate`), or a loaded :class:`Package`.
         outputs: the outputs to append (a name or names); all of them when None.
         prefix: put before each output's name to make its column's name.
         columns: the columns that feed the model, when not all of them do.
@@ -435,7 +440,8 @@ def spark_udf(
 
     Args:
         spark: a classic or Spark Connect session.
-        package: the package: a directory or ``.mport`` archive (or a loaded :class:`Package`).
+        package: the package: a directory or ``.mport`` archive, a storage or MLflow URI (see
+            :func:`modelport.locate`), or a loaded :class:`Package`.
         outputs: the output, or outputs (a struct), the column holds; all of them when None.
         result_type: a Spark type (or DDL string) to give the column instead; for a struct,
             its fields name the outputs. Its values must hold the outputs' without loss.

@@ -38,6 +38,7 @@ from modelport.home import default_home, write_json_atomic
 
 if TYPE_CHECKING:
     from modelport.deployers.base import Deployer
+    from modelport.model_format.remote.registry import RegistryVersion
 
 #: The environment variable holding the webhook's shared secret (the MLflow webhook's secret).
 WEBHOOK_SECRET_ENV = "MODELPORT_WEBHOOK_SECRET"
@@ -370,14 +371,15 @@ class Follower:
             return self._emit("update-failed", version=version, message=str(exc))
         if state.get("version") == version and state.get("digest") == serving:
             return self._emit("unchanged", version=version, digest=serving)
-        return self._deploy(version, serving)
+        return self._deploy(found, serving)
 
-    def _deploy(self, version: str | None, serving: str) -> FollowEvent:
-        from modelport.model_format.locate import locate
+    def _deploy(self, found: RegistryVersion, serving: str) -> FollowEvent:
+        from modelport.model_format.locate import fetch_version
         from modelport.model_format.package import load
 
+        version = found.version
         try:
-            path = locate(self.uri, allow_code=self.allow_code)
+            path = fetch_version(found, allow_code=self.allow_code).path
             package = load(path, allow_code=self.allow_code)
         except ModelportError as exc:
             self._write_state(rejected=version)

@@ -76,14 +76,9 @@ def fetch(
     """Fetch a storage or MLflow reference into the cache (or find it there); see :func:`locate`."""
     cache = cache if cache is not None else PackageCache()
     if ref.kind is Kind.MLFLOW:
-        found = registry.resolve(ref.text)
-        hit = cache.get(found.key)
-        if hit is not None:
-            return hit
-        with cache.staging() as stage:
-            out = stage / "package.mport"
-            registry.download_package(found, stage, out, allow_code=allow_code)
-            return cache.add(found.key, ref.text, out, metadata=found.metadata(), limits=limits)
+        return fetch_version(
+            registry.resolve(ref.text), allow_code=allow_code, cache=cache, limits=limits
+        )
     fs, path = storage.filesystem(ref, storage.storage_options(ref, storage_options))
     obj = storage.describe(fs, path, ref.text)
     # A store that says nothing of versions (no ETag, no modification time) is fetched anew.
@@ -100,6 +95,27 @@ def fetch(
                 storage.download(fs, path, dest, uri=ref.text, size=obj.size, limits=limits)
         fetched = dt.datetime.now(dt.timezone.utc).isoformat()
         return cache.add(key, ref.text, out, metadata={"fetched_at": fetched}, limits=limits)
+
+
+def fetch_version(
+    found: registry.RegistryVersion,
+    *,
+    allow_code: bool = False,
+    cache: PackageCache | None = None,
+    limits: ArchiveLimits = DEFAULT_LIMITS,
+) -> CacheEntry:
+    """The package of one registry version already resolved: cached, or packed anew.
+
+    A follower fetches exactly the version it resolved, even if the alias moves meanwhile.
+    """
+    cache = cache if cache is not None else PackageCache()
+    hit = cache.get(found.key)
+    if hit is not None:
+        return hit
+    with cache.staging() as stage:
+        out = stage / "package.mport"
+        registry.download_package(found, stage, out, allow_code=allow_code)
+        return cache.add(found.key, found.uri, out, metadata=found.metadata(), limits=limits)
 
 
 def _download_directory(

@@ -50,6 +50,7 @@ from modelport.deployers.kit.http import (
 )
 from modelport.deployers.kit.naming import Facts, Platform, label_key, labels
 from modelport.deployers.kit.rollout import Step
+from modelport.deployers.kit.state import default_home
 from modelport.deployers.kit.waiting import Seen, wait_until
 from modelport.errors import (
     DeploymentError,
@@ -59,7 +60,6 @@ from modelport.errors import (
     TargetUnavailableError,
     UsageError,
 )
-from modelport.home import default_home
 from modelport.image import CONTAINER_PORT, LABEL_DIGEST, default_base_image, image_reference
 
 if TYPE_CHECKING:

@@ -36,8 +36,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
 from modelport.deployers.kit import processes
+from modelport.deployers.kit.state import write_json_atomic
 from modelport.errors import ConflictError, DeploymentError, NotSupportedError
-from modelport.home import write_json_atomic
 
 if TYPE_CHECKING:
     from modelport.deployers.base import Deployer

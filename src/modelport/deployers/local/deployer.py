@@ -51,6 +51,7 @@ from modelport.deployers.base import Deployer, Deployment, DeploymentStatus, utc
 from modelport.deployers.kit import background, processes
 from modelport.deployers.kit.http import client_host, predict_over_http, probe_status
 from modelport.deployers.kit.rollout import Step
+from modelport.deployers.kit.state import HOME_ENV, default_home, write_json_atomic
 from modelport.deployers.kit.waiting import Seen, wait_until
 from modelport.errors import (
     DeploymentError,
@@ -58,7 +59,6 @@ from modelport.errors import (
     DeploymentNotFound,
     UsageError,
 )
-from modelport.home import HOME_ENV, default_home, write_json_atomic
 
 if TYPE_CHECKING:
     from modelport.model_format.package import Package

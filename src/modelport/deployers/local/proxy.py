@@ -39,7 +39,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from modelport.home import write_json_atomic
+from modelport.deployers.kit.state import write_json_atomic
 
 #: Headers that describe one hop, not the message (RFC 9110 section 7.6.1).
 HOP_BY_HOP = frozenset(

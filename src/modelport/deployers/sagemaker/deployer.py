@@ -58,6 +58,7 @@ from modelport.deployers.kit.naming import (
     read_labels,
 )
 from modelport.deployers.kit.rollout import Step
+from modelport.deployers.kit.state import default_home
 from modelport.deployers.kit.waiting import Seen, wait_until
 from modelport.deployers.sagemaker.aws import AWS_ERRORS, TARGET, Aws, error_code, not_found
 from modelport.deployers.sagemaker.config import SageMakerConfig
@@ -71,7 +72,6 @@ from modelport.errors import (
     ModelError,
     UsageError,
 )
-from modelport.home import default_home
 
 if TYPE_CHECKING:
     from modelport.deployers.kit.engine import Engine

@@ -49,6 +49,7 @@ from modelport.deployers.kit.naming import (
     read_labels,
 )
 from modelport.deployers.kit.rollout import Step, undo_after_failure
+from modelport.deployers.kit.state import default_home
 from modelport.deployers.kit.waiting import Seen, wait_until
 from modelport.deployers.vertex.config import DEFAULT_MACHINE_TYPE, TARGET, Location, VertexConfig
 from modelport.deployers.vertex.google import (
@@ -75,7 +76,6 @@ from modelport.errors import (
     ThrottledError,
     UsageError,
 )
-from modelport.home import default_home
 
 if TYPE_CHECKING:
     from modelport.deployers.kit.engine import Engine
