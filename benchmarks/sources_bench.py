@@ -43,16 +43,21 @@ SECRET = "bench-secret"
 
 
 def _model(path: Path, trees: int, scale: float = 1.0) -> Path:
-    """A RandomForest on the breast-cancer data, packed (``scale`` shifts its inputs)."""
+    """A RandomForest on 20,000 noisy rows (deep trees: a package of some MB), packed.
+
+    ``scale`` scales its inputs: another version that answers differently.
+    """
     import numpy as np
-    from sklearn.datasets import load_breast_cancer
+    from sklearn.datasets import make_classification
     from sklearn.ensemble import RandomForestClassifier
 
     import modelport
 
-    x, y = load_breast_cancer(return_X_y=True)
+    x, y = make_classification(
+        n_samples=20_000, n_features=30, n_informative=10, flip_y=0.2, random_state=0
+    )
     x = x.astype(np.float32) * np.float32(scale)
-    model = RandomForestClassifier(n_estimators=trees, random_state=0).fit(x, y)
+    model = RandomForestClassifier(n_estimators=trees, random_state=0, n_jobs=-1).fit(x, y)
     modelport.pack(model, path, example=x[:3]).close()
     return path
 
@@ -107,7 +112,7 @@ def bench_serve(rounds: int, trees: int, work: Path) -> dict[str, list[float]]:
         uri = "s3://models/rf.mport"
         base = {**os.environ, "MODELPORT_STORAGE_OPTIONS": json.dumps({"s3": s3.storage_options})}
         size = package.stat().st_size
-        print(f"package: RandomForest, {trees} trees, {size / 1e6:.1f} MB archive\n")
+        print(f"package: RandomForest, {trees} trees, {size / 1e6:.2f} MB archive\n")
         for i in range(rounds):
             home = work / f"home-{i}"
             env = {**base, "MODELPORT_HOME": str(home)}
@@ -274,7 +279,7 @@ def main() -> None:
         "--moves", type=int, default=4, help="alias moves per follower mode (even: it ends on v1)"
     )
     parser.add_argument("--poll", type=float, default=2.0, help="the polling mode's interval")
-    parser.add_argument("--trees", type=int, default=200, help="the RandomForest's trees")
+    parser.add_argument("--trees", type=int, default=50, help="the RandomForest's trees")
     parser.add_argument("--skip-follow", action="store_true", help="only the serve rows")
     args = parser.parse_args()
     if args.moves % 2:

@@ -453,3 +453,20 @@ def mlflow_registry(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     with mlflow_server(tmp_path_factory.mktemp("mlflow")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def tiny_versions(
+    tmp_path_factory: pytest.TempPathFactory, onnx_graphs: dict[str, Callable[[], Any]]
+) -> dict[str, Path]:
+    """The tiny model packed as version ``1`` and ``2`` (archives) and version 1 as ``dir``."""
+    import modelport
+
+    root = tmp_path_factory.mktemp("tiny-versions")
+    example = np.array([[1.0, 2.0, 3.0]], dtype=np.float32)
+    out = {}
+    for version, target in (("1", "tiny-1.mport"), ("2", "tiny-2.mport"), ("1", "tiny-dir")):
+        key = "dir" if target == "tiny-dir" else version
+        out[key] = root / target
+        modelport.pack(onnx_graphs["tiny"](), out[key], version=version, example=example).close()
+    return out

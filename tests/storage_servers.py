@@ -84,11 +84,12 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from http_fakes import read_body
 from process_helpers import group_alive, processes_mentioning, reap_children, wait_for
 
 # Before anything imports gcsfs (see the module docstring). A test process that imported gcsfs
@@ -159,8 +160,9 @@ class S3Server:
         }
 
 
-def _moto_server() -> Any:
-    """moto's threaded server, request logging off (as tests/deployers/sagemaker/fake_aws.py)."""
+def moto_server(wrap: Callable[[Any], Any] = lambda app: app) -> Any:
+    """moto's threaded server on 127.0.0.1 (a free port), request logging off, its WSGI app
+    passed through ``wrap`` (the SageMaker fake puts its middleware there)."""
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
@@ -175,7 +177,7 @@ def _moto_server() -> Any:
 
     class Server(ThreadedMotoServer):
         def _server_entry(self) -> None:
-            app = DomainDispatcherApplication(create_backend_app)
+            app = wrap(DomainDispatcherApplication(create_backend_app))
             self._server = make_server(
                 self._ip_address, self._port, app, True, request_handler=QuietHandler
             )
@@ -192,7 +194,7 @@ def s3_server() -> Iterator[S3Server]:
         raise RuntimeError("an s3_server() is running already: moto's backends are global")
     server = None
     try:
-        server = _moto_server()
+        server = moto_server()
         server.start()
         _, port = server.get_host_and_port()
         url = f"http://{HOST}:{port}"
@@ -581,7 +583,7 @@ class _WebHDFSHandler(http.server.BaseHTTPRequestHandler):
         params = dict(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True))
         op = params.get("op", "").upper()
         datanode = "namenoderpcaddress" in params
-        body = self._read_body()
+        body = read_body(self)
         status = 500
         try:
             if not parsed.path.startswith(self.PREFIX):
@@ -609,20 +611,6 @@ class _WebHDFSHandler(http.server.BaseHTTPRequestHandler):
             self._json(500, _RemoteError(500, "IOException", str(error)).body())
         finally:
             self.server.record(WebHDFSRequest(method, op, parsed.path, params, datanode, status))
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
 
     def _local(self, hdfs_path: str) -> Path:
         parts = [part for part in hdfs_path.split("/") if part]

@@ -1,4 +1,4 @@
-"""The commands with packages in storage: pack writes there, every command reads from there.
+"""The commands with tiny_versions in storage: pack writes there, every command reads from there.
 
 Real clients against real local servers (see ``storage_servers``): s3fs and moto's S3, gcsfs and
 the GCS emulator, adlfs and Azurite, fsspec's WebHDFS client and a WebHDFS server.
@@ -14,11 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from cli_serving import start
 
-import modelport
 from storage_servers import Store, all_stores
 
 MODELPORT = str(Path(sys.executable).parent / "modelport")
@@ -28,19 +26,6 @@ MODELPORT = str(Path(sys.executable).parent / "modelport")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Store]]:
     with all_stores(tmp_path_factory.mktemp("stores")) as stores:
         yield stores
-
-
-@pytest.fixture(scope="module")
-def packages(tmp_path_factory: pytest.TempPathFactory, onnx_graphs: Any) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("packages")
-    example = np.array([[1.0, 2.0, 3.0]], dtype=np.float32)
-    out = {}
-    for version in ("1", "2"):
-        out[version] = root / f"tiny-{version}.mport"
-        modelport.pack(
-            onnx_graphs["tiny"](), out[version], version=version, example=example
-        ).close()
-    return out
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -107,19 +92,19 @@ def test_pack_writes_to_storage_and_every_command_reads_it(
 
 
 def test_pack_to_hdfs_writes_a_hidden_file_then_renames_it(
-    servers: dict[str, Store], packages: dict[str, Path], tmp_path: Path
+    servers: dict[str, Store], tiny_versions: dict[str, Path], tmp_path: Path
 ) -> None:
     hdfs = servers["webhdfs"]
     uri = f"{hdfs.base}/packed/tiny.mport"
     hdfs.server.requests.clear()
-    result = _run("pack", str(packages["1"]), "-o", uri, *hdfs.flags())
+    result = _run("pack", str(tiny_versions["1"]), "-o", uri, *hdfs.flags())
     assert result.returncode == 0, result.stderr
     ops = [(r.op, r.path) for r in hdfs.server.requests]
     creates = [p for op, p in ops if op == "CREATE"]
     assert creates
     assert all(p.rsplit("/", 1)[1].startswith(".tiny.mport.") for p in creates)
     assert ("RENAME", creates[0]) in ops
-    assert (hdfs.server.root / "models" / "packed" / "tiny.mport").read_bytes() == packages[
+    assert (hdfs.server.root / "models" / "packed" / "tiny.mport").read_bytes() == tiny_versions[
         "1"
     ].read_bytes()
     assert sorted(p.name for p in (hdfs.server.root / "models" / "packed").iterdir()) == [
@@ -155,9 +140,9 @@ def test_a_missing_extra_names_the_install(servers: dict[str, Store], tmp_path: 
     assert "pip install 'modelport[s3]'" in result.stderr
 
 
-def test_serve_from_s3(servers: dict[str, Store], packages: dict[str, Path], tmp_path: Path):
+def test_serve_from_s3(servers: dict[str, Store], tiny_versions: dict[str, Path], tmp_path: Path):
     s3 = servers["s3"]
-    uri = s3.put(packages["2"], "serve/tiny.mport")
+    uri = s3.put(tiny_versions["2"], "serve/tiny.mport")
     env = {"MODELPORT_HOME": str(tmp_path / "h"), **_env_options(s3)}
     served = start(uri, log_dir=tmp_path, env=env)
     try:

@@ -248,3 +248,80 @@ def test_pack_refuses_a_model_with_external_data(
     with pytest.raises(PackError, match="external data"):
         modelport.pack(adder(secret.name), out, example={"X": np.zeros(4, dtype=np.int32)})
     assert not out.exists()
+
+
+def _both_walks(data: bytes, kind: str) -> tuple[object, object]:
+    """What the stream walker and the in-memory walker make of one message: refs or an error."""
+    import io
+
+    from modelport.model_format.flavors import onnx_refs
+
+    outcomes: list[object] = []
+    for walk in ("stream", "memory"):
+        found: list[onnx_refs.ExternalRef] = []
+        try:
+            if walk == "stream":
+                stream = onnx_refs._Stream(io.BytesIO(data), len(data))
+                onnx_refs._walk(stream, kind, len(data), 0, found)
+            else:
+                onnx_refs._walk_bytes(data, 0, len(data), kind, 0, found)
+        except onnx_refs.OnnxFormatError:
+            outcomes.append("format error")
+        else:
+            outcomes.append(found)
+    return outcomes[0], outcomes[1]
+
+
+def _nested_node() -> bytes:
+    """A node whose attributes hold a tensor with external data, a subgraph, and numbers."""
+    inner = helper.make_graph(
+        [helper.make_node("Constant", [], ["Z"], value=_external("deep", "../x.bin"))],
+        "inner",
+        [],
+        [helper.make_tensor_value_info("Z", TensorProto.INT32, [4])],
+    )
+    node = helper.make_node(
+        "If", ["c"], ["Y"], then_branch=inner, else_branch=inner, ints=[1, 300, 2**40], f=1.5
+    )
+    node.attribute.append(helper.make_attribute("floats", [0.5] * 40))
+    return node.SerializeToString()
+
+
+def test_the_in_memory_walk_reads_what_the_stream_walk_reads() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    node = _nested_node()
+    stream, memory = _both_walks(node, "node")
+    assert stream == memory
+    assert len(memory) == 2  # type: ignore[arg-type]
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(
+        st.one_of(
+            st.binary(max_size=64),
+            st.tuples(st.integers(0, len(node) - 1), st.integers(0, 255)).map(
+                lambda flip: node[: flip[0]] + bytes([flip[1]]) + node[flip[0] + 1 :]
+            ),
+            st.integers(0, len(node)).map(lambda cut: node[:cut]),
+        )
+    )
+    def same(data: bytes) -> None:
+        stream, memory = _both_walks(data, "node")
+        assert stream == memory
+
+    same()
+
+
+def test_a_tree_ensemble_node_is_read_alike_by_both_walks() -> None:
+    """A forest's node is MBs of unpacked numbers; both walks agree on it (no references)."""
+    from skl2onnx import to_onnx
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 8)).astype(np.float32)
+    y = (rng.random(2000) > 0.5).astype(np.int64)  # noise: deep trees
+    model = to_onnx(RandomForestClassifier(n_estimators=10, random_state=0).fit(x, y), x[:1])
+    forest = max(model.graph.node, key=lambda n: n.ByteSize()).SerializeToString()
+    assert len(forest) > 100_000
+    assert _both_walks(forest, "node") == ([], [])

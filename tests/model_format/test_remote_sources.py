@@ -41,32 +41,16 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "home"
 
 
-@pytest.fixture(scope="module")
-def packages(tmp_path_factory: pytest.TempPathFactory, onnx_graphs: Any) -> dict[str, Path]:
-    """Two versions of the tiny model as archives, and version 1 as a directory."""
-    root = tmp_path_factory.mktemp("packages")
-    example = np.array([[1.0, 2.0, 3.0]], dtype=np.float32)
-    out = {}
-    for version in ("1", "2"):
-        out[version] = root / f"tiny-{version}.mport"
-        modelport.pack(
-            onnx_graphs["tiny"](), out[version], version=version, example=example
-        ).close()
-    out["dir"] = root / "tiny-dir"
-    modelport.pack(onnx_graphs["tiny"](), out["dir"], version="1", example=example).close()
-    return out
-
-
 # --- reading ------------------------------------------------------------------------------------
 
 
 def test_an_archive_from_each_store_is_fetched_once(
-    store: Store, packages: dict[str, Path], home: Path
+    store: Store, tiny_versions: dict[str, Path], home: Path
 ) -> None:
-    uri = store.put(packages["1"], f"{store.name}/archive/tiny.mport")
+    uri = store.put(tiny_versions["1"], f"{store.name}/archive/tiny.mport")
     path = modelport.locate(uri, storage_options=dict(store.options))
     assert path.parent == home / "cache" / "objects"
-    assert path.read_bytes() == packages["1"].read_bytes()
+    assert path.read_bytes() == tiny_versions["1"].read_bytes()
     with modelport.load(uri, storage_options=dict(store.options)) as package:
         assert package.version == "1"
         np.testing.assert_allclose(package.predict([[1.0, 0.0, 0.0]])["y"], [[0.0, 1.0]])
@@ -78,11 +62,11 @@ def test_an_archive_from_each_store_is_fetched_once(
     assert same.fetched_at == entry.fetched_at  # a hit: nothing fetched the second time
 
 
-def test_a_package_directory_from_each_store(store: Store, packages: dict[str, Path]) -> None:
-    uri = store.put(packages["dir"], f"{store.name}/directory/tiny")
+def test_a_package_directory_from_each_store(store: Store, tiny_versions: dict[str, Path]) -> None:
+    uri = store.put(tiny_versions["dir"], f"{store.name}/directory/tiny")
     report = modelport.verify(uri, storage_options=dict(store.options))
     assert report.ok
-    assert report.manifest.digest == modelport.verify(packages["dir"]).manifest.digest
+    assert report.manifest.digest == modelport.verify(tiny_versions["dir"]).manifest.digest
 
 
 def test_a_missing_object_in_each_store(store: Store) -> None:
@@ -93,11 +77,13 @@ def test_a_missing_object_in_each_store(store: Store) -> None:
     assert PackageCache().entries() == []
 
 
-def test_a_changed_object_is_fetched_again(servers: dict[str, Store], packages: dict[str, Path]):
+def test_a_changed_object_is_fetched_again(
+    servers: dict[str, Store], tiny_versions: dict[str, Path]
+):
     s3 = servers["s3"]
-    uri = s3.put(packages["1"], "changing/tiny.mport")
+    uri = s3.put(tiny_versions["1"], "changing/tiny.mport")
     first = modelport.verify(uri, storage_options=s3.options).manifest
-    s3.put(packages["2"], "changing/tiny.mport")
+    s3.put(tiny_versions["2"], "changing/tiny.mport")
     second = modelport.verify(uri, storage_options=s3.options).manifest
     assert (first.version, second.version) == ("1", "2")
     assert len(PackageCache().entries()) == 2
@@ -105,12 +91,12 @@ def test_a_changed_object_is_fetched_again(servers: dict[str, Store], packages: 
 
 def test_without_credentials_s3_says_where_it_looked(
     servers: dict[str, Store],
-    packages: dict[str, Path],
+    tiny_versions: dict[str, Path],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
     s3 = servers["s3"]
-    uri = s3.put(packages["1"], "creds/tiny.mport")
+    uri = s3.put(tiny_versions["1"], "creds/tiny.mport")
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
@@ -121,9 +107,11 @@ def test_without_credentials_s3_says_where_it_looked(
     assert "AWS_PROFILE" in (info.value.hint or "")
 
 
-def test_a_wrong_azure_key_is_access_denied(servers: dict[str, Store], packages: dict[str, Path]):
+def test_a_wrong_azure_key_is_access_denied(
+    servers: dict[str, Store], tiny_versions: dict[str, Path]
+):
     az = servers["az"]
-    uri = az.put(packages["1"], "denied/tiny.mport")
+    uri = az.put(tiny_versions["1"], "denied/tiny.mport")
     wrong = az.options["connection_string"].replace("AccountKey=", "AccountKey=AAAA")
     with pytest.raises(SourceError, match="access denied") as info:
         modelport.locate(uri, storage_options={**az.options, "connection_string": wrong})
@@ -131,10 +119,10 @@ def test_a_wrong_azure_key_is_access_denied(servers: dict[str, Store], packages:
 
 
 def test_a_forbidden_hdfs_path_is_access_denied(
-    servers: dict[str, Store], packages: dict[str, Path]
+    servers: dict[str, Store], tiny_versions: dict[str, Path]
 ) -> None:
     hdfs = servers["webhdfs"]
-    uri = hdfs.put(packages["1"], "forbidden/tiny.mport")
+    uri = hdfs.put(tiny_versions["1"], "forbidden/tiny.mport")
     hdfs.server.forbidden.add("/models/forbidden/tiny.mport")
     try:
         with pytest.raises(SourceError, match="access denied"):
@@ -144,7 +132,7 @@ def test_a_forbidden_hdfs_path_is_access_denied(
 
 
 def test_what_is_not_a_package_is_refused(
-    servers: dict[str, Store], tmp_path: Path, packages: dict[str, Path]
+    servers: dict[str, Store], tmp_path: Path, tiny_versions: dict[str, Path]
 ) -> None:
     s3 = servers["s3"]
     junk = tmp_path / "junk.mport"
@@ -216,11 +204,11 @@ def http_files() -> Iterator[_Files]:
 
 
 def test_https_style_urls_and_an_interrupted_download(
-    http_files: _Files, packages: dict[str, Path], home: Path
+    http_files: _Files, tiny_versions: dict[str, Path], home: Path
 ) -> None:
     port = http_files.server_address[1]
-    http_files.files["/good.mport"] = packages["1"].read_bytes()
-    http_files.files["/broken.mport"] = packages["2"].read_bytes()
+    http_files.files["/good.mport"] = tiny_versions["1"].read_bytes()
+    http_files.files["/broken.mport"] = tiny_versions["2"].read_bytes()
     http_files.broken.add("/broken.mport")
     with pytest.raises(SourceError, match=r"http://127\.0\.0\.1:\d+/broken\.mport"):
         modelport.locate(f"http://127.0.0.1:{port}/broken.mport")
@@ -232,4 +220,4 @@ def test_https_style_urls_and_an_interrupted_download(
         else True
     )
     good = modelport.locate(f"http://127.0.0.1:{port}/good.mport")
-    assert good.read_bytes() == packages["1"].read_bytes()
+    assert good.read_bytes() == tiny_versions["1"].read_bytes()

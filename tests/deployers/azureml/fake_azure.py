@@ -119,6 +119,8 @@ from registry_images import (  # noqa: F401
 )
 from resolver import fake_resolver
 
+from http_fakes import read_body
+
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
 TENANT = "00000000-0000-0000-0000-0000000000aa"
 RESOURCE_GROUP = "rg-modelport"
@@ -527,20 +529,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         with contextlib.suppress(ssl.SSLError, ConnectionError, TimeoutError):
             super().handle()
 
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
     def _serve(self) -> None:
         url = urllib.parse.urlsplit(self.path)
         request = Request(
@@ -549,7 +537,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             path=urllib.parse.unquote(url.path),
             query={k: v[0] for k, v in urllib.parse.parse_qs(url.query, True).items()},
             headers={k.lower(): v for k, v in self.headers.items()},
-            body=self._read_body(),
+            body=read_body(self),
         )
         response = self.server.fake._dispatch(request)
         self.send_response(response.status)

@@ -1629,29 +1629,9 @@ def _validation(message: str) -> Exception:
 
 def _make_server(fake: FakeAWS) -> Any:
     """moto's threaded server on 127.0.0.1 (a free port), its app wrapped in the middleware."""
-    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
-    from werkzeug.serving import make_server
+    from storage_servers import moto_server
 
-    class QuietHandler(MotoRequestHandler):
-        def log_request(self, code: Any = "-", size: Any = "-") -> None:
-            pass
-
-    class Server(ThreadedMotoServer):
-        def _server_entry(self) -> None:
-            # ThreadedMotoServer's own entry, with the app wrapped and request logging off.
-            app = _Middleware(DomainDispatcherApplication(create_backend_app), fake)
-            self._server = make_server(
-                self._ip_address, self._port, app, True, request_handler=QuietHandler
-            )
-            self._server_ready_event.set()
-            self._server.serve_forever()
-
-    return Server(ip_address="127.0.0.1", port=0, verbose=False)
+    return moto_server(lambda app: _Middleware(app, fake))
 
 
 # --- model data for tests -------------------------------------------------------------------------

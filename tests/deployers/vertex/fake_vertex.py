@@ -122,6 +122,8 @@ from typing import Any
 from hosting import ContainerHost, Host, HostFailure, ProcessHost, free_port
 from registry_images import IMAGE_PACKAGE_DIR, RegistryImages
 
+from http_fakes import read_body
+
 PROJECT = "modelport-fake"
 PROJECT_NUMBER = "123456789012"
 LOCATION = "us-central1"
@@ -544,20 +546,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         with contextlib.suppress(ConnectionError, TimeoutError):
             super().handle()
 
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
     def _serve(self) -> None:
         url = urllib.parse.urlsplit(self.path)
         request = Request(
@@ -565,7 +553,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             path=urllib.parse.unquote(url.path),
             query={k: v[0] for k, v in urllib.parse.parse_qs(url.query, True).items()},
             headers={k.lower(): v for k, v in self.headers.items()},
-            body=self._read_body(),
+            body=read_body(self),
         )
         response = self.server.fake._dispatch(request)
         self.send_response(response.status)

@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import fcntl
 import json
 import os
 import shlex
@@ -51,7 +50,12 @@ from modelport.deployers.base import Deployer, Deployment, DeploymentStatus, utc
 from modelport.deployers.kit import background, processes
 from modelport.deployers.kit.http import client_host, predict_over_http, probe_status
 from modelport.deployers.kit.rollout import Step
-from modelport.deployers.kit.state import HOME_ENV, default_home, write_json_atomic
+from modelport.deployers.kit.state import (
+    HOME_ENV,
+    default_home,
+    exclusive_lock,
+    write_json_atomic,
+)
 from modelport.deployers.kit.waiting import Seen, wait_until
 from modelport.errors import (
     DeploymentError,
@@ -193,16 +197,9 @@ class LocalDeployer(Deployer[LocalConfig]):
         self.check_name(name)
         return self.root / name
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
         """Serialize verbs that change deployments, across processes."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "a+b") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        return exclusive_lock(self.root / ".lock")
 
     def _read_state(self, name: str) -> dict[str, Any]:
         path = self._dir(name) / "state.json"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import posixpath
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import IO
@@ -148,13 +149,189 @@ def _walk(s: _Stream, kind: str, end: int, depth: int, found: list[ExternalRef])
             child_end = s.pos + length
             if child_end > end:
                 raise OnnxFormatError("truncated")
-            _walk(s, children[number], child_end, depth + 1, found)
+            child = children[number]
+            if child in _IN_MEMORY_KINDS and length <= MAX_IN_MEMORY:
+                _walk_bytes(s.read(length, end), 0, length, child, depth + 1, found)
+            else:
+                _walk(s, child, child_end, depth + 1, found)
         else:
             _skip(s, wire, end, depth)
     if s.pos != end:
         raise OnnxFormatError("a field runs past the end of its message")
     if kind == "tensor" and (external or location is not None):
         found.append(ExternalRef(name, location))
+
+
+#: Nodes (and the attributes in them) are walked in memory when at most this large: a tree
+#: ensemble's node is a few MB of small repeated fields, which the stream reader would decode
+#: one call per field (two seconds for a 1 MB forest). Larger ones (a huge constant) stream.
+MAX_IN_MEMORY = 16 << 20
+_IN_MEMORY_KINDS = frozenset({"node", "function"})
+
+
+_RUNS: dict[int, re.Pattern[bytes]] = {}
+
+
+def _run(tag: int) -> re.Pattern[bytes]:
+    """A pattern for a run of fields with the one-byte ``tag``, back to back.
+
+    Each holds a varint, fixed64 or fixed32 value: how a repeated number field is written
+    unpacked.
+    """
+    pattern = _RUNS.get(tag)
+    if pattern is None:
+        value = {0: rb"[\x80-\xff]{0,9}[\x00-\x7f]", 1: rb".{8}", 5: rb".{4}"}[tag & 7]
+        pattern = _RUNS[tag] = re.compile(rb"(?:" + re.escape(bytes([tag])) + value + rb")+", re.S)
+    return pattern
+
+
+def _varint_at(data: bytes, i: int, end: int) -> tuple[int, int]:
+    """The varint at ``data[i]`` and the index after it, none of it past ``end``."""
+    value = shift = 0
+    while True:
+        if i >= end:
+            raise OnnxFormatError("truncated")
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, i
+        shift += 7
+        if shift >= 70:
+            raise OnnxFormatError("a varint longer than 10 bytes")
+
+
+def _skip_group_at(data: bytes, i: int, end: int, depth: int) -> int:
+    """The index after the group starting at ``data[i]`` (its start tag already read)."""
+    if depth > MAX_DEPTH:
+        raise OnnxFormatError("nested too deeply")
+    while True:
+        tag, i = _varint_at(data, i, end)
+        wire = tag & 7
+        if wire == 4:
+            return i
+        if wire == 0:
+            _, i = _varint_at(data, i, end)
+        elif wire == 1:
+            i += 8
+        elif wire == 2:
+            length, i = _varint_at(data, i, end)
+            i += length
+        elif wire == 5:
+            i += 4
+        elif wire == 3:
+            i = _skip_group_at(data, i, end, depth + 1)
+        else:
+            raise OnnxFormatError(f"wire type {wire}")
+        if i > end:
+            raise OnnxFormatError("truncated")
+
+
+def _walk_bytes(
+    data: bytes, i: int, end: int, kind: str, depth: int, found: list[ExternalRef]
+) -> None:
+    """:func:`_walk` over a message held in memory, ``data[i:end]``, by the same rules.
+
+    Read with index arithmetic, and a run of one repeated number field (a tree ensemble's
+    thresholds, node ids …: unpacked in ONNX's proto2) is skipped by one regular expression.
+    """
+    if depth > MAX_DEPTH:
+        raise OnnxFormatError("nested too deeply")
+    children = _CHILDREN.get(kind, {})
+    tensor = kind == "tensor"
+    name = ""
+    location: str | None = None
+    external = False
+    while i < end:
+        byte = data[i]
+        if byte < 0x80:
+            if not tensor and byte & 7 in (0, 1, 5):
+                run = _run(byte).match(data, i, end)
+                if run is not None:
+                    i = run.end()
+                    continue
+            tag, i = byte, i + 1
+        else:
+            tag, i = _varint_at(data, i, end)
+        number, wire = tag >> 3, tag & 7
+        if wire == 0:
+            if i < end and data[i] < 0x80:
+                value, i = data[i], i + 1
+            else:
+                value, i = _varint_at(data, i, end)
+            if tensor and number == _TENSOR_LOCATION:
+                external = value == _EXTERNAL
+        elif wire == 2:
+            if i < end and data[i] < 0x80:
+                length, i = data[i], i + 1
+            else:
+                length, i = _varint_at(data, i, end)
+            stop = i + length
+            if stop > end:
+                raise OnnxFormatError("truncated")
+            if tensor and number == _TENSOR_NAME:
+                name = _text_at(data, i, stop)
+            elif tensor and number == _TENSOR_EXTERNAL:
+                key, value_text = _entry_at(data, i, stop)
+                if key == "location":
+                    location = value_text
+            elif number in children:
+                _walk_bytes(data, i, stop, children[number], depth + 1, found)
+            i = stop
+        elif wire == 5:
+            i += 4
+        elif wire == 1:
+            i += 8
+        elif wire == 3:
+            i = _skip_group_at(data, i, end, depth)
+        elif wire == 4:
+            raise OnnxFormatError("an end-group tag outside a group")
+        else:
+            raise OnnxFormatError(f"wire type {wire}")
+    if i != end:
+        raise OnnxFormatError("a field runs past the end of its message")
+    if tensor and (external or location is not None):
+        found.append(ExternalRef(name, location))
+
+
+def _text_at(data: bytes, i: int, stop: int) -> str:
+    if stop - i > MAX_STRING:
+        raise OnnxFormatError(f"a string of {stop - i} bytes where a name or path belongs")
+    return data[i:stop].decode("utf-8", errors="replace")
+
+
+def _entry_at(data: bytes, i: int, stop: int) -> tuple[str, str]:
+    """A StringStringEntryProto (``key``, ``value``) held in ``data[i:stop]``."""
+    key = value = ""
+    while i < stop:
+        tag, i = _varint_at(data, i, stop)
+        wire = tag & 7
+        if tag in (1 << 3 | 2, 2 << 3 | 2):
+            length, i = _varint_at(data, i, stop)
+            if i + length > stop:
+                raise OnnxFormatError("truncated")
+            text = _text_at(data, i, i + length)
+            i += length
+            if tag >> 3 == 1:
+                key = text
+            else:
+                value = text
+        elif wire == 0:
+            _, i = _varint_at(data, i, stop)
+        elif wire == 1:
+            i += 8
+        elif wire == 2:
+            length, i = _varint_at(data, i, stop)
+            i += length
+        elif wire == 5:
+            i += 4
+        elif wire == 3:
+            i = _skip_group_at(data, i, stop, 0)
+        else:
+            raise OnnxFormatError(f"wire type {wire}")
+    if i != stop:
+        raise OnnxFormatError("a field runs past the end of its message")
+    return key, value
 
 
 def _string(s: _Stream, end: int) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -225,7 +226,10 @@ def download_package(found: RegistryVersion, stage: Path, out: Path, *, allow_co
     """
     import mlflow.artifacts
 
+    from modelport.model_format.archive import write_archive
+    from modelport.model_format.manifest import MANIFEST_NAME
     from modelport.model_format.pack import pack
+    from modelport.model_format.package import read_manifest
 
     with _asking(found.registry_uri, f"downloading {found.uri}"):
         local = Path(
@@ -233,8 +237,12 @@ def download_package(found: RegistryVersion, stage: Path, out: Path, *, allow_co
                 artifact_uri=found.artifact_uri, dst_path=str(stage / "artifacts")
             )
         )
-    if (local.is_file() and local.suffix == ".mport") or (local / "modelport.json").is_file():
-        pack(local, out).close()  # rewritten as the archive; nothing else changes
+    if local.is_file() and local.suffix == ".mport":
+        shutil.copyfile(local, out)  # the cache checks it as it checks any download
+        return
+    if (local / MANIFEST_NAME).is_file():
+        # Written as the archive, byte for byte what pack would write; nothing is loaded.
+        write_archive(local, read_manifest(local), out)
         return
     if not (local / "MLmodel").is_file():
         raise PackageError(
