@@ -40,7 +40,11 @@ from typing import Any
 from cloud_bench import lifecycle, print_table, timed  # beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests" / "deployers" / "azureml"), str(ROOT / "tests" / "deployers")]
+sys.path[:0] = [
+    str(ROOT / "tests" / "deployers" / "azureml"),
+    str(ROOT / "tests" / "deployers"),
+    str(ROOT / "tests"),  # the fakes' shared helpers (http_fakes, storage_servers)
+]
 
 
 def main() -> int:

@@ -34,7 +34,11 @@ from typing import Any
 from cloud_bench import DELETE, PLAN, UPDATE, print_table, timed  # beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests" / "deployers" / "sagemaker"), str(ROOT / "tests" / "deployers")]
+sys.path[:0] = [
+    str(ROOT / "tests" / "deployers" / "sagemaker"),
+    str(ROOT / "tests" / "deployers"),
+    str(ROOT / "tests"),  # the fakes' shared helpers (http_fakes, storage_servers)
+]
 
 ROLE = "arn:aws:iam::123456789012:role/modelport-bench"
 CREATE = "create (real-time, until InService)"

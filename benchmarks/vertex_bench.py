@@ -41,7 +41,11 @@ from typing import Any
 from cloud_bench import lifecycle, print_table, timed  # beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests" / "deployers" / "vertex"), str(ROOT / "tests" / "deployers")]
+sys.path[:0] = [
+    str(ROOT / "tests" / "deployers" / "vertex"),
+    str(ROOT / "tests" / "deployers"),
+    str(ROOT / "tests"),  # the fakes' shared helpers (http_fakes, storage_servers)
+]
 
 #: Where google-auth would look for the GCE metadata server: a closed port of this machine.
 CLOSED_METADATA = "127.0.0.1:9"
