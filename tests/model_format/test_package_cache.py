@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from modelport.errors import IntegrityError, ModelportWarning, PackageError, UsageError
+from modelport.errors import ModelportWarning, PackageError, UsageError
 from modelport.model_format.remote import storage
 from modelport.model_format.remote.cache import PackageCache, parse_size
 from modelport.model_format.remote.uri import Kind, parse_reference
@@ -268,10 +268,6 @@ def test_a_cause_deep_in_the_chain_is_found():
         error = storage.translate(outer, "az://c/k.mport")
     assert "access denied" in str(error)
     assert "account_key" in (error.hint or "")
-
-
-def test_integrity_errors_stay_package_errors():
-    assert issubclass(IntegrityError, PackageError)
 
 
 class _Terminal:

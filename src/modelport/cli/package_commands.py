@@ -106,7 +106,8 @@ def pack(
     from modelport.model_format.paths import temp_dir
     from modelport.model_format.remote.uri import Kind, parse_reference
 
-    source_kind = parse_reference(source_ref).kind
+    source_ref_parsed = parse_reference(source_ref)
+    source_kind = source_ref_parsed.kind
     target = parse_reference(output_ref)
     if target.kind is Kind.MLFLOW:
         raise UsageError(
@@ -120,7 +121,7 @@ def pack(
     if example is not None:
         existing(example)
     if source_kind is Kind.PATH:
-        source = existing(Path(parse_reference(source_ref).text))
+        source = existing(Path(source_ref_parsed.text))
     else:
         source = package_arg(source_ref, storage_options, allow_code=allow_code)
     with contextlib.ExitStack() as stack:

@@ -23,7 +23,6 @@ import datetime as dt
 import fcntl
 import hashlib
 import hmac
-import http.server
 import json
 import os
 import threading
@@ -136,6 +135,8 @@ class WebhookReceiver:
                 "a webhook endpoint needs the webhook's secret",
                 hint=f"set {WEBHOOK_SECRET_ENV} to the secret the MLflow webhook was created with",
             )
+        import http.server  # only a follower with webhooks listens
+
         self._secret = secret.encode()
         self._on_alias = on_alias
         self._on_refused = on_refused

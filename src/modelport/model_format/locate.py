@@ -12,6 +12,7 @@ go through :func:`locate`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import uuid
@@ -146,8 +147,6 @@ def _download_directory(
 
 def _left(limits: ArchiveLimits, budget: int) -> ArchiveLimits:
     """``limits`` with only ``budget`` bytes of expansion left."""
-    import dataclasses
-
     if budget <= 0:
         raise PackageError("the package directory is larger than max_expanded_mb allows")
     return dataclasses.replace(limits, max_expanded_mb=budget / (1 << 20))

@@ -21,7 +21,6 @@ job by hand with ``python -m modelport.deployers.kit.background JOB_DIRECTORY``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import importlib
 import json
 import os
@@ -29,14 +28,13 @@ import shutil
 import signal
 import sys
 import traceback
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
 from modelport.deployers.kit import processes
-from modelport.deployers.kit.state import write_json_atomic
+from modelport.deployers.kit.state import exclusive_lock, write_json_atomic
 from modelport.errors import ConflictError, DeploymentError, NotSupportedError
 
 if TYPE_CHECKING:
@@ -155,17 +153,9 @@ def last(home: Path, target: str, name: str) -> Job | None:
     )
 
 
-@contextlib.contextmanager
-def _locked(home: Path, target: str, name: str) -> Iterator[None]:
+def _locked(home: Path, target: str, name: str) -> contextlib.AbstractContextManager[None]:
     """Serialize starting and cancelling a deployment's job, across processes."""
-    lock_path = job_directory(home, target, name).with_name(f".{name}.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+b") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    return exclusive_lock(job_directory(home, target, name).with_name(f".{name}.lock"))
 
 
 def _running_elsewhere(home: Path, target: str, name: str) -> dict[str, Any] | None:

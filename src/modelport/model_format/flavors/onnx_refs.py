@@ -207,24 +207,32 @@ def _skip_group_at(data: bytes, i: int, end: int, depth: int) -> int:
         raise OnnxFormatError("nested too deeply")
     while True:
         tag, i = _varint_at(data, i, end)
-        wire = tag & 7
-        if wire == 4:
+        if tag & 7 == 4:
             return i
-        if wire == 0:
-            _, i = _varint_at(data, i, end)
-        elif wire == 1:
-            i += 8
-        elif wire == 2:
-            length, i = _varint_at(data, i, end)
-            i += length
-        elif wire == 5:
-            i += 4
-        elif wire == 3:
-            i = _skip_group_at(data, i, end, depth + 1)
-        else:
-            raise OnnxFormatError(f"wire type {wire}")
-        if i > end:
-            raise OnnxFormatError("truncated")
+        i = _skip_at(data, i, end, tag & 7, depth + 1)
+
+
+def _skip_at(data: bytes, i: int, end: int, wire: int, depth: int) -> int:
+    """The index after one value of wire type ``wire`` at ``data[i]``, its tag already read.
+
+    :func:`_skip` for a message held in memory.
+    """
+    if wire == 0:
+        _, i = _varint_at(data, i, end)
+    elif wire == 1:
+        i += 8
+    elif wire == 2:
+        length, i = _varint_at(data, i, end)
+        i += length
+    elif wire == 5:
+        i += 4
+    elif wire == 3:
+        i = _skip_group_at(data, i, end, depth)
+    else:
+        raise OnnxFormatError(f"wire type {wire}")
+    if i > end:
+        raise OnnxFormatError("truncated")
+    return i
 
 
 def _walk_bytes(
@@ -278,16 +286,10 @@ def _walk_bytes(
             elif number in children:
                 _walk_bytes(data, i, stop, children[number], depth + 1, found)
             i = stop
-        elif wire == 5:
-            i += 4
-        elif wire == 1:
-            i += 8
-        elif wire == 3:
-            i = _skip_group_at(data, i, end, depth)
         elif wire == 4:
             raise OnnxFormatError("an end-group tag outside a group")
         else:
-            raise OnnxFormatError(f"wire type {wire}")
+            i = _skip_at(data, i, end, wire, depth)
     if i != end:
         raise OnnxFormatError("a field runs past the end of its message")
     if tensor and (external or location is not None):
@@ -316,19 +318,8 @@ def _entry_at(data: bytes, i: int, stop: int) -> tuple[str, str]:
                 key = text
             else:
                 value = text
-        elif wire == 0:
-            _, i = _varint_at(data, i, stop)
-        elif wire == 1:
-            i += 8
-        elif wire == 2:
-            length, i = _varint_at(data, i, stop)
-            i += length
-        elif wire == 5:
-            i += 4
-        elif wire == 3:
-            i = _skip_group_at(data, i, stop, 0)
         else:
-            raise OnnxFormatError(f"wire type {wire}")
+            i = _skip_at(data, i, stop, wire, 0)
     if i != stop:
         raise OnnxFormatError("a field runs past the end of its message")
     return key, value

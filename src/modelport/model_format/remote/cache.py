@@ -15,6 +15,7 @@ object. An object whose bytes no longer match its name is removed and fetched ag
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import errno
 import hashlib
@@ -150,7 +151,7 @@ class PackageCache:
         now = dt.datetime.now(dt.timezone.utc).timestamp()
         with contextlib.suppress(OSError):
             os.utime(entry.path, (now, now))  # least recently used: by the object's mtime
-        return _replace_last_used(entry, now)
+        return dataclasses.replace(entry, last_used=now)
 
     def entries(self) -> list[CacheEntry]:
         """Every entry, most recently used first."""
@@ -304,9 +305,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _replace_last_used(entry: CacheEntry, when: float) -> CacheEntry:
-    import dataclasses
-
-    return dataclasses.replace(entry, last_used=when)

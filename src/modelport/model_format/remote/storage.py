@@ -372,19 +372,19 @@ def translate(exc: BaseException, uri: str, doing: str = "reading") -> Modelport
     """
     if isinstance(exc, ModelportError):
         return exc
-    protocol = uri.partition(":")[0].lower()
+    scheme = uri.partition(":")[0].lower()
     names = _names(exc)
     text = " ".join(str(exc).split())[:300] or type(exc).__name__
     if names & _NO_CREDENTIALS:
         return SourceError(
             f"{doing} {uri}: no credentials were found ({text})",
-            hint=_CREDENTIAL_HINTS.get(protocol, _CREDENTIAL_HINTS.get(_protocol(protocol), "")),
+            hint=_credential_hint(scheme),
         )
     if names & _DENIED:
         return SourceError(
             f"{doing} {uri}: access denied ({text})",
             hint="check that these credentials may read (or write) this object: "
-            + _CREDENTIAL_HINTS.get(protocol, _CREDENTIAL_HINTS.get(_protocol(protocol), "")),
+            + _credential_hint(scheme),
         )
     if names & _MISSING:
         return SourceNotFound(f"{doing} {uri}: no such object", hint="check the bucket and path")
@@ -396,9 +396,10 @@ def translate(exc: BaseException, uri: str, doing: str = "reading") -> Modelport
     return SourceError(f"{doing} {uri} failed: {type(exc).__name__}: {text}")
 
 
-def _protocol(scheme: str) -> str:
+def _credential_hint(scheme: str) -> str:
+    """Where the backend of ``scheme`` looks for credentials (keyed by fsspec protocol)."""
     backend = BACKENDS.get(scheme)
-    return backend.protocol if backend else scheme
+    return _CREDENTIAL_HINTS.get(backend.protocol if backend else scheme, "")
 
 
 @contextlib.contextmanager
