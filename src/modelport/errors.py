@@ -235,6 +235,17 @@ class DigestMismatch(PackageError):
         )
 
 
+class SignatureError(PackageError):
+    """A package's signature is missing, unreadable, not by a trusted key, or does not match it.
+
+    The message says which of these it is and names the files that differ.
+    """
+
+
+class TrustRefused(SignatureError):
+    """The trust policy (``MODELPORT_TRUST=require``) refuses a package: ``refusing to …: <why>``."""
+
+
 class CodeExecutionRefused(ModelportError):
     """Reading this model would run code (carried Python, or unpickling), and nobody opted in."""
 

@@ -37,6 +37,9 @@ from modelport.model_format.signature import DTYPES, Signature, TensorSpec
 FORMAT_VERSION = "1.0"
 FORMAT_MAJOR, FORMAT_MINOR = (int(p) for p in FORMAT_VERSION.split("."))
 MANIFEST_NAME = "modelport.json"
+#: The package's OpenSSF Model Signing bundle, beside the manifest: never listed in ``files``,
+#: not part of the package digest (signing a package does not change its identity).
+SIGNATURE_NAME = "model.sig"
 
 # ``\Z``, not ``$``: ``$`` also matches before a trailing newline, so "name\n" would pass.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
