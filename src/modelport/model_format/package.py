@@ -345,6 +345,36 @@ def _runner(
         ) from exc
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """Where a package came from and who signed it: what ``inspect`` shows and targets record.
+
+    Attributes:
+        source: the reference it was given as (a path or a URI), if known.
+        oci_digest: the OCI manifest digest it was pulled by (``sha256:…``), for ``oci://``.
+        signature_fingerprint: the fingerprint of the key or certificate that signed it
+            (``sha256:…``), when it carries a signature.
+        signature_verified: whether that signature was checked against a trusted key.
+    """
+
+    source: str | None = None
+    oci_digest: str | None = None
+    signature_fingerprint: str | None = None
+    signature_verified: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The facts that are known, as JSON values."""
+        facts = {
+            "source": self.source,
+            "oci_digest": self.oci_digest,
+            "signature_fingerprint": self.signature_fingerprint,
+        }
+        result: dict[str, Any] = {k: v for k, v in facts.items() if v is not None}
+        if self.signature_fingerprint is not None:
+            result["signature_verified"] = self.signature_verified
+        return result
+
+
 class Package:
     """A loaded, verified model package.
 
@@ -356,6 +386,8 @@ class Package:
         self.path = path
         self.root = root
         self.manifest = manifest
+        #: Where it came from and who signed it (set by :func:`modelport.load` and the CLI).
+        self.provenance = Provenance(source=str(path))
         self._runner = runner
         self._cleanup: weakref.finalize[[], Package] | None = None
 

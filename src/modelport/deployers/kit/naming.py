@@ -54,6 +54,8 @@ class Facts:
         deployment: the deployment the resource belongs to.
         target: the target that made it.
         generation: the blue/green generation (1 for the first version).
+        signature_fingerprint: the key or certificate that signed the package (``sha256:…``).
+        oci_digest: the OCI manifest digest the package was pulled by (``sha256:…``).
     """
 
     package_digest: str | None = None
@@ -64,6 +66,8 @@ class Facts:
     deployment: str | None = None
     target: str | None = None
     generation: int | None = None
+    signature_fingerprint: str | None = None
+    oci_digest: str | None = None
 
 
 #: The fact's key on each platform (its ``modelport`` prefix included).
@@ -77,6 +81,8 @@ _KEYS: dict[Platform, dict[str, str]] = {
         "deployment": "dev.modelport.deployment",
         "target": "dev.modelport.target",
         "generation": "dev.modelport.generation",
+        "signature_fingerprint": "dev.modelport.signature.fingerprint",
+        "oci_digest": "dev.modelport.oci.digest",
     },
     Platform.AWS: {f: f"modelport:{f.replace('_', '-')}" for f in Facts.__dataclass_fields__},
     Platform.AZURE: {f: f"modelport-{f.replace('_', '-')}" for f in Facts.__dataclass_fields__},
