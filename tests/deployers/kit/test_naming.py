@@ -22,6 +22,8 @@ from modelport.deployers.kit.naming import (
 )
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
+FINGERPRINT = "sha256:" + "fedcba9876543210" * 4
+OCI_DIGEST = "sha256:" + "00112233445566778899aabbccddeeff" * 2
 FACTS = Facts(
     package_digest=DIGEST,
     package_name="Churn Model v2.1",
@@ -31,6 +33,8 @@ FACTS = Facts(
     deployment="churn",
     target="sagemaker",
     generation=3,
+    signature_fingerprint=FINGERPRINT,
+    oci_digest=OCI_DIGEST,
 )
 #: What each platform allows, keys and values (from its documentation).
 RULES = {
@@ -63,6 +67,7 @@ def test_every_platform_gets_labels_it_accepts(platform: Platform) -> None:
     # The digest, the deployment and the generation read back exactly, on every platform.
     back = read_labels(platform, found)
     assert back.package_digest == DIGEST
+    assert (back.signature_fingerprint, back.oci_digest) == (FINGERPRINT, OCI_DIGEST)
     assert (back.deployment, back.target, back.generation) == ("churn", "sagemaker", 3)
 
 
@@ -75,6 +80,37 @@ def test_a_digest_is_split_where_a_value_cannot_hold_it() -> None:
     assert labels(Platform.AWS, Facts(package_digest=DIGEST)) == {
         "modelport:package-digest": DIGEST
     }
+
+
+@pytest.mark.parametrize(
+    ("platform", "prefix"), [(Platform.GCP, "modelport-"), (Platform.KUBERNETES, "modelport.dev/")]
+)
+def test_every_digest_fact_is_split_under_its_own_tail(platform: Platform, prefix: str) -> None:
+    facts = Facts(package_digest=DIGEST, signature_fingerprint=FINGERPRINT, oci_digest=OCI_DIGEST)
+    found = labels(platform, facts)
+    assert found == {
+        f"{prefix}package-digest": "sha256-" + DIGEST[7:39],
+        f"{prefix}package-digest-2": DIGEST[39:],
+        f"{prefix}signature-fingerprint": "sha256-" + FINGERPRINT[7:39],
+        f"{prefix}signature-fingerprint-2": FINGERPRINT[39:],
+        f"{prefix}oci-digest": "sha256-" + OCI_DIGEST[7:39],
+        f"{prefix}oci-digest-2": OCI_DIGEST[39:],
+    }
+    assert read_labels(platform, found) == facts
+    # One digest alone reads back alone; a head without its tail is not taken for a digest.
+    alone = labels(platform, Facts(oci_digest=OCI_DIGEST))
+    assert read_labels(platform, alone) == Facts(oci_digest=OCI_DIGEST)
+    del alone[f"{prefix}oci-digest-2"]
+    assert read_labels(platform, alone).oci_digest == "sha256-" + OCI_DIGEST[7:39]
+
+
+@pytest.mark.parametrize("platform", list(Platform))
+def test_signature_and_oci_digests_round_trip_on_every_platform(platform: Platform) -> None:
+    facts = Facts(signature_fingerprint=FINGERPRINT, oci_digest=OCI_DIGEST)
+    assert read_labels(platform, labels(platform, facts)) == facts
+    assert read_labels(platform, labels(platform, Facts(package_digest=DIGEST))) == Facts(
+        package_digest=DIGEST
+    )
 
 
 def test_unset_facts_are_left_out_and_unreadable_ones_are_none() -> None:

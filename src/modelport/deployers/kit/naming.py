@@ -15,10 +15,11 @@ blue/green generation). Each platform spells them under its own rules, and :func
 - ``kubernetes``: labels, ``prefix/name`` keys, values up to 63 of ``[A-Za-z0-9._-]`` starting
   and ending with a letter or digit.
 
-A sha256 digest (71 characters) does not fit in a GCP or Kubernetes value: there it is split into
-two labels and :func:`read_labels` joins them again, so the digest survives every platform. Other
-values are made to fit (lower-cased, characters replaced, shortened); reading them back gives the
-fitted value.
+A sha256 digest (71 characters) does not fit in a GCP or Kubernetes value: there each digest fact
+(the package digest, the signature's fingerprint, the OCI digest) is split into two labels, the
+second under the fact's key with ``-2`` appended, and :func:`read_labels` joins them again, so
+every digest survives every platform. Other values are made to fit (lower-cased, characters
+replaced, shortened); reading them back gives the fitted value.
 """
 
 from __future__ import annotations
@@ -91,12 +92,18 @@ _KEYS: dict[Platform, dict[str, str]] = {
         f: f"modelport.dev/{f.replace('_', '-')}" for f in Facts.__dataclass_fields__
     },
 }
-#: Where the second half of a split digest goes.
-_DIGEST_TAIL = {
-    Platform.GCP: "modelport-package-digest-2",
-    Platform.KUBERNETES: "modelport.dev/package-digest-2",
-}
+#: The facts that hold a ``sha256:<64 hex>`` digest.
+_DIGEST_FACTS = ("package_digest", "signature_fingerprint", "oci_digest")
+#: The platforms whose values cannot hold a digest: there it is split in two.
+_SPLIT_PLATFORMS = (Platform.GCP, Platform.KUBERNETES)
 _SPLIT_DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
+
+
+def _tail_key(platform: Platform, fact: str) -> str:
+    """Where the second half of a split digest fact goes: its key with ``-2`` appended."""
+    return f"{_KEYS[platform][fact]}-2"
+
+
 _VALUE_LIMIT = {Platform.AWS: 256, Platform.AZURE: 256, Platform.GCP: 63, Platform.KUBERNETES: 63}
 
 
@@ -128,10 +135,10 @@ def labels(platform: Platform, facts: Facts) -> dict[str, str]:
             continue
         text = str(value)
         key = _KEYS[platform][fact]
-        split = _SPLIT_DIGEST.match(text) if fact == "package_digest" else None
-        if split and platform in _DIGEST_TAIL:
+        split = _SPLIT_DIGEST.match(text) if fact in _DIGEST_FACTS else None
+        if split and platform in _SPLIT_PLATFORMS:
             result[key] = f"sha256-{split.group(1)[:32]}"
-            result[_DIGEST_TAIL[platform]] = split.group(1)[32:]
+            result[_tail_key(platform, fact)] = split.group(1)[32:]
         else:
             result[key] = _fit(platform, text)
     return result
@@ -144,10 +151,12 @@ def read_labels(platform: Platform, found: Mapping[str, str] | None) -> Facts:
     for fact, key in _KEYS[platform].items():
         if key in found:
             values[fact] = found[key]
-    head = str(values.get("package_digest") or "")
-    tail = found.get(_DIGEST_TAIL.get(platform, ""), "")
-    if head.startswith("sha256-") and tail:
-        values["package_digest"] = f"sha256:{head.removeprefix('sha256-')}{tail}"
+    if platform in _SPLIT_PLATFORMS:
+        for fact in _DIGEST_FACTS:
+            head = str(values.get(fact) or "")
+            tail = found.get(_tail_key(platform, fact), "")
+            if head.startswith("sha256-") and tail:
+                values[fact] = f"sha256:{head.removeprefix('sha256-')}{tail}"
     generation = values.get("generation")
     values["generation"] = int(str(generation)) if str(generation or "").isdigit() else None
     return Facts(**values)  # type: ignore[arg-type]
