@@ -37,6 +37,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "modelport.cli.dockerfile_command:dockerfile",
         "Write a Docker build context for a package.",
     ),
+    "push": (
+        "modelport.cli.registry_commands:push",
+        "Push a package to an OCI registry (ModelPack layout).",
+    ),
+    "pull": ("modelport.cli.registry_commands:pull", "Pull a package from an OCI registry."),
+    "sign": (
+        "modelport.cli.registry_commands:sign",
+        "Sign a package (OpenSSF Model Signing).",
+    ),
     "cache": (
         "modelport.cli.cache_command:cache",
         "List or clear the packages fetched from URIs.",

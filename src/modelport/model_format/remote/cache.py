@@ -160,6 +160,20 @@ class PackageCache:
         found = [e for p in self._refs.glob("*.json") if (e := self._read_ref(p)) is not None]
         return sorted(found, key=lambda e: e.last_used, reverse=True)
 
+    def entry_for(self, path: Path) -> CacheEntry | None:
+        """The most recently used entry whose object is ``path``, or None (not in the cache).
+
+        The same bytes fetched from two sources are one object: the last one used says where
+        it came from.
+        """
+        try:
+            if not path.resolve().is_relative_to(self._objects.resolve()):
+                return None
+        except OSError:
+            return None
+        name = path.name
+        return next((e for e in self.entries() if e.path.name == name), None)
+
     def _read_ref(self, path: Path) -> CacheEntry | None:
         try:
             raw = json.loads(path.read_text("utf-8"))
