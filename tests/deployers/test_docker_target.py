@@ -28,6 +28,7 @@ from modelport.deployers.docker import (
     DockerDeployer,
     container_name,
 )
+from modelport.deployers.kit.naming import Platform, label_key
 from modelport.deployers.kit.progress import Progress
 from modelport.deployers.kit.rollout import FailpointTriggered, failpoint
 from modelport.errors import DeploymentError, DeploymentNotFound
@@ -38,6 +39,10 @@ pytestmark = pytest.mark.slow
 
 #: A digest no package has: a container told to expect it refuses to start (exit 4).
 WRONG_DIGEST = "sha256:" + "0" * 64
+#: A signing key's fingerprints and an OCI manifest digest, as a package's provenance has them.
+FINGERPRINT = "sha256:" + "ab" * 32
+FINGERPRINT_2 = "sha256:" + "cd" * 32
+OCI_DIGEST = "sha256:" + "ef" * 32
 
 
 @pytest.fixture(scope="module")
@@ -133,15 +138,30 @@ def test_update_with_a_fixed_port_keeps_the_endpoint(
 ) -> None:
     port = free_port()
     said: list[str] = []
+    # Where each package came from is recorded on the container and its image.
+    v1.provenance = dataclasses.replace(
+        v1.provenance, signature_fingerprint=FINGERPRINT, oci_digest=OCI_DIGEST
+    )
+    v2.provenance = dataclasses.replace(v2.provenance, signature_fingerprint=FINGERPRINT_2)
     deployer = DockerDeployer(dataclasses.replace(config, port=port), progress=said.append)
     created = deployer.create(name, v1)
     assert created.endpoint == f"http://127.0.0.1:{port}"
     assert deployer.predict(name, BODY) == {"predictions": [[1.0, 2.0]]}
+    got = DockerDeployer(config).get(name).details  # read back from the engine's labels
+    assert (got["signature_fingerprint"], got["oci_digest"]) == (FINGERPRINT, OCI_DIGEST)
+    image = deployer.client.images.get(got["image_id"]).labels
+    assert image[label_key(Platform.DOCKER, "oci_digest")] == OCI_DIGEST
     said.clear()
     updated = deployer.update(name, v2)
     assert updated.endpoint == created.endpoint
     assert updated.details["container"] == container_name(name)
     assert deployer.predict(name, BODY) == {"predictions": [[2.0, 4.0]]}
+    # The new package's provenance replaces the old: v2 was not pulled, so no OCI digest.
+    got = DockerDeployer(config).get(name).details
+    assert got["signature_fingerprint"] == FINGERPRINT_2 and "oci_digest" not in got
+    image = deployer.client.images.get(got["image_id"]).labels
+    assert image[label_key(Platform.DOCKER, "signature_fingerprint")] == FINGERPRINT_2
+    assert label_key(Platform.DOCKER, "oci_digest") not in image
     # Another package with the same requirements builds on the same runtime image.
     assert any(line.startswith("reusing the runtime image") for line in said), said
 

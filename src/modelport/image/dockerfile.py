@@ -18,10 +18,11 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from modelport.deployers.kit.naming import Facts, Platform, label_key, labels
+from modelport.deployers.kit.naming import Facts, Platform, label_key, labels, with_provenance
 
 if TYPE_CHECKING:
     from modelport.model_format.manifest import Manifest
+    from modelport.model_format.package import Provenance
 
 #: Where things live inside the image.
 VENV = "/opt/venv"
@@ -78,8 +79,17 @@ def _label_lines(values: Mapping[str, str]) -> str:
     return f"LABEL {body}"
 
 
-def image_labels(manifest: Manifest, base_image: str) -> dict[str, str]:
-    """The labels of a package's image: OCI, SageMaker and modelport's own (:mod:`~.naming`)."""
+def image_labels(
+    manifest: Manifest, base_image: str, provenance: Provenance | None = None
+) -> dict[str, str]:
+    """The labels of a package's image: OCI, SageMaker and modelport's own (:mod:`~.naming`).
+
+    Args:
+        manifest: the package's manifest (name, version, digest, flavor).
+        base_image: the base image, named in a label.
+        provenance: the package's provenance (``Package.provenance``): its signature's
+            fingerprint and the OCI digest it was pulled by are labelled when known.
+    """
     from modelport import __version__
 
     facts = Facts(
@@ -89,6 +99,7 @@ def image_labels(manifest: Manifest, base_image: str) -> dict[str, str]:
         flavor=manifest.flavor.name,
         modelport_version=__version__,
     )
+    facts = with_provenance(facts, provenance)
     return {
         "org.opencontainers.image.title": manifest.name,
         "org.opencontainers.image.version": manifest.version,
@@ -181,13 +192,20 @@ CMD ["serve"]
 """
 
 
-def package_stage(manifest: Manifest, *, from_image: str, base_image: str) -> str:
+def package_stage(
+    manifest: Manifest,
+    *,
+    from_image: str,
+    base_image: str,
+    provenance: Provenance | None = None,
+) -> str:
     """The last stage: the package on top of the runtime, verified, and the image's labels.
 
     Args:
         manifest: the package's manifest (name, version, digest, flavor).
         from_image: what it starts from: ``runtime`` (the stage) or a runtime image.
         base_image: the base image, named in a label.
+        provenance: the package's provenance, labelled too (:func:`image_labels`).
     """
     env = [f"MODELPORT_PACKAGE_DIGEST={manifest.digest}"]
     if manifest.flavor.runs_code:
@@ -200,7 +218,7 @@ FROM {from_image}
 ENV {" ".join(env)}
 COPY package/ {PACKAGE_DIR}/
 RUN {_json_list([f"{VENV}/bin/python", ENTRYPOINT, "verify"])}
-{_label_lines(image_labels(manifest, base_image))}
+{_label_lines(image_labels(manifest, base_image, provenance))}
 """
 
 

@@ -48,7 +48,15 @@ from modelport.deployers.kit.http import (
     predict_over_http,
     probe_status,
 )
-from modelport.deployers.kit.naming import Facts, Platform, label_key, labels
+from modelport.deployers.kit.naming import (
+    Facts,
+    Platform,
+    label_key,
+    labels,
+    provenance_details,
+    read_labels,
+    with_provenance,
+)
 from modelport.deployers.kit.rollout import Step
 from modelport.deployers.kit.state import default_home
 from modelport.deployers.kit.waiting import Seen, wait_until
@@ -322,6 +330,8 @@ class DockerDeployer(Deployer[DockerConfig]):
         ref = self._image_ref(package)
         base = self.config.base_image or default_base_image(package.manifest.python)
         owner = {LABEL_TARGET: TARGET, LABEL_DEPLOYMENT: name}
+        # The image says where its package came from, like the container does.
+        provenance = labels(Platform.DOCKER, with_provenance(Facts(), package.provenance))
 
         def build(_: Mapping[str, Any]) -> BuiltImage:
             return images.build_package_image(
@@ -331,7 +341,7 @@ class DockerDeployer(Deployer[DockerConfig]):
                 base_image=self.config.base_image,
                 index_url=self.config.index_url,
                 pip_cert=images.pip_cert_or_env(self.config.pip_cert),
-                labels=owner,
+                labels={**provenance, **owner},
                 progress=self.progress,
             )
 
@@ -394,6 +404,7 @@ class DockerDeployer(Deployer[DockerConfig]):
             deployment=name,
             target=TARGET,
         )
+        facts = with_provenance(facts, package.provenance)
         container_labels = {
             **labels(Platform.DOCKER, facts),
             LABEL_CREATED: created_at.isoformat(),
@@ -587,6 +598,7 @@ class DockerDeployer(Deployer[DockerConfig]):
             details["last_log_lines"] = self._log_tail(container, 5)
         if found.get(LABEL_PUSHED):
             details["pushed"] = found[LABEL_PUSHED]
+        details.update(provenance_details(read_labels(Platform.DOCKER, found)))
         if job is not None:
             details["update_job"] = job.to_dict()
         return Deployment(

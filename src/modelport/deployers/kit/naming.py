@@ -30,6 +30,10 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from modelport.model_format.package import Provenance
 
 
 class Platform(str, enum.Enum):
@@ -105,6 +109,33 @@ def _tail_key(platform: Platform, fact: str) -> str:
 
 
 _VALUE_LIMIT = {Platform.AWS: 256, Platform.AZURE: 256, Platform.GCP: 63, Platform.KUBERNETES: 63}
+
+
+#: The facts of a package's provenance, named as ``Deployment.details`` names them.
+PROVENANCE_FACTS = ("signature_fingerprint", "oci_digest")
+
+
+def with_provenance(facts: Facts, provenance: Provenance | None) -> Facts:
+    """``facts`` with the signature's fingerprint and the OCI digest of ``provenance`` (if any)."""
+    if provenance is None:
+        return facts
+    return dataclasses.replace(
+        facts,
+        signature_fingerprint=provenance.signature_fingerprint,
+        oci_digest=provenance.oci_digest,
+    )
+
+
+def provenance_details(facts: Facts | None) -> dict[str, str]:
+    """The provenance among ``facts`` as a deployment's details hold it: known facts only.
+
+    >>> provenance_details(Facts(oci_digest="sha256:" + "0" * 64))
+    {'oci_digest': 'sha256:0000000000000000000000000000000000000000000000000000000000000000'}
+    """
+    if facts is None:
+        return {}
+    found = ((fact, getattr(facts, fact)) for fact in PROVENANCE_FACTS)
+    return {fact: value for fact, value in found if value is not None}
 
 
 def label_key(platform: Platform, fact: str) -> str:
