@@ -4,6 +4,7 @@ state files, logs) and blue/green updates under load. Real processes, real HTTP 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import http.client
 import json
 import os
@@ -341,6 +342,24 @@ def test_deployment_survives_its_source_package_being_removed(
         local.create("copied", package)
     source.unlink()
     assert local.predict("copied", PAYLOAD) == {"predictions": [[1.0, 2.0]]}
+
+
+def test_the_packages_provenance_is_recorded_and_replaced_by_an_update(
+    local: LocalDeployer, home: Path, v1: modelport.Package, v2: modelport.Package
+) -> None:
+    fingerprint, oci_digest = "sha256:" + "ab" * 32, "sha256:" + "ef" * 32
+    v1.provenance = dataclasses.replace(
+        v1.provenance, signature_fingerprint=fingerprint, oci_digest=oci_digest
+    )
+    v2.provenance = dataclasses.replace(v2.provenance, oci_digest="sha256:" + "12" * 32)
+    local.create("signed", v1)
+    # Another deployer (another process) reads it from the state file.
+    fresh = LocalDeployer(LocalConfig(home=home))
+    got = fresh.get("signed").details
+    assert (got["signature_fingerprint"], got["oci_digest"]) == (fingerprint, oci_digest)
+    local.update("signed", v2)
+    got = LocalDeployer(LocalConfig(home=home)).get("signed").details
+    assert got["oci_digest"] == "sha256:" + "12" * 32 and "signature_fingerprint" not in got
 
 
 def test_logs_tail_the_current_server(

@@ -49,6 +49,12 @@ from typing import TYPE_CHECKING, Any
 from modelport.deployers.base import Deployer, Deployment, DeploymentStatus, utcnow
 from modelport.deployers.kit import background, processes
 from modelport.deployers.kit.http import client_host, predict_over_http, probe_status
+from modelport.deployers.kit.naming import (
+    PROVENANCE_FACTS,
+    Facts,
+    provenance_details,
+    with_provenance,
+)
 from modelport.deployers.kit.rollout import Step
 from modelport.deployers.kit.state import (
     HOME_ENV,
@@ -133,7 +139,7 @@ def _free_port() -> int:
 
 
 def _package_record(package: Package, package_path: Path) -> dict[str, Any]:
-    """What the state file says of the package a server runs."""
+    """What the state file says of the package a server runs (its provenance when known)."""
     return {
         "digest": package.digest,
         "name": package.name,
@@ -141,6 +147,7 @@ def _package_record(package: Package, package_path: Path) -> dict[str, Any]:
         "flavor": package.manifest.flavor.name,
         "source": str(package.path),
         "path": package_path.name,
+        **provenance_details(with_provenance(Facts(), package.provenance)),
     }
 
 
@@ -430,6 +437,7 @@ class LocalDeployer(Deployer[LocalConfig]):
             "log": str(self._dir(state["name"]) / server["log"]) if server.get("log") else None,
             "state_dir": str(self._dir(state["name"])),
         }
+        details.update({k: package[k] for k in PROVENANCE_FACTS if package.get(k) is not None})
         if job is not None:
             details["update_job"] = job.to_dict()
         if problem:
