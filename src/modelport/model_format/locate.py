@@ -2,9 +2,11 @@
 
 A path is itself. A storage URI (``s3://``, ``gs://``, ``abfs://``/``az://``, ``hdfs://``,
 ``webhdfs://``, ``https://``) is downloaded through fsspec; an MLflow URI (``models:/…``,
-``runs:/…``) is resolved through MLflow's client and packed. Either way the result goes to the
-package cache (:mod:`modelport.model_format.remote.cache`), verified before it is used, and is
-reused while the object's ETag or version, or the registry's version, stays the same.
+``runs:/…``) is resolved through MLflow's client and packed; an OCI reference (``oci://…``) is
+pulled from its registry (:mod:`modelport.model_format.remote.oci`). Either way the result goes to
+the package cache (:mod:`modelport.model_format.remote.cache`), verified before it is used, and is
+reused while the object's ETag or version, the registry's version, or the manifest digest a tag
+resolves to stays the same.
 
 Every command that takes a package, and :func:`modelport.load` and :func:`modelport.verify`,
 go through :func:`locate`.
@@ -27,7 +29,7 @@ from modelport.model_format.manifest import MANIFEST_NAME, parse
 from modelport.model_format.package import Package, VerifyReport
 from modelport.model_format.package import load as load_path
 from modelport.model_format.package import verify as verify_path
-from modelport.model_format.remote import registry, storage
+from modelport.model_format.remote import oci, registry, storage
 from modelport.model_format.remote.cache import CacheEntry, PackageCache
 from modelport.model_format.remote.uri import Kind, Reference, parse_reference
 
@@ -43,16 +45,17 @@ def locate(
     """The local package ``ref`` names: a path as it is, a URI fetched into the cache.
 
     Args:
-        ref: a package path, a storage URI or an MLflow URI.
+        ref: a package path, a storage URI, an MLflow URI or an ``oci://`` reference.
         storage_options: options for the storage backend (``endpoint_url``, ``anon``,
-            ``account_name`` …), after those of ``$MODELPORT_STORAGE_OPTIONS``.
+            ``account_name`` …; ``insecure`` and ``timeout`` for ``oci://``), after those of
+            ``$MODELPORT_STORAGE_OPTIONS``.
         allow_code: let packing an MLflow model read pickles (as ``pack --allow-code``).
         cache: the cache to use; default ``$MODELPORT_HOME/cache``.
         limits: the most a downloaded package may be.
 
     Raises:
         SourceNotFound: nothing is there (a missing object; an unknown model, version,
-            alias or run).
+            alias or run; an unknown repository, tag or manifest).
         SourceError: no credentials, access denied, the store or registry unreachable.
         MissingDependencyError: the backend's extra is not installed (the hint names it).
         PackageError: what is there is not an intact package.
@@ -74,8 +77,13 @@ def fetch(
     cache: PackageCache | None = None,
     limits: ArchiveLimits = DEFAULT_LIMITS,
 ) -> CacheEntry:
-    """Fetch a storage or MLflow reference into the cache (or find it there); see :func:`locate`."""
+    """Fetch a storage, MLflow or OCI reference into the cache (or find it there).
+
+    See :func:`locate`.
+    """
     cache = cache if cache is not None else PackageCache()
+    if ref.kind is Kind.OCI:
+        return oci.fetch_oci(ref, storage_options=storage_options, cache=cache, limits=limits)
     if ref.kind is Kind.MLFLOW:
         return fetch_version(
             registry.resolve(ref.text), allow_code=allow_code, cache=cache, limits=limits
