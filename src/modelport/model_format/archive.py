@@ -4,6 +4,12 @@ Writing is deterministic: the manifest first, then files in sorted order, fixed 
 and modes, and a gzip header with no name or time, so the same package gives byte-identical
 archives.
 
+A signed package also carries its OpenSSF Model Signing bundle as the member ``model.sig``
+(:data:`~modelport.model_format.manifest.SIGNATURE_NAME`), after the files. The manifest does not
+list it (a signature cannot be inside what it signs), so signing leaves the package digest as it
+was. It is the one unlisted name a package may hold, and only as a regular file of at most
+:data:`MAX_SIGNATURE_BYTES`.
+
 Reading is one streaming pass, the manifest first. Every later entry is checked from its header,
 before its bytes are read or decompressed: links, devices, sparse files, traversal, absolute
 paths, duplicates, files the manifest does not list, too many entries, and sizes beyond the
@@ -21,6 +27,7 @@ import gzip
 import hashlib
 import io
 import os
+import stat
 import tarfile
 import tempfile
 import zlib
@@ -42,7 +49,7 @@ from modelport.model_format.limits import (
     human_bytes,
     over_limit,
 )
-from modelport.model_format.manifest import MANIFEST_NAME, Manifest, parse
+from modelport.model_format.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest, parse
 from modelport.model_format.paths import is_safe_relative_path
 
 ARCHIVE_SUFFIX = ".mport"
@@ -56,6 +63,9 @@ _TRAILING_BYTES = CHUNK
 #: An unlisted entry larger than this ends the pass at its header: skipping it would mean
 #: decompressing it, and the package is refused anyway.
 _UNLISTED_SKIP_BYTES = CHUNK
+#: The most a package's signature may take. A bundle signed with a key is about 2 KiB, one with
+#: a certificate chain a few KiB more; anything near this is not a signature.
+MAX_SIGNATURE_BYTES = CHUNK
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _NOT_WRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 _T = TypeVar("_T")
@@ -79,8 +89,14 @@ def is_archive(path: str | os.PathLike[str]) -> bool:
 def write_archive(package_dir: Path, manifest: Manifest, out: Path) -> None:
     """Write ``package_dir`` as a reproducible archive at ``out``, atomically.
 
-    The archive holds the manifest and exactly the files it lists.
+    The archive holds the manifest and exactly the files it lists, then the package's signature
+    (``package_dir/model.sig``) when there is one.
+
+    Raises:
+        PackageError: ``model.sig`` is a link, not a regular file, or over
+            :data:`MAX_SIGNATURE_BYTES`.
     """
+    signature = _signature_file(package_dir, manifest)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     try:
@@ -95,11 +111,72 @@ def write_archive(package_dir: Path, manifest: Manifest, out: Path) -> None:
                 path = package_dir / rel
                 with path.open("rb") as fh:  # streamed: a large model is never held in memory
                     _add(tar, rel, os.fstat(fh.fileno()).st_size, fh)
+            if signature is not None:  # last: the entries before it are the package itself
+                _add(tar, SIGNATURE_NAME, len(signature), io.BytesIO(signature))
         os.chmod(tmp_name, 0o644)
         os.replace(tmp_name, out)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def carries_signature(manifest: Manifest) -> bool:
+    """Whether a package of this manifest may carry ``model.sig`` as its signature.
+
+    Not when the manifest lists a file of that name: that file is part of the package.
+    """
+    return SIGNATURE_NAME not in manifest.files
+
+
+def _signature_file(package_dir: Path, manifest: Manifest) -> bytes | None:
+    """The bytes of ``package_dir/model.sig``, the package's signature, if it has one.
+
+    Raises:
+        PackageError: it is a link, not a regular file, or over :data:`MAX_SIGNATURE_BYTES`.
+    """
+    if not carries_signature(manifest):
+        return None
+    return read_signature_file(package_dir / SIGNATURE_NAME)
+
+
+def read_signature_file(path: Path) -> bytes | None:
+    """The bytes of the signature file at ``path``, or None when there is none.
+
+    Raises:
+        PackageError: it is a link, not a regular file, unreadable, or over
+            :data:`MAX_SIGNATURE_BYTES`.
+    """
+    try:
+        # O_NOFOLLOW: a link could name any file on the machine.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if path.is_symlink():
+            raise PackageError(f"{path} is a symbolic link; a signature must be a file") from None
+        raise PackageError(f"{path}: cannot read the signature ({exc.strerror})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise PackageError(f"{path} is not a regular file; a signature must be one")
+    with os.fdopen(fd, "rb") as fh:
+        check_signature_size(path, info.st_size)
+        data = fh.read(MAX_SIGNATURE_BYTES + 1)  # it may grow while read
+    check_signature_size(path, len(data))
+    return data
+
+
+def check_signature_size(source: object, size: int) -> None:
+    """Refuse a signature of ``size`` bytes, over :data:`MAX_SIGNATURE_BYTES`, before reading it.
+
+    Raises:
+        ArchiveLimitError: it is too large.
+    """
+    if size > MAX_SIGNATURE_BYTES:
+        raise ArchiveLimitError(
+            f"{source}: the signature is {human_bytes(size)}, over the "
+            f"{human_bytes(MAX_SIGNATURE_BYTES)} a signature may take; it is not one"
+        )
 
 
 def _add(tar: tarfile.TarFile, name: str, size: int, content: BinaryIO) -> None:
@@ -393,24 +470,51 @@ def open_member(
     raise PackageError(f"{path}: no {name} in the archive")
 
 
+def read_signature_member(path: Path, limits: ArchiveLimits = DEFAULT_LIMITS) -> bytes | None:
+    """The signature an archive carries (its ``model.sig`` member), or None when unsigned.
+
+    Every entry's header is checked on the way, as in every other pass; the files' bytes are
+    not hashed.
+
+    Raises:
+        PackageError: not an archive, damaged, unsafe, over a limit, or a signature over
+            :data:`MAX_SIGNATURE_BYTES`.
+    """
+    with _reading(path, limits) as archive:
+        manifest = archive.read_manifest()
+        if not carries_signature(manifest):
+            return None
+        for member in archive.members():
+            if member.name == SIGNATURE_NAME:
+                check_signature_size(f"{path}:{SIGNATURE_NAME}", member.size)
+                return b"".join(archive.chunks(member))
+    return None
+
+
 def archive_problems(
     path: Path, limits: ArchiveLimits = DEFAULT_LIMITS
 ) -> tuple[Manifest, list[str]]:
     """Check an archive against its manifest without extracting it.
 
     An entry the manifest does not list is reported from its header and never hashed; one
-    larger than 1 MiB ends the check there (the entries after it are not read).
+    larger than 1 MiB ends the check there (the entries after it are not read). The package's
+    signature (``model.sig``) is the one unlisted entry that is not a problem.
 
     Returns:
         The manifest and a list of problems: files missing, altered or not listed.
 
     Raises:
         PackageError: not an archive, damaged, unsafe, over a limit, or an invalid manifest.
+        ArchiveLimitError: its signature is over :data:`MAX_SIGNATURE_BYTES`.
     """
     with _reading(path, limits) as archive:
         manifest = archive.read_manifest()
+        signed = carries_signature(manifest)
         actual: dict[str, str] = {}
         for member in archive.members():
+            if signed and member.name == SIGNATURE_NAME:
+                check_signature_size(f"{path}:{SIGNATURE_NAME}", member.size)
+                continue  # not part of the package: the signature module reads it
             if member.name in manifest.files:
                 h = hashlib.sha256()
                 for chunk in archive.chunks(member):
@@ -445,8 +549,9 @@ def extract_archive(path: Path, dest: Path, limits: ArchiveLimits = DEFAULT_LIMI
     """Extract a verified archive into the empty directory ``dest``.
 
     Every entry is checked before anything is written; a file the manifest does not list, or whose
-    digest differs, fails the extraction with every problem named. On failure ``dest`` may hold
-    some files: the caller removes it.
+    digest differs, fails the extraction with every problem named. The package's signature
+    (``model.sig``) is extracted too, where a signed directory keeps it. On failure ``dest`` may
+    hold some files: the caller removes it.
 
     Raises:
         UnsafeArchiveError: an entry is a link, a device, sparse, or a path outside the package.
@@ -462,7 +567,9 @@ def extract_archive(path: Path, dest: Path, limits: ArchiveLimits = DEFAULT_LIMI
             archive.read_manifest()
             # In archive order: one forward pass, whatever order a hostile archive chose.
             for member in archive.members():
-                if member.name not in manifest.files:  # the archive changed since the check
+                if member.name == SIGNATURE_NAME and carries_signature(manifest):
+                    check_signature_size(f"{path}:{SIGNATURE_NAME}", member.size)
+                elif member.name not in manifest.files:  # the archive changed since the check
                     raise IntegrityError(
                         [f"extra file (not listed in the manifest): {member.name}"]
                     )
@@ -488,15 +595,31 @@ def extract_archive(path: Path, dest: Path, limits: ArchiveLimits = DEFAULT_LIMI
 
 
 def directory_problems(root: Path, manifest: Manifest) -> list[str]:
-    """Check a package directory against its manifest: missing, altered, extra and linked files."""
+    """Check a package directory against its manifest: missing, altered, extra and linked files.
+
+    The package's signature (``model.sig``) is not an extra file; it must be a regular file of
+    at most :data:`MAX_SIGNATURE_BYTES` (its contents are the signature module's to check).
+    """
     actual: dict[str, str] = {}
     problems: list[str] = []
-    for rel in _walk(root, problems):
+    skip = SIGNATURE_NAME if carries_signature(manifest) else None
+    for rel in _walk(root, problems, skip):
         actual[rel] = file_digest(root / rel)
+    if skip is not None:
+        problems += _signature_problems(root / skip)
     return problems + compare_digests(manifest.files, actual)
 
 
-def _walk(root: Path, problems: list[str]) -> Iterable[str]:
+def _signature_problems(path: Path) -> list[str]:
+    """What is wrong with a package directory's ``model.sig`` as a file (nothing if absent)."""
+    try:
+        read_signature_file(path)
+    except PackageError as exc:
+        return [str(exc)]
+    return []
+
+
+def _walk(root: Path, problems: list[str], skip: str | None = None) -> Iterable[str]:
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         base = Path(dirpath)
         for d in list(dirnames):
@@ -506,7 +629,7 @@ def _walk(root: Path, problems: list[str]) -> Iterable[str]:
         for f in filenames:
             p = base / f
             rel = p.relative_to(root).as_posix()
-            if rel == MANIFEST_NAME:
+            if rel in (MANIFEST_NAME, skip):
                 continue
             if p.is_symlink():
                 problems.append(f"symbolic link: {rel}")
