@@ -130,7 +130,9 @@ class RegistryProxy:
         tamper: blob digest -> the bytes served instead of that blob's.
         seen: every request received, in order.
         blob_store_seen: every request the blob store (behind ``redirect_blobs``) received.
-        token_requests: the query (and whether Basic credentials came) of each token request.
+        token_requests: the query (or form) and the user it authenticated, of each token request.
+        refresh_tokens: identity (refresh) tokens the ``/token`` endpoint takes, to the user.
+        fail_blobs: when set, the status every blob download is answered with.
     """
 
     host: str
@@ -139,6 +141,8 @@ class RegistryProxy:
     seen: list[Seen] = field(default_factory=list)
     blob_store_seen: list[Seen] = field(default_factory=list)
     token_requests: list[dict[str, Any]] = field(default_factory=list)
+    refresh_tokens: dict[str, str] = field(default_factory=dict)
+    fail_blobs: int | None = None
 
 
 def _forward(upstream: str, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Any:
@@ -210,7 +214,7 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         state.seen.append(seen)
         path = urllib.parse.urlsplit(self.path).path
         if path == "/token":
-            self._token()
+            self._token(body)
             return
         if server.token_users:
             auth = headers.get("Authorization", "")
@@ -230,6 +234,9 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         parts = path.split("/")
         if self.command == "GET" and len(parts) >= 5 and parts[-2] == "blobs":
             digest = parts[-1]
+            if state.fail_blobs is not None:
+                self._answer(state.fail_blobs, [("Content-Type", "text/plain")], b"down")
+                return
             if digest in state.tamper:
                 data = state.tamper[digest]
                 self._answer(
@@ -249,7 +256,7 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         status, got, data = _forward(state.upstream, self.command, self.path, headers, body)
         self._answer(status, got, data)
 
-    def _token(self) -> None:
+    def _token(self, body: bytes) -> None:
         server = self.server
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
         auth = self.headers.get("Authorization", "")
@@ -258,6 +265,11 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             name, _, password = base64.b64decode(auth[6:]).decode().partition(":")
             if server.token_users.get(name) == password:
                 user = name
+        if self.command == "POST":  # OAuth2: a refresh token (an identity token) for a token
+            query = urllib.parse.parse_qs(body.decode())
+            given = query.get("refresh_token", [""])[0]
+            if query.get("grant_type") == ["refresh_token"]:
+                user = server.state.refresh_tokens.get(given)
         server.state.token_requests.append({"query": query, "user": user})
         if user is None:
             self._answer(

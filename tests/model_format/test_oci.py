@@ -406,7 +406,7 @@ def test_a_tampered_layer_is_refused_naming_the_file(
                 f"oci://{proxy.host}/{pushed.repo}:{pushed.tag}", storage_options=PLAIN
             )
     message = str(info.value)
-    assert "model.onnx" in message
+    assert "model.onnx: the registry sent other bytes" in message  # refused as it came
     assert onnx["digest"] in message and sha256(forged) in message
     assert _cache_is_empty(home)
 
@@ -625,6 +625,34 @@ def test_bearer_tokens_and_a_redirect_to_another_host(
     # The blob store on another port got the downloads, and never the registry's token.
     assert len(proxy.blob_store_seen) >= 3
     assert not any("Authorization" in s.headers for s in proxy.blob_store_seen)
+
+
+def test_an_identity_token_is_exchanged_for_an_access_token(
+    pushed: Pushed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with registry_proxy(pushed.host, token_users={"bob": "bob-pw"}) as proxy:
+        proxy.refresh_tokens["refresh-token-of-bob"] = "bob"
+        config = {"auths": {proxy.host: {"identitytoken": "refresh-token-of-bob"}}}
+        (tmp_path / "auth.json").write_text(json.dumps(config))
+        monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "auth.json"))
+        path = modelport.locate(
+            f"oci://{proxy.host}/{pushed.repo}:{pushed.tag}", storage_options=PLAIN
+        )
+    assert modelport.verify(path).ok
+    (token,) = proxy.token_requests
+    assert token["user"] == "bob"  # by the refresh token, POSTed (never in a URL)
+    assert token["query"]["grant_type"] == ["refresh_token"]
+    assert f"repository:{pushed.repo}:pull" in token["query"]["scope"][0].split()
+
+
+def test_a_failing_registry_is_a_source_error(pushed: Pushed, home: Path) -> None:
+    with registry_proxy(pushed.host) as proxy:
+        proxy.fail_blobs = 503
+        with pytest.raises(SourceError, match=r"the registry failed \(HTTP 503\)"):
+            modelport.locate(
+                f"oci://{proxy.host}/{pushed.repo}:{pushed.tag}", storage_options=PLAIN
+            )
+    assert _cache_is_empty(home)
 
 
 # --- the cache and signatures -------------------------------------------------------------------

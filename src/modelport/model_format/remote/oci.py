@@ -409,6 +409,7 @@ class _Http:
         self.timeout = timeout
         self._tls = ssl.create_default_context()
         self._pool: dict[tuple[str, str], http.client.HTTPConnection] = {}
+        self._last: dict[tuple[str, str], http.client.HTTPResponse] = {}
 
     def close(self) -> None:
         for conn in self._pool.values():
@@ -425,6 +426,11 @@ class _Http:
     def _connection(self, scheme: str, netloc: str) -> tuple[http.client.HTTPConnection, bool]:
         key = (scheme, netloc)
         conn = self._pool.get(key)
+        last = self._last.get(key)
+        if conn is not None and last is not None and not last.isclosed():
+            # The previous answer was not read to its end: this connection cannot carry another.
+            self._pool.pop(key).close()
+            conn = None
         if conn is not None:
             return conn, True
         if scheme == "https":
@@ -461,7 +467,7 @@ class _Http:
             response = self._once(method, url, parts, sent, body)
             if response.status in (301, 302, 303, 307, 308) and method in ("GET", "HEAD"):
                 location = response.getheader("Location")
-                response.read()
+                response.read(64 << 10)
                 if not location:
                     raise SourceError(f"{self.registry} redirected {url} to nowhere")
                 url = urllib.parse.urljoin(url, location)
@@ -485,7 +491,9 @@ class _Http:
                     if body.source is not None:
                         headers["Content-Length"] = str(body.size)
                     conn.request(method, target, body=content, headers=headers)
-                return conn.getresponse()
+                response = conn.getresponse()
+                self._last[(parts.scheme, parts.netloc)] = response
+                return response
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
                 self.drop(url)
                 if reused and attempt == 1:
