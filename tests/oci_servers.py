@@ -133,6 +133,7 @@ class RegistryProxy:
         token_requests: the query (or form) and the user it authenticated, of each token request.
         refresh_tokens: identity (refresh) tokens the ``/token`` endpoint takes, to the user.
         fail_blobs: when set, the status every blob download is answered with.
+        lie_about_digests: say every upload was stored as ``sha256:000…``.
     """
 
     host: str
@@ -143,6 +144,7 @@ class RegistryProxy:
     token_requests: list[dict[str, Any]] = field(default_factory=list)
     refresh_tokens: dict[str, str] = field(default_factory=dict)
     fail_blobs: int | None = None
+    lie_about_digests: bool = False
 
 
 def _forward(upstream: str, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Any:
@@ -254,6 +256,9 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
                 self._answer(307, [("Location", location)], b"")
                 return
         status, got, data = _forward(state.upstream, self.command, self.path, headers, body)
+        if state.lie_about_digests and self.command == "PUT":
+            zero = "sha256:" + "0" * 64
+            got = [(k, zero if k.lower() == "docker-content-digest" else v) for k, v in got]
         self._answer(status, got, data)
 
     def _token(self, body: bytes) -> None:

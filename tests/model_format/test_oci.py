@@ -37,6 +37,8 @@ from oci_servers import (
     call,
     get_json,
     push_raw,
+    put_blob,
+    put_manifest,
     registry_available,
     registry_proxy,
     registry_server,
@@ -655,6 +657,15 @@ def test_a_failing_registry_is_a_source_error(pushed: Pushed, home: Path) -> Non
     assert _cache_is_empty(home)
 
 
+def test_a_registry_that_stores_other_bytes_is_refused(
+    registry: str, tiny_versions: dict[str, Path]
+) -> None:
+    with registry_proxy(registry) as proxy:
+        proxy.lie_about_digests = True
+        with pytest.raises(SourceError, match=r"the registry stored sha256:0{64}, not sha256:"):
+            oci.push(tiny_versions["1"], f"oci://{proxy.host}/{_fresh('liar')}:v1", insecure=True)
+
+
 # --- the cache and signatures -------------------------------------------------------------------
 
 
@@ -702,6 +713,37 @@ def test_a_signature_travels_as_a_referrer_on_the_fallback_tag(
     again = oci.push(medium.archive, f"oci://{registry}/{repo}:v1", insecure=True, signature=bundle)
     assert again.signature_digest == result.signature_digest
     assert len(get_json(registry, repo, tag, oci.INDEX_MEDIA_TYPE)[1]["manifests"]) == 1
+
+    # An older signature listed after it (as another tool might append one): the newest wins.
+    older = _bundle("an older signature")
+    empty = put_blob(registry, repo, b"{}")
+    stale = {
+        "schemaVersion": 2,
+        "mediaType": oci.MANIFEST_MEDIA_TYPE,
+        "artifactType": oci.SIGSTORE_BUNDLE_TYPE,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+        "layers": [
+            {
+                "mediaType": oci.SIGSTORE_BUNDLE_TYPE,
+                "digest": put_blob(registry, repo, older),
+                "size": len(older),
+            }
+        ],
+        "subject": referrer["subject"],
+        "annotations": {"org.opencontainers.image.created": "2001-01-01T00:00:00Z"},
+    }
+    stale_digest = sha256(json.dumps(stale).encode())
+    put_manifest(registry, repo, stale_digest, stale)
+    index["manifests"].append(
+        {
+            "mediaType": oci.MANIFEST_MEDIA_TYPE,
+            "digest": stale_digest,
+            "size": len(json.dumps(stale).encode()),
+            "artifactType": oci.SIGSTORE_BUNDLE_TYPE,
+            "annotations": stale["annotations"],
+        }
+    )
+    put_manifest(registry, repo, tag, index)
 
     path = modelport.locate(f"oci://{registry}/{repo}:v1", storage_options=PLAIN)
     with tarfile.open(path) as tar:

@@ -407,7 +407,7 @@ class _Http:
         self.scheme = "http" if insecure else "https"
         self.base = f"{self.scheme}://{registry}"
         self.timeout = timeout
-        self._tls = ssl.create_default_context()
+        self._tls: ssl.SSLContext | None = None  # made on first use: loading CAs takes ~30 ms
         self._pool: dict[tuple[str, str], http.client.HTTPConnection] = {}
         self._last: dict[tuple[str, str], http.client.HTTPResponse] = {}
 
@@ -434,6 +434,8 @@ class _Http:
         if conn is not None:
             return conn, True
         if scheme == "https":
+            if self._tls is None:
+                self._tls = ssl.create_default_context()
             conn = http.client.HTTPSConnection(
                 netloc, timeout=self.timeout, context=self._tls, blocksize=CHUNK
             )
