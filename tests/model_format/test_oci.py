@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -27,7 +28,15 @@ import numpy as np
 import pytest
 
 import modelport
-from modelport.errors import IntegrityError, PackageError, SourceError, SourceNotFound, UsageError
+from modelport.errors import (
+    ArchiveLimitError,
+    IntegrityError,
+    PackageError,
+    SourceError,
+    SourceNotFound,
+    UsageError,
+)
+from modelport.model_format.limits import ArchiveLimits
 from modelport.model_format.manifest import SIGNATURE_NAME, canonical_json
 from modelport.model_format.package import open_package
 from modelport.model_format.remote import oci
@@ -413,10 +422,20 @@ def test_a_tampered_layer_is_refused_naming_the_file(
     assert _cache_is_empty(home)
 
 
-def test_an_artifact_with_an_unsafe_path_is_refused(
-    registry: str, tiny_onnx: Any, home: Path
+@pytest.mark.parametrize(
+    ("paths", "why"),
+    [
+        (["../evil.onnx"], "unsafe path '../evil.onnx'"),
+        (["/etc/evil.onnx"], "unsafe path '/etc/evil.onnx'"),
+        (["a/./b.onnx"], "unsafe path"),
+        (["model.onnx", "model.onnx"], "two layers are the file 'model.onnx'"),
+    ],
+)
+def test_an_artifact_with_unsafe_paths_is_refused(
+    paths: list[str], why: str, registry: str, tiny_onnx: Any, home: Path
 ) -> None:
     repo = _fresh("unsafe")
+    model = tiny_onnx.SerializeToString()
     push_raw(
         registry,
         repo,
@@ -426,16 +445,27 @@ def test_an_artifact_with_an_unsafe_path_is_refused(
             "config": {},
             "modelfs": {"type": "layers", "diffIds": []},
         },
-        layers=[
-            (
-                tiny_onnx.SerializeToString(),
-                oci.WEIGHT_MEDIA_TYPE,
-                {"org.cncf.model.filepath": "../evil.onnx"},
-            )
-        ],
+        layers=[(model, oci.WEIGHT_MEDIA_TYPE, {"org.cncf.model.filepath": p}) for p in paths],
     )
-    with pytest.raises(PackageError, match="unsafe path"):
+    with pytest.raises(PackageError, match=re.escape(why)):
         modelport.locate(f"oci://{registry}/{repo}:v1", storage_options=PLAIN)
+    assert _cache_is_empty(home)
+
+
+def test_an_artifact_over_the_size_limit_is_refused_before_download(
+    pushed: Pushed, home: Path
+) -> None:
+    with (
+        registry_proxy(pushed.host) as proxy,
+        pytest.raises(ArchiveLimitError, match="over the 1 MiB limit") as info,
+    ):
+        modelport.locate(
+            f"oci://{proxy.host}/{pushed.repo}:{pushed.tag}",
+            storage_options=PLAIN,
+            limits=ArchiveLimits(max_expanded_mb=1),
+        )
+    assert "--max-expanded-mb" in str(info.value)
+    assert not [s for s in proxy.seen if "/blobs/" in s.path]  # not one layer was asked for
     assert _cache_is_empty(home)
 
 
