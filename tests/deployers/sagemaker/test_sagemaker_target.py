@@ -12,6 +12,7 @@ role. Each test starts from an empty account (the ``aws`` fixture resets the fak
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import io
 import tarfile
@@ -484,6 +485,46 @@ def test_update_makes_the_next_generation_and_removes_the_old(
     _assert_serves(target, "upd", v1)
     target.delete("upd")
     assert resources(aws, "upd") == NOTHING
+
+
+def test_the_packages_provenance_is_tagged_and_replaced_by_an_update(
+    aws: FakeAWS, home: Path, packages: dict[str, Package], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    v1, v2 = packages["v1"], packages["v2"]
+    fingerprint, oci_digest = "sha256:" + "ab" * 32, "sha256:" + "ef" * 32
+    signed = dataclasses.replace(
+        v1.provenance, signature_fingerprint=fingerprint, oci_digest=oci_digest
+    )
+    monkeypatch.setattr(v1, "provenance", signed)
+    monkeypatch.setattr(
+        v2,
+        "provenance",
+        dataclasses.replace(v2.provenance, signature_fingerprint="sha256:" + "cd" * 32),
+    )
+    sagemaker_target().create("prov", v1)
+    provenance = {
+        "modelport:signature-fingerprint": fingerprint,
+        "modelport:oci-digest": oci_digest,
+    }
+    arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}"
+    for resource in ("model/prov-g1", "endpoint-config/prov-g1", "endpoint/prov"):
+        tags = tags_of(aws, f"{arn}:{resource}")
+        assert tags.items() >= {**modelport_tags(v1, "prov", 1), **provenance}.items(), tags
+    head, _ = _object(aws, "modelport/prov/g1/model.tar.gz")
+    assert head["Metadata"]["signature-fingerprint"] == fingerprint
+    assert head["Metadata"]["oci-digest"] == oci_digest
+    got = sagemaker_target().get("prov").details  # a fresh deployer reads the tags
+    assert (got["signature_fingerprint"], got["oci_digest"]) == (fingerprint, oci_digest)
+
+    sagemaker_target().update("prov", v2)
+    got = sagemaker_target().get("prov").details
+    assert got["signature_fingerprint"] == "sha256:" + "cd" * 32 and "oci_digest" not in got
+    # The endpoint keeps no tag of the old package's provenance.
+    assert tags_of(aws, f"{arn}:endpoint/prov") == {
+        **modelport_tags(v2, "prov", 2),
+        "modelport:signature-fingerprint": "sha256:" + "cd" * 32,
+    }
+    sagemaker_target().delete("prov")
 
 
 def test_an_update_without_options_keeps_the_deployments_settings(

@@ -48,6 +48,7 @@ from modelport import __version__
 from modelport.deployers.base import Deployer, Deployment, DeploymentStatus, utcnow
 from modelport.deployers.kit import background
 from modelport.deployers.kit.naming import (
+    PROVENANCE_FACTS,
     Facts,
     Platform,
     generation_name,
@@ -55,7 +56,9 @@ from modelport.deployers.kit.naming import (
     labels,
     next_generation,
     parse_generation,
+    provenance_details,
     read_labels,
+    with_provenance,
 )
 from modelport.deployers.kit.rollout import Step
 from modelport.deployers.kit.state import default_home
@@ -284,6 +287,7 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             target=TARGET,
             generation=generation,
         )
+        facts = with_provenance(facts, package.provenance)
         return {**config.tags, **labels(Platform.AWS, facts)}
 
     @staticmethod
@@ -420,7 +424,17 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             "IfNoneMatch": "*",
             "ExpectedBucketOwner": self.aws.account,
             "ServerSideEncryption": "aws:kms" if config.kms_key else "AES256",
-            "Metadata": {"package-digest": package.digest, "sha256": "<sha256 of the archive>"},
+            "Metadata": {
+                "package-digest": package.digest,
+                # Where the package came from, when known (the tags say it too).
+                **{
+                    fact.replace("_", "-"): value
+                    for fact, value in provenance_details(
+                        with_provenance(Facts(), package.provenance)
+                    ).items()
+                },
+                "sha256": "<sha256 of the archive>",
+            },
         }
         if config.kms_key:
             extra["SSEKMSKeyId"] = config.kms_key
@@ -1011,6 +1025,7 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
             updated = _time(config.get("CreationTime"))
             facts = read_labels(Platform.AWS, self._tags(config["EndpointConfigArn"]))
             digest = facts.package_digest or ""
+            details.update(provenance_details(facts))
             variants = config.get("ProductionVariants") or []
             if variants:
                 details["model"] = variants[0].get("ModelName")
@@ -1293,11 +1308,17 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
         gen = Generation(name, self._next_generation(name), self._bucket())
         steps = self._update_steps(name, package, gen, old_config, settings)
         self.rollout("update", steps).run()
-        self._retire(name, package, gen, old_config)
+        self._retire(name, package, gen, old_config, current)
         return self._record(self._ours(name))
 
-    def _retire(self, name: str, package: Package, gen: Generation, old_config: str) -> None:
-        """After a switch: tag the endpoint with the new facts, and remove the old generation."""
+    def _retire(
+        self, name: str, package: Package, gen: Generation, old_config: str, old: Deployment
+    ) -> None:
+        """After a switch: tag the endpoint with the new facts, and remove the old generation.
+
+        ``old``: the record before the switch; a provenance fact it had and the new package
+        lacks is untagged (adding tags keeps the others).
+        """
         sm = self._sm()
         try:
             with AWS_ERRORS.translating(f"tagging the endpoint {name}"):
@@ -1306,6 +1327,13 @@ class SageMakerDeployer(Deployer[SageMakerConfig]):
                     ResourceArn=found["EndpointArn"],
                     Tags=_aws_tags(self._facts(name, package, gen.number, self.config)),
                 )
+                new = provenance_details(with_provenance(Facts(), package.provenance))
+                stale = [f for f in PROVENANCE_FACTS if f in old.details and f not in new]
+                if stale:
+                    sm.delete_tags(
+                        ResourceArn=found["EndpointArn"],
+                        TagKeys=[label_key(Platform.AWS, f) for f in stale],
+                    )
                 if self.config.keep_old:
                     self.progress(f"keeping the old generation {old_config} (keep_old)")
                     return
