@@ -594,17 +594,26 @@ def extract_archive(path: Path, dest: Path, limits: ArchiveLimits = DEFAULT_LIMI
     return manifest
 
 
-def directory_problems(root: Path, manifest: Manifest) -> list[str]:
+def directory_problems(
+    root: Path, manifest: Manifest, *, known: Mapping[str, str] | None = None
+) -> list[str]:
     """Check a package directory against its manifest: missing, altered, extra and linked files.
 
     The package's signature (``model.sig``) is not an extra file; it must be a regular file of
     at most :data:`MAX_SIGNATURE_BYTES` (its contents are the signature module's to check).
+
+    Args:
+        root: the package directory.
+        manifest: its manifest.
+        known: sha256 digests (bare hex) of files just checked some other way (a signature's
+            verification hashed them), by relative path: those files are not hashed again.
     """
     actual: dict[str, str] = {}
     problems: list[str] = []
     skip = SIGNATURE_NAME if carries_signature(manifest) else None
+    known = known or {}
     for rel in _walk(root, problems, skip):
-        actual[rel] = file_digest(root / rel)
+        actual[rel] = f"sha256:{known[rel]}" if rel in known else file_digest(root / rel)
     if skip is not None:
         problems += _signature_problems(root / skip)
     return problems + compare_digests(manifest.files, actual)
