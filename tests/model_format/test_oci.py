@@ -379,6 +379,24 @@ def test_https_to_a_plain_registry_says_to_use_insecure(pushed: Pushed) -> None:
 
 
 @pytest.mark.parametrize(
+    ("ref", "parts"),
+    [
+        ("oci://127.0.0.1:5000/a/b:v1", ("127.0.0.1:5000", "a/b", "v1", None)),
+        ("oci://ghcr.io/org/model", ("ghcr.io", "org/model", None, None)),
+        (f"oci://[::1]:5000/m@sha256:{'A' * 64}", ("[::1]:5000", "m", None, f"sha256:{'a' * 64}")),
+        (
+            f"oci://h.example/m_x-1.y:t@sha256:{'b' * 64}",
+            ("h.example", "m_x-1.y", "t", f"sha256:{'b' * 64}"),
+        ),
+    ],
+)
+def test_oci_references_are_taken_apart(ref: str, parts: tuple[Any, ...]) -> None:
+    target = oci.oci_reference(ref)
+    assert (target.registry, target.repository, target.tag, target.digest) == parts
+    assert target.reference == (parts[3] or parts[2] or "latest")
+
+
+@pytest.mark.parametrize(
     "ref",
     [
         "oci://127.0.0.1:5000",

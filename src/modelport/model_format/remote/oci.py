@@ -63,6 +63,7 @@ from modelport import __version__
 from modelport.errors import (
     IntegrityError,
     PackageError,
+    PackError,
     SourceError,
     SourceNotFound,
     UsageError,
@@ -1570,8 +1571,7 @@ def _pull_foreign(
     model = stage / "foreign" / "model.onnx"
     _download(registry, onnx[0], model, source)
 
-    from modelport.errors import PackError
-    from modelport.model_format.pack import pack
+    from modelport.model_format.pack import pack  # numpy, ONNX Runtime: only for this
 
     try:
         pack(
