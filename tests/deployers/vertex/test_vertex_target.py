@@ -10,6 +10,7 @@ The contract suite covers the Deployer API's rules and a failure after each kit 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -332,6 +333,33 @@ def test_update_moves_all_traffic_and_removes_the_old_version(
     }
     assert aliases(vertex, "switch") == {"2": ["default"]}
     assert same_predictions(target.predict("switch", PAYLOAD), expected(v2))
+
+
+def test_the_packages_provenance_is_labelled_and_replaced_by_an_update(
+    vertex: FakeVertex, target: VertexDeployer, key_file: Path, process_images: ProcessImages,
+    packages: dict[str, Package],
+) -> None:  # fmt: skip
+    v1, v2 = packages["v1"], packages["v2"]
+    fingerprint, oci_digest, oci_digest_2 = ("sha256:" + c * 64 for c in "abc")
+    v1.provenance = dataclasses.replace(
+        v1.provenance, signature_fingerprint=fingerprint, oci_digest=oci_digest
+    )
+    v2.provenance = dataclasses.replace(v2.provenance, oci_digest=oci_digest_2)
+    target.create("prov", v1)
+    # Each digest is split in two labels (a GCP value holds 63 characters).
+    assert body_of(vertex, "POST", "models:upload")["model"]["labels"] == {
+        **modelport_labels(v1, "prov", 1),
+        "modelport-signature-fingerprint": "sha256-" + "a" * 32,
+        "modelport-signature-fingerprint-2": "a" * 32,
+        "modelport-oci-digest": "sha256-" + "b" * 32,
+        "modelport-oci-digest-2": "b" * 32,
+    }
+    got = on(vertex, key_file, process_images.v1).get("prov").details  # read from Vertex
+    assert (got["signature_fingerprint"], got["oci_digest"]) == (fingerprint, oci_digest)
+    on(vertex, key_file, process_images.v2).update("prov", v2)
+    got = on(vertex, key_file, process_images.v2).get("prov").details
+    assert got["oci_digest"] == oci_digest_2 and "signature_fingerprint" not in got
+    assert got["deployed_models"]["modelport-g2"]["oci_digest"] == oci_digest_2
 
 
 def test_update_keeps_the_machines_of_the_version_serving(

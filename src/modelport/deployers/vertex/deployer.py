@@ -46,7 +46,9 @@ from modelport.deployers.kit.naming import (
     labels,
     next_generation,
     parse_generation,
+    provenance_details,
     read_labels,
+    with_provenance,
 )
 from modelport.deployers.kit.rollout import Step, undo_after_failure
 from modelport.deployers.kit.state import default_home
@@ -408,6 +410,8 @@ class VertexDeployer(Deployer[VertexConfig]):
             target=TARGET,
             generation=generation,
         )
+        if package is not None:
+            facts = with_provenance(facts, package.provenance)
         return {**self.config.labels, **labels(Platform.GCP, facts)}
 
     def _environment(self, package: Package, config: VertexConfig) -> dict[str, str]:
@@ -506,7 +510,9 @@ class VertexDeployer(Deployer[VertexConfig]):
             base_image=config.base_image,
             index_url=config.index_url,
             pip_cert=images.pip_cert_or_env(config.pip_cert),
-            labels=labels(Platform.DOCKER, Facts(target=TARGET)),
+            labels=labels(
+                Platform.DOCKER, with_provenance(Facts(target=TARGET), package.provenance)
+            ),
             progress=self.progress,
         )
         return images.push_image(self.engine, ref, progress=self.progress).pinned
@@ -946,16 +952,18 @@ class VertexDeployer(Deployer[VertexConfig]):
 
     # --- records ----------------------------------------------------------------------------
 
-    def _digest(self, name: str, deployed: Deployed) -> str | None:
+    def _model_facts(self, name: str, deployed: Deployed) -> Facts:
+        """What the labels of a deployed model's version say (its package, its provenance)."""
         model = self._model(name, deployed.version or None)
         if model is None:
-            return None
-        return read_labels(Platform.GCP, model.labels or {}).package_digest
+            return Facts()
+        return read_labels(Platform.GCP, model.labels or {})
 
     def _record(self, name: str, view: View, *, updating: bool = False) -> Deployment:
         primary = view.primary()
         candidate = view.candidate()
-        digests = {i: self._digest(name, d) for i, d in view.ours.items()}
+        facts = {i: self._model_facts(name, d) for i, d in view.ours.items()}
+        digests = {i: f.package_digest for i, f in facts.items()}
         endpoint = view.endpoint
         resource = str(endpoint.resource_name)
         location = self.location
@@ -971,6 +979,7 @@ class VertexDeployer(Deployer[VertexConfig]):
                 "accelerator_type": d.accelerator_type,
                 "accelerator_count": d.accelerator_count,
                 "cpu_target_percent": d.cpu_target_percent,
+                **provenance_details(facts.get(i)),
             }
             for i, d in sorted(view.ours.items())
         }
@@ -993,6 +1002,8 @@ class VertexDeployer(Deployer[VertexConfig]):
             "reused_endpoint": (endpoint.labels or {}).get(LABEL_REUSED) == "true",
             "logs": log_filter(endpoint_id, location.region),
         }
+        if primary is not None:
+            details.update(provenance_details(facts.get(primary.id)))
         if view.foreign:
             details["other_deployed_models"] = [d.id for d in view.foreign]
         if candidate is not None:
