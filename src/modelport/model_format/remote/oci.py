@@ -68,7 +68,7 @@ from modelport.errors import (
     SourceNotFound,
     UsageError,
 )
-from modelport.model_format.archive import CHUNK, FIXED_MTIME, write_archive
+from modelport.model_format.archive import CHUNK, FIXED_MTIME, MAX_SIGNATURE_BYTES, write_archive
 from modelport.model_format.limits import DEFAULT_LIMITS, ArchiveLimits, human_bytes, over_limit
 from modelport.model_format.manifest import (
     MANIFEST_NAME,
@@ -145,8 +145,6 @@ DEFAULT_TIMEOUT_S = 60.0
 MAX_OCI_MANIFEST_BYTES = 4 << 20
 #: The largest config blob read.
 MAX_SMALL_BLOB_BYTES = 4 << 20
-#: The largest signature bundle read (one signed with a key is about 2 KiB).
-MAX_SIGNATURE_BYTES = 1 << 20
 _MAX_REDIRECTS = 5
 _MANIFEST_ACCEPT = ", ".join(
     (MANIFEST_MEDIA_TYPE, INDEX_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE, DOCKER_LIST_MEDIA_TYPE)
