@@ -11,6 +11,7 @@ long-running operations, the model-asset form, AAD tokens, logs, the plan and pr
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 import time
@@ -318,6 +319,33 @@ PROMOTE = [
     "GET onlineEndpoints/ep-target/deployments",
     "GET onlineEndpoints/ep-target/deployments",
 ]
+
+
+def test_the_packages_provenance_is_tagged_and_replaced_by_an_update(
+    azure: FakeAzure,
+    home: Path,
+    process_images: ProcessImages,
+    packages: dict[str, Package],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    v1, v2 = packages["v1"], packages["v2"]
+    fingerprint, oci_digest = "sha256:" + "ab" * 32, "sha256:" + "ef" * 32
+    signed = dataclasses.replace(v1.provenance, signature_fingerprint=fingerprint)
+    monkeypatch.setattr(v1, "provenance", signed)
+    monkeypatch.setattr(v2, "provenance", dataclasses.replace(v2.provenance, oci_digest=oci_digest))
+    baked(azure, process_images.v1).create(NAME, v1)
+    (deployment,) = bodies(azure, "PUT onlineEndpoints/ep-target/deployments/modelport-g1")
+    assert deployment["tags"] == {
+        **modelport_tags(v1, NAME, 1),
+        "modelport-signature-fingerprint": fingerprint,
+    }
+    got = baked(azure, process_images.v1).get(NAME).details  # read from Azure's tags
+    assert got["signature_fingerprint"] == fingerprint and "oci_digest" not in got
+    baked(azure, process_images.v2).update(NAME, v2)
+    got = baked(azure, process_images.v2).get(NAME).details
+    assert got["oci_digest"] == oci_digest and "signature_fingerprint" not in got
+    assert got["deployments"][G2]["oci_digest"] == oci_digest
+    baked(azure, process_images.v2).delete(NAME)
 
 
 def test_canary_takes_its_share_then_promote_moves_the_rest(

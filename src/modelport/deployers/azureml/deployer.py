@@ -62,7 +62,9 @@ from modelport.deployers.kit.naming import (
     labels,
     next_generation,
     parse_generation,
+    provenance_details,
     read_labels,
+    with_provenance,
 )
 from modelport.deployers.kit.rollout import Step, undo_after_failure
 from modelport.deployers.kit.state import default_home
@@ -340,6 +342,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
             target=TARGET,
             generation=generation,
         )
+        facts = with_provenance(facts, package.provenance)
         return {**self.config.tags, **labels(Platform.AZURE, facts)}
 
     def _endpoint_tags(self, name: str) -> dict[str, str]:
@@ -503,7 +506,9 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
             self.engine,
             package,
             ref=ref,
-            labels=labels(Platform.DOCKER, Facts(target=TARGET)),
+            labels=labels(
+                Platform.DOCKER, with_provenance(Facts(target=TARGET), package.provenance)
+            ),
             progress=self.progress,
             **build,
         )
@@ -818,14 +823,18 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
         candidate = split.candidate(builtins.list(deployments))
         serving = deployments.get(primary) if primary else None
         facts = read_labels(Platform.AZURE, (serving.tags or {}) if serving is not None else {})
+        tagged = {
+            d: read_labels(Platform.AZURE, found.tags or {}) for d, found in deployments.items()
+        }
         described = {
             d: {
                 "state": _state(found) or None,
-                "package_digest": read_labels(Platform.AZURE, found.tags or {}).package_digest,
+                "package_digest": tagged[d].package_digest,
                 "traffic": split.traffic.get(d, 0),
                 "mirror": split.mirror.get(d, 0),
                 "instance_type": getattr(found, "instance_type", None),
                 "instance_count": getattr(found, "instance_count", None),
+                **provenance_details(tagged[d]),
             }
             for d, found in sorted(deployments.items())
         }
@@ -841,6 +850,7 @@ class AzureMLDeployer(Deployer[AzureMLConfig]):
             "traffic": dict(split.traffic),
             "mirror_traffic": dict(split.mirror),
             "deployments": described,
+            **provenance_details(facts),
         }
         if candidate is not None:
             share = split.mirror.get(candidate) or split.traffic.get(candidate, 0)
