@@ -800,3 +800,37 @@ def test_a_signature_travels_as_a_referrer_on_the_fallback_tag(
     (cached,) = PackageCache().entries()
     assert cached.digest == medium.digest  # signing does not change the package
     assert cached.metadata["oci_signature_digest"] == result.signature_digest
+
+
+def test_a_signed_archive_pulls_back_identical_and_its_signature_verifies(
+    registry: str, tiny_versions: dict[str, Path], tmp_path: Path
+) -> None:
+    pytest.importorskip("model_signing")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from modelport.model_format import signing
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    (tmp_path / "pub.pem").write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    archive = tmp_path / "signed.mport"
+    shutil.copyfile(tiny_versions["1"], archive)
+    signing.sign(archive, key=tmp_path / "key.pem")
+    ref = f"oci://{registry}/{_fresh('signed-tiny')}:v1"
+    result = oci.push(archive, ref, insecure=True, signature=signing.read_signature(archive))
+    assert result.signature_digest is not None
+    path = modelport.locate(ref, storage_options=PLAIN)
+    assert path.read_bytes() == archive.read_bytes()  # the signature comes back as it was
+    info = signing.verify_signature(path, [tmp_path / "pub.pem"])
+    assert info.verified
