@@ -10,6 +10,7 @@ runtime, a push to the registry on 127.0.0.1:5000, failing builds, and removal r
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import re
@@ -57,7 +58,8 @@ from modelport.errors import (
     TargetUnavailableError,
     UsageError,
 )
-from modelport.image import LABEL_DIGEST, write_context
+from modelport.image import LABEL_DIGEST, image_labels, write_context
+from modelport.image.dockerfile import package_stage
 from modelport.model_format.package import Package, load
 from modelport.plugins.testing import make_test_package
 from process_helpers import imports_after
@@ -365,6 +367,26 @@ def test_the_modules_import_no_sdk() -> None:
     heavy = ("docker", "requests", "urllib3", "boto3", "botocore", "azure", "google.auth")
     heavy += ("google.cloud.aiplatform", "kubernetes")
     assert imports_after(code, heavy).imported == set()
+
+
+def test_image_labels_carry_the_packages_provenance_when_known(tmp_path: Path) -> None:
+    with load(make_test_package(tmp_path / "p.mport")) as package:
+        manifest = package.manifest
+        plain = image_labels(manifest, "base:1", package.provenance)
+        assert plain == image_labels(manifest, "base:1")  # nothing known: nothing more
+        assert plain[LABEL_DIGEST] == package.digest
+        fingerprint, oci_digest = "sha256:" + "ab" * 32, "sha256:" + "ef" * 32
+        provenance = dataclasses.replace(
+            package.provenance, signature_fingerprint=fingerprint, oci_digest=oci_digest
+        )
+        found = image_labels(manifest, "base:1", provenance)
+        assert found == {
+            **plain,
+            "dev.modelport.signature.fingerprint": fingerprint,
+            "dev.modelport.oci.digest": oci_digest,
+        }
+        stage = package_stage(manifest, from_image="rt", base_image="base:1", provenance=provenance)
+        assert f'dev.modelport.oci.digest="{oci_digest}"' in stage
 
 
 # --- real builds --------------------------------------------------------------------------------
