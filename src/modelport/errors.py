@@ -43,6 +43,8 @@ class ModelportError(Exception):
     #: What the server's answer says instead of the message (None: the message itself); such
     #: errors are logged with their cause.
     http_message: ClassVar[str | None] = "internal server error; see the server log"
+    #: What :meth:`render` puts before the message.
+    label: ClassVar[str] = "Error"
 
     def __init__(
         self, message: str = "", *, hint: str | None = None, reference: str | None = None
@@ -58,7 +60,7 @@ class ModelportError(Exception):
 
     def render(self) -> str:
         """The error as the CLI prints it: ``Error: message``, then the hint and reference."""
-        lines = [f"Error: {self}"]
+        lines = [f"{self.label}: {self}"]
         if self.hint:
             lines.append(f"  hint: {self.hint}")
         if self.reference:
@@ -243,7 +245,10 @@ class SignatureError(PackageError):
 
 
 class TrustRefused(SignatureError):
-    """The trust policy (``MODELPORT_TRUST=require``) refuses a package: ``refusing to …: <why>``."""
+    """The trust policy (``MODELPORT_TRUST=require``) refuses a package: ``refusing to …``."""
+
+    # The line a log viewer shows, as the image's entrypoint says any refusal to start.
+    label: ClassVar[str] = "modelport"
 
 
 class CodeExecutionRefused(ModelportError):

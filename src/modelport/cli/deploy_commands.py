@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -115,17 +116,68 @@ def _make_deployer(
 
 
 @contextlib.contextmanager
-def _loaded(path: Path, allow_code: bool, expect_digest: str | None) -> Iterator[Package]:
-    """The package, verified (and pinned to ``expect_digest``) before any target step runs."""
+def _loaded(
+    path: Path,
+    allow_code: bool,
+    expect_digest: str | None,
+    *,
+    source: str,
+    trust: str | None = None,
+    trusted_key: str | None = None,
+) -> Iterator[Package]:
+    """The package, verified, pinned and its signature checked before any target step runs.
+
+    ``expect_digest`` pins it; the trust policy (flags over the environment) checks who signed it.
+
+    The policy, given by flags or the environment, is also what an image built meanwhile bakes
+    in (:func:`modelport.image.context.write_context` reads it): the container checks the
+    signature again at every start.
+    """
+    from modelport.model_format.locate import load
     from modelport.model_format.manifest import expected_digest
-    from modelport.model_format.package import load
+    from modelport.model_format.signing import TrustPolicy
 
     expected = None if expect_digest is None else expected_digest(expect_digest, "--expect-digest")
-    package = load(path, allow_code=allow_code, expected_digest=expected)
+    with _trust_environment(trust, trusted_key):
+        policy = TrustPolicy.from_env(os.environ)
+        package = load(
+            path,
+            allow_code=allow_code,
+            expected_digest=expected,
+            trust=policy,
+            doing=f"deploy {source}",
+            source=source,
+        )
+        try:
+            yield package
+        finally:
+            package.close()
+
+
+@contextlib.contextmanager
+def _trust_environment(trust: str | None, trusted_key: str | None) -> Iterator[None]:
+    """``--trust``/``--trusted-key`` as ``MODELPORT_TRUST``/``MODELPORT_TRUSTED_KEYS`` meanwhile."""
+    from modelport.model_format.signing import KEYS_ENV, TRUST_ENV
+
+    given = {TRUST_ENV: trust, KEYS_ENV: trusted_key}
+    before = {k: os.environ.get(k) for k in given}
+    for key, value in given.items():
+        if value is None:
+            continue
+        if key == KEYS_ENV:  # the image build copies them: absolute, whatever the cwd
+            os.environ[key] = os.pathsep.join(
+                str(Path(v).resolve()) for v in value.split(os.pathsep)
+            )
+        else:
+            os.environ[key] = value
     try:
-        yield package
+        yield
     finally:
-        package.close()
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _show(deployment: Deployment, as_json: bool) -> None:
@@ -150,6 +202,30 @@ _ALLOW_CODE = click.option(
     is_flag=True,
     help="Allow a package that runs the code it carries (python flavor); only if you trust it.",
 )
+_TRUST = (
+    click.option(
+        "--trust",
+        type=click.Choice(["off", "warn", "require"]),
+        help="Signature policy: require refuses an unsigned or unverified package (exit 4), "
+        "warn logs it; the image built checks it again at every start. [default: "
+        "$MODELPORT_TRUST, else off]",
+    ),
+    click.option(
+        "--trusted-key",
+        "trusted_key",
+        metavar="PEM",
+        help="Public key(s) or CA certificate(s) a signature must chain to: a file or a "
+        "directory (also $MODELPORT_TRUSTED_KEYS).",
+    ),
+)
+
+
+def _trust_options(func: Any) -> Any:
+    for option in reversed(_TRUST):
+        func = option(func)
+    return func
+
+
 _EXPECT_DIGEST = click.option(
     "--expect-digest",
     "expect_digest",
@@ -293,6 +369,7 @@ def _print_plan(deployer: Deployer[Any], name: str, package: Package, as_json: b
 @_follow_options
 @_ALLOW_CODE
 @_EXPECT_DIGEST
+@_trust_options
 @storage_option
 @_json_option
 def deploy(
@@ -311,6 +388,8 @@ def deploy(
     poll_interval: float,
     webhook_host: str,
     webhook_port: int | None,
+    trust: str | None,
+    trusted_key: str | None,
 ) -> None:
     """Deploy the package PKG to a target as a new deployment NAME.
 
@@ -332,7 +411,14 @@ def deploy(
     package_path = package_arg(package_ref, storage_options, allow_code=allow_code)
     deployer = _make_deployer(target, config_pairs, config_file)
     deployer.check_name(name)
-    with _loaded(package_path, allow_code, expect_digest) as package:
+    with _loaded(
+        package_path,
+        allow_code,
+        expect_digest,
+        source=package_ref,
+        trust=trust,
+        trusted_key=trusted_key,
+    ) as package:
         if dry_run:
             _print_plan(deployer, name, package, as_json)
             return
@@ -415,6 +501,7 @@ def get_deployment(
 )
 @_ALLOW_CODE
 @_EXPECT_DIGEST
+@_trust_options
 @storage_option
 @_json_option
 def update_deployment(
@@ -428,6 +515,8 @@ def update_deployment(
     expect_digest: str | None,
     storage_options: tuple[str, ...],
     as_json: bool,
+    trust: str | None,
+    trusted_key: str | None,
 ) -> None:
     """Switch deployment NAME to the package PKG (blue/green where the target allows).
 
@@ -440,7 +529,14 @@ def update_deployment(
             f"target {deployer.name!r} cannot update without waiting",
             hint="run the update without --no-wait",
         )
-    with _loaded(package_path, allow_code, expect_digest) as package:
+    with _loaded(
+        package_path,
+        allow_code,
+        expect_digest,
+        source=package_ref,
+        trust=trust,
+        trusted_key=trusted_key,
+    ) as package:
         if no_wait:
             deployment = deployer.update(name, package, wait=False)
         else:

@@ -257,6 +257,7 @@ def inspect(ref: str, as_json: bool, storage_options: tuple[str, ...], **limit_v
     Use `modelport verify` to check the files against their digests.
     """
     from modelport.model_format.archive import read_archive_manifest
+    from modelport.model_format.locate import provenance
     from modelport.model_format.package import read_manifest
 
     package = package_arg(ref, storage_options)
@@ -265,10 +266,28 @@ def inspect(ref: str, as_json: bool, storage_options: tuple[str, ...], **limit_v
         manifest = read_manifest(package, limits)
     else:
         manifest = read_archive_manifest(package, limits)
+    # Who signed it, as the signature says (not checked here: `verify --key` checks it).
+    origin = provenance(package, source=ref, limits=limits)
     if as_json:
-        emit_json({"digest": manifest.digest, "manifest": manifest.to_dict()})
-    else:
-        click.echo("\n".join(_describe(manifest)))
+        emit_json(
+            {
+                "digest": manifest.digest,
+                "signature_fingerprint": origin.signature_fingerprint,
+                "oci_digest": origin.oci_digest,
+                "manifest": manifest.to_dict(),
+            }
+        )
+        return
+    lines = _describe(manifest)
+    at = lines.index(f"digest:     {manifest.digest}") + 1
+    signed = origin.signature_fingerprint
+    lines[at:at] = [
+        f"signed by:  {signed} (not checked: modelport verify --key)"
+        if signed
+        else "signed by:  -",
+        *([f"oci:        {origin.oci_digest}"] if origin.oci_digest else []),
+    ]
+    click.echo("\n".join(lines))
 
 
 def _expect_digest_option(func: Any) -> Any:
@@ -290,36 +309,64 @@ def _expected(expect_digest: str | None) -> str | None:
 @click.command()
 @click.argument("ref", metavar="PACKAGE")
 @_expect_digest_option
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="Also check the package's signature against this public key or CA certificate (PEM; "
+    "a file or a directory; repeat). Exit 4 when it is unsigned or does not verify.",
+)
+@click.option(
+    "--signature",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="The signature file, when it is not in the package (DIR/model.sig, DIR.sig, or the "
+    "archive's member).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @storage_option
 @_limit_options
 def verify(
     ref: str,
     expect_digest: str | None,
+    keys: tuple[str, ...],
+    signature: Path | None,
     as_json: bool,
     storage_options: tuple[str, ...],
     **limit_values: Any,
 ) -> None:
-    """Check every file of PACKAGE against its manifest.
+    """Check every file of PACKAGE against its manifest, and with --key its signature.
 
-    Exits 4 when any file is missing, altered, or not listed in the manifest, or when the
-    package's digest is not the one given with --expect-digest.
+    Exits 4 when any file is missing, altered, or not listed in the manifest, when the
+    package's digest is not the one given with --expect-digest, or when --key is given and the
+    package is unsigned or its signature is not by that key or does not match the files.
     """
+    from modelport.errors import SignatureError
     from modelport.model_format.package import verify as verify_package
+    from modelport.model_format.signing import verify_signature
 
     package = package_arg(ref, storage_options)
-    report = verify_package(
-        package, expected_digest=_expected(expect_digest), limits=archive_limits(limit_values)
-    )
+    limits = archive_limits(limit_values)
+    report = verify_package(package, expected_digest=_expected(expect_digest), limits=limits)
+    signed: dict[str, Any] | None = None
+    problem = None
+    if keys and report.ok:
+        try:
+            signed = verify_signature(
+                package, [Path(k) for k in keys], signature=signature, limits=limits
+            ).to_dict()
+        except SignatureError as exc:
+            problem = exc
     if as_json:
         emit_json(
             {
                 "path": str(package),
                 "source": ref,
-                "ok": report.ok,
+                "ok": report.ok and problem is None,
                 "digest": report.manifest.digest,
                 "files": len(report.manifest.files),
-                "problems": list(report.problems),
+                "problems": [*report.problems, *([str(problem)] if problem else [])],
+                "signature": signed,
             }
         )
     elif report.ok:
@@ -328,8 +375,12 @@ def verify(
             f"{len(report.manifest.files)} file(s) match their digests"
         )
         click.echo(f"  digest: {report.manifest.digest}")
+        if signed is not None:
+            click.echo(f"  signed by: {signed['fingerprint']} ({signed['kind']}, verified)")
     if not report.ok:
         raise IntegrityError(report.problems)
+    if problem is not None:
+        raise problem
 
 
 @click.command()

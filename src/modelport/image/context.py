@@ -26,6 +26,7 @@ from packaging.utils import canonicalize_name
 from modelport import __version__
 from modelport.errors import IntegrityError, UsageError
 from modelport.image.dockerfile import (
+    TRUSTED_KEYS_CONTEXT,
     default_base_image,
     image_labels,
     image_reference,
@@ -56,6 +57,8 @@ class BuildContext:
         requirements: the pinned requirements the image installs.
         runtime_stages: the Dockerfile's package-independent stages (:func:`runtime_stages`):
             what a runtime image shared by packages is built from.
+        trust: the signature policy the image enforces at every start (``off``, ``warn``,
+            ``require``), its keys in the context's ``trusted-keys/``.
     """
 
     directory: Path
@@ -68,16 +71,19 @@ class BuildContext:
     labels: Mapping[str, str] = field(default_factory=dict)
     requirements: tuple[str, ...] = ()
     runtime_stages: str = ""
+    trust: str = "off"
 
 
 # --- the context --------------------------------------------------------------------------------
 
 
 def _copy_package(source: Path, manifest: Manifest, dest: Path) -> None:
-    """Copy a package directory's manifest and listed files (nothing else) into ``dest``."""
-    from modelport.model_format.manifest import MANIFEST_NAME
+    """Copy a package directory's manifest, files and signature (nothing else) to ``dest``."""
+    from modelport.model_format.manifest import MANIFEST_NAME, SIGNATURE_NAME
 
     shutil.copyfile(source / MANIFEST_NAME, dest / MANIFEST_NAME)
+    if (source / SIGNATURE_NAME).is_file():  # the image checks it at every start
+        shutil.copyfile(source / SIGNATURE_NAME, dest / SIGNATURE_NAME)
     for rel in sorted(manifest.files):
         target = dest.joinpath(*rel.split("/"))
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -107,6 +113,27 @@ def _stage_package(package: str | os.PathLike[str] | Package, dest: Path) -> Man
     if problems:
         raise IntegrityError(problems)
     return manifest
+
+
+def _stage_trusted_keys(dest: Path) -> str:
+    """The trust policy of the build's environment, with its keys copied to ``dest``.
+
+    An image is built under the policy its builder runs with (``deploy --trust``, or
+    ``MODELPORT_TRUST``): it enforces the same one at every start, with the same keys.
+
+    Returns:
+        The policy's mode (``off`` copies nothing).
+    """
+    from modelport.model_format.signing import TrustPolicy, trusted_key_files
+
+    policy = TrustPolicy.from_env(os.environ)
+    mode = str(getattr(policy.mode, "value", policy.mode))
+    if mode == "off":
+        return mode
+    dest.mkdir()
+    for i, key in enumerate(trusted_key_files(policy.keys)):
+        shutil.copyfile(key, dest / f"{i:02d}-{key.name}")
+    return mode
 
 
 def write_context(
@@ -174,8 +201,11 @@ def write_context(
             pip_cert=cert_name,
             remove_from_venv=remove,
         )
+        trust = _stage_trusted_keys(directory / TRUSTED_KEYS_CONTEXT)
         dockerfile = directory / "Dockerfile"
-        dockerfile.write_text(render_dockerfile(manifest, runtime, base), encoding="utf-8")
+        dockerfile.write_text(
+            render_dockerfile(manifest, runtime, base, trust=trust), encoding="utf-8"
+        )
         (directory / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\n", encoding="utf-8")
     except BaseException:
         # Leave things as they were: no directory if we made it, else an empty one.
@@ -199,4 +229,5 @@ def write_context(
         labels=image_labels(manifest, base),
         requirements=tuple(requirements),
         runtime_stages=runtime,
+        trust=trust,
     )

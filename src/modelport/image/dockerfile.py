@@ -29,6 +29,10 @@ VENV = "/opt/venv"
 APP_DIR = "/opt/modelport"
 PACKAGE_DIR = f"{APP_DIR}/package"
 ENTRYPOINT = f"{APP_DIR}/entrypoint.py"
+#: The public keys a trust policy baked into an image checks signatures with: in the context,
+#: and in the image.
+TRUSTED_KEYS_CONTEXT = "trusted-keys"
+TRUSTED_KEYS_DIR = f"{APP_DIR}/trusted-keys"
 #: The user the server runs as (a fixed UID, so platforms that check for non-root can see it).
 USER_NAME = "modelport"
 USER_ID = 10001
@@ -198,6 +202,7 @@ def package_stage(
     from_image: str,
     base_image: str,
     provenance: Provenance | None = None,
+    trust: str = "off",
 ) -> str:
     """The last stage: the package on top of the runtime, verified, and the image's labels.
 
@@ -206,17 +211,24 @@ def package_stage(
         from_image: what it starts from: ``runtime`` (the stage) or a runtime image.
         base_image: the base image, named in a label.
         provenance: the package's provenance, labelled too (:func:`image_labels`).
+        trust: the signature policy the image enforces at every start (``warn``, ``require``)
+            with the keys in the context's ``trusted-keys/``; ``off`` bakes none in.
     """
     env = [f"MODELPORT_PACKAGE_DIGEST={manifest.digest}"]
     if manifest.flavor.runs_code:
         # A python-flavor package runs the code it carries; building its image is the opt-in.
         env.append("MODELPORT_ALLOW_CODE=1")
+    keys = ""
+    if trust != "off":
+        env += [f"MODELPORT_TRUST={trust}", f"MODELPORT_TRUSTED_KEYS={TRUSTED_KEYS_DIR}"]
+        keys = f"COPY {TRUSTED_KEYS_CONTEXT}/ {TRUSTED_KEYS_DIR}/\n"
     return f"""\
 # --- the package: copied read-only (owned by root), verified as the server's user --------------
 FROM {from_image}
-# The digest the package must have; the entrypoint checks it (and every file) at each start.
+# The digest the package must have; the entrypoint checks it (and every file, and under a trust
+# policy its signature) at each start.
 ENV {" ".join(env)}
-COPY package/ {PACKAGE_DIR}/
+{keys}COPY package/ {PACKAGE_DIR}/
 RUN {_json_list([f"{VENV}/bin/python", ENTRYPOINT, "verify"])}
 {_label_lines(image_labels(manifest, base_image, provenance))}
 """
@@ -231,13 +243,14 @@ def _header(manifest: Manifest) -> str:
     )
 
 
-def render_dockerfile(manifest: Manifest, runtime: str, base_image: str) -> str:
+def render_dockerfile(manifest: Manifest, runtime: str, base_image: str, trust: str = "off") -> str:
     """The whole Dockerfile: a header, the ``runtime`` stages, then the package stage.
 
     Args:
         manifest: the package's manifest.
         runtime: the text of :func:`runtime_stages`.
         base_image: the base image, named in a label.
+        trust: the signature policy baked in (see :func:`package_stage`).
     """
-    final = package_stage(manifest, from_image="runtime", base_image=base_image)
+    final = package_stage(manifest, from_image="runtime", base_image=base_image, trust=trust)
     return f"{_header(manifest)}{runtime}\n{final}"

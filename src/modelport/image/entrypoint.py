@@ -15,9 +15,10 @@ image without a package) serves the package SageMaker unpacked from ``model.tar.
 Before serving, the package is verified: every file against the manifest, and the manifest against
 the digest the image was built for (``MODELPORT_PACKAGE_DIGEST``, set by the Dockerfile) and the
 one whoever runs the container pins (``MODELPORT_EXPECT_DIGEST``, as ``modelport serve
---expect-digest``). A package altered after the build (a derived image, a volume mounted over it)
-makes the container exit with status 4 and one line saying why, instead of serving a model nobody
-built.
+--expect-digest``); under a trust policy (``MODELPORT_TRUST``, baked in by an image built
+under one) its signature too, against ``MODELPORT_TRUSTED_KEYS``. A package altered after the
+build (a derived image, a volume mounted over it) makes the container exit with status 4 and one
+line saying why, instead of serving a model nobody built.
 
 Two more commands, for the image's own use:
 
@@ -156,6 +157,15 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             print(f"  - {problem}", file=sys.stderr)
         return EXIT_REFUSED
     if verify_only:
+        # At build time too: an image is not built around a package its policy would refuse.
+        from modelport.errors import ModelportError
+        from modelport.model_format.signing import TrustPolicy, enforce
+
+        try:
+            enforce(package, TrustPolicy.from_env(env), doing="build an image of it")
+        except ModelportError as exc:
+            print(exc.render(), file=sys.stderr, flush=True)
+            return exc.exit_code
         print(f"modelport: package at {package} verified", file=sys.stderr)
         return 0
 

@@ -22,16 +22,23 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from modelport.errors import PackageError
+from modelport.errors import PackageError, SignatureError
 from modelport.model_format.archive import write_archive
 from modelport.model_format.limits import DEFAULT_LIMITS, ArchiveLimits
 from modelport.model_format.manifest import MANIFEST_NAME, parse
-from modelport.model_format.package import Package, VerifyReport
+from modelport.model_format.package import Package, Provenance, VerifyReport
 from modelport.model_format.package import load as load_path
 from modelport.model_format.package import verify as verify_path
 from modelport.model_format.remote import oci, registry, storage
 from modelport.model_format.remote.cache import CacheEntry, PackageCache
 from modelport.model_format.remote.uri import Kind, Reference, parse_reference
+from modelport.model_format.signing import (
+    SignatureInfo,
+    TrustPolicy,
+    describe,
+    enforce,
+    read_signature,
+)
 
 
 def locate(
@@ -168,19 +175,74 @@ def load(
     expected_digest: str | None = None,
     limits: ArchiveLimits = DEFAULT_LIMITS,
     storage_options: Mapping[str, Any] | None = None,
+    trust: TrustPolicy | None = None,
+    doing: str = "load",
+    source: str | None = None,
 ) -> Package:
-    """Load a package from a path, a storage URI or an MLflow URI, verifying every file first.
+    """Load a package from a path, a storage, MLflow or OCI URI, verifying every file first.
 
-    The arguments are :func:`~modelport.model_format.package.load`'s, and ``storage_options``
-    for a storage URI (see :func:`locate`).
+    Args:
+        ref: a package path or URI (see :func:`locate`).
+        allow_code: allow a package that runs code it carries.
+        threads: ONNX Runtime's intra-op threads (default: its own choice).
+        expected_digest: refuse any package whose digest is not this one.
+        limits: the most reading the package may cost.
+        storage_options: options of the storage backend (see :func:`locate`).
+        trust: the signature policy; default ``$MODELPORT_TRUST`` / ``$MODELPORT_TRUSTED_KEYS``
+            (:meth:`TrustPolicy.from_env`). Under ``require`` an unsigned package, or one whose
+            signature does not verify against a trusted key, is refused.
+        doing: what the refusal says is refused (``refusing to <doing>: …``).
+        source: the reference to record in :attr:`Package.provenance` (default ``ref``).
+
+    Raises:
+        TrustRefused: the policy refuses the package (exit 4).
     """
     path = locate(ref, storage_options=storage_options, allow_code=allow_code, limits=limits)
-    return load_path(
+    policy = trust if trust is not None else TrustPolicy.from_env(os.environ)
+    verified = enforce(path, policy, doing=doing)
+    package = load_path(
         path,
         allow_code=allow_code,
         threads=threads,
         expected_digest=expected_digest,
         limits=limits,
+    )
+    package.provenance = provenance(
+        path, source=source or os.fspath(ref), verified=verified, limits=limits
+    )
+    return package
+
+
+def provenance(
+    path: Path,
+    *,
+    source: str | None = None,
+    verified: SignatureInfo | None = None,
+    limits: ArchiveLimits = DEFAULT_LIMITS,
+) -> Provenance:
+    """Where the local package ``path`` came from and who signed it.
+
+    A package in the cache says which OCI digest (and source) it was fetched by; a signature
+    it carries gives the signer's fingerprint, marked verified when ``verified`` (what
+    :func:`~modelport.model_format.signing.enforce` returned) says so.
+    """
+    entry = PackageCache().entry_for(path)
+    metadata = entry.metadata if entry is not None else {}
+    fingerprint = None
+    if verified is not None:
+        fingerprint = verified.fingerprint
+    else:
+        bundle = read_signature(path, limits=limits)
+        if bundle is not None:
+            try:
+                fingerprint = describe(bundle).fingerprint
+            except SignatureError:
+                fingerprint = None  # unreadable: inspect and verify --key say why
+    return Provenance(
+        source=source or (entry.source if entry is not None else str(path)),
+        oci_digest=metadata.get("oci_digest"),
+        signature_fingerprint=fingerprint,
+        signature_verified=verified is not None,
     )
 
 

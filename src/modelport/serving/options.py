@@ -13,11 +13,14 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import UsageError
 from modelport.model_format.limits import MIB, ArchiveLimits
 from modelport.serving.config import ANSWER_MODES, ServeConfig
+
+if TYPE_CHECKING:
+    from modelport.model_format.signing import TrustPolicy
 
 SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
 #: Where Azure ML mounts a model asset attached to a deployment (it sets this variable).
@@ -249,6 +252,21 @@ SERVE_OPTIONS: tuple[ServeOption, ...] = (
         "Serve only the package with this digest (sha256:<64 hex>); refuse any other.",
         env="MODELPORT_EXPECT_DIGEST",
     ),
+    ServeOption(
+        "trust",
+        str,
+        "Signature policy: off, warn (log an unsigned or unverified package and go on) or "
+        "require (refuse it, exit 4). [default: $MODELPORT_TRUST, else off]",
+        env="MODELPORT_TRUST",
+        choices=("off", "warn", "require"),
+    ),
+    ServeOption(
+        "trusted_key",
+        str,
+        "The public keys (PEM) or CA certificates a signature must chain to: a file, a "
+        f"directory of them, or several joined with {os.pathsep!r}. Also $MODELPORT_TRUSTED_KEYS.",
+        env="MODELPORT_TRUSTED_KEYS",
+    ),
     *ARCHIVE_LIMIT_OPTIONS,
     ServeOption("dev", bool, "Use Flask's development server instead of gunicorn.", default=False),
 )
@@ -392,4 +410,21 @@ def serve_config(
             else expected_digest(values["expect_digest"], "--expect-digest")
         ),
         archive_limits=archive_limits(values),
+        trust=trust_policy(values, env),
+    )
+
+
+def trust_policy(values: Mapping[str, Any], env: Mapping[str, str]) -> TrustPolicy:
+    """The signature policy from ``--trust`` and ``--trusted-key`` (over the environment's).
+
+    Raises:
+        UsageError: an unknown mode, or ``require`` without a trusted key.
+    """
+    from modelport.model_format.signing import TrustPolicy
+
+    keys = values.get("trusted_key") or ""
+    return TrustPolicy.from_env(
+        env,
+        trust=values.get("trust"),
+        trusted_keys=tuple(Path(k) for k in keys.split(os.pathsep) if k),
     )

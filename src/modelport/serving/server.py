@@ -33,6 +33,7 @@ from typing import Any
 from modelport.errors import ServeError
 from modelport.model_format.package import open_package
 from modelport.model_format.paths import make_temp_dir
+from modelport.model_format.signing import enforce
 from modelport.serving.config import ServeConfig
 from modelport.serving.metrics import zero_gauges
 
@@ -109,7 +110,17 @@ def prepared_package(config: ServeConfig) -> Iterator[Path]:
         DigestMismatch: not the package ``config.expected_digest`` names.
         EnvironmentProblem: no writable temporary directory, or the disk filled up.
         CodeExecutionRefused: it carries code and ``allow_code`` is off.
+        TrustRefused: the trust policy refuses it (unsigned, or not verified).
     """
+    # Who signed it is checked before anything of it is opened for serving.
+    signed = enforce(config.package, config.trust, doing="serve")
+    if signed is not None:
+        print(
+            f"modelport: signature verified: {signed.fingerprint} ({signed.kind}, trusted by "
+            f"{signed.trusted_by})",
+            file=sys.stderr,
+            flush=True,
+        )
     with open_package(
         config.package,
         allow_code=config.allow_code,

@@ -478,7 +478,12 @@ def build_package_image(
         # what `docker build` of the context gives.
         dockerfile = context.directory / "Dockerfile.package"
         dockerfile.write_text(
-            package_stage(package.manifest, from_image=runtime.ref, base_image=context.base_image),
+            package_stage(
+                package.manifest,
+                from_image=runtime.ref,
+                base_image=context.base_image,
+                trust=context.trust,
+            ),
             encoding="utf-8",
         )
         progress(f"building the image {ref}")
