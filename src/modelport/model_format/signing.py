@@ -300,13 +300,20 @@ def _subject(certificate: x509.Certificate) -> str | None:
 
 def _ec_only(what: str, key: object) -> ec.EllipticCurvePublicKey:
     """``key`` as an EC public key on a curve OpenSSF Model Signing takes, or a clear error."""
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
     public = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
     if not isinstance(public, ec.EllipticCurvePublicKey):
-        kind = type(public).__name__.removeprefix("_").replace("PublicKey", "").upper() or "?"
+        kinds = {
+            "RSA": (rsa.RSAPrivateKey, rsa.RSAPublicKey),
+            "DSA": (dsa.DSAPrivateKey, dsa.DSAPublicKey),
+            "Ed25519": (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey),
+            "Ed448": (ed448.Ed448PrivateKey, ed448.Ed448PublicKey),
+        }
+        kind = next((k for k, types in kinds.items() if isinstance(public, types)), "unsupported")
+        article = "an" if kind[0] in "AEIOUR" else "a"
         raise UsageError(
-            f"{what} is an {kind} key; OpenSSF Model Signing takes EC keys only "
+            f"{what} is {article} {kind} key; OpenSSF Model Signing takes EC keys only "
             "(P-256, P-384 or P-521)",
             hint="make one with: openssl ecparam -name prime256v1 -genkey -noout | "
             "openssl pkcs8 -topk8 -nocrypt -out key.pem",
