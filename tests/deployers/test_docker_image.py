@@ -36,7 +36,9 @@ from docker_fixtures import (
 
 from modelport.image import LABEL_DIGEST, LABEL_SAGEMAKER_PORT
 
-pytestmark = pytest.mark.slow
+# One worker builds and runs every image (make test runs this folder on two): the session's
+# images are built once, and two podman builds never race for the same layers.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("containers")]
 
 #: ``Y = X * 3`` on float32 [N, 2].
 ROWS = [[1.0, 2.0], [3.0, 4.0]]

@@ -35,7 +35,9 @@ from modelport.errors import DeploymentError, DeploymentNotFound
 from modelport.model_format.package import Package, load
 from modelport.plugins.testing import DeployerContract, make_test_package
 
-pytestmark = pytest.mark.slow
+# One worker builds and runs every image (make test runs this folder on two): the session's
+# images are built once, and two podman builds never race for the same layers.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("containers")]
 
 #: A digest no package has: a container told to expect it refuses to start (exit 4).
 WRONG_DIGEST = "sha256:" + "0" * 64

@@ -38,6 +38,11 @@ from modelport.image.entrypoint import main as entrypoint_main
 from modelport.plugins.testing import make_test_package
 from process_helpers import imports_after
 
+# One worker builds and runs every image (make test runs this folder on two): the session's
+# images are built once, and two podman builds never race for the same layers.
+pytestmark = pytest.mark.xdist_group("containers")
+
+
 HADOLINT = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
 
 

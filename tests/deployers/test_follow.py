@@ -36,6 +36,10 @@ from modelport.errors import UsageError
 from process_helpers import wait_for
 from storage_servers import MlflowServer, free_port, register_version
 
+# One worker holds the session's `mlflow server` (make test runs this folder on two).
+pytestmark = pytest.mark.xdist_group("mlflow")
+
+
 MODELPORT = str(Path(sys.executable).parent / "modelport")
 MODEL = "follow-churn"
 SECRET = "follow-secret"

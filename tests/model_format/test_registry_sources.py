@@ -20,6 +20,10 @@ from modelport.errors import PackageError, SourceNotFound, UsageError
 from modelport.model_format.remote.cache import PackageCache
 from storage_servers import MlflowServer, register_version
 
+# One worker holds the session's `mlflow server` (make test runs this folder on two).
+pytestmark = pytest.mark.xdist_group("mlflow")
+
+
 MODELPORT = str(Path(sys.executable).parent / "modelport")
 
 

@@ -41,6 +41,11 @@ from modelport.deployers.kit.engine import (
 from modelport.deployers.kit.images import ENGINE_ERRORS
 from modelport.errors import TargetUnavailableError
 
+# One worker builds and runs every image (make test runs this folder on two): the session's
+# images are built once, and two podman builds never race for the same layers.
+pytestmark = pytest.mark.xdist_group("containers")
+
+
 DIGEST = "sha256:" + "c" * 64
 IMAGE_ID = "sha256:" + "a" * 64
 

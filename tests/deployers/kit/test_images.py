@@ -64,6 +64,11 @@ from modelport.model_format.package import Package, load
 from modelport.plugins.testing import make_test_package
 from process_helpers import imports_after
 
+# One worker builds and runs every image (make test runs this folder on two): the session's
+# images are built once, and two podman builds never race for the same layers.
+pytestmark = pytest.mark.xdist_group("containers")
+
+
 DIGEST = "sha256:" + "d" * 64
 
 #: Every image this module builds carries it; the `real` fixture removes them at the end.
