@@ -34,7 +34,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from modelport.errors import (
@@ -286,7 +286,7 @@ def _subject(certificate: x509.Certificate) -> str | None:
         return subject
     try:
         names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
+    except (x509.ExtensionNotFound, ValueError):  # none, or one that cannot be read
         return None
     identities = [
         *names.get_values_for_type(x509.RFC822Name),
@@ -449,7 +449,7 @@ def load_trust(paths: Sequence[str | os.PathLike[str]]) -> TrustStore:
                 if label == "PUBLIC KEY":
                     key = _ec_only(f"trusted key {path}", serialization.load_pem_public_key(pem))
                     keys.setdefault(key_fingerprint(key), TrustedKey(pem, path))
-                elif label in ("CERTIFICATE", "TRUSTED CERTIFICATE"):
+                elif label == "CERTIFICATE":
                     certificates.append((pem, path, x509.load_pem_x509_certificate(pem)))
                 elif "PRIVATE KEY" in label:
                     raise UsageError(
@@ -665,10 +665,14 @@ def _statement(bundle: Mapping[str, Any]) -> _Statement:
         payload = json.loads(base64.b64decode(envelope["payload"], validate=True))
         predicate = payload["predicate"]
         serialization = predicate["serialization"]
-        resources = {str(r["name"]): str(r["digest"]) for r in predicate["resources"]}
-        ignored = serialization.get("ignore_paths", [])
-        if not isinstance(serialization, dict) or not isinstance(ignored, list):
+        if not isinstance(serialization, dict) or not isinstance(
+            serialization.get("ignore_paths", []), list
+        ):
             raise TypeError("serialization")
+        # Named as the library names them (a path, normalised), the last of a name winning.
+        resources = {
+            str(PurePosixPath(r["name"])): str(r["digest"]) for r in predicate["resources"]
+        }
     except (KeyError, TypeError, ValueError, binascii.Error) as exc:
         raise SignatureError(
             f"the signature's bundle holds no OpenSSF Model Signing statement ({exc!r})"
@@ -689,17 +693,23 @@ def _verifier_hashing(statement: _Statement) -> Any:
             )
         else:
             config.use_file_serialization(hashing_algorithm=args["hash_type"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, ImportError) as exc:
         raise SignatureError(
-            f"the signature's hashing is not one modelport reads ({exc})"
+            f"the signature's hashing is not one modelport reads ({exc!r})"
         ) from None
     ignored = [str(p) for p in args.get("ignore_paths", [])]
     return config.set_ignored_paths(paths=[*ignored, SIGNATURE_NAME])
 
 
-def _differences(root: Path, statement: _Statement) -> str:
-    """Which files differ from what was signed, as a sentence (hashes the package again)."""
-    actual_manifest = _verifier_hashing(statement).hash(root)
+def _differences(root: Path, statement: _Statement, mismatch: str) -> str:
+    """Which files differ from what was signed, as a sentence (hashes the package again).
+
+    ``mismatch`` is the library's own message, said instead if hashing fails this time.
+    """
+    try:
+        actual_manifest = _verifier_hashing(statement).hash(root)
+    except (OSError, ValueError):  # the package changed meanwhile
+        return mismatch
     actual = {rd.identifier: rd.digest.digest_hex for rd in actual_manifest.resource_descriptors()}
     signed = statement.resources
     shards = statement.serialization.get("method") == "shards"
@@ -826,7 +836,7 @@ def _run_verifier(
     except ValueError as exc:
         text = str(exc)
         if text.startswith("Signature mismatch"):
-            raise SignatureError(_differences(root, statement)) from None
+            raise SignatureError(_differences(root, statement, text)) from None
         if text.startswith("Key mismatch"):
             raise _WrongKey(text.strip()) from None
         raise SignatureError(f"the signature does not verify: {text}") from None
