@@ -33,7 +33,7 @@ from modelport.image.dockerfile import (
     render_dockerfile,
     runtime_stages,
 )
-from modelport.image.requirements import pinned_requirements
+from modelport.image.requirements import RUNTIME_EXTRAS, pinned_requirements
 from modelport.image.wheel import build_modelport_wheel
 
 if TYPE_CHECKING:
@@ -171,8 +171,11 @@ def write_context(
         # An onnx package's requirements are informative: what it installs is the runtime's
         # choice, never the package's. One that runs its code gets its own (plain names from
         # the index, validated with the manifest); its image is the opt-in to run that code.
+        # An image that checks signatures at every start needs what checks them.
+        trust = _stage_trusted_keys(directory / TRUSTED_KEYS_CONTEXT)
+        extras = (*RUNTIME_EXTRAS, "signing") if trust != "off" else RUNTIME_EXTRAS
         requirements = pinned_requirements(
-            manifest.requirements if manifest.flavor.runs_code else ()
+            manifest.requirements if manifest.flavor.runs_code else (), extras
         )
         wheel = build_modelport_wheel(directory / "wheels")
         keep = {canonicalize_name(r.split("==")[0]) for r in requirements}
@@ -201,7 +204,6 @@ def write_context(
             pip_cert=cert_name,
             remove_from_venv=remove,
         )
-        trust = _stage_trusted_keys(directory / TRUSTED_KEYS_CONTEXT)
         dockerfile = directory / "Dockerfile"
         dockerfile.write_text(
             render_dockerfile(manifest, runtime, base, trust=trust), encoding="utf-8"
