@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from modelport.errors import PackageError, SignatureError
+from modelport.errors import MissingDependencyError, PackageError, SignatureError
 from modelport.model_format.archive import write_archive
 from modelport.model_format.limits import DEFAULT_LIMITS, ArchiveLimits
 from modelport.model_format.manifest import MANIFEST_NAME, parse
@@ -236,8 +236,8 @@ def provenance(
         if bundle is not None:
             try:
                 fingerprint = describe(bundle).fingerprint
-            except SignatureError:
-                fingerprint = None  # unreadable: inspect and verify --key say why
+            except (SignatureError, MissingDependencyError):
+                fingerprint = None  # unreadable here: verify --key says why
     return Provenance(
         source=source or (entry.source if entry is not None else str(path)),
         oci_digest=metadata.get("oci_digest"),
