@@ -36,26 +36,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from cloud_bench import summary  # noqa: E402
 from sources_bench import _example, _first_prediction, _model  # noqa: E402
 
-
-def _keys(directory: Path) -> tuple[Path, Path]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    private, public = directory / "key.pem", directory / "key.pub"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return private, public
+from signing_keys import ec_key_pair  # noqa: E402
 
 
 def _timed(samples: dict[str, list[float]], label: str, step: Any, *args: Any, **kw: Any) -> Any:
@@ -83,7 +64,7 @@ def main() -> None:
         work = Path(tmp)
         package = _model(work / "rf.mport", args.trees)
         body = json.dumps({"inputs": _example(package)}).encode()
-        private, public = _keys(work)
+        private, public = ec_key_pair(work / "keys", "bench")
         signed = work / "rf-signed.mport"
         print(f"package: RandomForest, {args.trees} trees, {package.stat().st_size / 1e6:.2f} MB")
         with registry_server(work / "registry") as registry:

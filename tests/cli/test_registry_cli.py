@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 from cli_serving import start
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from oci_servers import registry_available, registry_server
+from signing_keys import ec_key_pair
 
 BIN = Path(sys.executable).parent
 REQUEST = (b'{"inputs": [[1, 0, 0]]}', {"Content-Type": "application/json"})
@@ -40,30 +39,10 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.host
 
 
-def _keys(directory: Path, name: str) -> tuple[Path, Path]:
-    """A P-256 key pair as PEM files: (private, public)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    private = directory / f"{name}.pem"
-    public = directory / f"{name}.pub"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return private, public
-
-
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
     root = tmp_path_factory.mktemp("keys")
-    return {name: _keys(root, name) for name in ("ours", "theirs")}
+    return {name: ec_key_pair(root / name, name) for name in ("ours", "theirs")}
 
 
 @pytest.fixture(autouse=True)

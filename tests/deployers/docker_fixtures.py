@@ -146,6 +146,24 @@ class BuiltImage:
 _BUILT: dict[str, BuiltImage] = {}
 
 
+def build_context(client: Any, directory: Path, tag: str) -> str:
+    """``docker build`` of a written context through the Engine API; the image's id.
+
+    Fails the test with the end of the build's log when the build fails.
+    """
+    log: list[str] = []
+    image_id = None
+    for chunk in client.api.build(
+        path=str(directory), tag=tag, rm=True, forcerm=True, decode=True, labels=run_labels()
+    ):
+        log.append(str(chunk.get("stream", "")))
+        if "error" in chunk:
+            pytest.fail(f"building {tag} failed: {chunk['error']}\n{''.join(log[-30:])}")
+        if isinstance(chunk.get("aux"), dict):
+            image_id = chunk["aux"].get("ID") or image_id
+    return str(image_id or client.images.get(tag).id)
+
+
 def built_image(client: Any, tmp_root: Path, base: str) -> BuiltImage:
     """Build (once per session) the image of the ``Y = X * 3`` test package with `docker build`.
 
@@ -168,22 +186,7 @@ def built_image(client: Any, tmp_root: Path, base: str) -> BuiltImage:
     )
     tag = f"localhost/modelport-test/image-test:{os.getpid()}"
     start = time.monotonic()
-    log: list[str] = []
-    image_id = None
-    for chunk in client.api.build(
-        path=str(context.directory),
-        tag=tag,
-        rm=True,
-        forcerm=True,
-        decode=True,
-        labels=run_labels(),
-    ):
-        log.append(str(chunk.get("stream", "")))
-        if "error" in chunk:
-            pytest.fail(f"building the test image failed: {chunk['error']}\n{''.join(log[-30:])}")
-        if isinstance(chunk.get("aux"), dict):
-            image_id = chunk["aux"].get("ID") or image_id
-    image_id = image_id or client.images.get(tag).id
+    image_id = build_context(client, context.directory, tag)
     _BUILT[key] = BuiltImage(
         id=str(image_id),
         tag=tag,

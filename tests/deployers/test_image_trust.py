@@ -14,40 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from docker_fixtures import (
     base_image,
+    build_context,
     engine,
     http,
     published_port,
     remove_test_leftovers,
-    run_labels,
     running,
     wait_http_ok,
 )
 
+from signing_keys import ec_key_pair
+
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("containers")]
-
-
-def _key_pair(directory: Path, name: str) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    # The public key alone in its folder: a folder of trusted keys holds no private key.
-    (directory / "private").mkdir(parents=True, exist_ok=True)
-    private, public = directory / "private" / f"{name}.pem", directory / f"{name}.pub"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return private, public
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +48,8 @@ def signed_image(
     from modelport.plugins.testing import make_test_package
 
     root = tmp_path_factory.mktemp("image-trust")
-    private, public = _key_pair(root / "ours", "signer")
-    _, other = _key_pair(root / "theirs", "other")
+    private, public = ec_key_pair(root / "ours", "signer")
+    _, other = ec_key_pair(root / "theirs", "other")
     package = make_test_package(root / "signed.mport", scale=3.0, name="signed-image")
     sign(package, key=private)
     saved = {k: os.environ.get(k) for k in ("MODELPORT_TRUST", "MODELPORT_TRUSTED_KEYS")}
@@ -87,22 +67,9 @@ def signed_image(
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    log: list[str] = []
-    image_id = None
-    for chunk in client.api.build(
-        path=str(context.directory),
-        tag=f"localhost/modelport-test/signed-image:{os.getpid()}",
-        rm=True,
-        forcerm=True,
-        decode=True,
-        labels=run_labels(),
-    ):
-        log.append(str(chunk.get("stream", "")))
-        if "error" in chunk:
-            pytest.fail(f"building the signed image failed: {chunk['error']}\n{''.join(log[-30:])}")
-        if isinstance(chunk.get("aux"), dict):
-            image_id = chunk["aux"].get("ID") or image_id
-    assert image_id is not None, "".join(log[-30:])
+    image_id = build_context(
+        client, context.directory, f"localhost/modelport-test/signed-image:{os.getpid()}"
+    )
     return str(image_id), context.directory, {"public": public, "other": other.parent}
 
 
