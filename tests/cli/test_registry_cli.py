@@ -169,6 +169,9 @@ def test_require_refuses_unsigned_and_untrusted_packages_with_exit_4(
     assert "Traceback" not in unsigned.stderr
 
     assert _run("modelport", "sign", str(package), "--key", str(keys["theirs"][0])).returncode == 0
+    wrong = _run("modelport", "verify", str(package), "--key", str(keys["ours"][1]))
+    assert wrong.returncode == 4, wrong.stdout
+    assert "OK:" not in wrong.stdout and "which is not trusted" in wrong.stderr
     untrusted = _run("modelport", "serve", str(package), "--port", "0", *trust)
     assert untrusted.returncode == 4, untrusted.stderr
     assert "refusing to serve" in untrusted.stderr

@@ -369,7 +369,7 @@ def verify(
                 "signature": signed,
             }
         )
-    elif report.ok:
+    elif report.ok and problem is None:  # a signature that fails is no "OK"
         click.echo(
             f"OK: {ref} ({report.manifest.name} {report.manifest.version}), "
             f"{len(report.manifest.files)} file(s) match their digests"
