@@ -6,12 +6,15 @@ Nothing here imports Flask or gunicorn, so the CLI can build a config cheaply.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelport.errors import UsageError
 from modelport.model_format.limits import DEFAULT_LIMITS, ArchiveLimits
-from modelport.model_format.signing import TrustPolicy
+
+if TYPE_CHECKING:  # the policy's module imports the package loader: not for --help
+    from modelport.model_format.signing import TrustPolicy
 
 DEFAULT_PORT = 8080
 DEFAULT_HOST = "127.0.0.1"
@@ -61,7 +64,7 @@ class ServeConfig:
         archive_limits: what reading the package may cost (expanded size, entries, manifest
             size, compression ratio); over a limit, the server refuses to start.
         trust: the signature policy the package must pass before it serves
-            (``MODELPORT_TRUST``, ``--trust``; off by default).
+            (``MODELPORT_TRUST``, ``--trust``); None is off.
     """
 
     package: Path
@@ -86,7 +89,7 @@ class ServeConfig:
     predict_route: str | None = None
     expected_digest: str | None = None
     archive_limits: ArchiveLimits = DEFAULT_LIMITS
-    trust: TrustPolicy = field(default_factory=lambda: TrustPolicy.from_env({}))
+    trust: TrustPolicy | None = None
 
     @property
     def graceful_timeout_s(self) -> float:

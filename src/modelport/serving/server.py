@@ -113,7 +113,7 @@ def prepared_package(config: ServeConfig) -> Iterator[Path]:
         TrustRefused: the trust policy refuses it (unsigned, or not verified).
     """
     # Who signed it is checked before anything of it is opened for serving.
-    signed = enforce(config.package, config.trust, doing="serve")
+    signed = None if config.trust is None else enforce(config.package, config.trust, doing="serve")
     if signed is not None:
         print(
             f"modelport: signature verified: {signed.fingerprint} ({signed.kind}, trusted by "
