@@ -37,18 +37,13 @@ lint: install
 	$(PY) -m ruff format --check src tests examples benchmarks
 	$(PY) -m mypy
 
-# Most tests wait (on fakes, registries, serving processes and images starting; the batch tests
-# on their Spark JVMs): they run on two workers, each Spark module, the image tests and the MLflow
-# tests on one of them (--dist loadgroup keeps an xdist_group in one process). The server's
-# timing-sensitive tests and the CLI's run alone first, with the tests that start moto's S3
-# (moto's backends are per process, and the SageMaker fake holds one for its whole session).
-PARALLEL_TESTS := tests/deployers tests/batch tests/plugins tests/model_format \
-	tests/cli/test_registry_cli.py tests/examples/test_readme_registry.py
-ALONE_TESTS := tests/model_format/test_remote_sources.py
-# Everything else (tests/test_layout.py fails when a folder of tests/ is in neither list).
-SERIAL_TESTS := tests/cli tests/serving tests/examples tests/test_offline.py \
-	tests/test_storage_servers.py tests/test_layout.py $(ALONE_TESTS)
+# The cloud targets' tests mostly wait (on their fakes, on serving processes starting), and the
+# batch tests on their Spark JVMs: they run on two workers, each Spark module on one of them
+# (--dist loadgroup keeps a module's session in one process). Everything else, timing-sensitive
+# server tests and the image tests (which must not share podman with another build) included,
+# runs alone first.
+PARALLEL_TESTS := tests/deployers/sagemaker tests/deployers/azureml tests/deployers/vertex tests/batch
 
 test: lint $(VENV)/azurite/.installed
-	$(PY) -m pytest $(addprefix --ignore=,$(PARALLEL_TESTS)) $(SERIAL_TESTS)
-	$(PY) -m pytest -n 2 --dist loadgroup $(PARALLEL_TESTS) $(addprefix --ignore=,$(ALONE_TESTS))
+	$(PY) -m pytest $(addprefix --ignore=,$(PARALLEL_TESTS))
+	$(PY) -m pytest -n 2 --dist loadgroup $(PARALLEL_TESTS)

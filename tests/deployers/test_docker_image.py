@@ -36,7 +36,7 @@ from docker_fixtures import (
 
 from modelport.image import LABEL_DIGEST, LABEL_SAGEMAKER_PORT
 
-# One worker builds and runs every image (make test runs this folder on two): the session's
+# One worker builds and runs every image (when these tests run on several workers): the session's
 # images are built once, and two podman builds never race for the same layers.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("containers")]
 

@@ -35,7 +35,7 @@ from modelport.errors import DeploymentError, DeploymentNotFound
 from modelport.model_format.package import Package, load
 from modelport.plugins.testing import DeployerContract, make_test_package
 
-# One worker builds and runs every image (make test runs this folder on two): the session's
+# One worker builds and runs every image (when these tests run on several workers): the session's
 # images are built once, and two podman builds never race for the same layers.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("containers")]
 

@@ -38,7 +38,7 @@ from modelport.image.entrypoint import main as entrypoint_main
 from modelport.plugins.testing import make_test_package
 from process_helpers import imports_after
 
-# One worker builds and runs every image (make test runs this folder on two): the session's
+# One worker builds and runs every image (when these tests run on several workers): the session's
 # images are built once, and two podman builds never race for the same layers.
 pytestmark = pytest.mark.xdist_group("containers")
 

@@ -36,7 +36,7 @@ from modelport.errors import UsageError
 from process_helpers import wait_for
 from storage_servers import MlflowServer, free_port, register_version
 
-# One worker holds the session's `mlflow server` (make test runs this folder on two).
+# One worker holds the session's `mlflow server` (when these tests run on several workers).
 pytestmark = pytest.mark.xdist_group("mlflow")
 
 

@@ -20,7 +20,7 @@ from modelport.errors import PackageError, SourceNotFound, UsageError
 from modelport.model_format.remote.cache import PackageCache
 from storage_servers import MlflowServer, register_version
 
-# One worker holds the session's `mlflow server` (make test runs this folder on two).
+# One worker holds the session's `mlflow server` (when these tests run on several workers).
 pytestmark = pytest.mark.xdist_group("mlflow")
 
 

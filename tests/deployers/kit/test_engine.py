@@ -41,7 +41,7 @@ from modelport.deployers.kit.engine import (
 from modelport.deployers.kit.images import ENGINE_ERRORS
 from modelport.errors import TargetUnavailableError
 
-# One worker builds and runs every image (make test runs this folder on two): the session's
+# One worker builds and runs every image (when these tests run on several workers): the session's
 # images are built once, and two podman builds never race for the same layers.
 pytestmark = pytest.mark.xdist_group("containers")
 
