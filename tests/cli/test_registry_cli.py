@@ -68,10 +68,20 @@ def _ref(registry: str, name: str) -> str:
     return f"oci://{registry}/modelport-test/{uuid.uuid4().hex[:12]}/{name}:1"
 
 
-def _predicts(served: object) -> None:
-    answer = served.post("/invocations", *REQUEST)  # type: ignore[attr-defined]
-    assert answer.status == 200, answer.body
-    assert json.loads(answer.body) == {"predictions": [[0.0, 1.0]]}
+def _serve_predicts_under_require(ref: str, public: Path, log_dir: Path) -> str:
+    """``modelport serve REF --trust require``: it answers as the model does; its log."""
+    served = start(
+        ref,
+        ["--storage-option", "insecure=true", "--trust", "require", "--trusted-key", str(public)],
+        log_dir=log_dir,
+    )
+    try:
+        answer = served.post("/invocations", *REQUEST)
+        assert answer.status == 200, answer.body
+        assert json.loads(answer.body) == {"predictions": [[0.0, 1.0]]}
+        return served.log()
+    finally:
+        assert served.stop() == 0
 
 
 @pytest.mark.slow
@@ -114,16 +124,8 @@ def test_sign_push_pull_serve_under_require(
     assert facts["signature_fingerprint"] == fingerprint
     assert facts["oci_digest"] == digest
 
-    served = start(
-        pinned,
-        ["--storage-option", "insecure=true", "--trust", "require", "--trusted-key", str(public)],
-        log_dir=tmp_path,
-    )
-    try:
-        _predicts(served)
-        assert f"signature verified: {fingerprint}" in served.log()
-    finally:
-        assert served.stop() == 0
+    log = _serve_predicts_under_require(pinned, public, tmp_path)
+    assert f"signature verified: {fingerprint}" in log
 
 
 @pytest.mark.slow
@@ -144,15 +146,7 @@ def test_a_package_signed_by_the_model_signing_cli_serves_under_require(
     ref = _ref(registry, "oms")
     assert _run("modelport", "push", str(package), ref, "--insecure").returncode == 0
 
-    served = start(
-        ref,
-        ["--storage-option", "insecure=true", "--trust", "require", "--trusted-key", str(public)],
-        log_dir=tmp_path,
-    )
-    try:
-        _predicts(served)
-    finally:
-        assert served.stop() == 0
+    _serve_predicts_under_require(ref, public, tmp_path)
 
 
 @pytest.mark.slow

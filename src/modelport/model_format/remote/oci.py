@@ -88,7 +88,7 @@ from modelport.model_format.remote.oci_auth import (
     find_credential,
     parse_challenges,
 )
-from modelport.model_format.remote.storage import STORAGE_OPTIONS_ENV, Progress
+from modelport.model_format.remote.storage import Progress, environment_options
 from modelport.model_format.remote.uri import (
     OCI_SCHEME,
     OCI_SHAPE,
@@ -1209,16 +1209,7 @@ def oci_options(
     Raises:
         UsageError: an unknown option, or a value of the wrong kind.
     """
-    options: dict[str, Any] = {}
-    text = environ.get(STORAGE_OPTIONS_ENV, "").strip()
-    if text:
-        try:
-            table = json.loads(text)
-        except ValueError as exc:
-            raise UsageError(f"{STORAGE_OPTIONS_ENV} is not JSON ({exc})") from None
-        entry = table.get(OCI_SCHEME) if isinstance(table, dict) else None
-        if isinstance(entry, dict):
-            options.update(entry)
+    options = environment_options((OCI_SCHEME,), environ)
     options.update(given or {})
     unknown = sorted(set(options) - {"insecure", "timeout"})
     if unknown:

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -97,21 +97,32 @@ def storage_options(
     Raises:
         UsageError: the variable is not such an object.
     """
+    options = environment_options((ref.backend.protocol, ref.scheme), environ)
+    options.update(given or {})
+    return options
+
+
+def environment_options(keys: Sequence[str], environ: Mapping[str, str]) -> dict[str, Any]:
+    """The options ``$MODELPORT_STORAGE_OPTIONS`` gives the entries ``keys`` (a later key wins).
+
+    Raises:
+        UsageError: the variable is not a JSON object of objects.
+    """
     options: dict[str, Any] = {}
     text = environ.get(STORAGE_OPTIONS_ENV, "").strip()
-    if text:
-        try:
-            table = json.loads(text)
-        except ValueError as exc:
-            raise UsageError(f"{STORAGE_OPTIONS_ENV} is not JSON ({exc})") from None
-        if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
-            raise UsageError(
-                f"{STORAGE_OPTIONS_ENV} must be a JSON object of objects keyed by scheme",
-                hint='for example {"s3": {"endpoint_url": "http://127.0.0.1:9000"}}',
-            )
-        for key in dict.fromkeys((ref.backend.protocol, ref.scheme)):
-            options.update(table.get(key, {}))
-    options.update(given or {})
+    if not text:
+        return options
+    try:
+        table = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{STORAGE_OPTIONS_ENV} is not JSON ({exc})") from None
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise UsageError(
+            f"{STORAGE_OPTIONS_ENV} must be a JSON object of objects keyed by scheme",
+            hint='for example {"s3": {"endpoint_url": "http://127.0.0.1:9000"}}',
+        )
+    for key in dict.fromkeys(keys):
+        options.update(table.get(key, {}))
     return options
 
 
