@@ -37,13 +37,17 @@ lint: install
 	$(PY) -m ruff format --check src tests examples benchmarks
 	$(PY) -m mypy
 
-# The cloud targets' tests mostly wait (on their fakes, on serving processes starting), and the
-# batch tests on their Spark JVMs: they run on two workers, each Spark module on one of them
-# (--dist loadgroup keeps a module's session in one process). Everything else, timing-sensitive
-# server tests and the image tests (which must not share podman with another build) included,
-# runs alone first.
-PARALLEL_TESTS := tests/deployers/sagemaker tests/deployers/azureml tests/deployers/vertex tests/batch
+# Three runs. The server's own tests assert how a loaded server treats a normal client (floods,
+# soaks, limits): they run alone first. Then everything but the clouds, then the three cloud
+# targets, each on two pytest-xdist workers with each module kept on one worker
+# (tests/conftest.py groups by module, so module and session fixtures are set up once). The
+# image tests share one group, so one of them builds with podman at a time; the clouds' image
+# tests run apart from them because podman loses a build whose cached parent another build's
+# clean-up removes (measured: the docker target's builds failed beside the clouds').
+SERIAL_TESTS := tests/serving
+CLOUD_TESTS := tests/deployers/sagemaker tests/deployers/azureml tests/deployers/vertex
 
 test: lint $(VENV)/azurite/.installed
-	$(PY) -m pytest $(addprefix --ignore=,$(PARALLEL_TESTS))
-	$(PY) -m pytest -n 2 --dist loadgroup $(PARALLEL_TESTS)
+	$(PY) -m pytest $(SERIAL_TESTS)
+	$(PY) -m pytest -n 2 --dist loadgroup $(addprefix --ignore=,$(SERIAL_TESTS) $(CLOUD_TESTS))
+	$(PY) -m pytest -n 2 --dist loadgroup $(CLOUD_TESTS)

@@ -23,6 +23,20 @@ import pytest
 if TYPE_CHECKING:
     import onnx
 
+# --- one module, one worker -----------------------------------------------------------------------
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``-n N --dist loadgroup``, keep each module's tests on one worker.
+
+    Module and session fixtures (servers, fitted models, Spark sessions) are then set up once,
+    not once per worker. A module that names its own group (``xdist_group``: the image tests
+    share one, for one podman build at a time) keeps it.
+    """
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
+
 # --- no request ever leaves 127.0.0.1 ------------------------------------------------------------
 # Set before any test module imports a client library (this conftest is imported first), and
 # inherited by every process the tests start: credential chains never probe cloud metadata

@@ -1,9 +1,10 @@
-"""Floods of hostile clients: a normal client is still served within a second while each runs.
+"""Floods of hostile clients: a normal client is still served within two seconds while each runs.
 
 Each test starts its own one-worker server, runs one flood for a bounded time (well under 60 s)
 and keeps asking the server for predictions over a fresh connection meanwhile: every one of
-those must be answered, each within a second. Before the worker bounded what a client may
-cost, each of these floods starved everybody else.
+those must be answered, each within two seconds (a pool thread held by a flood would hold it
+for the server's whole 30 s send timeout; a loaded two-core CI machine once took 1.1 s).
+Before the worker bounded what a client may cost, each of these floods starved everybody else.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 ROW = {"inputs": [[0.1, 0.2, 0.3, 0.4]]}
 #: What a normal client may wait for one prediction while a flood runs.
-SERVED_WITHIN_S = 1.0
+SERVED_WITHIN_S = 2.0
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def served(packages: dict[str, Path], tmp_path: Path) -> Iterator[Server]:
 
 
 def normal_client_is_served(server: Server, seconds: float, while_: Callable[[], bool]) -> int:
-    """Predict over fresh connections for ``seconds`` (or while ``while_()``); each within 1 s."""
+    """Predict over fresh connections for ``seconds`` (or while ``while_()``); each in time."""
     deadline = time.monotonic() + seconds
     count = 0
     while time.monotonic() < deadline and while_():

@@ -542,7 +542,9 @@ def test_a_failing_package_stage_is_a_deployment_error_with_its_output(
     client, base = real
     marker = f"kit-images-failing-{uuid.uuid4().hex[:8]}"
 
-    def failing_stage(manifest: Any, *, from_image: str, base_image: str) -> str:
+    def failing_stage(
+        manifest: Any, *, from_image: str, base_image: str, trust: str = "off"
+    ) -> str:
         return f"FROM {from_image}\nRUN echo {marker} && exit 3\n"
 
     monkeypatch.setattr(images, "package_stage", failing_stage)
