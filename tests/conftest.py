@@ -23,6 +23,7 @@ import pytest
 if TYPE_CHECKING:
     import onnx
 
+
 # --- one module, one worker -----------------------------------------------------------------------
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
