@@ -37,14 +37,14 @@ lint: install
 	$(PY) -m ruff format --check src tests examples benchmarks
 	$(PY) -m mypy
 
-# Three runs. The server's own tests assert how a loaded server treats a normal client (floods,
-# soaks, limits): they run alone first. Then everything but the clouds, then the three cloud
-# targets, each on two pytest-xdist workers with each module kept on one worker
-# (tests/conftest.py groups by module, so module and session fixtures are set up once). The
-# image tests share one group, so one of them builds with podman at a time; the clouds' image
-# tests run apart from them because podman loses a build whose cached parent another build's
-# clean-up removes (measured: the docker target's builds failed beside the clouds').
-SERIAL_TESTS := tests/serving
+# Three runs. First, alone: the server's own tests, which assert how a loaded server treats a
+# normal client (floods, soaks, limits), and the docker target's, whose builds and deletes lost
+# podman images and build containers under load beside other tests (measured twice in CI; alone
+# they always passed). Then everything but the clouds, then the three cloud targets, each on two
+# pytest-xdist workers with each module kept on one worker (tests/conftest.py groups by module,
+# so module and session fixtures are set up once). The other image tests share one group, so one
+# of them builds with podman at a time.
+SERIAL_TESTS := tests/serving tests/deployers/test_docker_target.py
 CLOUD_TESTS := tests/deployers/sagemaker tests/deployers/azureml tests/deployers/vertex
 
 test: lint $(VENV)/azurite/.installed
