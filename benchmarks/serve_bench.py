@@ -55,6 +55,12 @@ FEATURES = 20
 MODELS = ("lr", "rf")
 ROWS = (1, 100)
 CONCURRENCY = (1, 8, 32)
+#: The open-loop rates: these shares of the closed-loop maximum (at the highest concurrency).
+OPEN_LOOP = (0.5, 0.8)
+#: modelport with ``--no-batching``: what the dynamic batcher costs or buys, side by side.
+UNBATCHED = "modelport-unbatched"
+SERVERS = ("modelport", UNBATCHED, "mlflow", "mlserver")
+OPEN_LOOP_SCRIPT = Path(__file__).with_name("open_loop.py")
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -62,6 +68,9 @@ wrk.headers["Content-Type"] = "application/json"
 local f = io.open(os.getenv("BENCH_BODY"), "rb")
 wrk.body = f:read("*a")
 f:close()
+done = function(summary, latency, requests)
+  io.write(string.format("p99.9 %d\n", latency:percentile(99.9)))
+end
 """
 MLSERVER_RUNTIME = '''
 """A minimal ONNX Runtime runtime for MLServer (MLServer ships none)."""
@@ -121,6 +130,9 @@ class Sample:
     p99_ms: float
     cpu_us_per_request: float
     errors: int
+    p999_ms: float = float("nan")
+    #: "closed" (wrk at ``concurrency``), or "open NN%" (a fixed rate, that share of the maximum)
+    load: str = "closed"
 
 
 @dataclass
@@ -260,7 +272,7 @@ class Spec:
     env: dict[str, str]
 
 
-def modelport_spec(workdir: Path, model: str, port: int) -> Spec:
+def modelport_spec(workdir: Path, model: str, port: int, *options: str) -> Spec:
     import modelport
 
     package = workdir / f"{model}.mport"
@@ -279,6 +291,7 @@ def modelport_spec(workdir: Path, model: str, port: int) -> Spec:
         str(port),
         "--workers",
         "1",
+        *options,
     ]
     base = f"http://127.0.0.1:{port}"
     return Spec(command, f"{base}/ping", f"{base}/invocations", "inputs", {})
@@ -408,11 +421,28 @@ def run_wrk(
             result["rps"] = float(parts[1])
         elif len(parts) == 2 and parts[0] in ("50%", "99%"):
             result[parts[0]] = parse_latency(parts[1])
+        elif len(parts) == 2 and parts[0] == "p99.9":
+            result["99.9%"] = float(parts[1]) / 1e3  # the script's done(): microseconds
         elif "requests in" in line:
             result["requests"] = float(parts[0])
         elif line.startswith("  Non-2xx") or line.strip().startswith("Socket errors"):
             result["errors"] += sum(float(p.rstrip(",")) for p in parts if p.rstrip(",").isdigit())
     return result
+
+
+def run_open_loop(
+    url: str, body: Path, rate: float, duration: int, args: argparse.Namespace
+) -> dict[str, float]:
+    """benchmarks/open_loop.py on the client's core: ``rate`` requests/s for ``duration`` s."""
+    out = subprocess.run(
+        ["taskset", "-c", str(args.client_cpu), sys.executable, str(OPEN_LOOP_SCRIPT), url,
+         str(body), f"{rate:.1f}", str(duration), "--connections", str(args.connections)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=duration + 60,
+    ).stdout  # fmt: skip
+    return dict(json.loads(out))
 
 
 def in_process(workdir: Path, model: str, rows: int, cpu: int, seconds: float) -> Sample:
@@ -487,6 +517,8 @@ def run(args: argparse.Namespace, results: Results) -> None:
                 port = free_port()
                 if server == "modelport":
                     spec = modelport_spec(workdir, model, port)
+                elif server == UNBATCHED:
+                    spec = modelport_spec(workdir, model, port, "--no-batching")
                 elif server == "mlflow":
                     spec = mlflow_spec(workdir, model, port, venvs["mlflow"])
                 else:
@@ -499,12 +531,13 @@ def run(args: argparse.Namespace, results: Results) -> None:
                         spec.predict, bodies[(spec.body_kind, 1)], 8, 1, args.client_cpu, script
                     )
                     for rows in args.rows:
+                        body = bodies[(spec.body_kind, rows)]
                         for concurrency in args.concurrency:
                             pids = tree(proc.pid)
                             cpu_before = cpu_seconds(pids)
                             out = run_wrk(
                                 spec.predict,
-                                bodies[(spec.body_kind, rows)],
+                                body,
                                 concurrency,
                                 args.duration,
                                 args.client_cpu,
@@ -524,8 +557,40 @@ def run(args: argparse.Namespace, results: Results) -> None:
                                     out.get("99%", float("nan")),
                                     cpu / requests * 1e6,
                                     int(out["errors"]),
+                                    out.get("99.9%", float("nan")),
                                 )
                             )
+                        # Open loop at shares of the maximum just measured (the last, highest
+                        # concurrency): a fixed schedule, latency from each request's due time.
+                        maximum = results.samples[-1].requests_per_s
+                        for share in args.open_loop:
+                            pids = tree(proc.pid)
+                            cpu_before = cpu_seconds(pids)
+                            got = run_open_loop(
+                                spec.predict, body, maximum * share, args.duration, args
+                            )
+                            cpu = cpu_seconds(pids) - cpu_before
+                            results.samples.append(
+                                Sample(
+                                    server,
+                                    model,
+                                    rows,
+                                    args.concurrency[-1],
+                                    got["rate"],
+                                    got["rate"] * rows,
+                                    got["p50_ms"],
+                                    got["p99_ms"],
+                                    cpu / max(got["answered"], 1.0) * 1e6,
+                                    int(got["errors"]),
+                                    got["p99.9_ms"],
+                                    f"open {share:.0%}",
+                                )
+                            )
+                            if got["late_start_ms"] > 2.0:
+                                results.notes.append(
+                                    f"{server} {model} {rows} row(s) open {share:.0%}: the client "
+                                    f"fell {got['late_start_ms']:.1f} ms behind its schedule"
+                                )
                     sizes = [rss_mb(p) for p in tree(proc.pid)]
                     results.starts.append(Start(server, model, cold, max(sizes), sum(sizes)))
 
@@ -534,38 +599,45 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def load_label(sample: Sample) -> str:
+    """``c=32`` for a closed-loop run, ``open 80%`` for an open-loop one."""
+    return f"c={sample.concurrency}" if sample.load == "closed" else sample.load
+
+
 def report(results: Results, args: argparse.Namespace) -> str:
     servers = list(args.servers)
     lines = []
-    groups: dict[tuple[str, int, int, str], list[Sample]] = defaultdict(list)
+    groups: dict[tuple[str, int, str, str], list[Sample]] = defaultdict(list)
     for s in results.samples:
-        groups[(s.model, s.rows, s.concurrency, s.server)].append(s)
+        groups[(s.model, s.rows, load_label(s), s.server)].append(s)
     lines.append(
-        "| model | rows | conc | server | req/s | rows/s | p50 ms | p99 ms | CPU µs/req "
-        "| req/s ÷ modelport | p99 ÷ modelport |"
+        "| model | rows | load | server | req/s | rows/s | p50 ms | p99 ms | p99.9 ms "
+        "| CPU µs/req | req/s ÷ modelport | p99 ÷ modelport |"
     )
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    loads = [f"c={c}" for c in args.concurrency] + [f"open {x:.0%}" for x in args.open_loop]
     for model in args.models:
         for rows in args.rows:
-            for conc in args.concurrency:
-                base = groups.get((model, rows, conc, "modelport"), [])
+            for load in loads:
+                base = groups.get((model, rows, load, "modelport"), [])
                 base_rps = median([s.requests_per_s for s in base])
                 base_p99 = median([s.p99_ms for s in base])
-                first = conc == args.concurrency[0]
+                first = load == loads[0]
                 names = [*servers, "in-process ORT"] if first else servers
                 for server in names:
-                    key_conc = 1 if server == "in-process ORT" else conc
-                    samples = groups.get((model, rows, key_conc, server), [])
+                    key_load = "c=1" if server == "in-process ORT" else load
+                    samples = groups.get((model, rows, key_load, server), [])
                     if not samples:
                         continue
                     rps = median([s.requests_per_s for s in samples])
                     p99 = median([s.p99_ms for s in samples])
                     errors = sum(s.errors for s in samples)
                     lines.append(
-                        f"| {model} | {rows} | {conc} | {server}"
+                        f"| {model} | {rows} | {load} | {server}"
                         f"{' (' + str(errors) + ' errors)' if errors else ''} | {rps:,.0f} "
                         f"| {median([s.rows_per_s for s in samples]):,.0f} "
                         f"| {median([s.p50_ms for s in samples]):.2f} | {p99:.2f} "
+                        f"| {median([s.p999_ms for s in samples]):.2f} "
                         f"| {median([s.cpu_us_per_request for s in samples]):,.0f} "
                         f"| {rps / base_rps:.2f} | {p99 / base_p99:.2f} |"
                     )
@@ -592,6 +664,13 @@ def _names(text: str) -> list[str]:
     return [x for x in text.split(",") if x]
 
 
+def _shares(text: str) -> list[float]:
+    shares = [float(x) for x in text.split(",") if x]
+    if any(not 0 < x <= 1 for x in shares):
+        raise argparse.ArgumentTypeError("shares are between 0 and 1")
+    return shares
+
+
 def _numbers(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
@@ -608,6 +687,7 @@ def main(argv: list[str] | None = None) -> int:
         "--servers",
         type=_names,
         default=["modelport", "mlflow", "mlserver"],
+        help=f"a subset of {','.join(SERVERS)} (default modelport,mlflow,mlserver)",
     )
     parser.add_argument(
         "--models", type=_names, default=list(MODELS), help="subset of lr,rf (default both)"
@@ -617,6 +697,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--concurrency", type=_numbers, default=list(CONCURRENCY), help="default 1,8,32"
+    )
+    parser.add_argument(
+        "--open-loop",
+        type=_shares,
+        default=list(OPEN_LOOP),
+        help="open-loop rates as shares of the closed-loop maximum (default 0.5,0.8; '' for none)",
+    )
+    parser.add_argument(
+        "--connections", type=int, default=64, help="the open-loop client's connections"
     )
     parser.add_argument("--mlflow-venv", default="/tmp/bench-venvs/mlflow")
     parser.add_argument("--mlserver-venv", default="/tmp/bench-venvs/mlserver")
@@ -628,7 +717,7 @@ def main(argv: list[str] | None = None) -> int:
         "--dry-run", action="store_true", help="check the tools and print the plan; run nothing"
     )
     args = parser.parse_args(argv)
-    unknown = set(args.servers) - {"modelport", "mlflow", "mlserver"}
+    unknown = set(args.servers) - set(SERVERS)
     if unknown:
         parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
     if set(args.models) - set(MODELS):
@@ -639,13 +728,14 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("mlflow", "mlserver"):
             exe = Path(getattr(args, f"{name}_venv")) / "bin" / name
             print(f"{name}: {exe if exe.exists() else 'MISSING (' + str(exe) + ')'}")
-        runs = (
-            len(args.servers) * len(args.models) * len(args.rows) * len(args.concurrency)
-        ) * args.rounds
+        per_server = len(args.models) * len(args.rows) * args.rounds
+        runs = len(args.servers) * per_server * len(args.concurrency)
+        opens = len(args.servers) * per_server * len(args.open_loop)
         print(
             f"plan: {args.rounds} round(s) x {len(args.servers)} server(s) x {len(args.models)} "
             f"model(s) x rows {args.rows} x concurrency {args.concurrency}: {runs} wrk runs of "
-            f"{args.duration:g} s, servers on CPU {args.server_cpu}, wrk on CPU {args.client_cpu}"
+            f"{args.duration:g} s, then {opens} open-loop runs at {args.open_loop} of the "
+            f"maximum, servers on CPU {args.server_cpu}, clients on CPU {args.client_cpu}"
         )
         return 0
     if shutil.which("wrk") is None:

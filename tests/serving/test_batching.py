@@ -203,6 +203,175 @@ def test_batchable_needs_a_variable_first_dimension_everywhere(
     assert not batchable(fixed)
 
 
+# --- order and waiting: a model that records what it was given, no timing -------------------------
+
+
+class Ledger:
+    """A model that records every call's rows (their first column), and can hold a call."""
+
+    def __init__(self, package: modelport.Package, hold: float | None = None) -> None:
+        self.package = package
+        self.calls: list[list[float]] = []
+        self.hold = hold  # a call whose first row starts with this waits for release()
+        self.held = threading.Event()
+        self._release = threading.Event()
+
+    def __call__(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = arrays["x"][:, 0].tolist()
+        self.calls.append(rows)
+        if self.hold is not None and rows[0] == self.hold:
+            self.held.set()
+            assert self._release.wait(30), "never released"
+        return self.package.predict_arrays(arrays)
+
+    def release(self) -> None:
+        self._release.set()
+
+
+class Depths(Recorder):
+    """A recorder whose queue depth can be waited for (each queued request reports it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = threading.Condition()
+
+    def set_queue_depth(self, depth: int) -> None:
+        with self.changed:
+            self.depths.append(depth)
+            self.changed.notify_all()
+
+    def wait_for(self, depth: int) -> None:
+        with self.changed:
+            assert self.changed.wait_for(lambda: depth in self.depths, 30), self.depths
+
+
+def rows_of(value: float, count: int = 1) -> dict[str, np.ndarray]:
+    return {"x": np.full((count, 3), value)}
+
+
+def start(batcher: Batcher, inputs: dict[str, np.ndarray], answers: dict[float, Any]) -> Any:
+    def call() -> None:
+        try:
+            answers[float(inputs["x"][0, 0])] = batcher.predict(inputs, 30.0)
+        except Exception as exc:
+            answers[float(inputs["x"][0, 0])] = exc
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    return thread
+
+
+def test_queued_requests_are_answered_first_come_first_served(packages: dict[str, Path]) -> None:
+    with modelport.load(packages["tricky"], allow_code=True) as tricky:
+        ledger = Ledger(tricky, hold=0.0)
+        depths = Depths()
+        batcher = make_batcher(tricky, depths, ledger, max_batch_size=3, max_wait_s=0.0)
+        answers: dict[float, Any] = {}
+        threads = [start(batcher, rows_of(0.0), answers)]
+        assert ledger.held.wait(30)
+        # Nine requests queue behind the held call, one after another (as nine connections'
+        # requests would), in an order unrelated to their values.
+        order = [7.0, 3.0, 9.0, 1.0, 8.0, 2.0, 6.0, 4.0, 5.0]
+        for queued, value in enumerate(order, 1):
+            threads.append(start(batcher, rows_of(value), answers))
+            depths.wait_for(queued)
+        ledger.release()
+        for thread in threads:
+            thread.join(30)
+        # Batches of at most three rows, taken from the head of the queue: arrival order.
+        assert ledger.calls == [[0.0], order[0:3], order[3:6], order[6:9]]
+        for value in [0.0, *order]:
+            np.testing.assert_array_equal(answers[value]["y"], np.full((1, 3), value * 2))
+
+
+def test_the_oldest_waiting_request_always_heads_the_next_call(packages: dict[str, Path]) -> None:
+    with modelport.load(packages["tricky"], allow_code=True) as tricky:
+        ledger = Ledger(tricky, hold=0.0)
+        depths = Depths()
+        batcher = make_batcher(tricky, depths, ledger, max_batch_size=4, max_wait_s=0.0)
+        answers: dict[float, Any] = {}
+        threads = [start(batcher, rows_of(0.0), answers)]
+        assert ledger.held.wait(30)
+        queued = [rows_of(1.0), rows_of(2.0, 6), rows_of(3.0), rows_of(4.0, 3), rows_of(5.0)]
+        for count, inputs in enumerate(queued, 1):
+            threads.append(start(batcher, inputs, answers))
+            depths.wait_for(count)
+        ledger.release()
+        for thread in threads:
+            thread.join(30)
+        # Later requests that fit join the call at the head of the queue (which costs the six
+        # rows, over the limit and so alone, no extra call); whatever waits longest goes next.
+        assert ledger.calls == [[0.0], [1.0, 3.0, 5.0], [2.0] * 6, [4.0] * 3]
+        for value in (1.0, 2.0, 3.0, 4.0, 5.0):
+            assert float(answers[value]["y"][0, 0]) == value * 2
+
+
+def test_a_lone_request_never_waits_for_followers(packages: dict[str, Path]) -> None:
+    with modelport.load(packages["tricky"], allow_code=True) as tricky:
+        ledger = Ledger(tricky)
+        # A wait far longer than the join below: an answer within it proves nobody waited.
+        batcher = make_batcher(tricky, Recorder(), ledger, max_wait_s=300.0)
+        answers: dict[float, Any] = {}
+        thread = start(batcher, rows_of(1.0), answers)
+        thread.join(30)
+        assert not thread.is_alive(), "a lone request waited for followers that were not coming"
+        assert ledger.calls == [[1.0]]
+
+
+def test_a_forming_batch_stops_waiting_for_a_request_that_fails_before_the_model(
+    packages: dict[str, Path],
+) -> None:
+    with modelport.load(packages["tricky"], allow_code=True) as tricky:
+        ledger = Ledger(tricky)
+        batcher = make_batcher(tricky, Recorder(), ledger, max_wait_s=300.0)
+        batcher.expect()  # a request is being read...
+        answers: dict[float, Any] = {}
+        thread = start(batcher, rows_of(1.0), answers)
+        thread.join(0.2)  # not a timing check: the batch may or may not have waited by now
+        batcher.unexpect()  # ...and its body turns out to be bad: it never comes
+        thread.join(30)
+        assert not thread.is_alive(), "the batch kept waiting for a request that cannot come"
+        assert ledger.calls == [[1.0]]
+
+
+def test_an_announced_request_joins_the_batch_that_waits_for_it(
+    packages: dict[str, Path],
+) -> None:
+    with modelport.load(packages["tricky"], allow_code=True) as tricky:
+        ledger = Ledger(tricky)
+        recorder = Recorder()
+        batcher = make_batcher(tricky, recorder, ledger, max_wait_s=300.0)
+        batcher.expect()
+        answers: dict[float, Any] = {}
+        leader = start(batcher, rows_of(1.0), answers)
+        follower_answer = batcher.predict(rows_of(2.0), 30.0, announced=True)
+        leader.join(30)
+        assert ledger.calls == [[1.0, 2.0]]
+        assert recorder.batches == [(2, 2)]
+        np.testing.assert_array_equal(follower_answer["y"], np.full((1, 3), 4.0))
+        np.testing.assert_array_equal(answers[1.0]["y"], np.full((1, 3), 2.0))
+
+
+def test_a_failing_merged_call_is_run_again_per_request(packages: dict[str, Path]) -> None:
+    with modelport.load(packages["tricky"], allow_code=True) as tricky:
+        ledger = Ledger(tricky, hold=0.0)
+        depths = Depths()
+        batcher = make_batcher(tricky, depths, ledger, max_wait_s=0.0)
+        answers: dict[float, Any] = {}
+        threads = [start(batcher, rows_of(0.0), answers)]
+        assert ledger.held.wait(30)
+        for count, value in enumerate((1.0, -1.0, 3.0), 1):
+            threads.append(start(batcher, rows_of(value), answers))
+            depths.wait_for(count)
+        ledger.release()
+        for thread in threads:
+            thread.join(30)
+        # The merged call fails on the negative row; each request then runs alone, in order.
+        assert ledger.calls == [[0.0], [1.0, -1.0, 3.0], [1.0], [-1.0], [3.0]]
+        assert isinstance(answers[-1.0], ModelError)
+        assert float(answers[3.0]["y"][0, 0]) == 6.0
+
+
 # --- over HTTP ----------------------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -45,3 +46,32 @@ def test_unknown_server_is_a_usage_error() -> None:
     result = run("--dry-run", "--servers", "modelport,torchserve")
     assert result.returncode == 2
     assert "torchserve" in result.stderr
+
+
+def test_the_open_loop_client_sends_on_schedule_and_reads_every_answer(
+    packages: dict[str, Path], tmp_path: Path
+) -> None:
+    from serving_support import start_server
+
+    body = tmp_path / "body.json"
+    body.write_text('{"inputs": [[0.1, 0.2, 0.3, 0.4]]}')
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"inputs": [[0.1]]}')
+    server = start_server(packages["iris"], ["--workers", "1"], log_dir=tmp_path)
+    try:
+        script = SCRIPT.with_name("open_loop.py")
+        runs = {}
+        for name, path in (("good", body), ("bad", bad)):
+            out = subprocess.run(
+                [sys.executable, str(script), server.url + "/invocations", str(path), "200", "1",
+                 "--connections", "4"],
+                capture_output=True, text=True, timeout=60, check=True,
+            ).stdout  # fmt: skip
+            runs[name] = json.loads(out)
+    finally:
+        assert server.stop() == 0, server.log()
+    good, refused = runs["good"], runs["bad"]
+    assert (good["sent"], good["answered"], good["errors"]) == (200, 200, 0)
+    assert 0 < good["p50_ms"] <= good["p99_ms"] <= good["p99.9_ms"] <= good["max_ms"]
+    # Answers that are not 2xx are errors, not latencies.
+    assert (refused["sent"], refused["answered"], refused["errors"]) == (200, 0, 200)
