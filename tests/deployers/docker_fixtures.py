@@ -203,12 +203,14 @@ def remove_test_leftovers(client: Any, run_id: str = RUN_ID) -> None:
     """Remove every container and image run ``run_id`` made (this run's, unless told)."""
     import docker.errors
 
+    from modelport.deployers.docker import list_images
+
     # One label per filter: podman matches no image given two.
     this_run = {"label": f"{RUN_LABEL}={run_id}"}
     for container in client.containers.list(all=True, filters=this_run):
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
-    for image in client.images.list(filters=this_run):
+    for image in list_images(client, this_run["label"]):
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
             client.images.remove(image.id, force=True)
 

@@ -27,6 +27,7 @@ from modelport.deployers.docker import (
     DockerConfig,
     DockerDeployer,
     container_name,
+    list_images,
 )
 from modelport.deployers.kit.naming import Platform, label_key
 from modelport.deployers.kit.progress import Progress
@@ -65,7 +66,7 @@ def leftovers(client: Any, name: str) -> list[str]:
     """Containers and images of deployment ``name`` still on the engine."""
     label = f"{LABEL_DEPLOYMENT}={name}"  # one label: podman matches no image given two
     found = client.containers.list(all=True, filters={"label": label})
-    found += client.images.list(filters={"label": label})
+    found += list_images(client, label)
     return [
         c.name if hasattr(c, "name") else str(c.id)
         for c in found

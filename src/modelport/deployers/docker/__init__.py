@@ -9,6 +9,7 @@ from modelport.deployers.docker.deployer import (
     DockerDeployer,
     container_name,
     container_port,
+    list_images,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "DockerDeployer",
     "container_name",
     "container_port",
+    "list_images",
 ]

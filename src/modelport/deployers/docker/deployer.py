@@ -196,6 +196,28 @@ def _parse_time(text: str | None) -> datetime | None:
         return None
 
 
+#: How often a listing podman failed with "image not known" is asked again.
+_LIST_ATTEMPTS = 5
+
+
+def list_images(client: Any, label: str) -> builtins.list[Any]:
+    """The images carrying ``label`` (``key=value``), asked again when podman lost one meanwhile.
+
+    podman lists every image, then reads each: one removed in between (by another client, or by
+    podman itself after a build) fails the whole listing with a 500 "image not known". The
+    listing is only ever a read, so asking again is safe.
+    """
+    import docker.errors
+
+    for attempt in range(_LIST_ATTEMPTS):
+        try:
+            return list(client.images.list(filters={"label": label}))
+        except docker.errors.APIError as exc:
+            if attempt == _LIST_ATTEMPTS - 1 or "image not known" not in str(exc):
+                raise
+    raise AssertionError("unreachable")
+
+
 def container_name(deployment: str, *, role: str | None = None) -> str:
     """The container of a deployment, ``modelport-<name>``.
 
@@ -728,7 +750,7 @@ class DockerDeployer(Deployer[DockerConfig]):
             self._remove_image(self._remove_container(container), name)
         # Images of a failed run whose container is already gone. One label per filter:
         # podman 4.3 matches no image when given two.
-        for image in self.client.images.list(filters={"label": f"{LABEL_DEPLOYMENT}={name}"}):
+        for image in list_images(self.client, f"{LABEL_DEPLOYMENT}={name}"):
             if (image.labels or {}).get(LABEL_TARGET) == TARGET:
                 self._remove_image(str(image.id), name)
 
