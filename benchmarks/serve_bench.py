@@ -562,9 +562,14 @@ def run(args: argparse.Namespace, results: Results) -> None:
                                     out.get("99.9%", float("nan")),
                                 )
                             )
-                        # Open loop at shares of the maximum just measured (the last, highest
+                        # Open loop at shares of the maximum just measured (at the highest
                         # concurrency): a fixed schedule, latency from each request's due time.
-                        maximum = results.samples[-1].requests_per_s
+                        highest = max(args.concurrency)
+                        maximum = next(
+                            s.requests_per_s
+                            for s in reversed(results.samples)
+                            if s.concurrency == highest and s.load == "closed"
+                        )
                         for share in args.open_loop:
                             pids = tree(proc.pid)
                             cpu_before = cpu_seconds(pids)
@@ -577,7 +582,7 @@ def run(args: argparse.Namespace, results: Results) -> None:
                                     server,
                                     model,
                                     rows,
-                                    args.concurrency[-1],
+                                    highest,
                                     got["rate"],
                                     got["rate"] * rows,
                                     got["p50_ms"],

@@ -249,7 +249,9 @@ def rows_of(value: float, count: int = 1) -> dict[str, np.ndarray]:
     return {"x": np.full((count, 3), value)}
 
 
-def start(batcher: Batcher, inputs: dict[str, np.ndarray], answers: dict[float, Any]) -> Any:
+def start(
+    batcher: Batcher, inputs: dict[str, np.ndarray], answers: dict[float, Any]
+) -> threading.Thread:
     def call() -> None:
         try:
             answers[float(inputs["x"][0, 0])] = batcher.predict(inputs, 30.0)
@@ -261,23 +263,37 @@ def start(batcher: Batcher, inputs: dict[str, np.ndarray], answers: dict[float, 
     return thread
 
 
+def queued_behind_a_held_call(
+    tricky: modelport.Package, queued: list[dict[str, np.ndarray]], **settings: Any
+) -> tuple[Ledger, dict[float, Any]]:
+    """Hold a call on a row of 0s, queue ``queued`` behind it one after another, release it.
+
+    Each request is submitted once the one before it is in the queue (the queue depth it
+    reports says so), as requests on different connections arriving in that order would be.
+    Returns the model's record of its calls and each request's answer by its first value.
+    """
+    ledger = Ledger(tricky, hold=0.0)
+    depths = Depths()
+    batcher = make_batcher(tricky, depths, ledger, max_wait_s=0.0, **settings)
+    answers: dict[float, Any] = {}
+    threads = [start(batcher, rows_of(0.0), answers)]
+    assert ledger.held.wait(30)
+    for count, inputs in enumerate(queued, 1):
+        threads.append(start(batcher, inputs, answers))
+        depths.wait_for(count)
+    ledger.release()
+    for thread in threads:
+        thread.join(30)
+    return ledger, answers
+
+
 def test_queued_requests_are_answered_first_come_first_served(packages: dict[str, Path]) -> None:
     with modelport.load(packages["tricky"], allow_code=True) as tricky:
-        ledger = Ledger(tricky, hold=0.0)
-        depths = Depths()
-        batcher = make_batcher(tricky, depths, ledger, max_batch_size=3, max_wait_s=0.0)
-        answers: dict[float, Any] = {}
-        threads = [start(batcher, rows_of(0.0), answers)]
-        assert ledger.held.wait(30)
-        # Nine requests queue behind the held call, one after another (as nine connections'
-        # requests would), in an order unrelated to their values.
+        # Nine requests queue behind the held call, in an order unrelated to their values.
         order = [7.0, 3.0, 9.0, 1.0, 8.0, 2.0, 6.0, 4.0, 5.0]
-        for queued, value in enumerate(order, 1):
-            threads.append(start(batcher, rows_of(value), answers))
-            depths.wait_for(queued)
-        ledger.release()
-        for thread in threads:
-            thread.join(30)
+        ledger, answers = queued_behind_a_held_call(
+            tricky, [rows_of(value) for value in order], max_batch_size=3
+        )
         # Batches of at most three rows, taken from the head of the queue: arrival order.
         assert ledger.calls == [[0.0], order[0:3], order[3:6], order[6:9]]
         for value in [0.0, *order]:
@@ -286,19 +302,8 @@ def test_queued_requests_are_answered_first_come_first_served(packages: dict[str
 
 def test_the_oldest_waiting_request_always_heads_the_next_call(packages: dict[str, Path]) -> None:
     with modelport.load(packages["tricky"], allow_code=True) as tricky:
-        ledger = Ledger(tricky, hold=0.0)
-        depths = Depths()
-        batcher = make_batcher(tricky, depths, ledger, max_batch_size=4, max_wait_s=0.0)
-        answers: dict[float, Any] = {}
-        threads = [start(batcher, rows_of(0.0), answers)]
-        assert ledger.held.wait(30)
         queued = [rows_of(1.0), rows_of(2.0, 6), rows_of(3.0), rows_of(4.0, 3), rows_of(5.0)]
-        for count, inputs in enumerate(queued, 1):
-            threads.append(start(batcher, inputs, answers))
-            depths.wait_for(count)
-        ledger.release()
-        for thread in threads:
-            thread.join(30)
+        ledger, answers = queued_behind_a_held_call(tricky, queued, max_batch_size=4)
         # Later requests that fit join the call at the head of the queue (which costs the six
         # rows, over the limit and so alone, no extra call); whatever waits longest goes next.
         assert ledger.calls == [[0.0], [1.0, 3.0, 5.0], [2.0] * 6, [4.0] * 3]
@@ -306,31 +311,23 @@ def test_the_oldest_waiting_request_always_heads_the_next_call(packages: dict[st
             assert float(answers[value]["y"][0, 0]) == value * 2
 
 
-def test_a_lone_request_never_waits_for_followers(packages: dict[str, Path]) -> None:
+@pytest.mark.parametrize("withdrawn", [False, True], ids=["lone", "withdrawn-follower"])
+def test_a_batch_never_waits_for_followers_that_cannot_come(
+    packages: dict[str, Path], withdrawn: bool
+) -> None:
     with modelport.load(packages["tricky"], allow_code=True) as tricky:
         ledger = Ledger(tricky)
         # A wait far longer than the join below: an answer within it proves nobody waited.
         batcher = make_batcher(tricky, Recorder(), ledger, max_wait_s=300.0)
+        if withdrawn:
+            batcher.expect()  # a request is being read...
         answers: dict[float, Any] = {}
         thread = start(batcher, rows_of(1.0), answers)
+        if withdrawn:
+            thread.join(0.2)  # not a timing check: the batch may or may not have waited by now
+            batcher.unexpect()  # ...and its body turns out to be bad: it never comes
         thread.join(30)
-        assert not thread.is_alive(), "a lone request waited for followers that were not coming"
-        assert ledger.calls == [[1.0]]
-
-
-def test_a_forming_batch_stops_waiting_for_a_request_that_fails_before_the_model(
-    packages: dict[str, Path],
-) -> None:
-    with modelport.load(packages["tricky"], allow_code=True) as tricky:
-        ledger = Ledger(tricky)
-        batcher = make_batcher(tricky, Recorder(), ledger, max_wait_s=300.0)
-        batcher.expect()  # a request is being read...
-        answers: dict[float, Any] = {}
-        thread = start(batcher, rows_of(1.0), answers)
-        thread.join(0.2)  # not a timing check: the batch may or may not have waited by now
-        batcher.unexpect()  # ...and its body turns out to be bad: it never comes
-        thread.join(30)
-        assert not thread.is_alive(), "the batch kept waiting for a request that cannot come"
+        assert not thread.is_alive(), "the batch waited for a request that cannot come"
         assert ledger.calls == [[1.0]]
 
 
@@ -354,18 +351,8 @@ def test_an_announced_request_joins_the_batch_that_waits_for_it(
 
 def test_a_failing_merged_call_is_run_again_per_request(packages: dict[str, Path]) -> None:
     with modelport.load(packages["tricky"], allow_code=True) as tricky:
-        ledger = Ledger(tricky, hold=0.0)
-        depths = Depths()
-        batcher = make_batcher(tricky, depths, ledger, max_wait_s=0.0)
-        answers: dict[float, Any] = {}
-        threads = [start(batcher, rows_of(0.0), answers)]
-        assert ledger.held.wait(30)
-        for count, value in enumerate((1.0, -1.0, 3.0), 1):
-            threads.append(start(batcher, rows_of(value), answers))
-            depths.wait_for(count)
-        ledger.release()
-        for thread in threads:
-            thread.join(30)
+        queued = [rows_of(1.0), rows_of(-1.0), rows_of(3.0)]
+        ledger, answers = queued_behind_a_held_call(tricky, queued)
         # The merged call fails on the negative row; each request then runs alone, in order.
         assert ledger.calls == [[0.0], [1.0, -1.0, 3.0], [1.0], [-1.0], [3.0]]
         assert isinstance(answers[-1.0], ModelError)

@@ -209,13 +209,14 @@ def list_images(client: Any, label: str) -> builtins.list[Any]:
     """
     import docker.errors
 
-    for attempt in range(_LIST_ATTEMPTS):
+    filters = {"label": label}
+    for _ in range(_LIST_ATTEMPTS - 1):
         try:
-            return list(client.images.list(filters={"label": label}))
+            return list(client.images.list(filters=filters))
         except docker.errors.APIError as exc:
-            if attempt == _LIST_ATTEMPTS - 1 or "image not known" not in str(exc):
+            if "image not known" not in str(exc):
                 raise
-    raise AssertionError("unreachable")
+    return list(client.images.list(filters=filters))
 
 
 def container_name(deployment: str, *, role: str | None = None) -> str:
