@@ -1,6 +1,7 @@
 """Packing: turn a model into a verified package directory or ``.mport`` archive.
 
-Sources: ONNX, scikit-learn, a Python class file, an MLflow directory, or another package.
+Sources: ONNX, scikit-learn (and XGBoost, LightGBM, CatBoost), PyTorch, a Python class file, an
+MLflow directory, or another package.
 
 Packing is all-or-nothing: the package is staged in a temporary directory beside the output and
 moved into place only once complete, so a failure leaves nothing behind. Packing is reproducible:
@@ -43,7 +44,9 @@ from modelport.model_format.manifest import (
 )
 from modelport.model_format.package import Package, code_allowed, load, open_package
 from modelport.model_format.paths import make_temp_dir
+from modelport.model_format.sources.boosting import BOOSTERS
 from modelport.model_format.sources.mlflow import MLFLOW
+from modelport.model_format.sources.pytorch import PYTORCH
 from modelport.model_format.sources.sklearn import SKLEARN
 
 EXAMPLE_NAME = "example.json"
@@ -69,8 +72,11 @@ def pack(
     """Pack a model into a package and return it loaded.
 
     Args:
-        model: an ``.onnx`` file, an ``onnx.ModelProto``, a scikit-learn estimator or pipeline, a
-            Python file with a model class (``python`` flavor), an MLflow model directory, or an
+        model: an ``.onnx`` file, an ``onnx.ModelProto``, a scikit-learn estimator or pipeline
+            (XGBoost, LightGBM and CatBoost estimators included, alone or as steps), an
+            ``xgboost.Booster`` or ``lightgbm.Booster``, a PyTorch ``nn.Module``, ScriptModule or
+            ``ExportedProgram``, a TorchScript ``.pt`` or torch.export ``.pt2`` file, a Python
+            file with a model class (``python`` flavor), an MLflow model directory, or an
             existing package (to rewrite it as a directory or archive).
         path: where to write; a path ending in ``.mport`` gives an archive, anything else a
             directory.
@@ -78,7 +84,10 @@ def pack(
         version: package version; defaults to ``"1"``.
         example: input example: an array, a mapping of input name to array, a pandas DataFrame,
             or the path of a JSON file (``{"inputs": ...}`` or an MLflow scoring format). Stored in
-            the package; refines the signature; required for scikit-learn and ``python`` models.
+            the package; refines the signature; required for converted models (scikit-learn,
+            boosted trees, PyTorch; an ExportedProgram's own example inputs serve if none is
+            given) and ``python`` models. A PyTorch example may also be a tensor, or a tuple of
+            them in ``forward``'s order.
         requirements: extra pinned runtime requirements (``package==version``).
         metadata: free-form string labels.
         tolerance: largest absolute difference allowed between a converted model and the
@@ -214,11 +223,14 @@ def _stage(model: Any, request: PackRequest) -> Staged:
     if isinstance(model, Path):
         raise PackError(
             f"{model}: don't know how to pack this; give an .onnx file, a .py file with a model "
-            "class, an MLflow model directory, or a modelport package"
+            "class, a TorchScript .pt or torch.export .pt2 file, an MLflow model directory, or a "
+            "modelport package"
         )
     raise PackError(
         f"cannot pack an object of type {type(model).__module__}.{type(model).__name__}; "
-        "supported: ONNX models, scikit-learn estimators, Python model files, MLflow directories"
+        "supported: ONNX models, scikit-learn estimators and pipelines, XGBoost, LightGBM and "
+        "CatBoost models, PyTorch modules and exported programs, Python model files, MLflow "
+        "directories"
     )
 
 
@@ -261,5 +273,7 @@ SOURCES: tuple[PackSource, ...] = (
     MLFLOW,
     PACKAGE,
     *(entry.source for entry in FLAVORS.values()),
+    PYTORCH,
+    BOOSTERS,
     SKLEARN,
 )

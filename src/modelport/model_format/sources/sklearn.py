@@ -1,37 +1,33 @@
 """A pack source: scikit-learn estimators, converted to the ``onnx`` flavor and checked.
 
 The packer converts with skl2onnx, runs the estimator and the converted model on the example, and
-records the largest absolute difference per output. Above the tolerance, packing fails and names
-the output. Classifiers give ``label`` and ``probabilities`` as plain tensors (no ZipMap).
+records the largest absolute difference per output (:mod:`.parity`). Above the tolerance, packing
+fails and names the output and row. Classifiers give ``label`` and ``probabilities`` as plain
+tensors (no ZipMap). The scikit-learn estimators of XGBoost, LightGBM and CatBoost, alone or in a
+pipeline, convert here too, through converters :mod:`.boosting` registers with skl2onnx.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from modelport.errors import ConversionMismatchError, MissingDependencyError, PackError
+from modelport.errors import MissingDependencyError, PackError
 from modelport.model_format.examples import example_columns, is_payload
 from modelport.model_format.flavors.base import PackRequest, PackSource, Staged
-from modelport.model_format.flavors.onnx import make_session, stage_onnx
 from modelport.model_format.signature import dtype_name
-
-#: skl2onnx's name for a regressor's output, and the name modelport gives it.
-RENAMED_OUTPUTS = {"variable": "prediction"}
-#: Internal name of the feature matrix when a numeric table's columns are joined in the graph.
-MATRIX_INPUT = "modelport_features"
-
-
-@dataclass(frozen=True)
-class Converted:
-    """A converted estimator: ONNX bytes, example inputs as fed to ONNX, and the parity report."""
-
-    onnx_bytes: bytes
-    example: dict[str, np.ndarray]
-    settings: dict[str, Any]
+from modelport.model_format.sources.boosting import (
+    framework_of,
+    is_tree_estimator,
+    models_in,
+    register_converters,
+    tree_opsets,
+    unnamed_features,
+)
+from modelport.model_format.sources.onnx_edits import MATRIX_INPUT, join_columns, rename_outputs
+from modelport.model_format.sources.parity import Conversion, qualified_name, stage_conversion
 
 
 def is_sklearn_estimator(obj: Any) -> bool:
@@ -41,14 +37,16 @@ def is_sklearn_estimator(obj: Any) -> bool:
     )
 
 
-def _require() -> tuple[Any, Any, Any]:
+def _require(estimator: Any) -> tuple[Any, Any, Any]:
     try:
         import onnx
         import skl2onnx
         import sklearn
     except ImportError as exc:
+        framework = framework_of(estimator)
+        what = f"a {framework} model" if framework else "a scikit-learn model"
         raise MissingDependencyError(
-            "packing a scikit-learn model", "sklearn", exc.name or "skl2onnx"
+            f"packing {what}", framework or "sklearn", exc.name or "skl2onnx"
         ) from None
     return sklearn, skl2onnx, onnx
 
@@ -95,23 +93,27 @@ def _initial_types(columns: Mapping[str, np.ndarray], table: bool) -> list[tuple
     return types
 
 
-def convert(estimator: Any, example: Any, tolerance: float) -> Converted:
-    """Convert a fitted estimator to ONNX and check it against the original on ``example``.
+def convert(estimator: Any, example: Any) -> Conversion:
+    """Convert a fitted estimator to ONNX and run the original on the example as ONNX gets it.
+
+    Estimators of xgboost, lightgbm and catboost, alone or inside a pipeline, convert through
+    their converters registered with skl2onnx (:mod:`.boosting`).
 
     Raises:
         PackError: no example, or skl2onnx cannot convert the estimator.
-        ConversionMismatchError: an output differs by more than ``tolerance``.
     """
-    sklearn, skl2onnx, _ = _require()
+    sklearn, skl2onnx, _ = _require(estimator)
     if example is None:
         raise PackError(
-            "packing a scikit-learn model needs an example input: it sets the input types and "
-            "checks the converted model against the original"
+            f"packing a {type(estimator).__name__} needs an example input: it sets the input "
+            "types and checks the converted model against the original"
         )
+    frameworks = register_converters(estimator)
     columns, table = example_columns(example)
-    model = _to_onnx(skl2onnx, estimator, columns, table)
-    _rename_outputs(model)
-    onnx_bytes = model.SerializeToString()
+    with unnamed_features(estimator):
+        opsets = tree_opsets() if frameworks else None
+        model = _to_onnx(skl2onnx, estimator, columns, table, opsets)
+    rename_outputs(model)
 
     # Feed both sides the same values: the example as the ONNX model receives it.
     fed = {
@@ -119,42 +121,40 @@ def convert(estimator: Any, example: Any, tolerance: float) -> Converted:
         for n, v in columns.items()
     }
     sk_input = _sklearn_input(estimator, example, fed, table)
-    expected = _sklearn_outputs(estimator, sk_input)
-
-    session = make_session(onnx_bytes, threads=1)
-    names = [o.name for o in session.get_outputs()]
-    got = dict(zip(names, session.run(names, fed), strict=True))
-    diffs: dict[str, float] = {}
-    for name, want in expected.items():
-        if name in got:
-            diffs[name] = _max_abs_diff(want, got[name])
-    failed = {n: d for n, d in diffs.items() if not d <= tolerance}
-    if failed:
-        detail = ", ".join(f"{n!r}: {d:.3g}" for n, d in failed.items())
-        raise ConversionMismatchError(
-            f"the ONNX conversion of {type(estimator).__name__} disagrees with the original on the "
-            f"example beyond the tolerance {tolerance:g} (max abs difference {detail}); pass a "
-            "larger tolerance only if that difference is acceptable"
-        )
-    settings = {
-        "converted_from": {
-            "library": f"scikit-learn=={sklearn.__version__}",
-            "converter": f"skl2onnx=={skl2onnx.__version__}",
-            "estimator": f"{type(estimator).__module__}.{type(estimator).__qualname__}",
-            "rows_checked": int(next(iter(fed.values())).shape[0]),
-            "tolerance": tolerance,
-            "max_abs_diff": diffs,
-        }
-    }
-    return Converted(onnx_bytes, fed, settings)
+    converters = [f"skl2onnx=={skl2onnx.__version__}", *frameworks.values()]
+    libraries = [f"scikit-learn=={sklearn.__version__}", *frameworks]
+    return Conversion(
+        onnx_bytes=model.SerializeToString(),
+        fed=fed,
+        expected=_sklearn_outputs(estimator, sk_input),
+        library=", ".join(dict.fromkeys(libraries)),
+        converter=", ".join(dict.fromkeys(converters)),
+        model_class=qualified_name(estimator),
+        trees=bool(frameworks) or _has_trees(estimator),
+    )
 
 
-def _to_onnx(skl2onnx: Any, estimator: Any, columns: Mapping[str, np.ndarray], table: bool) -> Any:
+def _has_trees(estimator: Any) -> bool:
+    # sklearn.tree and sklearn.ensemble: thresholds again (see .parity's THRESHOLD_HINT).
+    modules = (type(step).__module__ for step in models_in(estimator))
+    return any(m.startswith(("sklearn.tree", "sklearn.ensemble")) for m in modules)
+
+
+def _to_onnx(
+    skl2onnx: Any,
+    estimator: Any,
+    columns: Mapping[str, np.ndarray],
+    table: bool,
+    target_opset: dict[str, int] | None,
+) -> Any:
     # Classifiers: plain label and probability tensors, not ZipMap dictionaries per row.
     options = {"zipmap": False} if hasattr(estimator, "predict_proba") else None
     try:
         model = skl2onnx.to_onnx(
-            estimator, initial_types=_initial_types(columns, table), options=options
+            estimator,
+            initial_types=_initial_types(columns, table),
+            options=options,
+            target_opset=target_opset,
         )
         return _restore_input_names(model, list(columns))
     except Exception as exc:
@@ -167,13 +167,16 @@ def _to_onnx(skl2onnx: Any, estimator: Any, columns: Mapping[str, np.ndarray], t
         matrix = {MATRIX_INPUT: np.zeros((1, width), dtype=np.float32)}
         try:
             inner = skl2onnx.to_onnx(
-                estimator, initial_types=_initial_types(matrix, False), options=options
+                estimator,
+                initial_types=_initial_types(matrix, False),
+                options=options,
+                target_opset=target_opset,
             )
         except Exception as exc:
             raise PackError(
                 f"skl2onnx could not convert {type(estimator).__name__}: {exc}"
             ) from None
-        return _join_columns(inner, columns)
+        return join_columns(inner, columns)
     raise PackError(
         f"skl2onnx could not convert {type(estimator).__name__}: {first_error}"
     ) from None
@@ -193,47 +196,6 @@ def _restore_input_names(model: Any, names: list[str]) -> Any:
     for node in graph.node:
         node.input[:] = [renames.get(n, n) for n in node.input]
     return model
-
-
-def _join_columns(model: Any, columns: Mapping[str, np.ndarray]) -> Any:
-    from onnx import TensorProto, helper
-
-    graph = model.graph
-    nodes = []
-    joined = []
-    new_inputs = []
-    for i, (name, values) in enumerate(columns.items()):
-        is_float = values.dtype.kind == "f"
-        elem = TensorProto.FLOAT if is_float else TensorProto.INT64
-        new_inputs.append(helper.make_tensor_value_info(name, elem, [None, 1]))
-        if is_float:
-            joined.append(name)
-        else:
-            cast = f"{MATRIX_INPUT}_cast_{i}"
-            nodes.append(helper.make_node("Cast", [name], [cast], to=TensorProto.FLOAT))
-            joined.append(cast)
-    nodes.append(helper.make_node("Concat", joined, [MATRIX_INPUT], axis=1))
-    old_nodes = list(graph.node)
-    del graph.node[:]
-    graph.node.extend(nodes + old_nodes)
-    del graph.input[:]
-    graph.input.extend(new_inputs)
-    return model
-
-
-def _rename_outputs(model: Any) -> None:
-    graph_outputs = {o.name for o in model.graph.output}
-    taken = graph_outputs | {i.name for i in model.graph.input}
-    taken |= {name for node in model.graph.node for name in (*node.input, *node.output)}
-    for old, new in RENAMED_OUTPUTS.items():
-        if old not in graph_outputs or new in taken:
-            continue
-        for node in model.graph.node:
-            node.input[:] = [new if n == old else n for n in node.input]
-            node.output[:] = [new if n == old else n for n in node.output]
-        for output in model.graph.output:
-            if output.name == old:
-                output.name = new
 
 
 def _sklearn_input(estimator: Any, example: Any, fed: Mapping[str, np.ndarray], table: bool) -> Any:
@@ -265,18 +227,6 @@ def _sklearn_outputs(estimator: Any, x: Any) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in outputs.items()}
 
 
-def _max_abs_diff(want: np.ndarray, got: np.ndarray) -> float:
-    if want.size != got.size:
-        return float("inf")
-    want, got = want.reshape(-1), got.reshape(-1)
-    if want.dtype.kind in "UOS" or got.dtype.kind in "UOS":
-        # Labels that are strings: any disagreement counts as a difference of 1.
-        return float(any(str(a) != str(b) for a, b in zip(want, got, strict=True)))
-    if want.size == 0:
-        return 0.0
-    return float(np.max(np.abs(want.astype(np.float64) - got.astype(np.float64))))
-
-
 def stage_sklearn(estimator: Any, example: Any, tolerance: float) -> Staged:
     """Convert a scikit-learn estimator to ONNX and stage it with its parity report."""
     if is_payload(example):
@@ -284,13 +234,8 @@ def stage_sklearn(estimator: Any, example: Any, tolerance: float) -> Staged:
             "a scikit-learn example must be an array or a DataFrame, not a JSON file: the "
             "input types come from it"
         )
-    converted = convert(estimator, example, tolerance)
-    return stage_onnx(
-        converted.onnx_bytes,
-        None,
-        default_name=type(estimator).__name__.lower(),
-        settings=converted.settings,
-        checked_example=converted.example,
+    return stage_conversion(
+        convert(estimator, example), tolerance, default_name=type(estimator).__name__.lower()
     )
 
 
@@ -298,5 +243,9 @@ def _stage(model: Any, request: PackRequest) -> Staged:
     return stage_sklearn(model, request.example, request.tolerance)
 
 
-#: A scikit-learn estimator or pipeline object.
-SKLEARN = PackSource("sklearn", is_sklearn_estimator, _stage)
+def _accepts(model: Any) -> bool:
+    return is_sklearn_estimator(model) or is_tree_estimator(model)
+
+
+#: A scikit-learn estimator or pipeline object, or an XGBoost, LightGBM or CatBoost estimator.
+SKLEARN = PackSource("sklearn", _accepts, _stage)
