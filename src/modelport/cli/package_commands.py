@@ -193,9 +193,13 @@ def _pack_to(
         conversion = m.flavor.settings.get("converted_from")
         if conversion:
             diffs = ", ".join(f"{k} {v:.2g}" for k, v in conversion["max_abs_diff"].items())
+            labels = ", labels equal" if conversion.get("labels_equal") else ""
             click.echo(
                 f"  parity: max abs difference {diffs} (tolerance {conversion['tolerance']:g})"
+                f"{labels}"
             )
+            if "converter" in conversion:
+                click.echo(f"  converted by {conversion['converter']}")
     finally:
         package.close()
 
