@@ -117,7 +117,10 @@ def _known_dtypes(torch: Any, model: Any, names: list[str]) -> dict[str, np.dtyp
     for node in model.graph.nodes:
         value = node.meta.get("val")
         if node.op == "placeholder" and node.name in names and hasattr(value, "dtype"):
-            dtypes[node.name] = np.dtype(torch.empty((), dtype=value.dtype).numpy().dtype)
+            try:
+                dtypes[node.name] = torch.empty((), dtype=value.dtype).numpy().dtype
+            except TypeError:  # bfloat16 and friends have no numpy dtype: leave it to the example
+                continue
     return dtypes
 
 
