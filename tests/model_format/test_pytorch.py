@@ -294,3 +294,28 @@ def test_without_onnxscript_the_error_names_the_extra(tmp_path: Path) -> None:
     assert "pip install 'modelport[torch]'" in done.stderr
     assert "'onnxscript'" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_script_module_packs_in_process_with_warnings_as_errors(
+    rng: np.random.Generator, tmp_path: Path
+) -> None:
+    # pytest runs with -W error (pyproject): a deprecation warning of the legacy exporter
+    # escaping modelport would fail this pack.
+    torch.manual_seed(5)
+    model = MLP().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.script's own
+        scripted = torch.jit.script(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        package = modelport.pack(scripted, tmp_path / "scripted", example=rng.normal(size=(3, 4)))
+    try:
+        record = package.manifest.flavor.settings["converted_from"]
+        assert "legacy TorchScript exporter" in record["converter"]
+        assert package.manifest.signature.inputs[0].name == "features"
+        x = rng.normal(size=(2, 4)).astype(np.float32)
+        np.testing.assert_allclose(
+            package.predict(x)["output"], torch_answer(model, x).numpy(), atol=1e-5
+        )
+    finally:
+        package.close()
