@@ -99,9 +99,10 @@ def pack(
     """Pack SOURCE into a package at OUTPUT.
 
     SOURCE is an .onnx file, an MLflow model directory, a .py file with a model class (load and
-    predict methods), a package to rewrite as a directory or archive, an MLflow URI
-    (models:/NAME@ALIAS, models:/NAME/VERSION, models:/NAME/latest, runs:/RUN/PATH), or a
-    package's storage URI.
+    predict methods), a TorchScript .pt or torch.export .pt2 file (exported to ONNX and checked
+    on --example; a .pt2 file's own example inputs serve without one), a package to rewrite as
+    a directory or archive, an MLflow URI (models:/NAME@ALIAS, models:/NAME/VERSION,
+    models:/NAME/latest, runs:/RUN/PATH), or a package's storage URI.
     """
     from modelport.model_format.paths import temp_dir
     from modelport.model_format.remote.uri import Kind, parse_reference
