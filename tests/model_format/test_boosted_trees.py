@@ -265,3 +265,101 @@ def test_a_missing_converter_names_the_extra_to_install(
     assert f"pip install 'modelport[{framework}]'" in done.stdout
     assert f"{module!r}" in done.stdout
     assert not (tmp_path / "out").exists()
+
+
+def test_a_booster_takes_dataframe_columns_by_its_own_names(
+    binary_data: Any, tmp_path: Path
+) -> None:
+    import pandas as pd
+    import xgboost
+
+    names = ["a", "b", "c", "d"]
+    train = pd.DataFrame(binary_data.x_train, columns=names)
+    train["d"] = (train["d"] > 0).astype(np.int64)  # an integer column
+    booster = xgboost.train(
+        {"objective": "binary:logistic"}, xgboost.DMatrix(train, binary_data.y_train), 8
+    )
+    test = pd.DataFrame(binary_data.x_test, columns=names)
+    test["d"] = (test["d"] > 0).astype(np.int64)
+    # Given in another order, the columns are still matched by name.
+    package = modelport.pack(booster, tmp_path / "named", example=test[["d", "c", "b", "a"]])
+    try:
+        assert [s.name for s in package.manifest.signature.inputs] == names
+        assert package.manifest.signature.inputs[3].dtype == "int64"
+        want = booster.predict(xgboost.DMatrix(test.astype({"a": np.float32})))
+        got = package.predict(test)["probabilities"][:, 1]
+        np.testing.assert_allclose(got, want, atol=TOLERANCE)
+    finally:
+        package.close()
+    renamed = test.rename(columns={"a": "alpha"})
+    with pytest.raises(PackError, match=r"trained on the columns \['a', 'b', 'c', 'd'\]"):
+        modelport.pack(booster, tmp_path / "renamed", example=renamed)
+
+
+@pytest.mark.parametrize(
+    ("framework", "params", "message"),
+    [
+        ("xgboost", {"objective": "binary:logitraw"}, "objective 'binary:logitraw'"),
+        ("xgboost", {"objective": "multi:softmax", "num_class": 2}, "objective 'multi:softmax'"),
+        ("xgboost", {"booster": "gblinear"}, "booster is 'gblinear'"),
+        ("lightgbm", {"objective": "multiclassova", "num_class": 2}, "'multiclassova'"),
+    ],
+)
+def test_objectives_the_converter_would_change_are_refused_by_name(
+    framework: str, params: dict[str, Any], message: str, binary_data: Any, tmp_path: Path
+) -> None:
+    if framework == "xgboost":
+        import xgboost
+
+        booster = xgboost.train(
+            params, xgboost.DMatrix(binary_data.x_train, binary_data.y_train), 4
+        )
+    else:
+        import lightgbm
+
+        data = lightgbm.Dataset(binary_data.x_train, binary_data.y_train)
+        booster = lightgbm.train({**params, "verbose": -1}, data, 4)
+    with pytest.raises(PackError, match=message):
+        modelport.pack(booster, tmp_path / "refused", example=binary_data.x_test[:5])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_catboost_models_its_export_would_change_are_refused(
+    binary_data: Any, regression_data: Any, tmp_path: Path
+) -> None:
+    import catboost
+
+    quiet = {"iterations": 4, "verbose": False, "allow_writing_files": False}
+    numbered = catboost.CatBoostClassifier(**quiet).fit(
+        binary_data.x_train,
+        binary_data.y_train * 2 + 5,  # labels 5 and 7
+    )
+    with pytest.raises(PackError, match=r"numbers the classes 0, 1, \.\.\.; .* \[5, 7\]"):
+        modelport.pack(numbered, tmp_path / "numbered", example=binary_data.x_test[:5])
+    counts = catboost.CatBoostRegressor(loss_function="Poisson", **quiet).fit(
+        regression_data.x_train, np.abs(regression_data.y_train).round()
+    )
+    with pytest.raises(PackError, match="the loss 'Poisson' answers the raw margin"):
+        modelport.pack(counts, tmp_path / "counts", example=regression_data.x_test[:5])
+
+
+def test_boolean_labels_compare_as_the_numbers_onnx_gives(binary_data: Any, tmp_path: Path) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression().fit(binary_data.x_train, binary_data.y_train == 1)
+    package = modelport.pack(model, tmp_path / "bools", example=binary_data.x_test[:10])
+    try:
+        assert package.manifest.flavor.settings["converted_from"]["max_abs_diff"]["label"] == 0
+    finally:
+        package.close()
+
+
+def test_an_example_with_nan_is_refused_clearly(binary_data: Any, tmp_path: Path) -> None:
+    import xgboost
+
+    model = xgboost.XGBClassifier(n_estimators=4).fit(binary_data.x_train, binary_data.y_train)
+    example = binary_data.x_test[:5].copy()
+    example[0, 0] = np.nan  # XGBoost takes it as a missing value; the example file cannot
+    with pytest.raises(PackError, match="NaN or infinite values"):
+        modelport.pack(model, tmp_path / "nan", example=example)
+    assert list(tmp_path.iterdir()) == []

@@ -319,3 +319,67 @@ def test_a_script_module_packs_in_process_with_warnings_as_errors(
         )
     finally:
         package.close()
+
+
+def test_each_submodule_keeps_its_own_mode(rng: np.random.Generator, tmp_path: Path) -> None:
+    model = trained_cnn().train()
+    model.norm.eval()  # a frozen batch norm inside a training model
+    x = rng.normal(size=(2, 1, 8, 8)).astype(np.float32)
+    with pytest.warns(ModelportWarning, match="train mode"):
+        modelport.pack(model, tmp_path / "frozen", example=x).close()
+    assert model.training and model.conv.training
+    assert not model.norm.training
+
+    model.eval()
+    model.conv.train()  # only a submodule in train mode: still packed in eval mode
+    with pytest.warns(ModelportWarning, match="train mode"):
+        modelport.pack(model, tmp_path / "partly", example=x).close()
+    assert model.conv.training and not model.training
+
+
+def test_a_float64_module_takes_float64_inputs(rng: np.random.Generator, tmp_path: Path) -> None:
+    torch.manual_seed(6)
+    model = nn.Linear(3, 2).double().eval()
+    x = rng.normal(size=(4, 3))
+    package = modelport.pack(model, tmp_path / "double", example=x)
+    try:
+        assert package.manifest.signature.inputs[0].dtype == "float64"
+        np.testing.assert_allclose(
+            package.predict(x)["output"], torch_answer(model, x).numpy(), atol=1e-12
+        )
+    finally:
+        package.close()
+
+
+class Nested(nn.Module):
+    def forward(self, x: Any) -> Any:
+        return x, (x * 2, x * 3)
+
+
+class Starred(nn.Module):
+    def forward(self, *xs: Any) -> Any:
+        return xs[0]
+
+
+class Infinite(nn.Module):
+    def forward(self, x: Any) -> Any:
+        return torch.log(torch.relu(x))  # -inf wherever x <= 0
+
+
+def test_outputs_and_inputs_it_cannot_name_are_refused(tmp_path: Path) -> None:
+    x = np.ones((2, 3), dtype=np.float32)
+    with pytest.raises(PackError, match=r"output_1 is not a tensor \(nested or None\)"):
+        modelport.pack(Nested().eval(), tmp_path / "nested", example=x)
+    with pytest.raises(PackError, match="no named positional parameters"):
+        modelport.pack(Starred().eval(), tmp_path / "starred", example=x)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_infinities_on_both_sides_agree(rng: np.random.Generator, tmp_path: Path) -> None:
+    x = rng.normal(size=(6, 3)).astype(np.float32)
+    package = modelport.pack(Infinite().eval(), tmp_path / "inf", example=x)
+    try:
+        assert package.manifest.flavor.settings["converted_from"]["max_abs_diff"]["output"] < 1e-6
+        assert np.isinf(package.predict(x)["output"]).any()
+    finally:
+        package.close()

@@ -205,7 +205,14 @@ def _sanitize(text: str) -> str:
 
 def _example_json(example: Mapping[str, np.ndarray]) -> bytes:
     body = {"inputs": {n: plain(np.asarray(v)) for n, v in example.items()}}
-    return (json.dumps(body, indent=None, separators=(",", ":"), allow_nan=False) + "\n").encode()
+    try:
+        text = json.dumps(body, indent=None, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        raise PackError(
+            "the example holds NaN or infinite values, which the package's example (strict "
+            "JSON) cannot keep; give an example without them (the model may still take them)"
+        ) from None
+    return (text + "\n").encode()
 
 
 # --- one stager per kind of source ----------------------------------------------------------

@@ -62,6 +62,87 @@ def _missing(framework: str, module: str) -> MissingDependencyError:
     return MissingDependencyError(f"packing {names[framework]} model", framework, top)
 
 
+#: XGBoost objectives onnxmltools converts into something else than what ``predict`` answers
+#: (a margin as a probability, a label as probabilities).
+XGBOOST_REFUSED = ("binary:logitraw", "binary:hinge", "multi:softmax", "reg:logistic")
+#: CatBoost losses whose ONNX export answers the raw margin, not the prediction.
+CATBOOST_REFUSED = ("Poisson", "Tweedie", "LogLinQuantile", "MultiRMSE", "RMSEWithUncertainty")
+
+
+def check_supported(model: Any, framework: str) -> None:
+    """Refuse, by name, what the converters would turn into another model.
+
+    Raises:
+        PackError: an objective, loss or booster type the ONNX conversion does not reproduce.
+    """
+    problem = {"xgboost": _xgboost_problem, "lightgbm": _lightgbm_problem}.get(
+        framework, _catboost_problem
+    )(model)
+    if problem:
+        raise PackError(f"cannot convert this {type(model).__name__} to ONNX: {problem}")
+
+
+def _xgboost_problem(model: Any) -> str | None:
+    import json
+
+    try:
+        booster = model if is_booster(model) else model.get_booster()
+        config = json.loads(booster.save_config())["learner"]
+    except Exception:  # not fitted: the conversion says so itself
+        return None
+    objective = str(config["objective"]["name"])
+    kind = str(config.get("gradient_booster", {}).get("name", "gbtree"))
+    if kind != "gbtree":
+        return f"its booster is {kind!r}; onnxmltools converts tree boosters ('gbtree') only"
+    if objective in XGBOOST_REFUSED or (is_booster(model) and objective.startswith("rank:")):
+        return (
+            f"onnxmltools does not reproduce the objective {objective!r} (supported: "
+            "binary:logistic, multi:softprob, the reg: and count: regressions; rankers as "
+            "XGBRanker)"
+        )
+    alpha = str(config["objective"].get("quantile_loss_param", {}).get("quantile_alpha", ""))
+    if "," in alpha:
+        return "a model of several quantiles has several outputs per row, which onnxmltools drops"
+    return None
+
+
+def _lightgbm_problem(model: Any) -> str | None:
+    try:
+        booster = model if is_booster(model) else model.booster_
+        text = booster.model_to_string(num_iteration=1)
+    except Exception:  # not fitted: the conversion says so itself
+        return None
+    lines = text.splitlines()
+    objective = next((x.split("=", 1)[1] for x in lines if x.startswith("objective=")), "")
+    if objective.startswith("multiclassova"):
+        return "onnxmltools converts 'multiclassova' as 'multiclass' (softmax); use multiclass"
+    if "[boosting: rf]" in lines:
+        return "onnxmltools does not average random-forest mode's trees ('boosting': 'rf')"
+    return None
+
+
+def _catboost_problem(model: Any) -> str | None:
+    name = type(model).__name__
+    if not any(
+        c.__name__ in ("CatBoostClassifier", "CatBoostRegressor") for c in type(model).__mro__
+    ):
+        return f"pack a CatBoostClassifier or CatBoostRegressor, not a {name}"
+    try:
+        loss = str(model.get_all_params().get("loss_function", ""))
+    except Exception:  # not fitted: the conversion says so itself
+        return None
+    if loss.split(":", 1)[0] in CATBOOST_REFUSED:
+        return f"CatBoost's ONNX export of the loss {loss!r} answers the raw margin, not predict's"
+    classes = np.asarray(getattr(model, "classes_", []))
+    numbered = classes.dtype.kind in "iuf" and np.array_equal(classes, np.arange(len(classes)))
+    if classes.size and classes.dtype.kind in "iuf" and not numbered:
+        return (
+            "CatBoost's ONNX export numbers the classes 0, 1, ...; this model's labels are "
+            f"{classes.tolist()[:5]}: fit it on labels 0..K-1, or on strings"
+        )
+    return None
+
+
 def _version(module: str) -> str:
     import importlib
 
@@ -85,6 +166,7 @@ def register_converters(estimator: Any) -> dict[str, str]:
         framework = framework_of(model)
         if framework is None or is_booster(model):
             continue
+        check_supported(model, framework)
         converter = _register(type(model), framework)
         found[f"{framework}=={_version(framework)}"] = converter
     return found
@@ -110,8 +192,11 @@ def unnamed_features(estimator: Any) -> Iterator[None]:
     for model in models_in(estimator):
         if framework_of(model) != "xgboost":
             continue
-        booster = model if is_booster(model) else getattr(model, "get_booster", lambda: None)()
-        if booster is not None and booster.feature_names is not None:
+        try:
+            booster = model if is_booster(model) else model.get_booster()
+        except Exception:  # not fitted: the conversion says so itself
+            continue
+        if booster.feature_names is not None:
             boosters.append((booster, booster.feature_names))
     try:
         for booster, _ in boosters:
@@ -236,9 +321,11 @@ def convert_booster(booster: Any, example: Any) -> Conversion:
             f"packing a {framework} Booster needs an example array (rows x features) or "
             "DataFrame: it checks the converted model against the original"
         )
+    check_supported(booster, framework)
     width = int(booster.num_features() if framework == "xgboost" else booster.num_feature())
     columns, table = example_columns(example)
     if table:
+        columns = _in_booster_order(booster, framework, columns)
         matrix = np.column_stack([np.asarray(c, dtype=np.float32) for c in columns.values()])
     else:
         if len(columns) != 1:
@@ -267,7 +354,11 @@ def convert_booster(booster: Any, example: Any) -> Conversion:
     _free_batch_dimension(model)
     if table:
         model = join_columns(model, columns)
-        fed = {n: np.asarray(v, dtype=np.float32).reshape(-1, 1) for n, v in columns.items()}
+        # As join_columns declares them: floats as float32, integers (and bools) as int64.
+        fed = {
+            n: np.asarray(v).astype(np.float32 if v.dtype.kind == "f" else np.int64).reshape(-1, 1)
+            for n, v in columns.items()
+        }
     else:
         fed = {"input": matrix}
     outputs = [o.name for o in model.graph.output]
@@ -280,6 +371,26 @@ def convert_booster(booster: Any, example: Any) -> Conversion:
         model_class=qualified_name(booster),
         trees=True,
     )
+
+
+def _in_booster_order(
+    booster: Any, framework: str, columns: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """The example's columns in the order the booster was trained on, checked by name."""
+    odd = [n for n, v in columns.items() if v.dtype.kind not in "iufb"]
+    if odd:
+        raise PackError(f"a {framework} Booster takes numbers; columns {odd} are not numeric")
+    names = booster.feature_names if framework == "xgboost" else booster.feature_name()
+    if framework == "lightgbm" and names == [f"Column_{i}" for i in range(len(names))]:
+        names = None  # LightGBM's own names for a booster trained on an array
+    if not names:
+        return columns
+    if set(names) != set(columns):
+        raise PackError(
+            f"the {framework} Booster was trained on the columns {list(names)}; the example has "
+            f"{list(columns)}"
+        )
+    return {n: columns[n] for n in names}
 
 
 def _booster_outputs(

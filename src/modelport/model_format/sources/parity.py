@@ -129,6 +129,7 @@ def check_parity(
     Raises:
         ConversionMismatchError: a label differs, or an output by more than ``tolerance``;
             the message names each output, its worst row and both values there.
+        PackError: no output of the original is among the converted model's outputs.
     """
     diffs: dict[str, float] = {}
     problems: list[str] = []
@@ -148,6 +149,11 @@ def check_parity(
             )
         elif row is None and diff > 0:
             problems.append(f"{name!r} has another shape than the original's")
+    if expected and not diffs:
+        raise PackError(
+            f"none of the outputs of {what} ({', '.join(map(repr, expected))}) is among the "
+            f"converted model's ({', '.join(map(repr, got))}): nothing could be checked"
+        )
     if problems:
         hint = f"; {THRESHOLD_HINT}" if trees else ""
         raise ConversionMismatchError(
@@ -160,23 +166,27 @@ def check_parity(
 
 def _worst_row(want: np.ndarray, got: np.ndarray) -> tuple[float, int | None]:
     """The largest difference and the row holding it (None when the shapes cannot match)."""
-    if want.size != got.size:
+    # (N,) against (N, 1) is one column either way; (2, 3) against (3, 2) is not.
+    if want.size != got.size or np.squeeze(want).shape != np.squeeze(got).shape:
         return float("inf"), None
     if want.size == 0:
         return 0.0, None
     rows = want.shape[0] if want.ndim and got.ndim and want.shape[0] == got.shape[0] else 1
     want, got = want.reshape(rows, -1), got.reshape(rows, -1)
-    if want.dtype.kind in "UOSb" or got.dtype.kind in "UOSb":
-        # Labels that are strings or booleans: any disagreement counts as a difference of 1.
+    if want.dtype.kind in "UOS" or got.dtype.kind in "UOS":
+        # Labels that are strings: any disagreement counts as a difference of 1.
         per_row = np.array(
             [float(any(str(a) != str(b) for a, b in zip(w, g, strict=True)))
              for w, g in zip(want, got, strict=True)]
         )  # fmt: skip
     else:
-        delta = np.abs(want.astype(np.float64) - got.astype(np.float64))
-        # NaN on one side only is a difference; on both it is agreement.
-        delta = np.where(np.isnan(delta) & ~(np.isnan(want) & np.isnan(got)), np.inf, delta)
-        per_row = np.nan_to_num(delta, nan=0.0).max(axis=1)
+        wide, other = want.astype(np.float64), got.astype(np.float64)  # bools as 0 and 1
+        with np.errstate(invalid="ignore"):
+            delta = np.abs(wide - other)
+        # Equal values (infinities included) agree, NaN on both sides agrees, NaN on one does not.
+        same = (wide == other) | (np.isnan(wide) & np.isnan(other))
+        delta = np.where(same, 0.0, np.where(np.isnan(delta), np.inf, delta))
+        per_row = delta.max(axis=1)
     row = int(np.argmax(per_row))
     return float(per_row[row]), row
 

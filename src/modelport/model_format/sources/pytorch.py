@@ -162,8 +162,9 @@ def _example_arrays(
         if name in dtypes:
             array = array.astype(dtypes[name])
         elif array.dtype.kind == "f" or (from_json and array.dtype.kind in "iu"):
-            # JSON does not say 1 from 1.0, nor does a module: its numbers are torch's float32.
-            array = array.astype(np.float32)
+            # numpy's float64 (and JSON's numbers, which do not tell 1 from 1.0) in the float
+            # type the module computes in: its parameters', float32 for most.
+            array = array.astype(_float_dtype(torch, model))
         if array.ndim == 0:
             raise PackError(f"example input {name!r} must have a batch dimension (rows first)")
         arrays[name] = array
@@ -173,6 +174,22 @@ def _example_arrays(
     return arrays
 
 
+def _float_dtype(torch: Any, model: Any) -> np.dtype[Any]:
+    """The float dtype of the module's first floating parameter (float32 if it has none)."""
+    if isinstance(model, torch.export.ExportedProgram):
+        parameters = model.state_dict.values()
+    else:
+        parameters = (*model.parameters(), *model.buffers())
+    for tensor in parameters:
+        if tensor.is_floating_point():
+            try:
+                found: np.dtype[Any] = torch.empty((), dtype=tensor.dtype).numpy().dtype
+            except TypeError:  # bfloat16 has no numpy dtype: float32 examples, cast by torch
+                break
+            return found
+    return np.dtype(np.float32)
+
+
 def _to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
 
@@ -180,19 +197,28 @@ def _to_numpy(value: Any) -> np.ndarray:
 def _outputs(result: Any) -> dict[str, np.ndarray]:
     """Name what ``forward`` returned: ``output``, ``output_i`` of a tuple, a dict's keys."""
     if isinstance(result, Mapping):
-        return {str(k): _to_numpy(v) for k, v in result.items()}
-    if isinstance(result, (tuple, list)):
-        return {f"output_{i}": _to_numpy(v) for i, v in enumerate(result)}
-    return {"output": _to_numpy(result)}
+        named = {str(k): v for k, v in result.items()}
+    elif isinstance(result, (tuple, list)):
+        named = {f"output_{i}": v for i, v in enumerate(result)}
+    else:
+        named = {"output": result}
+    odd = [n for n, v in named.items() if not hasattr(v, "detach")]
+    if odd:
+        raise PackError(
+            "forward must return a tensor, a tuple or list of tensors, or a dict of tensors; "
+            f"{', '.join(odd)} {'is' if len(odd) == 1 else 'are'} not a tensor (nested or None)"
+        )
+    return {n: _to_numpy(v) for n, v in named.items()}
 
 
 def _run(torch: Any, module: Any, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays.values()]
     try:
         with torch.no_grad():
-            return _outputs(module(*tensors))
+            result = module(*tensors)
     except Exception as exc:
         raise PackError(f"the PyTorch model fails on the example: {exc}") from None
+    return _outputs(result)
 
 
 def _export_rows(arrays: Mapping[str, np.ndarray]) -> tuple[Any, ...]:
@@ -217,7 +243,7 @@ def _free_batch(torch: Any, program: Any, arrays: Mapping[str, np.ndarray]) -> A
             "this ExportedProgram cannot take another batch size than it was exported with; it "
             "is packed with that fixed batch",
             ModelportWarning,
-            stacklevel=5,
+            stacklevel=6,  # the caller of modelport.pack
         )
         return program
 
@@ -290,16 +316,23 @@ def convert(model: Any, example: Any) -> Conversion:
     if isinstance(model, Path):
         model = _load_file(torch, model)
     names = _input_names(torch, model)
+    if not names:
+        raise PackError(
+            "forward takes no named positional parameters (forward(self, *inputs)?): name "
+            "them, as forward(self, x) or forward(self, x, mask): the inputs take those names"
+        )
     arrays = _example_arrays(torch, model, example, names)
     scripted = isinstance(model, torch.jit.ScriptModule)
     exported = isinstance(model, torch.export.ExportedProgram)
-    was_training = not exported and bool(model.training)
+    # Each submodule's own flag: a frozen batch norm inside a training model stays frozen.
+    modes = {} if exported else {m: bool(m.training) for m in model.modules()}
+    was_training = any(modes.values())
     if was_training:
         warnings.warn(
             f"{type(model).__name__} is in train mode; it is packed in eval mode (dropout off, "
             "batch norm with its running statistics), as it predicts",
             ModelportWarning,
-            stacklevel=4,
+            stacklevel=5,  # the caller of modelport.pack
         )
         model.eval()
     if exported:
@@ -307,11 +340,14 @@ def convert(model: Any, example: Any) -> Conversion:
     try:
         expected = _run(torch, model.module() if exported else model, arrays)
         outputs = list(expected)
+        clash = sorted(set(outputs) & set(names))
+        if clash:
+            raise PackError(f"forward returns outputs named as its inputs ({', '.join(clash)})")
         export = _legacy_export if scripted else _dynamo_export
         onnx_bytes = export(torch, model, arrays, outputs)
     finally:
-        if was_training:
-            model.train()
+        for module, training in modes.items():
+            module.training = training
     how = "torch.onnx legacy TorchScript exporter" if scripted else "torch.onnx dynamo exporter"
     converter = f"torch=={torch.__version__} ({how})"
     if not scripted:
