@@ -19,11 +19,9 @@ them). Nothing here is part of the test suite.
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pack_bench import median_time, size_of  # this folder's: run as a script
 
 FRAMEWORKS = ("xgboost", "lightgbm", "catboost", "torch")
 
@@ -114,24 +113,9 @@ CASES = {
 }
 
 
-def median_s(fn: Callable[[], object], runs: int) -> float:
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
-
-
-def size_of(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
 def fresh_process_s(script: str, model: Path, rows: Path, runs: int) -> float:
     command = [sys.executable, "-c", script, str(model), str(rows)]
-    return median_s(lambda: subprocess.run(command, check=True, capture_output=True), runs)
+    return median_time(lambda: subprocess.run(command, check=True, capture_output=True), runs)
 
 
 def measure(name: str, runs: int, work: Path) -> dict[str, Any]:
@@ -154,8 +138,8 @@ def measure(name: str, runs: int, work: Path) -> dict[str, Any]:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MLflow's advice on signatures and pip pins
-        pack_s = median_s(pack, runs)
-        save_s = median_s(save, runs)
+        pack_s = median_time(pack, runs)
+        save_s = median_time(save, runs)
     mlflow_dir = work / f"mlflow-{name}-0"
     with modelport.load(package) as loaded:
         record = loaded.manifest.flavor.settings["converted_from"]

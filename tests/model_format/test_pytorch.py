@@ -71,6 +71,13 @@ def torch_answer(module: Any, *arrays: np.ndarray) -> Any:
         return module(*(torch.from_numpy(a) for a in arrays))
 
 
+def assert_answers_as(model: Any, package: Any, x: np.ndarray, atol: float = 1e-5) -> None:
+    """The package's ``output`` on ``x`` is the module's, within ``atol``."""
+    np.testing.assert_allclose(
+        package.predict(x)["output"], torch_answer(model, x).numpy(), atol=atol
+    )
+
+
 def trained_cnn() -> SmallCNN:
     """A CNN whose batch norm has running statistics (a few training steps in train mode)."""
     torch.manual_seed(0)
@@ -187,9 +194,7 @@ def test_an_exported_program_packs_with_its_own_example_inputs(
         assert record["rows_checked"] == 3  # the program's own example inputs
         assert package.manifest.signature.inputs[0].shape == (-1, 4)  # re-exported, batch free
         x = rng.normal(size=(6, 4)).astype(np.float32)
-        np.testing.assert_allclose(
-            package.predict(x)["output"], torch_answer(model, x).numpy(), atol=1e-5
-        )
+        assert_answers_as(model, package, x, atol=1e-5)
     finally:
         package.close()
 
@@ -314,9 +319,7 @@ def test_a_script_module_packs_in_process_with_warnings_as_errors(
         assert "legacy TorchScript exporter" in record["converter"]
         assert package.manifest.signature.inputs[0].name == "features"
         x = rng.normal(size=(2, 4)).astype(np.float32)
-        np.testing.assert_allclose(
-            package.predict(x)["output"], torch_answer(model, x).numpy(), atol=1e-5
-        )
+        assert_answers_as(model, package, x, atol=1e-5)
     finally:
         package.close()
 
@@ -344,9 +347,7 @@ def test_a_float64_module_takes_float64_inputs(rng: np.random.Generator, tmp_pat
     package = modelport.pack(model, tmp_path / "double", example=x)
     try:
         assert package.manifest.signature.inputs[0].dtype == "float64"
-        np.testing.assert_allclose(
-            package.predict(x)["output"], torch_answer(model, x).numpy(), atol=1e-12
-        )
+        assert_answers_as(model, package, x, atol=1e-12)
     finally:
         package.close()
 
