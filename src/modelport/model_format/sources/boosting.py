@@ -20,7 +20,12 @@ import numpy as np
 from modelport.errors import MissingDependencyError, PackError
 from modelport.model_format.examples import example_columns, is_payload
 from modelport.model_format.flavors.base import PackRequest, PackSource, Staged
-from modelport.model_format.sources.onnx_edits import MATRIX_INPUT, join_columns, rename_outputs
+from modelport.model_format.sources.onnx_edits import (
+    MATRIX_INPUT,
+    join_columns,
+    joined_feed,
+    rename_outputs,
+)
 from modelport.model_format.sources.parity import Conversion, qualified_name, stage_conversion
 
 #: The frameworks this source knows, by the top-level module of their classes.
@@ -75,9 +80,12 @@ def check_supported(model: Any, framework: str) -> None:
     Raises:
         PackError: an objective, loss or booster type the ONNX conversion does not reproduce.
     """
-    problem = {"xgboost": _xgboost_problem, "lightgbm": _lightgbm_problem}.get(
-        framework, _catboost_problem
-    )(model)
+    problems = {
+        "xgboost": _xgboost_problem,
+        "lightgbm": _lightgbm_problem,
+        "catboost": _catboost_problem,
+    }
+    problem = problems[framework](model)
     if problem:
         raise PackError(f"cannot convert this {type(model).__name__} to ONNX: {problem}")
 
@@ -354,11 +362,7 @@ def convert_booster(booster: Any, example: Any) -> Conversion:
     _free_batch_dimension(model)
     if table:
         model = join_columns(model, columns)
-        # As join_columns declares them: floats as float32, integers (and bools) as int64.
-        fed = {
-            n: np.asarray(v).astype(np.float32 if v.dtype.kind == "f" else np.int64).reshape(-1, 1)
-            for n, v in columns.items()
-        }
+        fed = joined_feed(columns)
     else:
         fed = {"input": matrix}
     outputs = [o.name for o in model.graph.output]

@@ -40,6 +40,14 @@ def join_columns(model: Any, columns: Mapping[str, np.ndarray]) -> Any:
     return model
 
 
+def joined_feed(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The columns as :func:`join_columns` declares them: floats float32, the rest int64."""
+    return {
+        n: np.asarray(v).astype(np.float32 if v.dtype.kind == "f" else np.int64).reshape(-1, 1)
+        for n, v in columns.items()
+    }
+
+
 def rename_outputs(model: Any) -> None:
     """Rename the converters' output names to modelport's (:data:`RENAMED_OUTPUTS`), in place."""
     graph_outputs = {o.name for o in model.graph.output}

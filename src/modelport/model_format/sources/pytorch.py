@@ -117,17 +117,25 @@ def _known_dtypes(torch: Any, model: Any, names: list[str]) -> dict[str, np.dtyp
     for node in model.graph.nodes:
         value = node.meta.get("val")
         if node.op == "placeholder" and node.name in names and hasattr(value, "dtype"):
-            try:
-                dtypes[node.name] = torch.empty((), dtype=value.dtype).numpy().dtype
-            except TypeError:  # bfloat16 and friends have no numpy dtype: leave it to the example
-                continue
+            dtype = _numpy_dtype(torch, value.dtype)
+            if dtype is not None:  # else left to the example
+                dtypes[node.name] = dtype
     return dtypes
+
+
+def _numpy_dtype(torch: Any, dtype: Any) -> np.dtype[Any] | None:
+    """The numpy dtype of a torch dtype; None for those numpy lacks (bfloat16 and friends)."""
+    try:
+        found: np.dtype[Any] = torch.empty((), dtype=dtype).numpy().dtype
+    except TypeError:
+        return None
+    return found
 
 
 def _example_arrays(
     torch: Any, model: Any, example: Any, names: list[str]
 ) -> dict[str, np.ndarray]:
-    """The example as named arrays, in ``forward``'s order; floats as float32, like torch's."""
+    """The example as named arrays, in ``forward``'s order; floats in the module's float dtype."""
     if example is None and isinstance(model, torch.export.ExportedProgram):
         stored = getattr(model, "example_inputs", None)
         if stored is not None:
@@ -151,6 +159,7 @@ def _example_arrays(
     unknown = [str(k) for k in example if k not in names]
     if unknown or not example:
         raise PackError(f"the example names inputs {unknown or '(none)'}; forward takes {names}")
+    float_dtype = _float_dtype(torch, model)
     arrays: dict[str, np.ndarray] = {}
     for name in names:
         if name not in example:
@@ -164,12 +173,11 @@ def _example_arrays(
         elif array.dtype.kind == "f" or (from_json and array.dtype.kind in "iu"):
             # numpy's float64 (and JSON's numbers, which do not tell 1 from 1.0) in the float
             # type the module computes in: its parameters', float32 for most.
-            array = array.astype(_float_dtype(torch, model))
+            array = array.astype(float_dtype)
         if array.ndim == 0:
             raise PackError(f"example input {name!r} must have a batch dimension (rows first)")
         arrays[name] = array
-    missing = names[: len(arrays)] != list(arrays)
-    if missing:
+    if list(arrays) != names[: len(arrays)]:  # a gap: a later input given, an earlier not
         raise PackError(f"the example must give forward's inputs in order: {names}")
     return arrays
 
@@ -180,14 +188,9 @@ def _float_dtype(torch: Any, model: Any) -> np.dtype[Any]:
         parameters = model.state_dict.values()
     else:
         parameters = (*model.parameters(), *model.buffers())
-    for tensor in parameters:
-        if tensor.is_floating_point():
-            try:
-                found: np.dtype[Any] = torch.empty((), dtype=tensor.dtype).numpy().dtype
-            except TypeError:  # bfloat16 has no numpy dtype: float32 examples, cast by torch
-                break
-            return found
-    return np.dtype(np.float32)
+    first = next((t for t in parameters if t.is_floating_point()), None)
+    found = None if first is None else _numpy_dtype(torch, first.dtype)
+    return found or np.dtype(np.float32)  # bfloat16: float32 examples, cast by torch
 
 
 def _to_numpy(value: Any) -> np.ndarray:
@@ -211,8 +214,12 @@ def _outputs(result: Any) -> dict[str, np.ndarray]:
     return {n: _to_numpy(v) for n, v in named.items()}
 
 
+def _tensors(torch: Any, arrays: Any) -> tuple[Any, ...]:
+    return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
+
+
 def _run(torch: Any, module: Any, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays.values()]
+    tensors = _tensors(torch, arrays.values())
     try:
         with torch.no_grad():
             result = module(*tensors)
@@ -221,22 +228,26 @@ def _run(torch: Any, module: Any, arrays: Mapping[str, np.ndarray]) -> dict[str,
     return _outputs(result)
 
 
-def _export_rows(arrays: Mapping[str, np.ndarray]) -> tuple[Any, ...]:
+def _export_args(torch: Any, arrays: Mapping[str, np.ndarray]) -> tuple[Any, ...]:
     # torch.export specializes a dimension of size 1: trace with two rows so the batch stays free.
-    return tuple(np.concatenate([a, a]) if a.shape[0] == 1 else a for a in arrays.values())
+    rows = (np.concatenate([a, a]) if a.shape[0] == 1 else a for a in arrays.values())
+    return _tensors(torch, rows)
+
+
+def _free_batch_shapes(torch: Any, names: Any) -> dict[str, Any]:
+    batch = torch.export.Dim("batch")  # one dimension, shared: every input has the same rows
+    return {n: {0: batch} for n in names}
 
 
 def _free_batch(torch: Any, program: Any, arrays: Mapping[str, np.ndarray]) -> Any:
     """``program`` re-exported with a free batch dimension, or as it is if its batch is fixed."""
-    args = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in _export_rows(arrays))
-    batch = torch.export.Dim("batch")
     try:
         # Without its guards the module takes other sizes; export proves the graph does too.
         with _quiet_exporter():
             return torch.export.export(
                 program.module(check_guards=False),
-                args,
-                dynamic_shapes={n: {0: batch} for n in arrays},
+                _export_args(torch, arrays),
+                dynamic_shapes=_free_batch_shapes(torch, arrays),
             )
     except Exception:
         warnings.warn(
@@ -255,9 +266,8 @@ def _dynamo_export(
     args: tuple[Any, ...] | None = None
     dynamic: dict[str, Any] | None = None
     if not isinstance(model, torch.export.ExportedProgram):  # a program keeps its own shapes
-        args = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in _export_rows(arrays))
-        batch = torch.export.Dim("batch")
-        dynamic = {n: {0: batch} for n in names}
+        args = _export_args(torch, arrays)
+        dynamic = _free_batch_shapes(torch, names)
     try:
         with _quiet_exporter():
             program = torch.onnx.export(
@@ -285,13 +295,12 @@ def _legacy_export(
     torch: Any, model: Any, arrays: Mapping[str, np.ndarray], outputs: list[str]
 ) -> bytes:
     names = list(arrays)
-    args = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in _export_rows(arrays))
     buffer = io.BytesIO()
     try:
         with _quiet_exporter():
             torch.onnx.export(
                 model,
-                args,
+                _export_args(torch, arrays),
                 buffer,
                 dynamo=False,
                 input_names=names,
