@@ -13,6 +13,10 @@ with the lead), which matters: thread hand-offs, not the model, dominate small r
 - A leader waits for more requests (at most ``max_wait_s``) only while other requests are known
   to be on their way (their bodies are being read and parsed): a lone client never pays the wait.
 - One model call at a time per worker, so a model that is not thread-safe is safe.
+- Request threads that hold a :mod:`turn <modelport.serving.turns>` give it up while they wait
+  and while the model runs, and the requests of a finished call are woken in their turn, oldest
+  first, rather than all at once: so no request waits for the GIL behind later ones, and a
+  request waits at most for the batch it joins plus the call ahead of it.
 - When a merged call fails, each of its requests is run alone, so only the request that breaks
   the model gets the error.
 
@@ -33,6 +37,7 @@ import numpy as np
 
 from modelport.errors import Overloaded
 from modelport.model_format.signature import Signature
+from modelport.serving.turns import TURNS, Turns
 
 log = logging.getLogger("modelport.serving")
 
@@ -54,15 +59,17 @@ class BatchObserver(Protocol):
 
 
 class _Item:
-    __slots__ = ("error", "inputs", "key", "result", "rows", "state", "wake")
+    __slots__ = ("error", "inputs", "key", "result", "rows", "state", "turn", "wake")
 
-    def __init__(self, inputs: Arrays, key: object, rows: int) -> None:
+    def __init__(self, inputs: Arrays, key: object, rows: int, turn: int | None) -> None:
         self.inputs = inputs
         self.key = key
         self.rows = rows
         self.state = _QUEUED
         self.result: dict[str, np.ndarray] | None = None
         self.error: Exception | None = None
+        #: the submitting thread's ident when it held a turn: it is woken in its turn
+        self.turn = turn
         # A plain lock is the cheapest one-shot signal: whoever finishes the item releases it.
         self.wake = threading.Lock()
         self.wake.acquire()
@@ -84,6 +91,7 @@ class Batcher:
         max_wait_s: how long a batch may wait for requests that are on their way.
         observer: receives batch sizes and queue depth.
         enabled: False runs each request in its own model call (still one call at a time).
+        turns: the turns request threads may hold (default: the process's).
     """
 
     def __init__(
@@ -95,8 +103,10 @@ class Batcher:
         max_wait_s: float,
         observer: BatchObserver,
         enabled: bool = True,
+        turns: Turns = TURNS,
     ) -> None:
         self._predict = predict
+        self._turns = turns
         self._merge = enabled and batchable(signature)
         self._max_rows = max(1, max_batch_size)
         self._max_wait = max(0.0, max_wait_s)
@@ -145,7 +155,9 @@ class Batcher:
                 key = tuple([(n, a.dtype.str, a.shape[1:]) for n, a in inputs.items()])
             else:
                 rows = 0
-        item = _Item(inputs, key, rows)
+        turns = self._turns
+        turn = threading.get_ident() if turns.holding() else None
+        item = _Item(inputs, key, rows, turn)
         with self._cond:
             if announced:
                 self._coming -= 1
@@ -159,13 +171,19 @@ class Batcher:
                 self._cond.notify()
         if not lead:
             self._observer.set_queue_depth(depth)
+            if turn is not None:
+                turns.give()  # woken holding it again (by _wake)
             if not item.wake.acquire(timeout=timeout_s):
                 with self._cond:
-                    if item.state == _QUEUED:
+                    late = item.state == _QUEUED
+                    if late:
                         self._queue.remove(item)
-                        raise Overloaded(
-                            f"no prediction within {timeout_s:g} s; the server is overloaded"
-                        )
+                if late:
+                    if turn is not None:
+                        turns.take()
+                    raise Overloaded(
+                        f"no prediction within {timeout_s:g} s; the server is overloaded"
+                    )
                 # Taken by a leader or handed the lead just now: the wait is nearly over.
                 item.wake.acquire()
             if item.state != _LEAD:
@@ -192,7 +210,7 @@ class Batcher:
                 if self._queue:
                     successor = self._queue[0]
                     successor.state = _LEAD
-                    successor.wake.release()
+                    self._wake(successor)
                 else:
                     self._busy = False
                 depth = len(self._queue)
@@ -226,7 +244,29 @@ class Batcher:
                     deadline = now + self._max_wait
                 if now >= deadline:
                     return batch
-                cond.wait(deadline - now)
+                self._wait_for_followers(deadline - now)
+
+    def _wait_for_followers(self, timeout: float) -> None:
+        """Wait on the condition (held) for announced requests; they need the turn to arrive."""
+        cond, turns = self._cond, self._turns
+        if not turns.holding():
+            cond.wait(timeout)
+            return
+        turns.give()
+        cond.wait(timeout)
+        # Taken without the condition held: its holder may be waiting for the condition.
+        cond.release()
+        try:
+            turns.take()
+        finally:
+            cond.acquire()
+
+    def _wake(self, item: _Item) -> None:
+        """Wake a parked request: at once, or in its turn when it gave one up to park."""
+        if item.turn is None:
+            item.wake.release()
+        else:
+            self._turns.hand(item.wake, item.turn)
 
     def _execute(self, batch: list[_Item], own: _Item) -> None:
         try:
@@ -241,14 +281,15 @@ class Batcher:
                     item.error = RuntimeError("the batch could not be run")
                 item.state = _DONE
                 if item is not own:
-                    item.wake.release()
+                    self._wake(item)
 
     def _run_merged(self, batch: list[_Item]) -> None:
         names = list(batch[0].inputs)
         merged = {n: np.concatenate([item.inputs[n] for item in batch]) for n in names}
         total = sum(item.rows for item in batch)
         try:
-            outputs = self._predict(merged)
+            with self._turns.paused():
+                outputs = self._predict(merged)
         except Exception:
             # Run each request alone, so only the one that breaks the model gets the error.
             for item in batch:
@@ -270,7 +311,8 @@ class Batcher:
 
     def _run_alone(self, item: _Item) -> None:
         try:
-            item.result = self._predict(item.inputs)
+            with self._turns.paused():
+                item.result = self._predict(item.inputs)
         except Exception as exc:
             item.error = exc
             return

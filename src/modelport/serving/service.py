@@ -21,6 +21,7 @@ from modelport.model_format.package import Package, load, read_manifest
 from modelport.model_format.signature import DTYPES, JsonBooleans, Signature
 from modelport.serving.batcher import Batcher, BatchObserver
 from modelport.serving.config import ServeConfig
+from modelport.serving.turns import TURNS
 
 log = logging.getLogger("modelport.serving")
 
@@ -151,7 +152,8 @@ class ModelService:
         batcher = self.batcher
         if batcher is not None:
             return batcher
-        self.ready.wait(min(READY_WAIT_S, self._timeout))
+        with TURNS.paused():
+            self.ready.wait(min(READY_WAIT_S, self._timeout))
         if self.batcher is None:
             raise NotReady("the model is not ready yet; retry shortly")
         return self.batcher

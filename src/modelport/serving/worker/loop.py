@@ -22,6 +22,7 @@ from typing import Any
 
 from gunicorn.workers.base import Worker  # type: ignore[import-untyped]
 
+from modelport.serving.turns import TURNS
 from modelport.serving.worker.connection import Connection
 from modelport.serving.worker.cycle import RequestCycle
 from modelport.serving.worker.limits import (
@@ -448,11 +449,14 @@ class ModelportWorker(Worker):  # type: ignore[misc]
                         eof = False  # closed by the main thread once the client has it all
                     break
                 request = connection.ready.popleft()
+            # The application runs in this request's turn (see modelport.serving.turns).
+            TURNS.take()
             try:
                 keep = answer(connection, request)
             except OSError:
                 keep = False  # the client went away
             finally:
+                TURNS.give()
                 if request.reserved:
                     self.budget.release((request,))
             self.count_request()
