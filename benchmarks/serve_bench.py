@@ -2,7 +2,8 @@
 
 Usage:
     python benchmarks/serve_bench.py [--rounds 3] [--duration 5]
-        [--servers modelport,mlflow,mlserver] [--mlflow-venv /tmp/bench-venvs/mlflow]
+        [--servers modelport,mlflow,mlserver] [--baseline CHECKOUT]
+        [--mlflow-venv /tmp/bench-venvs/mlflow]
         [--mlserver-venv /tmp/bench-venvs/mlserver]
         [--models lr,rf] [--rows 1,100] [--concurrency 1,8,32]
         [--server-cpu 0] [--client-cpu 1] [--json results.json] [--dry-run]
@@ -23,6 +24,9 @@ request size. Rounds interleave the servers (the order rotates), and the table s
   none), ``POST /v2/models/NAME/infer``. Its own venv:
   ``python3 -m venv /tmp/bench-venvs/mlserver``, then
   ``/tmp/bench-venvs/mlserver/bin/pip install mlserver onnxruntime``.
+- modelport-baseline: the same, from another checkout's ``src/`` (``--baseline``, say a
+  ``git worktree add /tmp/before HEAD~1``), so a change is measured beside what it changes.
+- modelport-unbatched: ``modelport serve --no-batching``.
 - in-process: ``InferenceSession.run`` on the same rows in a loop, one thread, same core, no HTTP.
 
 Needs wrk (Debian: ``apt-get install -y wrk``) and taskset. A server whose venv is missing is
@@ -59,7 +63,9 @@ CONCURRENCY = (1, 8, 32)
 OPEN_LOOP = (0.5, 0.8)
 #: modelport with ``--no-batching``: what the dynamic batcher costs or buys, side by side.
 UNBATCHED = "modelport-unbatched"
-SERVERS = ("modelport", UNBATCHED, "mlflow", "mlserver")
+#: modelport from another checkout (``--baseline``): a change beside what it changes, in one run
+BASELINE = "modelport-baseline"
+SERVERS = ("modelport", UNBATCHED, BASELINE, "mlflow", "mlserver")
 OPEN_LOOP_SCRIPT = Path(__file__).with_name("open_loop.py")
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 WRK_SCRIPT = """
@@ -521,6 +527,9 @@ def run(args: argparse.Namespace, results: Results) -> None:
                     spec = modelport_spec(workdir, model, port)
                 elif server == UNBATCHED:
                     spec = modelport_spec(workdir, model, port, "--no-batching")
+                elif server == BASELINE:
+                    spec = modelport_spec(workdir, model, port)
+                    spec.env = {"PYTHONPATH": str(Path(args.baseline).resolve() / "src")}
                 elif server == "mlflow":
                     spec = mlflow_spec(workdir, model, port, venvs["mlflow"])
                 else:
@@ -715,6 +724,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--connections", type=int, default=64, help="the open-loop client's connections"
     )
+    parser.add_argument(
+        "--baseline",
+        help=f"a modelport checkout (a git worktree of an earlier commit) served as {BASELINE}",
+    )
     parser.add_argument("--mlflow-venv", default="/tmp/bench-venvs/mlflow")
     parser.add_argument("--mlserver-venv", default="/tmp/bench-venvs/mlserver")
     parser.add_argument("--server-cpu", type=int, default=0)
@@ -728,6 +741,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.servers) - set(SERVERS)
     if unknown:
         parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
+    if (BASELINE in args.servers) != bool(args.baseline):
+        parser.error(f"--baseline DIR and {BASELINE} in --servers go together")
+    if args.baseline and not (Path(args.baseline) / "src" / "modelport").is_dir():
+        parser.error(f"--baseline: no src/modelport in {args.baseline}")
     if set(args.models) - set(MODELS):
         parser.error(f"--models: choose from {', '.join(MODELS)}")
     if args.dry_run:

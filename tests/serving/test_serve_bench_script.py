@@ -48,6 +48,21 @@ def test_unknown_server_is_a_usage_error() -> None:
     assert "torchserve" in result.stderr
 
 
+def test_a_baseline_server_needs_a_checkout(tmp_path: Path) -> None:
+    result = run("--dry-run", "--servers", "modelport,modelport-baseline")
+    assert result.returncode == 2
+    assert "--baseline" in result.stderr
+    result = run("--dry-run", "--servers", "modelport-baseline", "--baseline", str(tmp_path))
+    assert result.returncode == 2
+    assert "no src/modelport" in result.stderr
+    checkout = Path(__file__).resolve().parents[2]
+    result = run(
+        "--dry-run", "--servers", "modelport,modelport-baseline", "--baseline", str(checkout)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "plan: 3 round(s) x 2 server(s)" in result.stdout
+
+
 def test_the_open_loop_client_sends_on_schedule_and_reads_every_answer(
     packages: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -143,17 +143,26 @@ def in_turn(
     return thread
 
 
+def holding_a_call(
+    tricky: modelport.Package, turns: Turns, answers: list[Any]
+) -> tuple[Ledger, Depths, Any, threading.Thread]:
+    """A batcher whose first call (a row of 0s, sent in turn) is held until released."""
+    ledger = Ledger(tricky, hold=0.0)
+    depths = Depths()
+    batcher = make_batcher(tricky, depths, ledger, max_wait_s=0.0, turns=turns)
+    leader = in_turn(turns, batcher, 0.0, answers)
+    assert ledger.held.wait(30)  # the model runs without the turn: others may queue
+    return ledger, depths, batcher, leader
+
+
 def test_requests_of_a_merged_call_are_answered_in_arrival_order(
     packages: dict[str, Path],
 ) -> None:
     turns = Turns()
+    answers: list[Any] = []
     with modelport.load(packages["tricky"], allow_code=True) as tricky:
-        ledger = Ledger(tricky, hold=0.0)
-        depths = Depths()
-        batcher = make_batcher(tricky, depths, ledger, max_wait_s=0.0, turns=turns)
-        answers: list[Any] = []
-        threads = [in_turn(turns, batcher, 0.0, answers)]
-        assert ledger.held.wait(30)  # the model runs without the turn: others may queue
+        ledger, depths, batcher, leader = holding_a_call(tricky, turns, answers)
+        threads = [leader]
         order = [4.0, 1.0, 5.0, 2.0, 3.0]
         for count, value in enumerate(order, 1):
             threads.append(in_turn(turns, batcher, value, answers))
@@ -175,13 +184,9 @@ def test_a_request_that_times_out_in_the_queue_answers_in_its_turn(
     packages: dict[str, Path],
 ) -> None:
     turns = Turns()
+    answers: list[Any] = []
     with modelport.load(packages["tricky"], allow_code=True) as tricky:
-        ledger = Ledger(tricky, hold=0.0)
-        depths = Depths()
-        batcher = make_batcher(tricky, depths, ledger, max_wait_s=0.0, turns=turns)
-        answers: list[Any] = []
-        leader = in_turn(turns, batcher, 0.0, answers)
-        assert ledger.held.wait(30)
+        ledger, _, batcher, leader = holding_a_call(tricky, turns, answers)
         late = in_turn(turns, batcher, 1.0, answers, timeout=0.05)
         late.join(30)  # the held call outlasts its timeout
         ledger.release()
