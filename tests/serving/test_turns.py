@@ -6,7 +6,6 @@ No timing: each test orders events with the turns' own queue and the batcher's q
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +16,7 @@ from test_batching import Depths, Ledger, make_batcher, rows_of
 import modelport
 from modelport.errors import Overloaded
 from modelport.serving.turns import Turns
-
-
-def wait_until(check: Callable[[], bool]) -> None:
-    done = threading.Event()
-    for _ in range(3000):
-        if check():
-            return
-        done.wait(0.01)
-    raise AssertionError("the condition never held")
+from process_helpers import wait_for
 
 
 def test_the_turn_goes_to_threads_in_the_order_they_asked() -> None:
@@ -43,7 +34,7 @@ def test_the_turn_goes_to_threads_in_the_order_they_asked() -> None:
         thread = threading.Thread(target=worker, args=(name,))
         thread.start()
         threads.append(thread)
-        wait_until(lambda count=count: turns.waiting() == count)  # type: ignore[misc]
+        wait_for(lambda count=count: turns.waiting() == count, f"{count} waiting")  # type: ignore[misc]
     assert order == []  # nobody runs while the turn is held
     turns.give()
     for thread in threads:
@@ -77,7 +68,7 @@ def test_a_parked_thread_handed_the_turn_wakes_in_its_place_holding_it() -> None
     turns.hand(gate, thread.ident or 0)  # queued: it wakes when the turn comes to it
     other = threading.Thread(target=later)
     other.start()
-    wait_until(lambda: turns.waiting() == 2)
+    wait_for(lambda: turns.waiting() == 2, "both queued")
     assert seen == []
     turns.give()
     thread.join(30)
@@ -103,7 +94,7 @@ def test_paused_gives_the_turn_up_while_blocked_and_takes_it_back_in_line() -> N
     assert blocked.wait(30)
     turns.take()  # free while the holder is blocked: no deadlock
     release.set()
-    wait_until(lambda: turns.waiting() == 1)  # the holder waits behind this thread now
+    wait_for(lambda: turns.waiting() == 1, "the holder queued")  # behind this thread now
     seen.append(("main", turns.holding()))
     turns.give()
     thread.join(30)
