@@ -100,10 +100,11 @@ def start(
     args: Sequence[str] = (),
     log_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> Served:
     """``modelport serve PACKAGE --port 0 --workers 1 ARGS``, ready to answer.
 
-    ``package`` may be a URI; then give ``log_dir``.
+    ``package`` may be a URI; then give ``log_dir``. ``pass_fds`` are inherited by the server.
     """
     where = Path(package)
     log_path = (log_dir or where.parent) / f"serve-{where.stem}-{time.monotonic_ns()}.log"
@@ -115,6 +116,7 @@ def start(
         stdout=log,
         stderr=subprocess.STDOUT,
         env=full_env,
+        pass_fds=pass_fds,
     )
     server = Served(proc, log_path, _log=log)
     try:

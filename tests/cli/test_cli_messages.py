@@ -6,7 +6,8 @@
 - A bare model (an ``.onnx`` file, an MLflow model directory) given where a package goes is an
   invalid package (exit 4) whose hint says to ``modelport pack`` it first.
 - ``modelport serve`` on a port already in use fails at once, naming the port (exit 1), instead
-  of gunicorn's five seconds of retries.
+  of gunicorn's five seconds of retries. ``--fd`` serves on an inherited listening socket, and
+  names a descriptor that is not one.
 """
 
 from __future__ import annotations
@@ -226,6 +227,43 @@ def test_a_second_server_on_a_served_port_fails_and_the_first_serves_on(
         assert json.loads(answer.body) == {"predictions": expected.tolist()}
     finally:
         assert first.stop() == 0, first.log()
+
+
+@pytest.mark.parametrize("mode", [[], ["--dev"]])
+def test_serve_on_an_inherited_socket_serves_on_its_port(
+    package: Path, tmp_path: Path, mode: list[str]
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        server = start(
+            package, ["--fd", str(sock.fileno()), *mode], log_dir=tmp_path, pass_fds=[sock.fileno()]
+        )
+    try:
+        assert server.url == f"http://127.0.0.1:{port}"  # --port 0 was ignored for the socket
+        answer = server.post("/invocations", b"[[1, 2, 3]]", {"Content-Type": "application/json"})
+        expected = np.array([[1, 2, 3]], np.float32) @ SINGLE_WEIGHTS
+        assert json.loads(answer.body) == {"predictions": expected.tolist()}
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_an_fd_that_is_not_a_listening_socket_is_named(
+    package: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with (tmp_path / "file").open("w") as file, socket.socket() as idle:
+        for fd, why in [
+            (file.fileno(), "Socket operation on non-socket"),
+            (idle.fileno(), "is not a listening TCP socket"),
+        ]:
+            code, err = cli(capsys, "serve", str(package), "--fd", str(fd))
+            assert code == 1
+            assert f"file descriptor {fd}" in err and why in err
+            assert "hint: --fd names a listening socket this process inherited" in err
+            assert "Traceback" not in err
+        idle.bind(("127.0.0.1", 0))  # still open: a refusal closes nothing it was given
+        file.write("still open")
 
 
 def test_a_host_that_is_not_this_machine_s_is_named(

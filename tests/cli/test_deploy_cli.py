@@ -54,10 +54,15 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> Any:
-    code, out, err = run(capsys, *args, "--json")
+def ok(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """Run a command that must succeed (its stderr is the failure message); returns stdout."""
+    code, out, err = run(capsys, *args)
     assert code == 0, err
-    return json.loads(out)
+    return out
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> Any:
+    return json.loads(ok(capsys, *args, "--json"))
 
 
 def get_until(
@@ -152,7 +157,7 @@ def test_predict_reads_stdin(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert run(capsys, "deploy", str(packages["v1"]), "-t", "local", "-n", "stdin")[0] == 0
+    ok(capsys, "deploy", str(packages["v1"]), "-t", "local", "-n", "stdin")
     monkeypatch.setattr("sys.stdin", io.StringIO('{"instances": [[3, 4]]}'))
     code, out, err = run(capsys, "deployments", "predict", "-t", "local", "-n", "stdin", "-i", "-")
     assert code == 0, err
@@ -172,7 +177,7 @@ def test_no_wait_returns_before_ready(
 def test_deploying_an_existing_name_exits_1(
     home: Path, packages: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(capsys, "deploy", str(packages["v1"]), "-t", "local", "-n", "twice")[0] == 0
+    ok(capsys, "deploy", str(packages["v1"]), "-t", "local", "-n", "twice")
     code, _, err = run(capsys, "deploy", str(packages["v2"]), "-t", "local", "-n", "twice")
     assert code == 1
     assert "a deployment named 'twice' already exists on target 'local'" in err
@@ -183,11 +188,11 @@ def test_the_local_uri_names_the_state_directory(
 ) -> None:
     elsewhere = tmp_path / "elsewhere"
     target = f"local:{elsewhere}"
-    assert run(capsys, "deploy", str(packages["v1"]), "-t", target, "-n", "uri")[0] == 0
+    ok(capsys, "deploy", str(packages["v1"]), "-t", target, "-n", "uri")
     assert (elsewhere / "deployments" / "local" / "uri" / "state.json").is_file()
     assert run_json(capsys, "deployments", "list", "-t", "local") == []  # not in MODELPORT_HOME
     assert [d["name"] for d in run_json(capsys, "deployments", "list", "-t", target)] == ["uri"]
-    assert run(capsys, "deployments", "delete", "-t", target, "-n", "uri")[0] == 0
+    ok(capsys, "deployments", "delete", "-t", target, "-n", "uri")
     assert not (elsewhere / "deployments" / "local" / "uri").exists()
 
 
@@ -361,7 +366,7 @@ def test_deployment_errors_exit_1(
     )
     assert code == 1
     # A server that refuses the input: the server's message, exit 1.
-    assert run(capsys, "deploy", str(packages["v1"]), "-t", "local", "-n", "strict")[0] == 0
+    ok(capsys, "deploy", str(packages["v1"]), "-t", "local", "-n", "strict")
     body.write_text('{"inputs": {"nope": [[1.0]]}}')
     code, _, err = run(
         capsys, "deployments", "predict", "-t", "local", "-n", "strict", "-i", str(body)
@@ -435,7 +440,7 @@ def test_targets_help_describes_every_option(capsys: pytest.CaptureFixture[str])
 def test_update_without_waiting_finishes_in_the_background(
     home: Path, packages: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(capsys, "deploy", str(packages["v1"]), "-t", "local", "-n", "later")[0] == 0
+    ok(capsys, "deploy", str(packages["v1"]), "-t", "local", "-n", "later")
     started = run_json(
         capsys,
         "deployments",
@@ -463,7 +468,7 @@ def test_a_failed_background_update_is_reported_and_the_old_version_serves(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert run(capsys, "deploy", str(packages["v1"]), "-t", "local", "-n", "bg")[0] == 0
+    ok(capsys, "deploy", str(packages["v1"]), "-t", "local", "-n", "bg")
     # The background job inherits the environment: its switch step fails.
     monkeypatch.setenv("MODELPORT_FAILPOINTS", "local.update.switch")
     args = ["deployments", "update", str(packages["v2"]), "-t", "local", "-n", "bg", "--no-wait"]
@@ -487,7 +492,7 @@ def test_promote_and_rollback_exit_2_on_a_target_without_traffic_splitting(
 def test_errors_come_with_a_hint_and_as_json(
     home: Path, packages: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(capsys, "deploy", str(packages["v1"]), "-t", "local", "-n", "twice")[0] == 0
+    ok(capsys, "deploy", str(packages["v1"]), "-t", "local", "-n", "twice")
     code, out, err = run(
         capsys, "deploy", str(packages["v1"]), "-t", "local", "-n", "twice", "--json"
     )

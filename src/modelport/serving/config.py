@@ -40,6 +40,8 @@ class ServeConfig:
         package: the package directory or archive to serve.
         host: the address to bind.
         port: the TCP port to bind (0 picks a free one; the log says which).
+        fd: a listening socket this process inherited (its file descriptor), served instead of
+            binding ``host:port``: a supervisor (the local target, systemd) bound it.
         workers: worker processes, each with its own copy of the model.
         threads: request threads per worker (also the most requests one batch can merge).
         ort_threads: ONNX Runtime intra-op threads per worker.
@@ -70,6 +72,7 @@ class ServeConfig:
     package: Path
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
+    fd: int | None = None
     workers: int = 1
     threads: int = 16
     ort_threads: int = 1

@@ -151,6 +151,13 @@ SERVE_OPTIONS: tuple[ServeOption, ...] = (
         high=65535,
     ),
     ServeOption(
+        "fd",
+        int,
+        "Serve on this inherited listening socket (a file descriptor) instead of binding "
+        "--host and --port.",
+        low=0,
+    ),
+    ServeOption(
         "workers",
         int,
         "Worker processes, each with its own model. [default: usable CPUs, at most 8]",
@@ -386,6 +393,7 @@ def serve_config(
         package=package_path(package, env),
         host=cfg.resolve_host(values["host"], env),
         port=cfg.resolve_port(values["port"], env),
+        fd=values["fd"],
         workers=workers,
         threads=values["threads"],
         ort_threads=cfg.ort_threads_per_worker(cpus, workers),

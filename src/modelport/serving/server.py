@@ -11,11 +11,14 @@ requests go straight from its threads to the model: no hop between processes.
 The listening socket is bound first, before the package is even read: a port already in use
 fails at once, naming the port (gunicorn itself would retry for 5 s, then print a log line).
 The bound socket is handed to gunicorn as ``fd://N`` (and to Flask's server as its ``fd``), so
-nothing else can take the port between the check and the server.
+nothing else can take the port between the check and the server. A supervisor that bound the
+socket itself (the local target does, so no other process can take the port it picked) hands
+it down instead, with ``--fd``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import math
@@ -79,6 +82,38 @@ def listening_socket(host: str, port: int) -> Iterator[socket.socket]:
         yield sock
     finally:
         sock.close()  # a no-op once detached
+
+
+@contextmanager
+def inherited_socket(fd: int) -> Iterator[socket.socket]:
+    """The listening TCP socket this process inherited as ``fd``; closed on leaving unless detached.
+
+    Raises:
+        ServeError: ``fd`` is not open, not a socket, or not a listening TCP socket.
+    """
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise ServeError(
+            f"cannot serve on file descriptor {fd}: {exc.strerror or exc}",
+            hint="--fd names a listening socket this process inherited",
+        ) from None
+    try:
+        listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            listening = 0
+    except OSError:
+        listening = 0
+    if not listening:
+        sock.detach()  # not ours to close
+        raise ServeError(
+            f"file descriptor {fd} is not a listening TCP socket",
+            hint="--fd names a listening socket this process inherited",
+        )
+    try:
+        yield sock
+    finally:
+        sock.close()
 
 
 def _listen_error(exc: OSError, host: str, port: int) -> ServeError:
@@ -184,11 +219,15 @@ def run(config: ServeConfig) -> None:
         ServeError: the port cannot be listened on (in use, not allowed), checked first; or
             the server stopped with an error.
     """
-    with (
-        listening_socket(config.host, config.port) as sock,
-        prepared_package(config) as package_dir,
-        metrics_directory() as metrics_dir,
-    ):
+    bound = (
+        listening_socket(config.host, config.port)
+        if config.fd is None
+        else inherited_socket(config.fd)
+    )
+    with bound as sock, prepared_package(config) as package_dir, metrics_directory() as metrics_dir:
+        if config.fd is not None:
+            host, port = sock.getsockname()[:2]
+            config = dataclasses.replace(config, host=host, port=port)
         if config.dev:
             _run_dev(config, sock, package_dir, metrics_dir)
         else:

@@ -16,30 +16,51 @@ import signal
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from modelport.deployers.kit.waiting import wait_until
 from modelport.errors import WaitTimeout
 
+#: The descriptor a process started with ``pass_fd`` finds it as (the first after stderr).
+PASSED_FD = 3
 
-def spawn_detached(argv: Sequence[str], *, log: Path, env: Mapping[str, str]) -> int:
+
+def spawn_detached(
+    argv: Sequence[str], *, log: Path, env: Mapping[str, str], pass_fd: int | None = None
+) -> int:
     """Start ``argv`` in its own session, with stdout and stderr appended to ``log``.
 
     ``posix_spawn`` leaves no ``Popen`` object behind to warn at garbage collection, and is safe
-    from a multi-threaded parent. The new process leads its own process group, so it and its
-    children (server workers) can be stopped together.
+    from a multi-threaded parent: no other descriptor leaks into the new process. The new process
+    leads its own process group, so it and its children (server workers) can be stopped together.
+
+    Args:
+        argv: the program and its arguments.
+        log: the file stdout and stderr are appended to.
+        env: the new process's whole environment.
+        pass_fd: a descriptor the new process inherits, as :data:`PASSED_FD` (a listening
+            socket bound here, so no other process can take its port in between).
 
     Returns:
         The new process's pid.
     """
-    actions = [
+    actions: list[tuple[Any, ...]] = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
+    # dup2 onto itself would leave the descriptor close-on-exec: pass a copy instead.
+    copy = os.dup(pass_fd) if pass_fd == PASSED_FD else None
+    if pass_fd is not None:
+        actions.append((os.POSIX_SPAWN_DUP2, pass_fd if copy is None else copy, PASSED_FD))
     try:
-        return os.posix_spawn(argv[0], list(argv), dict(env), file_actions=actions, setsid=True)
-    except NotImplementedError:  # pragma: no cover - a libc without POSIX_SPAWN_SETSID
-        return os.posix_spawn(argv[0], list(argv), dict(env), file_actions=actions, setpgroup=0)
+        try:
+            return os.posix_spawn(argv[0], list(argv), dict(env), file_actions=actions, setsid=True)
+        except NotImplementedError:  # pragma: no cover - a libc without POSIX_SPAWN_SETSID
+            return os.posix_spawn(argv[0], list(argv), dict(env), file_actions=actions, setpgroup=0)
+    finally:
+        if copy is not None:
+            os.close(copy)
 
 
 def _stat_fields(pid: int) -> list[str] | None:

@@ -12,7 +12,8 @@ Each deployment is two detached processes and one directory::
 
 - **the proxy** (:mod:`modelport.deployers.local.proxy`) owns the deployment's stable address
   (``-C port=...``, or a free port it picks) and forwards every request to the current server;
-- **the server** is ``modelport serve`` on a private ephemeral port on 127.0.0.1.
+- **the server** is ``modelport serve`` on a private ephemeral port on 127.0.0.1, bound here and
+  inherited (``--fd``), so no other process can take the port before the server listens.
 
 ``create`` and ``update`` are rollouts (:mod:`modelport.deployers.kit.rollout`): named steps,
 each undone in reverse order when a later one fails, and the same steps are ``--dry-run``'s plan.
@@ -131,11 +132,23 @@ class LocalConfig:
             raise ValueError("startup_timeout and stop_timeout must be positive")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def _listen_on_free_port() -> socket.socket:
+    """A socket listening on a free port of 127.0.0.1, for a server to inherit.
+
+    Bound here and handed down (``modelport serve --fd``) rather than picked, closed and bound
+    again by the server: in between, any other process (an outgoing connection's ephemeral port,
+    another server) could take the port, and /ping might then be answered by someone else.
+    """
+    from modelport.serving.server import LISTEN_BACKLOG
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(LISTEN_BACKLOG)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _package_record(package: Package, package_path: Path) -> dict[str, Any]:
@@ -242,17 +255,15 @@ class LocalDeployer(Deployer[LocalConfig]):
             env[ALLOW_CODE_ENV] = "1"
         return env
 
-    def _serve_command(self, package_path: Path, port: int) -> list[str]:
+    def _serve_command(self, package_path: Path) -> list[str]:
         command = [
             sys.executable,
             "-m",
             "modelport.cli.main",
             "serve",
             str(package_path),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
+            "--fd",
+            str(processes.PASSED_FD),
         ]
         if self.config.workers is not None:
             command += ["--workers", str(self.config.workers)]
@@ -276,11 +287,15 @@ class LocalDeployer(Deployer[LocalConfig]):
     def _start_server(
         self, directory: Path, package: Package, package_path: Path, generation: int
     ) -> dict[str, Any]:
-        port = _free_port()
         log = directory / f"server-{generation}.log"
-        pid = processes.spawn_detached(
-            self._serve_command(package_path, port), log=log, env=self._env(package)
-        )
+        with _listen_on_free_port() as sock:
+            port = sock.getsockname()[1]
+            pid = processes.spawn_detached(
+                self._serve_command(package_path),
+                log=log,
+                env=self._env(package),
+                pass_fd=sock.fileno(),
+            )
         return {
             "pid": pid,
             "start_time": processes.start_time(pid),
@@ -530,7 +545,7 @@ class LocalDeployer(Deployer[LocalConfig]):
                 f"({package.digest}) on a free port on 127.0.0.1",
                 start_server,
                 self._stop,
-                self._serve_command(directory / "package-1", 0),
+                self._serve_command(directory / "package-1"),
             ),
             _process_step(
                 "start-proxy",
@@ -637,7 +652,7 @@ class LocalDeployer(Deployer[LocalConfig]):
                 "current one",
                 start_server,
                 stop_server,
-                self._serve_command(directory / f"package-{generation}", 0),
+                self._serve_command(directory / f"package-{generation}"),
             ),
             Step(
                 "wait-ready",
