@@ -19,6 +19,7 @@ from test_app import ROW, error_of, make_app, post
 
 from modelport.errors import InputError, quote_name
 from modelport.model_format import jsontext
+from modelport.model_format.signature import JsonBooleans, has_boolean
 from modelport.serving import codec
 from modelport.serving.config import ServeConfig
 
@@ -67,8 +68,9 @@ def _random_json(rng: random.Random, depth: int) -> Any:
 
 
 def _random_text(rng: random.Random) -> str:
-    # Every character that could fool a scan that is not string-aware.
-    return "".join(rng.choice('ab[]{},"\\/\n\u2028é') for _ in range(rng.randrange(6)))
+    # Every character that could fool a scan that is not string-aware, and those the scan takes
+    # out before it looks (digits, signs, points, E and space: a number's), beside backslashes.
+    return "".join(rng.choice('ab[]{},"\\/\n\u2028é09-+.Ee \t') for _ in range(rng.randrange(6)))
 
 
 def _depth(value: Any) -> int:
@@ -95,7 +97,10 @@ def test_the_check_on_the_bytes_is_exact_for_strings_escapes_and_empties() -> No
     rng = random.Random(7)
     for _ in range(400):
         value = _random_json(rng, rng.randrange(1, 8))
-        for text in (json.dumps(value), json.dumps(value, ensure_ascii=False, indent=1)):
+        plain = json.dumps(value)
+        # json.dumps never escapes a slash; JSON may (a slash is only ever inside a string).
+        texts = (plain, json.dumps(value, ensure_ascii=False, indent=1), plain.replace("/", "\\/"))
+        for text in texts:
             body = text.encode()
             depth, values = _depth(value), _counted_values(value)
             jsontext.check_json_size(body, max_depth=depth, max_values=values)
@@ -104,6 +109,21 @@ def test_the_check_on_the_bytes_is_exact_for_strings_escapes_and_empties() -> No
                     jsontext.check_json_size(body, max_depth=depth - 1, max_values=values)
             with pytest.raises(InputError, match=f"more than {values - 1} values"):
                 jsontext.check_json_size(body, max_depth=depth, max_values=values - 1)
+
+
+def test_the_one_scan_never_misses_a_boolean() -> None:
+    # The body's skeleton (numbers and space taken out) keeps every true and false whole: a
+    # boolean is never read as a number (a string that spells one only costs the walk).
+    rng = random.Random(11)
+    for _ in range(400):
+        value = _random_json(rng, rng.randrange(1, 8))
+        for text in (json.dumps(value), json.dumps(value, indent=1), json.dumps([value, 2.5])):
+            decoded, booleans = jsontext.loads_with_booleans(text.encode())
+            assert decoded == json.loads(text)
+            if has_boolean(decoded):
+                assert booleans is JsonBooleans.POSSIBLE
+    assert jsontext.loads_with_booleans(b"[1.5e-05, -2E+3]")[1] is JsonBooleans.ABSENT
+    assert jsontext.loads_with_booleans(b"[1.5e-05,\ttrue]")[1] is JsonBooleans.POSSIBLE
 
 
 def test_brackets_inside_strings_are_not_nesting() -> None:

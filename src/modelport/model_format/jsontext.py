@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import InputError
+from modelport.model_format.signature import JsonBooleans
 
 try:
     import orjson
@@ -43,19 +44,30 @@ MAX_JSON_DEPTH = 64
 #: (an empty list with its slot), so this bounds what one body costs a worker's memory.
 MAX_JSON_VALUES = 2_000_000
 
+#: What numbers and the space between tokens are made of. Without them a body is its skeleton:
+#: brackets, braces, commas, colons, quotes, backslashes, the words true, false and null, and
+#: what else its strings hold. No escape starts with one of them (a backslash is followed by a
+#: quote, a backslash, a slash or a letter other than E), so quotes pair up in the skeleton
+#: exactly as in the body, and a 100-row numeric body's skeleton is a twentieth of it.
+_NUMBER_AND_SPACE = b"0123456789+-.E \t\r\n"
 #: Every byte but the ones that give a JSON text its structure: quotes, brackets, commas.
 _NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b'"[]{},')))
 _AS_SQUARE = bytes.maketrans(b"{}", b"[]")
 
 
-def _structure(body: bytes) -> bytes:
-    """The body's brackets and commas outside strings, in order (C-speed byte operations)."""
-    if b"\\" in body:
+def _skeleton(body: bytes) -> bytes:
+    """The body without its numbers and space (see ``_NUMBER_AND_SPACE``): one C-speed pass."""
+    return body.translate(None, _NUMBER_AND_SPACE)
+
+
+def _structure(skeleton: bytes) -> bytes:
+    """The brackets and commas outside strings, in order (C-speed byte operations)."""
+    if b"\\" in skeleton:
         # Escaped backslashes first, left to right as JSON pairs them; then what is left of an
         # escaped quote is no string's end.
-        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+        skeleton = skeleton.replace(b"\\\\", b"").replace(b'\\"', b"")
     # Between the 2k-th and the next quote is a string's inside.
-    return b"".join(body.translate(None, _NOT_STRUCTURE).split(b'"')[::2])
+    return b"".join(skeleton.translate(None, _NOT_STRUCTURE).split(b'"')[::2])
 
 
 def check_json_size(
@@ -64,16 +76,22 @@ def check_json_size(
     """Refuse a JSON body that nests too deep or holds too many values, before decoding it.
 
     Decoded JSON costs far more memory than its text (an empty list is 56 bytes for ``[],``) and
-    deep nesting breaks recursive walks, so both are bounded on the raw bytes. Small bodies pass
-    on two byte counts (a body holds no more values than bytes, and nests no deeper than it has
-    brackets); larger ones get one string-aware scan of C-speed byte operations.
+    deep nesting breaks recursive walks, so both are bounded on the raw bytes, read through the
+    body's skeleton (``_NUMBER_AND_SPACE``). Most bodies pass on two counts (a body holds no
+    more values than bytes, and nests no deeper than it has brackets); others get one
+    string-aware scan of C-speed byte operations.
 
     Raises:
         InputError: naming the limit that was passed.
     """
-    if len(body) <= max_values and body.count(b"[") + body.count(b"{") <= max_depth:
+    _check_size(_skeleton(body), len(body), max_depth, max_values)
+
+
+def _check_size(skeleton: bytes, length: int, max_depth: int, max_values: int) -> None:
+    """:func:`check_json_size` on the skeleton of a body of ``length`` bytes."""
+    if length <= max_values and skeleton.count(b"[") + skeleton.count(b"{") <= max_depth:
         return
-    structure = _structure(body)
+    structure = _structure(skeleton)
     # Arrays and objects nest alike: every bracket becomes [ or ].
     brackets = structure.translate(_AS_SQUARE, b",")
     opens = brackets.count(b"[")
@@ -107,9 +125,26 @@ def loads(body: bytes) -> Any:
         InputError: the body is not valid JSON (the message gives the position, not the text),
             or it is too deep or too large (:func:`check_json_size`).
     """
+    return _decode(body, _skeleton(body))
+
+
+def loads_with_booleans(body: bytes) -> tuple[Any, JsonBooleans]:
+    """Decode a JSON body as :func:`loads` does, and say whether its values may hold booleans.
+
+    Both come from one pass over the body: ``true`` and ``false`` outlive the skeleton whole, so
+    :meth:`JsonBooleans.in_text` reads them there (a string that held them only costs the walk).
+
+    Raises:
+        InputError: as :func:`loads`.
+    """
+    skeleton = _skeleton(body)
+    return _decode(body, skeleton), JsonBooleans.in_text(skeleton)
+
+
+def _decode(body: bytes, skeleton: bytes) -> Any:
     if not body:
         raise InputError("the request body is empty; expected JSON")
-    check_json_size(body)
+    _check_size(skeleton, len(body), MAX_JSON_DEPTH, MAX_JSON_VALUES)
     try:
         if orjson is not None and _INT64_EDGE not in body:
             try:
@@ -122,7 +157,7 @@ def loads(body: bytes) -> Any:
         raise InputError(f"malformed JSON body (line {exc.lineno}, column {exc.colno})") from None
     except (ValueError, RecursionError):
         raise InputError("malformed JSON body") from None
-    if b"\\u" in body:
+    if b"\\u" in skeleton:
         # The standard library lets a lone surrogate escape through (orjson refuses it); no
         # answer or message could be encoded with it.
         try:

@@ -387,8 +387,8 @@ class Endpoints:
         signature, strict = self.signature, self.strict
 
         def read(body: bytes) -> tuple[Payload, JsonBooleans]:
-            payload = to_payload(jsontext.loads(body), signature, strict=strict)
-            return payload, JsonBooleans.in_text(body)
+            value, booleans = jsontext.loads_with_booleans(body)
+            return to_payload(value, signature, strict=strict), booleans
 
         return read
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import InputError, quote_name
-from modelport.model_format.jsontext import dumps_answer, loads, plain
+from modelport.model_format.jsontext import dumps_answer, loads_with_booleans, plain
 from modelport.model_format.payload import format_predictions, output_rows
 from modelport.model_format.signature import (
     DTYPES,
@@ -276,8 +276,8 @@ def parse_v2(body: bytes, header_length: int | None, input_names: Collection[str
         raise InputError(f"{BINARY_HEADER} must be between 1 and the body's length")
     head = body if header_length is None else body[:header_length]
     binary = memoryview(body)[header_length:] if header_length is not None else memoryview(b"")
-    request = _object(loads(head), "the request")
-    booleans = JsonBooleans.in_text(head)
+    decoded, booleans = loads_with_booleans(head)
+    request = _object(decoded, "the request")
     request_id = request.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InputError("'id' must be a string")
