@@ -23,7 +23,8 @@ request size. Rounds interleave the servers (the order rotates), and the table s
 - MLServer: ``mlserver start`` with a minimal ONNX Runtime runtime written here (MLServer ships
   none), ``POST /v2/models/NAME/infer``. Its own venv:
   ``python3 -m venv /tmp/bench-venvs/mlserver``, then
-  ``/tmp/bench-venvs/mlserver/bin/pip install mlserver onnxruntime``.
+  ``/tmp/bench-venvs/mlserver/bin/pip install mlserver onnxruntime 'uvloop<0.22'`` (MLServer
+  1.7's workers call ``asyncio.get_event_loop()``, which uvloop 0.22 turned into an error).
 - modelport-baseline: the same, from another checkout's ``src/`` (``--baseline``, say a
   ``git worktree add /tmp/before HEAD~1``), so a change is measured beside what it changes.
 - modelport-unbatched: ``modelport serve --no-batching``.
