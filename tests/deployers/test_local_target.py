@@ -448,7 +448,10 @@ if sock.fileno() != processes.PASSED_FD:
     os.dup2(sock.fileno(), processes.PASSED_FD, inheritable=False)
 child = "import socket; print(socket.socket(fileno=3).getsockname()[1], flush=True)"
 pid = processes.spawn_detached(
-    [sys.executable, "-c", child], log=sys.argv[1], env=dict(os.environ), pass_fd=3
+    [sys.executable, "-c", child],
+    log=sys.argv[1],
+    env=dict(os.environ),
+    pass_fd=processes.PASSED_FD,
 )
 assert processes.wait_exit(pid, None, 30)
 print(sock.getsockname()[1])

@@ -48,6 +48,9 @@ WORKER_BOOT_ERROR = 3
 LISTEN_BACKLOG = 2048
 
 
+_FD_HINT = "--fd names a listening socket this process inherited"
+
+
 def _address(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
@@ -96,7 +99,7 @@ def inherited_socket(fd: int) -> Iterator[socket.socket]:
     except OSError as exc:
         raise ServeError(
             f"cannot serve on file descriptor {fd}: {exc.strerror or exc}",
-            hint="--fd names a listening socket this process inherited",
+            hint=_FD_HINT,
         ) from None
     try:
         listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
@@ -108,7 +111,7 @@ def inherited_socket(fd: int) -> Iterator[socket.socket]:
         sock.detach()  # not ours to close
         raise ServeError(
             f"file descriptor {fd} is not a listening TCP socket",
-            hint="--fd names a listening socket this process inherited",
+            hint=_FD_HINT,
         )
     try:
         yield sock

@@ -38,7 +38,6 @@ import json
 import os
 import shlex
 import shutil
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -130,25 +129,6 @@ class LocalConfig:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
         if self.startup_timeout <= 0 or self.stop_timeout <= 0:
             raise ValueError("startup_timeout and stop_timeout must be positive")
-
-
-def _listen_on_free_port() -> socket.socket:
-    """A socket listening on a free port of 127.0.0.1, for a server to inherit.
-
-    Bound here and handed down (``modelport serve --fd``) rather than picked, closed and bound
-    again by the server: in between, any other process (an outgoing connection's ephemeral port,
-    another server) could take the port, and /ping might then be answered by someone else.
-    """
-    from modelport.serving.server import LISTEN_BACKLOG
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(LISTEN_BACKLOG)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 def _package_record(package: Package, package_path: Path) -> dict[str, Any]:
@@ -288,7 +268,12 @@ class LocalDeployer(Deployer[LocalConfig]):
         self, directory: Path, package: Package, package_path: Path, generation: int
     ) -> dict[str, Any]:
         log = directory / f"server-{generation}.log"
-        with _listen_on_free_port() as sock:
+        # Bound here and handed down (``serve --fd``) rather than picked, closed and bound again
+        # by the server: in between, any other process could take the port, and /ping might then
+        # be answered by someone else.
+        from modelport.serving.server import listening_socket
+
+        with listening_socket("127.0.0.1", 0) as sock:
             port = sock.getsockname()[1]
             pid = processes.spawn_detached(
                 self._serve_command(package_path),
