@@ -49,7 +49,8 @@ def spawn_detached(
         (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
-    # dup2 onto itself would leave the descriptor close-on-exec: pass a copy instead.
+    # A dup2 onto itself leaves the descriptor close-on-exec where the libc does not clear the
+    # flag (POSIX left it open until 2024; glibc clears it): pass a copy instead.
     copy = os.dup(pass_fd) if pass_fd == PASSED_FD else None
     if pass_fd is not None:
         actions.append((os.POSIX_SPAWN_DUP2, pass_fd if copy is None else copy, PASSED_FD))
