@@ -82,11 +82,19 @@ def base_image(client: Any) -> str:
     name = os.environ.get(BASE_IMAGE_ENV)
     if not name:
         unavailable(f"{BASE_IMAGE_ENV} is not set")
-    try:
-        client.images.get(name)
-    except docker.errors.ImageNotFound:
-        unavailable(f"the base image {name} is not there")
-    return name
+    # podman's inspection of the image can fail for a moment with a 500 "image not known" while
+    # another image is being removed (CI, once, between two modules); it is a read, so ask again.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.images.get(name)
+            return name
+        except docker.errors.ImageNotFound:
+            unavailable(f"the base image {name} is not there")
+        except docker.errors.APIError as exc:
+            if "not known" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
 
 
 def free_port() -> int:

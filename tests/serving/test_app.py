@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +21,7 @@ from serving_support import error_message, protocol_of
 from modelport.errors import ModelNotFound
 from modelport.serving.app import create_app
 from modelport.serving.config import ServeConfig
+from modelport.serving.metrics import zero_gauges
 from modelport.serving.server import prepared_package
 
 
@@ -187,6 +190,51 @@ def _check_not_ready(app: Flask, client: FlaskClient) -> None:
     app.extensions["modelport"].load()
     assert client.get("/ping").status_code == 200
     assert post(client, "/invocations", {"inputs": [ROW]}).status_code == 200
+
+
+#: A second worker of the same server, in its own process: its metrics file says it is ready.
+_READY_WORKER = """
+import json, os, sys
+from pathlib import Path
+from modelport.serving.metrics import Layout, WorkerMetrics
+metrics = WorkerMetrics(Path(sys.argv[1]), Layout(json.loads(sys.argv[2]), int(sys.argv[3])))
+metrics.set_ready(True, 0.5)
+print(os.getpid())
+"""
+
+
+def test_with_several_workers_health_waits_for_every_worker(
+    packages: dict[str, Path], tmp_path: Path
+) -> None:
+    # A worker accepts connections while its model loads: were a ready worker to say 200, the
+    # next probe could land on the other one and get 503.
+    with make_app(packages["iris"], tmp_path, workers=2) as app:
+        client = app.test_client()
+        assert "ready in 1 of 2 workers" in error_of(client.get("/ping"), 503)
+        error_of(client.get("/v2/health/ready"), 503)
+        error_of(client.get("/v2/models/iris/ready"), 503)
+        # A request that lands here is answered: this worker's own model is ready.
+        assert post(client, "/invocations", {"inputs": [ROW]}).status_code == 200
+        layout = app.extensions["modelport.metrics"].layout
+        other = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _READY_WORKER,
+                str(tmp_path / "metrics"),
+                json.dumps(layout.routes[:-1]),
+                str(app.extensions["modelport"].config.max_batch_size),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        for path in ("/ping", "/v2/health/ready", "/v2/models/iris/ready"):
+            assert client.get(path).status_code == 200, path
+        # Once every worker was ready, another's restart (the master zeroes its gauges) leaves
+        # this worker answering for itself.
+        zero_gauges(tmp_path / "metrics", int(other.stdout))
+        assert client.get("/ping").status_code == 200
 
 
 def test_model_failure_is_500_generic_and_logged(

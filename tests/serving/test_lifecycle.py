@@ -83,6 +83,20 @@ def test_sigterm_drains_in_flight_requests_then_exits_promptly(
         server.stop()
 
 
+def test_ping_says_ready_once_every_worker_is(packages: dict[str, Path], tmp_path: Path) -> None:
+    # Each worker loads its own model and accepts connections meanwhile; the first 200 must mean
+    # that any probe from then on, on either worker, is a 200 too.
+    server = start_server(packages["iris"], ["--workers", "2"], log_dir=tmp_path, ready=False)
+    try:
+        wait_for(
+            lambda: request(server.url + "/ping").status == 200, "a 200 from /ping", log=server.log
+        )
+        assert gauge(server, "modelport_workers_ready") == 2
+        assert [request(server.url + "/ping").status for _ in range(40)] == [200] * 40
+    finally:
+        assert server.stop() == 0
+
+
 def test_a_dead_worker_is_replaced_and_the_server_keeps_answering(
     packages: dict[str, Path], tmp_path: Path
 ) -> None:

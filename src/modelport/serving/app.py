@@ -44,6 +44,7 @@ from modelport.errors import (
     ModelNotFound,
     ModelportError,
     NotAcceptable,
+    NotReady,
     Overloaded,
     UnsupportedMediaType,
     quote_name,
@@ -67,7 +68,13 @@ from modelport.serving.answers import (
     wsgi_status,
 )
 from modelport.serving.config import ServeConfig
-from modelport.serving.metrics import UNMATCHED_ROUTE, Layout, WorkerMetrics, render
+from modelport.serving.metrics import (
+    UNMATCHED_ROUTE,
+    Layout,
+    WorkerMetrics,
+    ready_workers,
+    render,
+)
 from modelport.serving.openapi import document
 from modelport.serving.service import ModelService
 
@@ -304,6 +311,9 @@ class Endpoints:
         #: the protocol of each route without variables (Vertex AI's included), for errors
         self._protocols = {r.rule: r.protocol for r in routes(config) if "<" not in r.rule}
         self._metrics_dir = metrics_dir
+        self._workers = config.workers
+        #: every worker was once seen ready; from then on this worker's own readiness is enough
+        self._all_ready = config.workers <= 1
         flavor = service.manifest.flavor
         self._platform = "onnxruntime_onnx" if not flavor.runs_code else f"modelport_{flavor.name}"
         self._openapi = jsontext.dumps(
@@ -442,9 +452,26 @@ class Endpoints:
 
     # --- SageMaker and MLflow -------------------------------------------------------------------
 
+    def check_ready(self) -> None:
+        """Raise :class:`NotReady` until this worker's model is ready, and every worker's was.
+
+        A worker accepts connections while its model loads, so with several workers one that is
+        ready must not say so while the next probe could still land on one that is not: a
+        server's readiness would flap while it starts (a deployer that saw 200 would then see
+        503). Once a worker has seen every worker ready it answers for itself alone, so another
+        worker's restart does not make the whole server say 503.
+        """
+        self.service.check_ready()
+        if self._all_ready:
+            return
+        ready = ready_workers(self._metrics_dir)
+        if ready < self._workers:
+            raise NotReady(f"the model is ready in {ready} of {self._workers} workers")
+        self._all_ready = True
+
     def ping(self, environ: Environ) -> Answer:
         """``GET /ping``, ``GET /health`` and Vertex AI's health route: 200 once ready."""
-        self.service.check_ready()
+        self.check_ready()
         return Answer(b"", TEXT_TYPE)
 
     def version(self, environ: Environ) -> Answer:
@@ -514,7 +541,7 @@ class Endpoints:
 
     def v2_ready(self, environ: Environ) -> Answer:
         """``GET /v2/health/ready``: 200 once the model is ready."""
-        self.service.check_ready()
+        self.check_ready()
         return _json({"ready": True})
 
     def v2_model(
@@ -537,7 +564,7 @@ class Endpoints:
     ) -> Answer:
         """``GET /v2/models/{name}[/versions/{v}]/ready``."""
         self._check_model(model_name, model_version)
-        self.service.check_ready()
+        self.check_ready()
         return _json({"name": self.service.name, "ready": True})
 
     def v2_infer(

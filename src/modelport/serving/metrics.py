@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import mmap
 import os
+import struct
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -179,6 +180,21 @@ def zero_gauges(directory: Path, pid: int) -> None:
             fh.write(b"\0" * (8 * _GAUGES))
     except FileNotFoundError:
         pass
+
+
+def ready_workers(directory: Path) -> int:
+    """How many workers' ready gauges say their model is loaded and warmed up."""
+    ready = 0
+    for path in directory.glob(f"{_FILE_PREFIX}*{_FILE_SUFFIX}"):
+        try:
+            with path.open("rb") as fh:
+                fh.seek(8 * _READY)
+                raw = fh.read(8)
+        except OSError:  # a file being created or removed right now
+            continue
+        if len(raw) == 8 and struct.unpack("d", raw)[0] == 1.0:
+            ready += 1
+    return ready
 
 
 def collect(directory: Path, layout: Layout) -> np.ndarray:
