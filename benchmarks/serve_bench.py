@@ -28,6 +28,8 @@ request size. Rounds interleave the servers (the order rotates), and the table s
 - modelport-baseline: the same, from another checkout's ``src/`` (``--baseline``, say a
   ``git worktree add /tmp/before HEAD~1``), so a change is measured beside what it changes.
 - modelport-unbatched: ``modelport serve --no-batching``.
+- modelport-npy: the same server, the same rows as an ``application/x-npy`` body (float32, what
+  ``numpy.save`` writes): what a binary body saves over JSON.
 - in-process: ``InferenceSession.run`` on the same rows in a loop, one thread, same core, no HTTP.
 
 Needs wrk (Debian: ``apt-get install -y wrk``) and taskset. A server whose venv is missing is
@@ -66,12 +68,15 @@ OPEN_LOOP = (0.5, 0.8)
 UNBATCHED = "modelport-unbatched"
 #: modelport from another checkout (``--baseline``): a change beside what it changes, in one run
 BASELINE = "modelport-baseline"
-SERVERS = ("modelport", UNBATCHED, BASELINE, "mlflow", "mlserver")
+#: modelport on ``application/x-npy`` bodies: the same rows without JSON
+NPY = "modelport-npy"
+NPY_TYPE = "application/x-npy"
+SERVERS = ("modelport", UNBATCHED, BASELINE, NPY, "mlflow", "mlserver")
 OPEN_LOOP_SCRIPT = Path(__file__).with_name("open_loop.py")
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 WRK_SCRIPT = """
 wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Content-Type"] = os.getenv("BENCH_TYPE") or "application/json"
 local f = io.open(os.getenv("BENCH_BODY"), "rb")
 wrk.body = f:read("*a")
 f:close()
@@ -264,6 +269,9 @@ def write_bodies(workdir: Path, row_counts: list[int]) -> dict[tuple[str, int], 
             path = workdir / f"body-{kind}-{rows}.json"
             path.write_text(text)
             bodies[(kind, rows)] = path
+        npy = workdir / f"body-npy-{rows}.npy"
+        np.save(npy, np.ascontiguousarray(data, dtype=np.float32))
+        bodies[("npy", rows)] = npy
     return bodies
 
 
@@ -279,6 +287,7 @@ class Spec:
     predict: str
     body_kind: str
     env: dict[str, str]
+    content_type: str = "application/json"
 
 
 def modelport_spec(workdir: Path, model: str, port: int, *options: str) -> Spec:
@@ -413,12 +422,18 @@ def parse_latency(text: str) -> float:
 
 
 def run_wrk(
-    url: str, body: Path, concurrency: int, duration: int, cpu: int, script: Path
+    url: str,
+    body: Path,
+    concurrency: int,
+    duration: int,
+    cpu: int,
+    script: Path,
+    content_type: str = "application/json",
 ) -> dict[str, float]:
     out = subprocess.run(
         ["taskset", "-c", str(cpu), "wrk", "-t1", f"-c{concurrency}", f"-d{duration}s",
          "--timeout", "10s", "--latency", "-s", str(script), url],
-        env={**os.environ, "BENCH_BODY": str(body)},
+        env={**os.environ, "BENCH_BODY": str(body), "BENCH_TYPE": content_type},
         capture_output=True,
         text=True,
         check=True,
@@ -440,12 +455,18 @@ def run_wrk(
 
 
 def run_open_loop(
-    url: str, body: Path, rate: float, duration: int, args: argparse.Namespace
+    url: str,
+    body: Path,
+    rate: float,
+    duration: int,
+    args: argparse.Namespace,
+    content_type: str = "application/json",
 ) -> dict[str, float]:
     """benchmarks/open_loop.py on the client's core: ``rate`` requests/s for ``duration`` s."""
     out = subprocess.run(
         ["taskset", "-c", str(args.client_cpu), sys.executable, str(OPEN_LOOP_SCRIPT), url,
-         str(body), f"{rate:.1f}", str(duration), "--connections", str(args.connections)],
+         str(body), f"{rate:.1f}", str(duration), "--connections", str(args.connections),
+         "--content-type", content_type],
         capture_output=True,
         text=True,
         check=True,
@@ -528,6 +549,9 @@ def run(args: argparse.Namespace, results: Results) -> None:
                     spec = modelport_spec(workdir, model, port)
                 elif server == UNBATCHED:
                     spec = modelport_spec(workdir, model, port, "--no-batching")
+                elif server == NPY:
+                    spec = modelport_spec(workdir, model, port)
+                    spec.body_kind, spec.content_type = "npy", NPY_TYPE
                 elif server == BASELINE:
                     spec = modelport_spec(workdir, model, port)
                     spec.env = {"PYTHONPATH": str(Path(args.baseline).resolve() / "src")}
@@ -540,7 +564,13 @@ def run(args: argparse.Namespace, results: Results) -> None:
                 with running(spec, args.server_cpu, log) as (proc, cold):
                     # Warm-up: the first requests of a fresh server are not its steady state.
                     run_wrk(
-                        spec.predict, bodies[(spec.body_kind, 1)], 8, 1, args.client_cpu, script
+                        spec.predict,
+                        bodies[(spec.body_kind, 1)],
+                        8,
+                        1,
+                        args.client_cpu,
+                        script,
+                        spec.content_type,
                     )
                     for rows in args.rows:
                         body = bodies[(spec.body_kind, rows)]
@@ -554,6 +584,7 @@ def run(args: argparse.Namespace, results: Results) -> None:
                                 args.duration,
                                 args.client_cpu,
                                 script,
+                                spec.content_type,
                             )
                             cpu = cpu_seconds(pids) - cpu_before
                             requests = max(out.get("requests", 0.0), 1.0)
@@ -584,7 +615,12 @@ def run(args: argparse.Namespace, results: Results) -> None:
                             pids = tree(proc.pid)
                             cpu_before = cpu_seconds(pids)
                             got = run_open_loop(
-                                spec.predict, body, maximum * share, args.duration, args
+                                spec.predict,
+                                body,
+                                maximum * share,
+                                args.duration,
+                                args,
+                                spec.content_type,
                             )
                             cpu = cpu_seconds(pids) - cpu_before
                             results.samples.append(
