@@ -809,6 +809,30 @@ def test_npy_versions_2_and_3() -> None:
         np.testing.assert_array_equal(codec.read_npy(buffer.getvalue()), array)
 
 
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.float32(2.5),
+        np.arange(5, dtype=np.int64),
+        np.arange(6, dtype=">f8").reshape(2, 3),
+        np.asfortranarray(np.arange(6, dtype=np.uint8).reshape(2, 3)),
+        np.array([["ab", "c"]]),
+    ],
+)
+def test_npy_headers_spaced_otherwise_read_the_same(array: np.ndarray) -> None:
+    # np.save's own header is read without literal_eval; any other spelling of the same header
+    # (here: no spaces, and the keys in another order) takes literal_eval to the same array.
+    body = npy(array)
+    start = 10 + int.from_bytes(body[8:10], "little")
+    header = np.lib.format.header_data_from_array_1_0(array)
+    text = "{" + ",".join(f"{k!r}:{v!r}" for k, v in reversed(header.items())) + "}"
+    other = b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode() + body[start:]
+    assert body[10:start] != text.encode()
+    for read in (codec.read_npy(body), codec.read_npy(other)):
+        assert read.dtype == array.dtype.newbyteorder("=")
+        np.testing.assert_array_equal(read, array)
+
+
 def test_npy_a_plain_array_is_the_one_input() -> None:
     x = np.arange(8, dtype=np.float64).reshape(2, 4)
     payload = codec.parse_npy(npy(x), MATRIX)
