@@ -78,8 +78,8 @@ def check_json_size(
     Decoded JSON costs far more memory than its text (an empty list is 56 bytes for ``[],``) and
     deep nesting breaks recursive walks, so both are bounded on the raw bytes, read through the
     body's skeleton (``_NUMBER_AND_SPACE``). Most bodies pass on two counts (a body holds no
-    more values than bytes, and nests no deeper than it has brackets once sibling rows are
-    merged: ``_opens``); others get one string-aware scan of C-speed byte operations.
+    more values than bytes, and nests no deeper than it has brackets); others get one
+    string-aware scan of C-speed byte operations.
 
     Raises:
         InputError: naming the limit that was passed.
@@ -87,20 +87,9 @@ def check_json_size(
     _check_size(_skeleton(body), len(body), max_depth, max_values)
 
 
-def _opens(skeleton: bytes) -> int:
-    """A bound on how deep a skeleton nests: its opening brackets, siblings' merged.
-
-    Taking ``],[`` (or ``},{``) away leaves the depth at every other byte as it was, so the
-    deepest nesting stays; a tensor's rows (or a list of records) then count once, not once each.
-    In a string they are no structure, and taking them away only lowers the bound's excess.
-    """
-    merged = skeleton.replace(b"],[", b"").replace(b"},{", b"")
-    return merged.count(b"[") + merged.count(b"{")
-
-
 def _check_size(skeleton: bytes, length: int, max_depth: int, max_values: int) -> None:
     """:func:`check_json_size` on the skeleton of a body of ``length`` bytes."""
-    if length <= max_values and _opens(skeleton) <= max_depth:
+    if length <= max_values and skeleton.count(b"[") + skeleton.count(b"{") <= max_depth:
         return
     structure = _structure(skeleton)
     # Arrays and objects nest alike: every bracket becomes [ or ].
