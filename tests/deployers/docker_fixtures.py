@@ -82,19 +82,24 @@ def base_image(client: Any) -> str:
     name = os.environ.get(BASE_IMAGE_ENV)
     if not name:
         unavailable(f"{BASE_IMAGE_ENV} is not set")
-    # podman's inspection of the image can fail for a moment with a 500 "image not known" while
-    # another image is being removed (CI, once, between two modules); it is a read, so ask again.
-    deadline = time.monotonic() + 30
-    while True:
+    from modelport.deployers.kit.waiting import wait_until
+
+    def inspected() -> bool:
+        # podman's inspection of the image can fail for a moment with a 500 "image not known"
+        # while another image is being removed (CI, once, between two modules); it is a read,
+        # so ask again.
         try:
             client.images.get(name)
-            return name
         except docker.errors.ImageNotFound:
             unavailable(f"the base image {name} is not there")
         except docker.errors.APIError as exc:
-            if "not known" not in str(exc) or time.monotonic() > deadline:
+            if "not known" not in str(exc):
                 raise
-        time.sleep(0.2)
+            return False
+        return True
+
+    wait_until(inspected, what=f"podman to inspect the base image {name}", timeout_s=30)
+    return name
 
 
 def free_port() -> int:
